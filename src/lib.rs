@@ -1,0 +1,12 @@
+//! Astaire: active resynchronisation of Clearwater-style memcached clusters.
+//!
+//! The parts, in the order data flows through them (see `ARCHITECTURE.md`):
+//! [`view`] computes which vbuckets this node must pull and from where;
+//! [`resync`] streams them from the sources with the [`memcached`] client
+//! and injects them locally; [`stats`] is the one meeting point where the
+//! worker publishes its counters for whoever reports them.
+
+pub mod memcached;
+pub mod resync;
+pub mod stats;
+pub mod view;

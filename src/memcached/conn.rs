@@ -1,0 +1,268 @@
+//! A tokio connection to one memcached server.
+//!
+//! It only moves bytes: requests are built with [`super::proto`] and
+//! responses parsed by it. Reading and writing run concurrently in
+//! [`Connection::pipeline`], so a large batch can never deadlock with the
+//! server blocked on a full socket while we are still writing. Every read and
+//! write has an inactivity timeout: a stopped server (SIGSTOP, a dead link)
+//! becomes an error, never a hang.
+
+use super::dump::{parse_dump_line, DumpLine, DumpMode};
+use super::proto::{self, Meta, ProtoError, Status, WireKey, MAX_LINE};
+use super::McError;
+use std::ops::Range;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+/// Default inactivity timeout for reads, writes and connecting.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The read side with its buffer: frames are parsed in place.
+pub struct Reader {
+    server: String,
+    inner: OwnedReadHalf,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    frame: Range<usize>,
+    timeout: Duration,
+}
+
+impl Reader {
+    /// Reads more bytes; `Ok(false)` at a clean end of stream.
+    async fn fill(&mut self) -> Result<bool, McError> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.start > 0 && self.end == self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            let grown = (self.buf.len() * 2).min(proto::MAX_VALUE + 2 * MAX_LINE);
+            if grown <= self.buf.len() {
+                return Err(self.protocol(ProtoError::LineTooLong));
+            }
+            self.buf.resize(grown, 0);
+        }
+        let read = self.inner.read(&mut self.buf[self.end..]);
+        let n = timeout(self.timeout, read)
+            .await
+            .map_err(|_| McError::Timeout { server: self.server.clone(), secs: self.timeout.as_secs() })?
+            .map_err(|source| McError::Io { server: self.server.clone(), source })?;
+        self.end += n;
+        Ok(n > 0)
+    }
+
+    fn protocol(&self, source: ProtoError) -> McError {
+        McError::Protocol { server: self.server.clone(), source }
+    }
+
+    /// The next frame, parsed by `parse` (which returns the frame length).
+    async fn next<T>(
+        &mut self,
+        parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, ProtoError>,
+    ) -> Result<T, McError> {
+        loop {
+            match parse(&self.buf[self.start..self.end]) {
+                Ok(Some((item, len))) => {
+                    self.frame = self.start..self.start + len;
+                    self.start += len;
+                    return Ok(item);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(self.protocol(e)),
+            }
+            if !self.fill().await? {
+                let partial = self.start != self.end;
+                return Err(McError::Closed { server: self.server.clone(), partial });
+            }
+        }
+    }
+
+    /// The next meta response.
+    pub async fn meta(&mut self) -> Result<Meta, McError> {
+        self.next(|b| Ok(proto::parse_meta(b)?.map(|m| { let l = m.len; (m, l) }))).await
+    }
+
+    /// The next dump line.
+    pub async fn dump_line(&mut self, mode: DumpMode) -> Result<DumpLine, McError> {
+        self.next(|b| parse_dump_line(b, mode)).await
+    }
+
+    /// The bytes of the frame returned last; valid until the next read.
+    pub fn frame(&self) -> &[u8] {
+        &self.buf[self.frame.clone()]
+    }
+}
+
+/// A connection: the buffered reader and the raw writer.
+pub struct Connection {
+    pub reader: Reader,
+    writer: OwnedWriteHalf,
+    server: String,
+    timeout: Duration,
+}
+
+impl Connection {
+    /// Connects to `server` (`host:port` or `[v6]:port`).
+    pub async fn connect(server: &str, io_timeout: Duration) -> Result<Connection, McError> {
+        let stream = timeout(io_timeout, TcpStream::connect(server))
+            .await
+            .map_err(|_| McError::Timeout { server: server.to_owned(), secs: io_timeout.as_secs() })?
+            .map_err(|source| McError::Connect { server: server.to_owned(), source })?;
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        Ok(Connection {
+            reader: Reader {
+                server: server.to_owned(),
+                inner: read,
+                buf: vec![0; 256 * 1024],
+                start: 0,
+                end: 0,
+                frame: 0..0,
+                timeout: io_timeout,
+            },
+            writer: write,
+            server: server.to_owned(),
+            timeout: io_timeout,
+        })
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Writes raw bytes.
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), McError> {
+        write_all(&mut self.writer, bytes, &self.server, self.timeout).await
+    }
+
+    /// Sends `requests` (which must end with `mn`) and feeds every response
+    /// before the closing `MN` to `each`, while the requests are still being
+    /// written. `each` gets the parsed response and the bytes of its frame.
+    pub async fn pipeline<F>(&mut self, requests: &[u8], mut each: F) -> Result<(), McError>
+    where
+        F: FnMut(&Meta, &[u8]) -> Result<(), McError>,
+    {
+        let Connection { reader, writer, server, timeout: t } = self;
+        let write = write_all(writer, requests, server, *t);
+        let read = async {
+            loop {
+                let meta = reader.meta().await?;
+                if meta.status == Status::Noop {
+                    return Ok(());
+                }
+                each(&meta, reader.frame())?;
+            }
+        };
+        tokio::try_join!(write, read).map(|_| ())
+    }
+
+    /// `version`: the server's version string.
+    pub async fn version(&mut self) -> Result<String, McError> {
+        self.send(b"version\r\n").await?;
+        let line = self
+            .reader
+            .next(|b| {
+                let Some(nl) = b.iter().position(|c| *c == b'\n') else { return Ok(None) };
+                Ok(Some((String::from_utf8_lossy(&b[..nl]).trim().to_owned(), nl + 1)))
+            })
+            .await?;
+        line.strip_prefix("VERSION ")
+            .map(str::to_owned)
+            .ok_or_else(|| self.reader.protocol(ProtoError::Malformed(line)))
+    }
+
+    /// Reads one item: `(value, flags, remaining ttl, cas)`, or `None`.
+    pub async fn get(&mut self, raw_key: &[u8]) -> Result<Option<Item>, McError> {
+        let mut req = Vec::new();
+        let mut wire = Vec::new();
+        let base64 = self.key(raw_key, &mut wire)?;
+        proto::mg(&mut req, WireKey { bytes: &wire, base64 }, "f t v c");
+        proto::mn(&mut req);
+        let mut item = None;
+        self.pipeline(&req, |m, frame| {
+            if m.status == Status::Value {
+                item = Some(Item {
+                    value: m.value.clone().map(|r| frame[r].to_vec()).unwrap_or_default(),
+                    flags: m.flags.unwrap_or(0),
+                    ttl: m.ttl.unwrap_or(-1),
+                    cas: m.cas.unwrap_or(0),
+                });
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(item)
+    }
+
+    /// Plain set (`ttl` as memcached reads it: 0 none, ≤ 30 days relative,
+    /// otherwise absolute). For clients and tests, never for resync.
+    pub async fn set(&mut self, raw_key: &[u8], value: &[u8], flags: u32, ttl: u64) -> Result<(), McError> {
+        self.store(raw_key, value, flags, ttl, proto::SetMode::Set { cas: None }).await.map(|_| ())
+    }
+
+    /// One store; returns the response status.
+    pub async fn store(
+        &mut self,
+        raw_key: &[u8],
+        value: &[u8],
+        flags: u32,
+        ttl: u64,
+        mode: proto::SetMode,
+    ) -> Result<Status, McError> {
+        let mut req = Vec::new();
+        let mut wire = Vec::new();
+        let base64 = self.key(raw_key, &mut wire)?;
+        proto::ms(&mut req, WireKey { bytes: &wire, base64 }, value, flags, ttl, mode);
+        proto::mn(&mut req);
+        let mut status = Status::Noop;
+        self.pipeline(&req, |m, _| {
+            status = m.status;
+            Ok(())
+        })
+        .await?;
+        Ok(status)
+    }
+
+    /// Deletes a key; returns whether it was there.
+    pub async fn delete(&mut self, raw_key: &[u8]) -> Result<bool, McError> {
+        let mut req = Vec::new();
+        let mut wire = Vec::new();
+        let base64 = self.key(raw_key, &mut wire)?;
+        proto::md(&mut req, WireKey { bytes: &wire, base64 }, None);
+        proto::mn(&mut req);
+        let mut found = false;
+        self.pipeline(&req, |m, _| {
+            found = m.status == Status::Stored;
+            Ok(())
+        })
+        .await?;
+        Ok(found)
+    }
+
+    fn key(&self, raw: &[u8], out: &mut Vec<u8>) -> Result<bool, McError> {
+        proto::encode_key(raw, out).map_err(|source| McError::Key { server: self.server.clone(), source })
+    }
+}
+
+/// One item as read back by [`Connection::get`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub value: Vec<u8>,
+    pub flags: u32,
+    pub ttl: i64,
+    pub cas: u64,
+}
+
+async fn write_all(w: &mut OwnedWriteHalf, bytes: &[u8], server: &str, t: Duration) -> Result<(), McError> {
+    timeout(t, w.write_all(bytes))
+        .await
+        .map_err(|_| McError::Timeout { server: server.to_owned(), secs: t.as_secs() })?
+        .map_err(|source| McError::Io { server: server.to_owned(), source })
+}

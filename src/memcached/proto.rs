@@ -1,0 +1,394 @@
+//! The meta text protocol as bytes: request encoders and a response parser.
+//!
+//! Pure code, no sockets. The parser first checks that a whole frame is
+//! buffered and only then parses it, so a partial read is never an error
+//! (`Ok(None)` asks for more bytes). Parsed frames carry offsets into the
+//! frame rather than borrowed slices, which lets the connection hand them out
+//! without tying up its buffer.
+
+use std::ops::Range;
+
+/// Longest response line accepted before the stream is declared broken.
+pub const MAX_LINE: usize = 8 * 1024;
+/// Largest value accepted from a server (memcached's `-I` tops out at 1 GiB,
+/// but nothing this tool moves is near that; anything above is garbage).
+pub const MAX_VALUE: usize = 256 * 1024 * 1024;
+/// memcached's KEY_MAX_LENGTH, which also bounds the base64 form of a key.
+pub const MAX_KEY: usize = 250;
+
+/// Why bytes from a server could not be understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtoError {
+    #[error("response line longer than {MAX_LINE} bytes")]
+    LineTooLong,
+    #[error("value of {0} bytes is over the {MAX_VALUE}-byte limit")]
+    ValueTooLarge(usize),
+    #[error("malformed response {0:?}")]
+    Malformed(String),
+    #[error("server answered {0:?}")]
+    Refused(String),
+}
+
+/// The two-letter code of a meta response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// `VA`: a value follows.
+    Value,
+    /// `HD`: success, no value.
+    Stored,
+    /// `EN`: miss.
+    Miss,
+    /// `NS`: not stored (add mode: the key exists).
+    NotStored,
+    /// `EX`: CAS mismatch.
+    Exists,
+    /// `NF`: not found.
+    NotFound,
+    /// `MN`: end of a batch.
+    Noop,
+    /// `SERVER_ERROR …`: this one request failed (e.g. out of memory); the
+    /// stream stays in step.
+    ServerError,
+}
+
+/// One parsed response. Ranges are relative to the start of the frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub status: Status,
+    /// Total bytes of the frame, value included.
+    pub len: usize,
+    pub flags: Option<u32>,
+    /// Remaining TTL from `t`: -1 means no expiry.
+    pub ttl: Option<i64>,
+    pub cas: Option<u64>,
+    pub key: Option<Range<usize>>,
+    pub base64: bool,
+    pub value: Option<Range<usize>>,
+    /// The message of a `SERVER_ERROR`.
+    pub message: Option<Range<usize>>,
+}
+
+fn line_end(buf: &[u8]) -> Result<Option<usize>, ProtoError> {
+    let window = &buf[..buf.len().min(MAX_LINE)];
+    match memchr(b'\n', window) {
+        Some(i) => Ok(Some(i)),
+        None if buf.len() >= MAX_LINE => Err(ProtoError::LineTooLong),
+        None => Ok(None),
+    }
+}
+
+fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|b| *b == needle)
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(&b[..b.len().min(200)]).into_owned()
+}
+
+fn parse_num<T: std::str::FromStr>(tok: &[u8], line: &[u8]) -> Result<T, ProtoError> {
+    std::str::from_utf8(tok)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ProtoError::Malformed(lossy(line)))
+}
+
+/// Parses one meta response from the front of `buf`.
+pub fn parse_meta(buf: &[u8]) -> Result<Option<Meta>, ProtoError> {
+    let Some(nl) = line_end(buf)? else { return Ok(None) };
+    let line = trim_cr(&buf[..nl]);
+    let mut meta = Meta {
+        status: Status::Stored,
+        len: nl + 1,
+        flags: None,
+        ttl: None,
+        cas: None,
+        key: None,
+        base64: false,
+        value: None,
+        message: None,
+    };
+    if let Some(rest) = line.strip_prefix(b"SERVER_ERROR") {
+        meta.status = Status::ServerError;
+        let start = line.len() - rest.len() + usize::from(rest.first() == Some(&b' '));
+        meta.message = Some(start..line.len());
+        return Ok(Some(meta));
+    }
+    if line.starts_with(b"CLIENT_ERROR") || line.starts_with(b"ERROR") {
+        return Err(ProtoError::Refused(lossy(line)));
+    }
+    let mut tokens = line.split(|b| *b == b' ').filter(|t| !t.is_empty());
+    let code = tokens.next().unwrap_or_default();
+    meta.status = match code {
+        b"VA" => Status::Value,
+        b"HD" => Status::Stored,
+        b"EN" => Status::Miss,
+        b"NS" => Status::NotStored,
+        b"EX" => Status::Exists,
+        b"NF" => Status::NotFound,
+        b"MN" => Status::Noop,
+        _ => return Err(ProtoError::Malformed(lossy(line))),
+    };
+    let mut value_len = None;
+    if meta.status == Status::Value {
+        let tok = tokens.next().ok_or_else(|| ProtoError::Malformed(lossy(line)))?;
+        let n: usize = parse_num(tok, line)?;
+        if n > MAX_VALUE {
+            return Err(ProtoError::ValueTooLarge(n));
+        }
+        value_len = Some(n);
+    }
+    for tok in tokens {
+        let (flag, arg) = (tok[0], &tok[1..]);
+        match flag {
+            b'f' => meta.flags = Some(parse_num(arg, line)?),
+            b't' => meta.ttl = Some(parse_num(arg, line)?),
+            b'c' => meta.cas = Some(parse_num(arg, line)?),
+            b'b' => meta.base64 = true,
+            b'k' => {
+                let start = tok.as_ptr() as usize - buf.as_ptr() as usize + 1;
+                meta.key = Some(start..start + arg.len());
+            }
+            _ => {} // flags we did not ask for (s, O, W, Z, …) are not ours to judge
+        }
+    }
+    if let Some(n) = value_len {
+        let start = nl + 1;
+        let end = start + n;
+        if buf.len() < end + 2 {
+            return Ok(None);
+        }
+        if &buf[end..end + 2] != b"\r\n" {
+            return Err(ProtoError::Malformed(format!("value of {n} bytes not followed by CRLF")));
+        }
+        meta.value = Some(start..end);
+        meta.len = end + 2;
+    }
+    Ok(Some(meta))
+}
+
+/// How a key travels in a request: as is, or base64 with the `b` flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireKey<'a> {
+    pub bytes: &'a [u8],
+    pub base64: bool,
+}
+
+/// Why a key cannot be expressed in a meta request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("key of {len} bytes cannot be sent ({why})")]
+pub struct KeyError {
+    pub len: usize,
+    pub why: &'static str,
+}
+
+/// Whether a raw key must go as base64: spaces and control bytes would break
+/// the request line.
+pub fn needs_base64(key: &[u8]) -> bool {
+    key.iter().any(|b| *b <= b' ' || *b == 0x7f)
+}
+
+/// Appends the wire form of `raw` to `out`; returns whether it is base64.
+/// memcached limits the *encoded* token to 250 bytes, so a key needing
+/// base64 is limited to 186 raw bytes.
+pub fn encode_key(raw: &[u8], out: &mut Vec<u8>) -> Result<bool, KeyError> {
+    use base64::Engine;
+    if raw.is_empty() {
+        return Err(KeyError { len: 0, why: "empty" });
+    }
+    if !needs_base64(raw) {
+        if raw.len() > MAX_KEY {
+            return Err(KeyError { len: raw.len(), why: "over 250 bytes" });
+        }
+        out.extend_from_slice(raw);
+        return Ok(false);
+    }
+    if raw.len().div_ceil(3) * 4 > MAX_KEY {
+        return Err(KeyError { len: raw.len(), why: "needs base64 and its encoding is over 250 bytes" });
+    }
+    out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(raw).as_bytes());
+    Ok(true)
+}
+
+/// The raw bytes of a wire key.
+pub fn decode_key(key: WireKey<'_>) -> Vec<u8> {
+    use base64::Engine;
+    if key.base64 {
+        base64::engine::general_purpose::STANDARD
+            .decode(key.bytes)
+            .unwrap_or_else(|_| key.bytes.to_vec())
+    } else {
+        key.bytes.to_vec()
+    }
+}
+
+fn push_key(out: &mut Vec<u8>, cmd: &[u8], key: WireKey<'_>) {
+    out.extend_from_slice(cmd);
+    out.extend_from_slice(key.bytes);
+    if key.base64 {
+        out.extend_from_slice(b" b");
+    }
+}
+
+fn push_num(out: &mut Vec<u8>, prefix: &[u8], n: impl itoa::Integer) {
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// `mg <key> <flags>`: `flags` is the space-separated flag list, e.g. `"f t v u"`.
+pub fn mg(out: &mut Vec<u8>, key: WireKey<'_>, flags: &str) {
+    push_key(out, b"mg ", key);
+    if !flags.is_empty() {
+        out.push(b' ');
+        out.extend_from_slice(flags.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How `ms` stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetMode {
+    /// `ME`: only if absent.
+    Add,
+    /// `MS`: plain set, guarded by `C<cas>` when given.
+    Set { cas: Option<u64> },
+}
+
+/// `ms <key> <len> F<flags> T<ttl> <mode> c` + value. Always asks for the new
+/// CAS (`c`) so the delete guard can target exactly what was written.
+pub fn ms(out: &mut Vec<u8>, key: WireKey<'_>, value: &[u8], flags: u32, ttl: u64, mode: SetMode) {
+    push_key(out, b"ms ", key);
+    push_num(out, b" ", value.len());
+    push_num(out, b" F", flags);
+    push_num(out, b" T", ttl);
+    match mode {
+        SetMode::Add => out.extend_from_slice(b" ME c\r\n"),
+        SetMode::Set { cas } => {
+            out.extend_from_slice(b" MS c");
+            if let Some(cas) = cas {
+                push_num(out, b" C", cas);
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `md <key> [C<cas>]`.
+pub fn md(out: &mut Vec<u8>, key: WireKey<'_>, cas: Option<u64>) {
+    push_key(out, b"md ", key);
+    if let Some(cas) = cas {
+        push_num(out, b" C", cas);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `mn`: closes a batch; answered by `MN` once everything before it is.
+pub fn mn(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"mn\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(buf: &[u8]) -> Meta {
+        parse_meta(buf).unwrap().unwrap()
+    }
+
+    #[test]
+    fn value_with_flags_ttl_and_cas() {
+        let buf = b"VA 2 f5 t-1 c17\r\nhi\r\nEN\r\n";
+        let m = one(buf);
+        assert_eq!(m.status, Status::Value);
+        assert_eq!((m.flags, m.ttl, m.cas), (Some(5), Some(-1), Some(17)));
+        assert_eq!(&buf[m.value.clone().unwrap()], b"hi");
+        assert_eq!(m.len, 21);
+        assert_eq!(one(&buf[m.len..]).status, Status::Miss);
+    }
+
+    #[test]
+    fn partial_frames_ask_for_more() {
+        let buf = b"VA 10 f1\r\n0123456789\r\n";
+        for cut in 0..buf.len() {
+            assert_eq!(parse_meta(&buf[..cut]).unwrap(), None, "cut at {cut}");
+        }
+        assert!(parse_meta(buf).unwrap().is_some());
+    }
+
+    #[test]
+    fn echoed_key_and_base64() {
+        let buf = b"HD kZm9v b\r\n";
+        let m = one(buf);
+        assert_eq!(&buf[m.key.unwrap()], b"Zm9v");
+        assert!(m.base64);
+    }
+
+    #[test]
+    fn status_codes() {
+        for (text, status) in [
+            (&b"HD c9\r\n"[..], Status::Stored),
+            (b"NS c0\r\n", Status::NotStored),
+            (b"EX\r\n", Status::Exists),
+            (b"NF\r\n", Status::NotFound),
+            (b"MN\r\n", Status::Noop),
+            (b"SERVER_ERROR out of memory storing object\r\n", Status::ServerError),
+        ] {
+            assert_eq!(one(text).status, status);
+        }
+        let buf = b"SERVER_ERROR object too large for cache\r\n";
+        assert_eq!(&buf[one(buf).message.unwrap()], b"object too large for cache");
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bad in [
+            &b"XX\r\n"[..],
+            b"VA\r\n",
+            b"VA x\r\n",
+            b"VA 2 fzz\r\nhi\r\n",
+            b"VA 2\r\nhiXX",
+            b"VA 99999999999\r\n",
+            b"ERROR\r\n",
+            b"CLIENT_ERROR bad command line format\r\n",
+        ] {
+            assert!(parse_meta(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(parse_meta(&[b'a'; MAX_LINE + 1]), Err(ProtoError::LineTooLong));
+    }
+
+    #[test]
+    fn keys_choose_their_wire_form() {
+        let mut out = Vec::new();
+        assert_eq!(encode_key("clé".as_bytes(), &mut out), Ok(false));
+        out.clear();
+        assert_eq!(encode_key(b"a key", &mut out), Ok(true));
+        assert_eq!(out, b"YSBrZXk=");
+        assert_eq!(decode_key(WireKey { bytes: &out, base64: true }), b"a key");
+        assert!(encode_key(&[b'k'; 250], &mut Vec::new()).is_ok());
+        assert!(encode_key(&[b'k'; 251], &mut Vec::new()).is_err());
+        assert!(encode_key(&[b' '; 186], &mut Vec::new()).is_ok());
+        assert!(encode_key(&[b' '; 187], &mut Vec::new()).is_err());
+        assert!(encode_key(b"", &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn requests_are_byte_exact() {
+        let key = WireKey { bytes: b"k", base64: false };
+        let b64 = WireKey { bytes: b"YSBr", base64: true };
+        let mut out = Vec::new();
+        mg(&mut out, b64, "f t v u");
+        ms(&mut out, key, b"hi", 7, 0, SetMode::Add);
+        ms(&mut out, key, b"", 7, 30, SetMode::Set { cas: Some(5) });
+        md(&mut out, key, Some(9));
+        mn(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "mg YSBr b f t v u\r\nms k 2 F7 T0 ME c\r\nhi\r\nms k 0 F7 T30 MS c C5\r\n\r\nmd k C9\r\nmn\r\n"
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! The `cluster_settings` file: `servers=` and, during a resize, `new_servers=`.
+//!
+//! Parsing is all-or-nothing: any bad line makes the whole file invalid and
+//! the error names the file, the line and the reason, so a half-written file
+//! can never change what a node does (see `shared/spec/cluster.md`).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The two server lists of a `cluster_settings` file, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    pub servers: Vec<String>,
+    /// `Some` only when the file has a `new_servers` line (a resize).
+    pub new_servers: Option<Vec<String>>,
+}
+
+/// Why a `cluster_settings` file was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SettingsError {
+    /// The file, or `<input>` when parsing a string.
+    pub path: PathBuf,
+    /// 1-based line number; 0 when the problem is the file as a whole.
+    pub line: usize,
+    pub reason: String,
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.path.display(), self.reason)
+        } else {
+            write!(f, "{}:{}: {}", self.path.display(), self.line, self.reason)
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// Reads and parses `path`. An unreadable file is reported like a bad one.
+    pub fn load(path: &Path) -> Result<Self, SettingsError> {
+        let text = std::fs::read(path).map_err(|e| SettingsError {
+            path: path.to_owned(),
+            line: 0,
+            reason: format!("cannot read: {e}"),
+        })?;
+        let text = String::from_utf8(text).map_err(|e| SettingsError {
+            path: path.to_owned(),
+            line: 0,
+            reason: format!("not UTF-8 text: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses the text of a file; `path` only labels errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, SettingsError> {
+        let err = |line: usize, reason: String| SettingsError {
+            path: path.to_owned(),
+            line,
+            reason,
+        };
+        let mut servers: Option<(usize, Vec<String>)> = None;
+        let mut new_servers: Option<(usize, Vec<String>)> = None;
+
+        for (index, raw) in text.lines().enumerate() {
+            let number = index + 1;
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut parts = line.split('=');
+            let (key, value) = match (parts.next(), parts.next(), parts.next()) {
+                (Some(k), Some(v), None) => (k.trim(), v.trim()),
+                (_, None, _) => return Err(err(number, format!("expected key=value, found {line:?}"))),
+                _ => return Err(err(number, format!("more than one '=' in {line:?}"))),
+            };
+            let slot = match key {
+                "servers" => &mut servers,
+                "new_servers" => &mut new_servers,
+                other => {
+                    return Err(err(
+                        number,
+                        format!("unknown setting {other:?} (only servers and new_servers exist)"),
+                    ))
+                }
+            };
+            if let Some((first, _)) = slot {
+                return Err(err(number, format!("{key} given twice (first on line {first})")));
+            }
+            let list = parse_list(value).map_err(|reason| err(number, reason))?;
+            *slot = Some((number, list));
+        }
+
+        let Some((_, servers)) = servers else {
+            return Err(err(0, "no servers line".to_owned()));
+        };
+        Ok(ClusterSettings {
+            servers,
+            new_servers: new_servers.map(|(_, list)| list),
+        })
+    }
+}
+
+fn parse_list(value: &str) -> Result<Vec<String>, String> {
+    if value.is_empty() {
+        return Ok(Vec::new());
+    }
+    value
+        .split(',')
+        .map(|entry| {
+            let entry = entry.trim();
+            validate_server(entry)?;
+            Ok(entry.to_owned())
+        })
+        .collect()
+}
+
+/// Checks one `host:port` or `[v6]:port` entry. The entry is kept verbatim:
+/// nodes compare names as exact strings.
+pub fn validate_server(entry: &str) -> Result<(), String> {
+    if entry.is_empty() {
+        return Err("empty server entry (stray comma?)".to_owned());
+    }
+    let (host, port) = split_host_port(entry)
+        .ok_or_else(|| format!("server {entry:?} is not host:port or [ipv6]:port"))?;
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(format!("server {entry:?} has a bad host"));
+    }
+    port.parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("server {entry:?} has a bad port {port:?}"))?;
+    Ok(())
+}
+
+/// Splits `host:port` / `[v6]:port`; the host comes back without brackets.
+pub fn split_host_port(entry: &str) -> Option<(&str, &str)> {
+    if let Some(rest) = entry.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = after.strip_prefix(':')?;
+        host.parse::<std::net::Ipv6Addr>().ok()?;
+        Some((host, port))
+    } else {
+        let (host, port) = entry.rsplit_once(':')?;
+        if host.contains(':') {
+            return None; // an unbracketed IPv6 address is ambiguous
+        }
+        Some((host, port))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ClusterSettings, SettingsError> {
+        ClusterSettings::parse(text, Path::new("cluster_settings"))
+    }
+
+    #[test]
+    fn stable_file_with_comments_and_blank_lines() {
+        let s = parse("# cluster\n\n  servers = 10.0.0.2:11211, 10.0.0.1:11211 \n").unwrap();
+        assert_eq!(s.servers, ["10.0.0.2:11211", "10.0.0.1:11211"], "order kept, not re-sorted");
+        assert_eq!(s.new_servers, None);
+    }
+
+    #[test]
+    fn resize_file_with_ipv6() {
+        let s = parse("servers=[2001:db8::1]:11211\nnew_servers=[2001:db8::1]:11211,[2001:db8::2]:11211\n")
+            .unwrap();
+        assert_eq!(s.servers, ["[2001:db8::1]:11211"]);
+        assert_eq!(s.new_servers.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn empty_values_are_empty_lists() {
+        let s = parse("servers=\nnew_servers=\n").unwrap();
+        assert!(s.servers.is_empty());
+        assert_eq!(s.new_servers, Some(vec![]));
+    }
+
+    #[test]
+    fn each_kind_of_error_names_its_line() {
+        let cases = [
+            ("servers=a:1\nbogus\n", 2, "expected key=value"),
+            ("servers=a:1=b\n", 1, "more than one"),
+            ("\nfoo=a:1\n", 2, "unknown setting"),
+            ("servers=a:1\nservers=b:1\n", 2, "given twice (first on line 1)"),
+            ("servers=a:1,,b:2\n", 1, "empty server entry"),
+            ("servers=a\n", 1, "not host:port"),
+            ("servers=a:99999\n", 1, "bad port"),
+            ("servers=2001:db8::1:11211\n", 1, "not host:port"),
+            ("new_servers=a:1\n", 0, "no servers line"),
+        ];
+        for (text, line, reason) in cases {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.line, line, "{text:?}: {e}");
+            assert!(e.reason.contains(reason), "{text:?}: {e}");
+            assert!(e.to_string().starts_with("cluster_settings"), "{e}");
+        }
+    }
+}
