@@ -7,6 +7,8 @@
 //! worker publishes its counters for whoever reports them.
 
 pub mod memcached;
+pub mod progress;
 pub mod resync;
 pub mod stats;
+pub mod verify;
 pub mod view;

@@ -1,1 +1,389 @@
-fn main() {}
+//! The `astaire` command: translates arguments into a typed configuration
+//! and runs one mode. All the work is in the library.
+
+use astaire::resync::{self, ConflictPolicy, Options, Report};
+use astaire::stats::Stats;
+use astaire::view::{ClusterSettings, View, WorkList};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Exit codes, for orchestrators.
+mod exit {
+    pub const OK: u8 = 0;
+    /// The resync left vbuckets behind, or verify found differences.
+    pub const INCOMPLETE: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const BAD_SETTINGS: u8 = 3;
+    pub const LOCAL_UNREACHABLE: u8 = 4;
+}
+
+const DEFAULT_SETTINGS: &str = "/etc/clearwater/cluster_settings";
+
+#[derive(Parser)]
+#[command(
+    name = "astaire",
+    version,
+    about = "Active resynchronisation of Clearwater-style memcached clusters",
+    after_help = "The original positional form `astaire HOST:PORT CLUSTER_SETTINGS` runs `resync`.\n\
+Exit codes: 0 success, 1 vbuckets failed / differences found, 2 usage, \
+3 invalid cluster_settings, 4 local memcached unreachable."
+)]
+struct Cli {
+    /// 0 error, 1 warning, 2 status (default), 3 info, 4 verbose, 5 debug.
+    #[arg(long, global = true, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=5))]
+    log_level: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Pull this node's vbuckets from their sources, once, and exit.
+    Resync(ResyncArgs),
+    /// Show what a resync would pull, and from where, without touching anything.
+    Plan(PlanArgs),
+    /// Check that this node holds every key of its vbuckets with the sources' values.
+    Verify(Target),
+}
+
+#[derive(Args)]
+struct Target {
+    /// This node, exactly as it appears in cluster_settings (HOST:PORT).
+    #[arg(long)]
+    local_name: String,
+    #[arg(long, default_value = DEFAULT_SETTINGS)]
+    cluster_settings: PathBuf,
+    /// Seconds without progress before a server counts as dead.
+    #[arg(long, default_value_t = 10)]
+    io_timeout: u64,
+}
+
+#[derive(Args)]
+struct ResyncArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Pull everything this node should hold (its memcached lost its data).
+    #[arg(long)]
+    full: bool,
+    /// What to do when the local node already has a key.
+    #[arg(long, value_enum, default_value_t = ConflictPolicy::ClearwaterTimestamp)]
+    conflict: ConflictPolicy,
+    /// Limit the copy to this many bytes per second.
+    #[arg(long, value_name = "BYTES_PER_SECOND")]
+    bandwidth_limit: Option<u64>,
+    /// Keys per pipelined batch.
+    #[arg(long, default_value_t = 512, hide = true)]
+    batch_keys: usize,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    #[arg(long)]
+    local_name: String,
+    #[arg(long, default_value = DEFAULT_SETTINGS)]
+    cluster_settings: PathBuf,
+    #[arg(long)]
+    full: bool,
+    /// Print exactly one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Accepts the original `astaire HOST:PORT FILE` form: two positional
+/// arguments and no subcommand.
+fn normalise_args(mut args: Vec<String>) -> Vec<String> {
+    let known = ["resync", "plan", "verify", "help"];
+    let mut positional = Vec::new();
+    let mut i = 1;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--log-level" {
+            i += 2; // its value is not a positional
+            continue;
+        }
+        if known.contains(&a.as_str()) {
+            return args;
+        }
+        if !a.starts_with('-') {
+            positional.push(i);
+        }
+        i += 1;
+    }
+    if let [l, f] = positional[..] {
+        let (local, file) = (args[l].clone(), args[f].clone());
+        args.remove(f);
+        args.remove(l);
+        args.splice(
+            1..1,
+            [
+                "resync".into(),
+                "--local-name".into(),
+                local,
+                "--cluster-settings".into(),
+                file,
+            ],
+        );
+    }
+    args
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(normalise_args(std::env::args().collect()));
+    init_logging(cli.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("astaire: cannot start the runtime: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Resync(args) => resync_cmd(args).await,
+            Command::Plan(args) => plan_cmd(args),
+            Command::Verify(target) => verify_cmd(target).await,
+        }
+    });
+    ExitCode::from(code)
+}
+
+fn init_logging(level: u8) {
+    let filter = match level {
+        0 => "error",
+        1 => "warn",
+        2 | 3 => "info",
+        4 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ASTAIRE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("astaire={filter}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// Loads the settings and the work list, or the exit code to stop with.
+fn load_work(local_name: &str, settings: &PathBuf, full: bool) -> Result<(View, WorkList), u8> {
+    let settings = ClusterSettings::load(settings).map_err(|e| {
+        eprintln!("astaire: invalid cluster settings: {e}");
+        tracing::error!("invalid cluster settings: {e}");
+        exit::BAD_SETTINGS
+    })?;
+    if let Err(e) = astaire::view::validate_server(local_name) {
+        eprintln!("astaire: --local-name: {e}");
+        return Err(exit::USAGE);
+    }
+    let view = View::new(&settings);
+    if !view.knows(local_name) {
+        eprintln!(
+            "astaire: {local_name} is in neither servers nor new_servers of the cluster settings"
+        );
+        return Err(exit::USAGE);
+    }
+    let work = view.work_list(local_name, full);
+    Ok((view, work))
+}
+
+async fn resync_cmd(args: ResyncArgs) -> u8 {
+    let t = &args.target;
+    let (_, work) = match load_work(&t.local_name, &t.cluster_settings, args.full) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
+    let opts = Options {
+        conflict: args.conflict,
+        batch_keys: args.batch_keys.max(1),
+        io_timeout: Duration::from_secs(t.io_timeout.max(1)),
+        bandwidth_limit: args.bandwidth_limit,
+        ..Options::default()
+    };
+    let stats = Stats::new();
+    let display = astaire::progress::ProgressDisplay::start(stats.clone(), args.quiet || args.json);
+    let result = resync::run(&work, &opts, &stats).await;
+    drop(display);
+    match result {
+        Err(e) => {
+            eprintln!("astaire: {e}");
+            exit::LOCAL_UNREACHABLE
+        }
+        Ok(report) => {
+            if args.json {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            } else {
+                print_summary(&work, &report);
+            }
+            if report.succeeded() {
+                exit::OK
+            } else {
+                exit::INCOMPLETE
+            }
+        }
+    }
+}
+
+fn print_summary(work: &WorkList, r: &Report) {
+    let c = &r.counts;
+    println!(
+        "resync of {}{}: {} vbuckets ({} vbucket-source pairs) from {} sources",
+        work.local_name,
+        if work.full { " (full)" } else { "" },
+        r.vbuckets,
+        r.pairs,
+        r.sources.len()
+    );
+    println!(
+        "  {} keys, {:.1} MB in {:.2} s: {:.0} keys/s, {:.1} MB/s",
+        c.fetched,
+        c.bytes as f64 / 1e6,
+        r.seconds,
+        r.keys_per_second(),
+        c.bytes as f64 / 1e6 / r.seconds.max(1e-9)
+    );
+    println!(
+        "  landed {}, replaced older {}, kept newer local {}, skipped expiring {}, vanished {}, reverted deletes {}, failed {}",
+        c.landed, c.replaced, c.kept, c.skipped, c.vanished, c.reverted, c.failed
+    );
+    for s in &r.sources {
+        match &s.error {
+            None => println!(
+                "  source {}: {} vbuckets, {} keys",
+                s.source,
+                s.vbuckets.len(),
+                s.listed
+            ),
+            Some(e) => println!("  source {}: FAILED: {e}", s.source),
+        }
+    }
+    if r.succeeded() {
+        println!("  result: complete");
+    } else {
+        println!("  result: FAILED for {} vbuckets", r.failed_vbuckets.len());
+        for (vb, why) in &r.failed_vbuckets {
+            println!("    vbucket {vb}: {why}");
+        }
+    }
+}
+
+fn plan_cmd(args: PlanArgs) -> u8 {
+    let (view, work) = match load_work(&args.local_name, &args.cluster_settings, args.full) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
+    if args.json {
+        let vbuckets: serde_json::Map<String, serde_json::Value> = work
+            .vbuckets
+            .iter()
+            .map(|(vb, s)| (vb.to_string(), serde_json::json!(s)))
+            .collect();
+        let out = serde_json::json!({ "local_name": work.local_name, "full": work.full, "vbuckets": vbuckets });
+        println!("{out}");
+        return exit::OK;
+    }
+    println!(
+        "{} ({}{}): pulls {} vbuckets, {} vbucket-source pairs",
+        work.local_name,
+        if view.is_resizing() {
+            "resizing"
+        } else {
+            "stable"
+        },
+        if work.full { ", full resync" } else { "" },
+        work.vbuckets.len(),
+        work.pairs()
+    );
+    for (source, vbs) in work.by_source() {
+        let list: Vec<String> = vbs.iter().map(u8::to_string).collect();
+        println!(
+            "  from {source}: {} vbuckets: {}",
+            vbs.len(),
+            list.join(",")
+        );
+    }
+    exit::OK
+}
+
+async fn verify_cmd(t: Target) -> u8 {
+    let (_, work) = match load_work(&t.local_name, &t.cluster_settings, true) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
+    let opts = Options {
+        io_timeout: Duration::from_secs(t.io_timeout.max(1)),
+        ..Options::default()
+    };
+    match astaire::verify::verify(&work, &opts).await {
+        Err(e) => {
+            eprintln!("astaire: local memcached {e}");
+            exit::LOCAL_UNREACHABLE
+        }
+        Ok(report) => {
+            for d in &report.differences {
+                println!(
+                    "vbucket {:3} {:?} {} (source {})",
+                    d.vbucket, d.problem, d.key, d.source
+                );
+            }
+            for (s, e) in &report.failed_sources {
+                println!("source {s} could not be read: {e}");
+            }
+            println!(
+                "verify {}: {} keys checked in {} vbuckets, {} differences{}",
+                work.local_name,
+                report.checked,
+                work.vbuckets.len(),
+                report.different,
+                if report.failed_sources.is_empty() {
+                    ""
+                } else {
+                    ", some sources unreadable"
+                }
+            );
+            if report.ok() {
+                exit::OK
+            } else {
+                exit::INCOMPLETE
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_args;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn positional_form_becomes_resync() {
+        assert_eq!(
+            normalise_args(args(&["astaire", "10.0.0.4:11211", "/etc/cs"])),
+            args(&[
+                "astaire",
+                "resync",
+                "--local-name",
+                "10.0.0.4:11211",
+                "--cluster-settings",
+                "/etc/cs"
+            ])
+        );
+        assert_eq!(
+            normalise_args(args(&["astaire", "--log-level", "5", "resync", "--full"])),
+            args(&["astaire", "--log-level", "5", "resync", "--full"])
+        );
+    }
+}

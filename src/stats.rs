@@ -46,7 +46,8 @@ impl Counter {
     fn close_period(&self) {
         let now = self.bytes.load(Relaxed);
         let before = self.period_start_bytes.swap(now, Relaxed);
-        self.bandwidth.store(now.saturating_sub(before) / BANDWIDTH_PERIOD_SECS, Relaxed);
+        self.bandwidth
+            .store(now.saturating_sub(before) / BANDWIDTH_PERIOD_SECS, Relaxed);
     }
 }
 
@@ -120,7 +121,11 @@ impl Stats {
     }
 
     /// Starts publishing a resync of `work`; `addrs` resolves each source.
-    pub fn begin(&self, work: &WorkList, resolve: impl Fn(&str) -> Option<SocketAddr>) -> Arc<Progress> {
+    pub fn begin(
+        &self,
+        work: &WorkList,
+        resolve: impl Fn(&str) -> Option<SocketAddr>,
+    ) -> Arc<Progress> {
         let connections = work
             .by_source()
             .into_iter()
@@ -130,7 +135,10 @@ impl Stats {
                 buckets_done: AtomicU64::new(0),
                 buckets: vbuckets
                     .into_iter()
-                    .map(|vbucket| BucketStats { vbucket, counter: Counter::default() })
+                    .map(|vbucket| BucketStats {
+                        vbucket,
+                        counter: Counter::default(),
+                    })
                     .collect(),
             })
             .collect();
@@ -152,12 +160,17 @@ impl Stats {
     }
 
     pub fn current(&self) -> Option<Arc<Progress>> {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The values a reporter serves, saturated to 32 bits.
     pub fn snapshot(&self) -> Snapshot {
-        let Some(p) = self.current() else { return Snapshot::default() };
+        let Some(p) = self.current() else {
+            return Snapshot::default();
+        };
         Snapshot {
             buckets_needing_resync: sat(p.pairs),
             buckets_resynchronized: sat(p.pairs_done.load(Relaxed)),
@@ -227,9 +240,16 @@ mod tests {
 
     fn work() -> WorkList {
         let mut vbuckets = BTreeMap::new();
-        vbuckets.insert(3, vec!["10.0.0.1:11211".to_owned(), "10.0.0.2:11211".to_owned()]);
+        vbuckets.insert(
+            3,
+            vec!["10.0.0.1:11211".to_owned(), "10.0.0.2:11211".to_owned()],
+        );
         vbuckets.insert(9, vec!["10.0.0.2:11211".to_owned()]);
-        WorkList { local_name: "10.0.0.4:11211".into(), full: false, vbuckets }
+        WorkList {
+            local_name: "10.0.0.4:11211".into(),
+            full: false,
+            vbuckets,
+        }
     }
 
     #[test]
@@ -250,12 +270,30 @@ mod tests {
         p.source_done("10.0.0.2:11211");
         p.source_done("10.0.0.2:11211"); // idempotent
         let s = stats.snapshot();
-        assert_eq!((s.buckets_resynchronized, s.entries_resynchronized, s.data_resynchronized), (2, 2, 1000));
+        assert_eq!(
+            (
+                s.buckets_resynchronized,
+                s.entries_resynchronized,
+                s.data_resynchronized
+            ),
+            (2, 2, 1000)
+        );
         assert_eq!(s.bandwidth, 200);
         assert_eq!(s.connections.len(), 2);
         let row = &s.connections[1];
-        assert_eq!((row.buckets_needing_resync, row.buckets_resynchronized), (2, 2));
-        assert_eq!(row.buckets[1], BucketSnapshot { vbucket: 9, entries: 2, data: 1000, bandwidth: 200 });
+        assert_eq!(
+            (row.buckets_needing_resync, row.buckets_resynchronized),
+            (2, 2)
+        );
+        assert_eq!(
+            row.buckets[1],
+            BucketSnapshot {
+                vbucket: 9,
+                entries: 2,
+                data: 1000,
+                bandwidth: 200
+            }
+        );
         stats.finish();
         assert_eq!(stats.snapshot(), Snapshot::default());
     }

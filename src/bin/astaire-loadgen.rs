@@ -1,1 +1,140 @@
-fn main() {}
+//! Writes Clearwater-style data into a cluster the way its clients would:
+//! each key to its replicas per the view of a `cluster_settings` file, with
+//! the write time (ms, low 32 bits) in the flags and a mix of TTLs. Used by
+//! the demo and the benchmarks; not part of the product.
+
+use astaire::memcached::proto::{self, SetMode, WireKey};
+use astaire::memcached::{Connection, DEFAULT_TIMEOUT};
+use astaire::view::{vbucket, ClusterSettings, View};
+use clap::Parser;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Parser)]
+#[command(about = "Load Clearwater-style test data into a memcached cluster")]
+struct Args {
+    /// The cluster to load (its current `servers` view).
+    #[arg(long)]
+    cluster_settings: PathBuf,
+    #[arg(long, default_value_t = 10_000)]
+    keys: u64,
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Key numbers start here (to add keys to an already loaded cluster).
+    #[arg(long, default_value_t = 0)]
+    first: u64,
+}
+
+/// Key `i`: a SIP registration, as Clearwater's stores name them.
+fn key(i: u64) -> Vec<u8> {
+    format!("reg\\\\sip:user{i}@example.com").into_bytes()
+}
+
+/// A value of `size` bytes that names its key.
+fn value(i: u64, size: usize) -> Vec<u8> {
+    let head = format!("v{i}:");
+    head.bytes()
+        .chain(std::iter::repeat(b'x'))
+        .take(size)
+        .collect()
+}
+
+/// A third no expiry, a third an hour, a third 40 days (sent absolute).
+fn ttl(i: u64, now: u64) -> u64 {
+    match i % 3 {
+        0 => 0,
+        1 => 3600,
+        _ => now + 40 * 24 * 3600,
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let settings = match ClusterSettings::load(&args.cluster_settings) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("astaire-loadgen: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let view = View::new(&settings);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u32)
+        .unwrap_or(0);
+
+    // Requests per server, built up front, sent in pipelined chunks.
+    let mut per_server: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for i in args.first..args.first + args.keys {
+        let k = key(i);
+        let v = value(i, args.value_size);
+        for server in view.write_set(vbucket(&k)) {
+            let chunks = per_server.entry(server.clone()).or_default();
+            let n = counts.entry(server).or_default();
+            if *n % 1000 == 0 {
+                chunks.push(Vec::new());
+            }
+            *n += 1;
+            let buf = chunks.last_mut().expect("pushed above");
+            proto::ms(
+                buf,
+                WireKey {
+                    bytes: &k,
+                    base64: false,
+                },
+                &v,
+                stamp,
+                ttl(i, now),
+                SetMode::Set { cas: None },
+            );
+        }
+    }
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (server, chunks) in per_server {
+        tasks.spawn(async move {
+            let mut conn = Connection::connect(&server, DEFAULT_TIMEOUT).await?;
+            for mut chunk in chunks {
+                proto::mn(&mut chunk);
+                conn.pipeline(&chunk, |_, _| Ok(())).await?;
+            }
+            Ok::<_, astaire::memcached::McError>(server)
+        });
+    }
+    let mut failed = false;
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                eprintln!("astaire-loadgen: {e}");
+                failed = true;
+            }
+            Err(e) => {
+                eprintln!("astaire-loadgen: {e}");
+                failed = true;
+            }
+        }
+    }
+    let written: usize = counts.values().sum();
+    println!(
+        "loaded {} keys ({} copies, {} B values) into {} servers in {:.2} s",
+        args.keys,
+        written,
+        args.value_size,
+        counts.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

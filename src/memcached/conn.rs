@@ -52,14 +52,23 @@ impl Reader {
         let read = self.inner.read(&mut self.buf[self.end..]);
         let n = timeout(self.timeout, read)
             .await
-            .map_err(|_| McError::Timeout { server: self.server.clone(), secs: self.timeout.as_secs() })?
-            .map_err(|source| McError::Io { server: self.server.clone(), source })?;
+            .map_err(|_| McError::Timeout {
+                server: self.server.clone(),
+                secs: self.timeout.as_secs(),
+            })?
+            .map_err(|source| McError::Io {
+                server: self.server.clone(),
+                source,
+            })?;
         self.end += n;
         Ok(n > 0)
     }
 
     fn protocol(&self, source: ProtoError) -> McError {
-        McError::Protocol { server: self.server.clone(), source }
+        McError::Protocol {
+            server: self.server.clone(),
+            source,
+        }
     }
 
     /// The next frame, parsed by `parse` (which returns the frame length).
@@ -79,19 +88,33 @@ impl Reader {
             }
             if !self.fill().await? {
                 let partial = self.start != self.end;
-                return Err(McError::Closed { server: self.server.clone(), partial });
+                return Err(McError::Closed {
+                    server: self.server.clone(),
+                    partial,
+                });
             }
         }
     }
 
     /// The next meta response.
     pub async fn meta(&mut self) -> Result<Meta, McError> {
-        self.next(|b| Ok(proto::parse_meta(b)?.map(|m| { let l = m.len; (m, l) }))).await
+        self.next(|b| {
+            Ok(proto::parse_meta(b)?.map(|m| {
+                let l = m.len;
+                (m, l)
+            }))
+        })
+        .await
     }
 
     /// The next dump line.
     pub async fn dump_line(&mut self, mode: DumpMode) -> Result<DumpLine, McError> {
         self.next(|b| parse_dump_line(b, mode)).await
+    }
+
+    /// Puts the frame returned last back, to be returned again.
+    pub fn unread_frame(&mut self) {
+        self.start = self.frame.start;
     }
 
     /// The bytes of the frame returned last; valid until the next read.
@@ -113,8 +136,14 @@ impl Connection {
     pub async fn connect(server: &str, io_timeout: Duration) -> Result<Connection, McError> {
         let stream = timeout(io_timeout, TcpStream::connect(server))
             .await
-            .map_err(|_| McError::Timeout { server: server.to_owned(), secs: io_timeout.as_secs() })?
-            .map_err(|source| McError::Connect { server: server.to_owned(), source })?;
+            .map_err(|_| McError::Timeout {
+                server: server.to_owned(),
+                secs: io_timeout.as_secs(),
+            })?
+            .map_err(|source| McError::Connect {
+                server: server.to_owned(),
+                source,
+            })?;
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
         Ok(Connection {
@@ -149,7 +178,12 @@ impl Connection {
     where
         F: FnMut(&Meta, &[u8]) -> Result<(), McError>,
     {
-        let Connection { reader, writer, server, timeout: t } = self;
+        let Connection {
+            reader,
+            writer,
+            server,
+            timeout: t,
+        } = self;
         let write = write_all(writer, requests, server, *t);
         let read = async {
             loop {
@@ -169,8 +203,13 @@ impl Connection {
         let line = self
             .reader
             .next(|b| {
-                let Some(nl) = b.iter().position(|c| *c == b'\n') else { return Ok(None) };
-                Ok(Some((String::from_utf8_lossy(&b[..nl]).trim().to_owned(), nl + 1)))
+                let Some(nl) = b.iter().position(|c| *c == b'\n') else {
+                    return Ok(None);
+                };
+                Ok(Some((
+                    String::from_utf8_lossy(&b[..nl]).trim().to_owned(),
+                    nl + 1,
+                )))
             })
             .await?;
         line.strip_prefix("VERSION ")
@@ -183,13 +222,24 @@ impl Connection {
         let mut req = Vec::new();
         let mut wire = Vec::new();
         let base64 = self.key(raw_key, &mut wire)?;
-        proto::mg(&mut req, WireKey { bytes: &wire, base64 }, "f t v c");
+        proto::mg(
+            &mut req,
+            WireKey {
+                bytes: &wire,
+                base64,
+            },
+            "f t v c",
+        );
         proto::mn(&mut req);
         let mut item = None;
         self.pipeline(&req, |m, frame| {
             if m.status == Status::Value {
                 item = Some(Item {
-                    value: m.value.clone().map(|r| frame[r].to_vec()).unwrap_or_default(),
+                    value: m
+                        .value
+                        .clone()
+                        .map(|r| frame[r].to_vec())
+                        .unwrap_or_default(),
                     flags: m.flags.unwrap_or(0),
                     ttl: m.ttl.unwrap_or(-1),
                     cas: m.cas.unwrap_or(0),
@@ -203,8 +253,22 @@ impl Connection {
 
     /// Plain set (`ttl` as memcached reads it: 0 none, ≤ 30 days relative,
     /// otherwise absolute). For clients and tests, never for resync.
-    pub async fn set(&mut self, raw_key: &[u8], value: &[u8], flags: u32, ttl: u64) -> Result<(), McError> {
-        self.store(raw_key, value, flags, ttl, proto::SetMode::Set { cas: None }).await.map(|_| ())
+    pub async fn set(
+        &mut self,
+        raw_key: &[u8],
+        value: &[u8],
+        flags: u32,
+        ttl: u64,
+    ) -> Result<(), McError> {
+        self.store(
+            raw_key,
+            value,
+            flags,
+            ttl,
+            proto::SetMode::Set { cas: None },
+        )
+        .await
+        .map(|_| ())
     }
 
     /// One store; returns the response status.
@@ -219,7 +283,17 @@ impl Connection {
         let mut req = Vec::new();
         let mut wire = Vec::new();
         let base64 = self.key(raw_key, &mut wire)?;
-        proto::ms(&mut req, WireKey { bytes: &wire, base64 }, value, flags, ttl, mode);
+        proto::ms(
+            &mut req,
+            WireKey {
+                bytes: &wire,
+                base64,
+            },
+            value,
+            flags,
+            ttl,
+            mode,
+        );
         proto::mn(&mut req);
         let mut status = Status::Noop;
         self.pipeline(&req, |m, _| {
@@ -235,7 +309,14 @@ impl Connection {
         let mut req = Vec::new();
         let mut wire = Vec::new();
         let base64 = self.key(raw_key, &mut wire)?;
-        proto::md(&mut req, WireKey { bytes: &wire, base64 }, None);
+        proto::md(
+            &mut req,
+            WireKey {
+                bytes: &wire,
+                base64,
+            },
+            None,
+        );
         proto::mn(&mut req);
         let mut found = false;
         self.pipeline(&req, |m, _| {
@@ -247,7 +328,10 @@ impl Connection {
     }
 
     fn key(&self, raw: &[u8], out: &mut Vec<u8>) -> Result<bool, McError> {
-        proto::encode_key(raw, out).map_err(|source| McError::Key { server: self.server.clone(), source })
+        proto::encode_key(raw, out).map_err(|source| McError::Key {
+            server: self.server.clone(),
+            source,
+        })
     }
 }
 
@@ -260,9 +344,20 @@ pub struct Item {
     pub cas: u64,
 }
 
-async fn write_all(w: &mut OwnedWriteHalf, bytes: &[u8], server: &str, t: Duration) -> Result<(), McError> {
+async fn write_all(
+    w: &mut OwnedWriteHalf,
+    bytes: &[u8],
+    server: &str,
+    t: Duration,
+) -> Result<(), McError> {
     timeout(t, w.write_all(bytes))
         .await
-        .map_err(|_| McError::Timeout { server: server.to_owned(), secs: t.as_secs() })?
-        .map_err(|source| McError::Io { server: server.to_owned(), source })
+        .map_err(|_| McError::Timeout {
+            server: server.to_owned(),
+            secs: t.as_secs(),
+        })?
+        .map_err(|source| McError::Io {
+            server: server.to_owned(),
+            source,
+        })
 }

@@ -98,7 +98,9 @@ fn parse_num<T: std::str::FromStr>(tok: &[u8], line: &[u8]) -> Result<T, ProtoEr
 
 /// Parses one meta response from the front of `buf`.
 pub fn parse_meta(buf: &[u8]) -> Result<Option<Meta>, ProtoError> {
-    let Some(nl) = line_end(buf)? else { return Ok(None) };
+    let Some(nl) = line_end(buf)? else {
+        return Ok(None);
+    };
     let line = trim_cr(&buf[..nl]);
     let mut meta = Meta {
         status: Status::Stored,
@@ -134,7 +136,9 @@ pub fn parse_meta(buf: &[u8]) -> Result<Option<Meta>, ProtoError> {
     };
     let mut value_len = None;
     if meta.status == Status::Value {
-        let tok = tokens.next().ok_or_else(|| ProtoError::Malformed(lossy(line)))?;
+        let tok = tokens
+            .next()
+            .ok_or_else(|| ProtoError::Malformed(lossy(line)))?;
         let n: usize = parse_num(tok, line)?;
         if n > MAX_VALUE {
             return Err(ProtoError::ValueTooLarge(n));
@@ -162,7 +166,9 @@ pub fn parse_meta(buf: &[u8]) -> Result<Option<Meta>, ProtoError> {
             return Ok(None);
         }
         if &buf[end..end + 2] != b"\r\n" {
-            return Err(ProtoError::Malformed(format!("value of {n} bytes not followed by CRLF")));
+            return Err(ProtoError::Malformed(format!(
+                "value of {n} bytes not followed by CRLF"
+            )));
         }
         meta.value = Some(start..end);
         meta.len = end + 2;
@@ -185,32 +191,52 @@ pub struct KeyError {
     pub why: &'static str,
 }
 
-/// Whether a raw key must go as base64: spaces and control bytes would break
+/// Whether a raw key must go as base64: a space, CR, LF or NUL would break
 /// the request line.
 pub fn needs_base64(key: &[u8]) -> bool {
-    key.iter().any(|b| *b <= b' ' || *b == 0x7f)
+    key.iter().any(|b| matches!(*b, b' ' | b'\r' | b'\n' | 0))
+}
+
+/// Whether base64 is preferable though not required (other control bytes,
+/// which memcached accepts raw but which are fragile in logs and tools).
+fn prefers_base64(key: &[u8]) -> bool {
+    key.iter().any(|b| *b < b' ' || *b == 0x7f)
 }
 
 /// Appends the wire form of `raw` to `out`; returns whether it is base64.
-/// memcached limits the *encoded* token to 250 bytes, so a key needing
+/// memcached limits the *encoded* token to 250 bytes, so a key that needs
 /// base64 is limited to 186 raw bytes.
 pub fn encode_key(raw: &[u8], out: &mut Vec<u8>) -> Result<bool, KeyError> {
     use base64::Engine;
     if raw.is_empty() {
-        return Err(KeyError { len: 0, why: "empty" });
+        return Err(KeyError {
+            len: 0,
+            why: "empty",
+        });
     }
-    if !needs_base64(raw) {
-        if raw.len() > MAX_KEY {
-            return Err(KeyError { len: raw.len(), why: "over 250 bytes" });
-        }
-        out.extend_from_slice(raw);
-        return Ok(false);
+    if raw.len() > MAX_KEY {
+        return Err(KeyError {
+            len: raw.len(),
+            why: "over 250 bytes",
+        });
     }
-    if raw.len().div_ceil(3) * 4 > MAX_KEY {
-        return Err(KeyError { len: raw.len(), why: "needs base64 and its encoding is over 250 bytes" });
+    let fits_base64 = raw.len().div_ceil(3) * 4 <= MAX_KEY;
+    if needs_base64(raw) && !fits_base64 {
+        return Err(KeyError {
+            len: raw.len(),
+            why: "needs base64 and its encoding is over 250 bytes",
+        });
     }
-    out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(raw).as_bytes());
-    Ok(true)
+    if needs_base64(raw) || (prefers_base64(raw) && fits_base64) {
+        out.extend_from_slice(
+            base64::engine::general_purpose::STANDARD
+                .encode(raw)
+                .as_bytes(),
+        );
+        return Ok(true);
+    }
+    out.extend_from_slice(raw);
+    Ok(false)
 }
 
 /// The raw bytes of a wire key.
@@ -260,8 +286,13 @@ pub enum SetMode {
 /// `ms <key> <len> F<flags> T<ttl> <mode> c` + value. Always asks for the new
 /// CAS (`c`) so the delete guard can target exactly what was written.
 pub fn ms(out: &mut Vec<u8>, key: WireKey<'_>, value: &[u8], flags: u32, ttl: u64, mode: SetMode) {
-    push_key(out, b"ms ", key);
+    // The data length must be the token right after the key, before `b`.
+    out.extend_from_slice(b"ms ");
+    out.extend_from_slice(key.bytes);
     push_num(out, b" ", value.len());
+    if key.base64 {
+        out.extend_from_slice(b" b");
+    }
     push_num(out, b" F", flags);
     push_num(out, b" T", ttl);
     match mode {
@@ -336,12 +367,18 @@ mod tests {
             (b"EX\r\n", Status::Exists),
             (b"NF\r\n", Status::NotFound),
             (b"MN\r\n", Status::Noop),
-            (b"SERVER_ERROR out of memory storing object\r\n", Status::ServerError),
+            (
+                b"SERVER_ERROR out of memory storing object\r\n",
+                Status::ServerError,
+            ),
         ] {
             assert_eq!(one(text).status, status);
         }
         let buf = b"SERVER_ERROR object too large for cache\r\n";
-        assert_eq!(&buf[one(buf).message.unwrap()], b"object too large for cache");
+        assert_eq!(
+            &buf[one(buf).message.unwrap()],
+            b"object too large for cache"
+        );
     }
 
     #[test]
@@ -356,9 +393,16 @@ mod tests {
             b"ERROR\r\n",
             b"CLIENT_ERROR bad command line format\r\n",
         ] {
-            assert!(parse_meta(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_meta(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
-        assert_eq!(parse_meta(&[b'a'; MAX_LINE + 1]), Err(ProtoError::LineTooLong));
+        assert_eq!(
+            parse_meta(&[b'a'; MAX_LINE + 1]),
+            Err(ProtoError::LineTooLong)
+        );
     }
 
     #[test]
@@ -368,27 +412,43 @@ mod tests {
         out.clear();
         assert_eq!(encode_key(b"a key", &mut out), Ok(true));
         assert_eq!(out, b"YSBrZXk=");
-        assert_eq!(decode_key(WireKey { bytes: &out, base64: true }), b"a key");
+        assert_eq!(
+            decode_key(WireKey {
+                bytes: &out,
+                base64: true
+            }),
+            b"a key"
+        );
         assert!(encode_key(&[b'k'; 250], &mut Vec::new()).is_ok());
         assert!(encode_key(&[b'k'; 251], &mut Vec::new()).is_err());
         assert!(encode_key(&[b' '; 186], &mut Vec::new()).is_ok());
         assert!(encode_key(&[b' '; 187], &mut Vec::new()).is_err());
         assert!(encode_key(b"", &mut Vec::new()).is_err());
+        // A control byte goes as base64 while it fits, raw when it does not.
+        assert_eq!(encode_key(b"tab\tkey", &mut Vec::new()), Ok(true));
+        assert_eq!(encode_key(&[1u8; 200], &mut Vec::new()), Ok(false));
     }
 
     #[test]
     fn requests_are_byte_exact() {
-        let key = WireKey { bytes: b"k", base64: false };
-        let b64 = WireKey { bytes: b"YSBr", base64: true };
+        let key = WireKey {
+            bytes: b"k",
+            base64: false,
+        };
+        let b64 = WireKey {
+            bytes: b"YSBr",
+            base64: true,
+        };
         let mut out = Vec::new();
         mg(&mut out, b64, "f t v u");
         ms(&mut out, key, b"hi", 7, 0, SetMode::Add);
         ms(&mut out, key, b"", 7, 30, SetMode::Set { cas: Some(5) });
+        ms(&mut out, b64, b"x", 0, 0, SetMode::Add);
         md(&mut out, key, Some(9));
         mn(&mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "mg YSBr b f t v u\r\nms k 2 F7 T0 ME c\r\nhi\r\nms k 0 F7 T30 MS c C5\r\n\r\nmd k C9\r\nmn\r\n"
+            "mg YSBr b f t v u\r\nms k 2 F7 T0 ME c\r\nhi\r\nms k 0 F7 T30 MS c C5\r\n\r\nms YSBr 1 b F0 T0 ME c\r\nx\r\nmd k C9\r\nmn\r\n"
         );
     }
 }

@@ -1,1 +1,305 @@
-//! placeholder
+//! The resync: pull every vbucket of a node's work list from its sources
+//! into the local memcached, without ever overwriting newer data.
+//!
+//! [`run`] streams all sources concurrently (with the conflict rules the
+//! order of arrival does not matter), publishes progress into
+//! [`crate::stats`], and ends by writing the restart tag. A vbucket fails
+//! only when every one of its sources failed; a failed resync still ends,
+//! it never hangs. The local node failing ends the whole resync with
+//! [`ResyncError::Local`].
+
+pub mod batch;
+pub mod rules;
+pub mod source;
+
+use crate::memcached::{Connection, McError};
+use crate::stats::{Stats, BANDWIDTH_PERIOD_SECS};
+use crate::view::{WorkList, VBUCKETS};
+pub use rules::ConflictPolicy;
+pub use source::{CopyError, OWN_PREFIX};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+/// The restart tag: present while the local memcached keeps its data.
+pub const TAG_KEY: &[u8] = b"astaire\\\\tag";
+pub const TAG_VALUE: &[u8] = b"{}";
+
+/// How a resync runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub conflict: ConflictPolicy,
+    /// Keys per pipelined batch.
+    pub batch_keys: usize,
+    /// Inactivity timeout on every connection.
+    pub io_timeout: Duration,
+    /// How long to wait for a source whose crawler is busy.
+    pub busy_wait: Duration,
+    /// Bytes per second over all sources; `None` for no limit.
+    pub bandwidth_limit: Option<u64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            conflict: ConflictPolicy::default(),
+            batch_keys: 512,
+            io_timeout: crate::memcached::DEFAULT_TIMEOUT,
+            busy_wait: Duration::from_secs(60),
+            bandwidth_limit: None,
+        }
+    }
+}
+
+/// What happened to the items of a resync.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Counts {
+    /// Items read from sources.
+    pub fetched: u64,
+    /// Added locally.
+    pub landed: u64,
+    /// Replaced an older local value (clearwater-timestamp policy).
+    pub replaced: u64,
+    /// Left alone: the local value was as new or newer.
+    pub kept: u64,
+    /// Not copied: they would expire on arrival.
+    pub skipped: u64,
+    /// Listed by a dump but gone from the source before the fetch.
+    pub vanished: u64,
+    /// Removed again because the source deleted them meanwhile.
+    pub reverted: u64,
+    /// Could not be copied (local refused, or unexpressible key).
+    pub failed: u64,
+    /// Key + value bytes read from sources.
+    pub bytes: u64,
+    #[serde(skip)]
+    pub failed_vbuckets: BTreeMap<u8, u64>,
+}
+
+impl Counts {
+    fn merge(&mut self, o: &Counts) {
+        self.fetched += o.fetched;
+        self.landed += o.landed;
+        self.replaced += o.replaced;
+        self.kept += o.kept;
+        self.skipped += o.skipped;
+        self.vanished += o.vanished;
+        self.reverted += o.reverted;
+        self.failed += o.failed;
+        self.bytes += o.bytes;
+        for (vb, n) in &o.failed_vbuckets {
+            *self.failed_vbuckets.entry(*vb).or_default() += n;
+        }
+    }
+}
+
+/// The outcome of one source.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SourceReport {
+    pub source: String,
+    pub vbuckets: Vec<u8>,
+    pub listed: u64,
+    /// Why this source failed, if it did.
+    pub error: Option<String>,
+}
+
+/// The outcome of a resync.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub vbuckets: usize,
+    pub pairs: usize,
+    pub counts: Counts,
+    pub sources: Vec<SourceReport>,
+    /// Vbuckets not fully pulled, with why.
+    pub failed_vbuckets: BTreeMap<u8, String>,
+    pub seconds: f64,
+}
+
+impl Report {
+    pub fn succeeded(&self) -> bool {
+        self.failed_vbuckets.is_empty()
+    }
+
+    /// Items that reached (or already were at) the local node per second.
+    pub fn keys_per_second(&self) -> f64 {
+        self.counts.fetched as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// A resync that could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ResyncError {
+    #[error("local memcached {0}")]
+    Local(McError),
+}
+
+/// Paces copying to a byte rate shared by every source.
+#[derive(Debug)]
+pub struct Pacer {
+    bytes_per_sec: u64,
+    next_free: Mutex<tokio::time::Instant>,
+}
+
+impl Pacer {
+    pub fn new(bytes_per_sec: u64) -> Pacer {
+        Pacer {
+            bytes_per_sec: bytes_per_sec.max(1),
+            next_free: Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    /// Waits until `bytes` more may be sent.
+    pub async fn take(&self, bytes: u64) {
+        let start = {
+            let mut next = self.next_free.lock().await;
+            let now = tokio::time::Instant::now();
+            let start = (*next).max(now);
+            *next = start + Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec as f64);
+            start
+        };
+        tokio::time::sleep_until(start).await;
+    }
+}
+
+/// Runs one resync of `work`, publishing progress into `stats`.
+pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Report, ResyncError> {
+    let started = Instant::now();
+    let local_name = work.local_name.clone();
+    let mut local = Connection::connect(&local_name, opts.io_timeout)
+        .await
+        .map_err(ResyncError::Local)?;
+
+    let by_source = work.by_source();
+    let mut addrs = BTreeMap::new();
+    for source in by_source.keys() {
+        addrs.insert(source.clone(), resolve(source).await);
+    }
+    info!(
+        local = %local_name,
+        vbuckets = work.vbuckets.len(),
+        sources = by_source.len(),
+        full = work.full,
+        "resync started"
+    );
+    let progress = stats.begin(work, |s| addrs.get(s).copied().flatten());
+    let ticker = {
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            let period = Duration::from_secs(BANDWIDTH_PERIOD_SECS);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            loop {
+                tick.tick().await;
+                progress.close_period();
+            }
+        })
+    };
+
+    let opts_arc = Arc::new(opts.clone());
+    let pacer = opts.bandwidth_limit.map(|b| Arc::new(Pacer::new(b)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (source, vbuckets) in &by_source {
+        let mut wanted = [false; VBUCKETS];
+        vbuckets.iter().for_each(|vb| wanted[*vb as usize] = true);
+        let (src, local, o, pc, pr) = (
+            source.clone(),
+            local_name.clone(),
+            opts_arc.clone(),
+            pacer.clone(),
+            Some(progress.clone()),
+        );
+        tasks.spawn(async move {
+            let (outcome, result) =
+                source::copy_source(src.clone(), wanted, local, o, pc, pr).await;
+            (src, outcome, result)
+        });
+    }
+
+    let mut counts = Counts::default();
+    let mut failed_sources: BTreeMap<String, String> = BTreeMap::new();
+    let mut listed: BTreeMap<String, u64> = BTreeMap::new();
+    let mut local_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((source, outcome, result)) = joined else {
+            continue;
+        };
+        counts.merge(&outcome.counts);
+        listed.insert(source.clone(), outcome.listed);
+        match result {
+            Ok(()) => {
+                progress.source_done(&source);
+                info!(%source, keys = outcome.listed, "source done");
+            }
+            Err(CopyError::Local(e)) => {
+                local_error.get_or_insert(e);
+                tasks.abort_all();
+            }
+            Err(CopyError::Source(e)) => {
+                warn!(%source, "source failed: {e}");
+                failed_sources.insert(source, e.to_string());
+            }
+        }
+    }
+    ticker.abort();
+
+    if let Some(e) = local_error {
+        stats.finish();
+        return Err(ResyncError::Local(e));
+    }
+
+    let mut failed_vbuckets = BTreeMap::new();
+    for (vb, sources) in &work.vbuckets {
+        if sources.iter().all(|s| failed_sources.contains_key(s)) {
+            let why: Vec<String> = sources.iter().map(|s| failed_sources[s].clone()).collect();
+            failed_vbuckets.insert(*vb, format!("every source failed: {}", why.join("; ")));
+        } else if let Some(n) = counts.failed_vbuckets.get(vb) {
+            failed_vbuckets.insert(*vb, format!("{n} items could not be stored"));
+        }
+    }
+
+    // The tag says "this memcached has been resynced": written after every
+    // resync, so a restart (which loses it) can be detected.
+    let tag = local.set(TAG_KEY, TAG_VALUE, 0, 0).await;
+    stats.finish();
+    tag.map_err(ResyncError::Local)?;
+
+    let report = Report {
+        vbuckets: work.vbuckets.len(),
+        pairs: work.pairs(),
+        sources: by_source
+            .into_iter()
+            .map(|(source, vbuckets)| SourceReport {
+                listed: listed.get(&source).copied().unwrap_or(0),
+                error: failed_sources.get(&source).cloned(),
+                source,
+                vbuckets,
+            })
+            .collect(),
+        counts,
+        failed_vbuckets,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    if report.succeeded() {
+        info!(
+            keys = report.counts.fetched,
+            bytes = report.counts.bytes,
+            seconds = format!("{:.2}", report.seconds),
+            keys_per_sec = format!("{:.0}", report.keys_per_second()),
+            "resync completed"
+        );
+    } else {
+        let vbs: Vec<String> = report.failed_vbuckets.keys().map(u8::to_string).collect();
+        warn!(failed_vbuckets = %vbs.join(","), sources = ?failed_sources, "resync failed");
+    }
+    Ok(report)
+}
+
+/// The address a source resolved to (for reporting), if any.
+pub async fn resolve(server: &str) -> Option<SocketAddr> {
+    tokio::net::lookup_host(server)
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+}

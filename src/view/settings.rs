@@ -70,7 +70,9 @@ impl ClusterSettings {
             let mut parts = line.split('=');
             let (key, value) = match (parts.next(), parts.next(), parts.next()) {
                 (Some(k), Some(v), None) => (k.trim(), v.trim()),
-                (_, None, _) => return Err(err(number, format!("expected key=value, found {line:?}"))),
+                (_, None, _) => {
+                    return Err(err(number, format!("expected key=value, found {line:?}")))
+                }
                 _ => return Err(err(number, format!("more than one '=' in {line:?}"))),
             };
             let slot = match key {
@@ -84,7 +86,10 @@ impl ClusterSettings {
                 }
             };
             if let Some((first, _)) = slot {
-                return Err(err(number, format!("{key} given twice (first on line {first})")));
+                return Err(err(
+                    number,
+                    format!("{key} given twice (first on line {first})"),
+                ));
             }
             let list = parse_list(value).map_err(|reason| err(number, reason))?;
             *slot = Some((number, list));
@@ -159,14 +164,20 @@ mod tests {
     #[test]
     fn stable_file_with_comments_and_blank_lines() {
         let s = parse("# cluster\n\n  servers = 10.0.0.2:11211, 10.0.0.1:11211 \n").unwrap();
-        assert_eq!(s.servers, ["10.0.0.2:11211", "10.0.0.1:11211"], "order kept, not re-sorted");
+        assert_eq!(
+            s.servers,
+            ["10.0.0.2:11211", "10.0.0.1:11211"],
+            "order kept, not re-sorted"
+        );
         assert_eq!(s.new_servers, None);
     }
 
     #[test]
     fn resize_file_with_ipv6() {
-        let s = parse("servers=[2001:db8::1]:11211\nnew_servers=[2001:db8::1]:11211,[2001:db8::2]:11211\n")
-            .unwrap();
+        let s = parse(
+            "servers=[2001:db8::1]:11211\nnew_servers=[2001:db8::1]:11211,[2001:db8::2]:11211\n",
+        )
+        .unwrap();
         assert_eq!(s.servers, ["[2001:db8::1]:11211"]);
         assert_eq!(s.new_servers.unwrap().len(), 2);
     }
@@ -184,7 +195,11 @@ mod tests {
             ("servers=a:1\nbogus\n", 2, "expected key=value"),
             ("servers=a:1=b\n", 1, "more than one"),
             ("\nfoo=a:1\n", 2, "unknown setting"),
-            ("servers=a:1\nservers=b:1\n", 2, "given twice (first on line 1)"),
+            (
+                "servers=a:1\nservers=b:1\n",
+                2,
+                "given twice (first on line 1)",
+            ),
             ("servers=a:1,,b:2\n", 1, "empty server entry"),
             ("servers=a\n", 1, "not host:port"),
             ("servers=a:99999\n", 1, "bad port"),

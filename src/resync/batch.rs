@@ -1,0 +1,162 @@
+//! Batches of keys and items in flat buffers: one allocation per batch, not
+//! per key, on the copy path.
+
+use crate::memcached::proto::{encode_key, KeyError, WireKey};
+use std::ops::Range;
+
+/// Keys in their wire form, with their vbuckets.
+#[derive(Debug, Default)]
+pub struct KeyBatch {
+    buf: Vec<u8>,
+    keys: Vec<KeyRef>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct KeyRef {
+    end: u32,
+    raw_len: u16,
+    vbucket: u8,
+    base64: bool,
+}
+
+/// One key of a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchKey<'a> {
+    pub wire: WireKey<'a>,
+    pub vbucket: u8,
+    /// Length of the key itself (not of its wire form).
+    pub raw_len: usize,
+}
+
+impl KeyBatch {
+    pub fn with_capacity(keys: usize) -> KeyBatch {
+        KeyBatch {
+            buf: Vec::with_capacity(keys * 48),
+            keys: Vec::with_capacity(keys),
+        }
+    }
+
+    /// Adds a key given its raw bytes.
+    pub fn push(&mut self, raw: &[u8], vbucket: u8) -> Result<(), KeyError> {
+        let base64 = encode_key(raw, &mut self.buf)?;
+        self.keys.push(KeyRef {
+            end: self.buf.len() as u32,
+            raw_len: raw.len() as u16,
+            vbucket,
+            base64,
+        });
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> BatchKey<'_> {
+        let k = self.keys[i];
+        let start = if i == 0 {
+            0
+        } else {
+            self.keys[i - 1].end as usize
+        };
+        BatchKey {
+            wire: WireKey {
+                bytes: &self.buf[start..k.end as usize],
+                base64: k.base64,
+            },
+            vbucket: k.vbucket,
+            raw_len: k.raw_len as usize,
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = BatchKey<'_>> {
+        (0..self.len()).map(|i| self.get(i))
+    }
+}
+
+/// Items fetched from a source for a [`KeyBatch`].
+#[derive(Debug, Default)]
+pub struct ItemBatch {
+    pub keys: KeyBatch,
+    data: Vec<u8>,
+    pub items: Vec<FetchedItem>,
+    /// Keys listed by the dump but gone by the time they were fetched.
+    pub vanished: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct FetchedItem {
+    /// Index into `keys`.
+    pub key: usize,
+    pub flags: u32,
+    /// Remaining TTL on the source; -1 for none.
+    pub ttl: i64,
+    value: Range<usize>,
+}
+
+impl ItemBatch {
+    pub fn new(keys: KeyBatch) -> ItemBatch {
+        ItemBatch {
+            items: Vec::with_capacity(keys.len()),
+            keys,
+            data: Vec::new(),
+            vanished: 0,
+        }
+    }
+
+    pub fn push(&mut self, key: usize, flags: u32, ttl: i64, value: &[u8]) {
+        let start = self.data.len();
+        self.data.extend_from_slice(value);
+        self.items.push(FetchedItem {
+            key,
+            flags,
+            ttl,
+            value: start..self.data.len(),
+        });
+    }
+
+    pub fn value(&self, item: &FetchedItem) -> &[u8] {
+        &self.data[item.value.clone()]
+    }
+
+    pub fn key(&self, item: &FetchedItem) -> BatchKey<'_> {
+        self.keys.get(item.key)
+    }
+
+    /// Key and value bytes of the batch.
+    pub fn bytes(&self) -> u64 {
+        self.items
+            .iter()
+            .map(|i| (self.keys.get(i.key).raw_len + i.value.len()) as u64)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_items_round_trip() {
+        let mut keys = KeyBatch::with_capacity(2);
+        keys.push(b"reg\\\\a", 7).unwrap();
+        keys.push(b"a b", 9).unwrap();
+        assert!(keys.push(&[b'x'; 300], 1).is_err());
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys.get(0).wire.bytes, b"reg\\\\a");
+        assert_eq!(
+            (keys.get(1).wire.bytes, keys.get(1).wire.base64),
+            (&b"YSBi"[..], true)
+        );
+        assert_eq!((keys.get(1).vbucket, keys.get(1).raw_len), (9, 3));
+        let mut items = ItemBatch::new(keys);
+        items.push(1, 5, -1, b"value");
+        assert_eq!(items.value(&items.items[0]), b"value");
+        assert_eq!(items.key(&items.items[0]).vbucket, 9);
+        assert_eq!(items.bytes(), 8);
+    }
+}

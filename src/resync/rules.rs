@@ -1,0 +1,79 @@
+//! The decisions a copy makes per item, as pure functions: what TTL to
+//! store, and whether a source's value may replace a local one.
+
+/// memcached reads an expiry above this many seconds as an absolute time.
+pub const RELATIVE_TTL_MAX: i64 = 30 * 24 * 3600;
+
+/// The `T` to store for an item whose remaining TTL on the source is `t`
+/// (`-1`: none), at unix time `now`. `None`: skip it, it would expire on
+/// arrival.
+pub fn inject_ttl(t: i64, now: u64) -> Option<u64> {
+    match t {
+        t if t < 0 => Some(0),
+        0 | 1 => None,
+        t if t > RELATIVE_TTL_MAX => Some(now + t as u64),
+        t => Some(t as u64),
+    }
+}
+
+/// What to do when the local node already has a key the copy brings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConflictPolicy {
+    /// Clearwater clients keep the low 32 bits of the write time in ms in
+    /// the client flags: a newer source value replaces an older local one.
+    #[default]
+    ClearwaterTimestamp,
+    /// The local value always stays (for flags that are not timestamps).
+    AddOnly,
+}
+
+impl ConflictPolicy {
+    /// Whether the source's item (flags `remote`) is newer than the local
+    /// one (flags `local`) and should replace it. Timestamps wrap every ~49
+    /// days, so they are compared as a signed 32-bit difference.
+    pub fn should_replace(self, local: u32, remote: u32) -> bool {
+        match self {
+            ConflictPolicy::ClearwaterTimestamp => (local as i32).wrapping_sub(remote as i32) < 0,
+            ConflictPolicy::AddOnly => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_rules() {
+        let now = 1_800_000_000;
+        assert_eq!(inject_ttl(-1, now), Some(0), "no expiry stays no expiry");
+        assert_eq!(inject_ttl(0, now), None);
+        assert_eq!(inject_ttl(1, now), None);
+        assert_eq!(inject_ttl(2, now), Some(2));
+        assert_eq!(
+            inject_ttl(RELATIVE_TTL_MAX, now),
+            Some(RELATIVE_TTL_MAX as u64)
+        );
+        let forty_days = 40 * 24 * 3600;
+        assert_eq!(
+            inject_ttl(forty_days, now),
+            Some(now + forty_days as u64),
+            "over 30 days becomes absolute"
+        );
+    }
+
+    #[test]
+    fn clearwater_timestamps_compare_with_wraparound() {
+        let p = ConflictPolicy::ClearwaterTimestamp;
+        assert!(p.should_replace(100, 200), "local older");
+        assert!(!p.should_replace(200, 100), "local newer");
+        assert!(!p.should_replace(7, 7), "same write");
+        assert!(
+            p.should_replace(u32::MAX - 5, 10),
+            "remote written just after the wrap"
+        );
+        assert!(!p.should_replace(10, u32::MAX - 5));
+        assert!(!ConflictPolicy::AddOnly.should_replace(100, 200));
+    }
+}

@@ -1,0 +1,653 @@
+//! Copying from one source: a dump task, a fetcher and an injector.
+//!
+//! ```text
+//!  source ──metadump──▶ dump task ──keys (unbounded)──▶ fetcher ──items (2 batches)──▶ injector ──▶ local
+//!                       (never waits)                   mg … f t v u                   ms … ME, conflicts,
+//!                                                                                      delete guard
+//! ```
+//!
+//! The dump task only reads, filters by vbucket and forwards: in 1.6.18 a
+//! metadump that is not drained holds an item lock on the source and stalls
+//! its clients, so nothing downstream may slow it down (memory grows with the
+//! wanted keys only). The fetcher and the injector are paced by each other
+//! through a small bounded channel and by the bandwidth limit.
+
+use super::batch::{ItemBatch, KeyBatch};
+use super::rules::{inject_ttl, ConflictPolicy};
+use super::{Counts, Options, Pacer};
+use crate::memcached::dump::{decode_dump_key, DumpLine, DumpMode};
+use crate::memcached::proto::{self, SetMode, Status};
+use crate::memcached::{Connection, McError};
+use crate::stats::Progress;
+use crate::view::vbucket;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+/// Keys under this prefix are Astaire's own (the restart tag): never copied.
+pub const OWN_PREFIX: &[u8] = b"astaire\\\\";
+
+/// Which side of the copy failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("source {0}")]
+    Source(McError),
+    #[error("local {0}")]
+    Local(McError),
+}
+
+/// What one source delivered.
+#[derive(Debug, Default, Clone)]
+pub struct SourceOutcome {
+    pub counts: Counts,
+    /// Keys the dump listed in the wanted vbuckets.
+    pub listed: u64,
+}
+
+/// The vbuckets wanted from a source, as a membership table.
+pub type VbSet = [bool; crate::view::VBUCKETS];
+
+/// What a dump listed.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Keys of the wanted vbuckets sent on.
+    pub listed: u64,
+    /// Keys that cannot be expressed in a meta request, per vbucket.
+    pub unmovable: BTreeMap<u8, u64>,
+}
+
+/// Enumerates `source` and sends the keys of `wanted` vbuckets in batches.
+/// Fails unless the dump reached its end marker.
+pub async fn dump_keys(
+    source: &str,
+    mode: DumpMode,
+    wanted: &VbSet,
+    opts: &Options,
+    tx: mpsc::UnboundedSender<KeyBatch>,
+    progress: Option<&Progress>,
+) -> Result<Listing, McError> {
+    let mut conn = start_dump(source, mode, opts).await?;
+    let mut batch = KeyBatch::with_capacity(opts.batch_keys);
+    let mut raw = Vec::with_capacity(256);
+    let mut out = Listing::default();
+    loop {
+        let line = conn.reader.dump_line(mode).await?;
+        match line {
+            DumpLine::Key { key, encoding } => {
+                raw.clear();
+                decode_dump_key(&conn.reader.frame()[key], encoding, &mut raw).map_err(
+                    |source_err| McError::Protocol {
+                        server: source.to_owned(),
+                        source: source_err,
+                    },
+                )?;
+                let vb = vbucket(&raw);
+                if !wanted[vb as usize] || raw.starts_with(OWN_PREFIX) {
+                    continue;
+                }
+                if let Err(e) = batch.push(&raw, vb) {
+                    *out.unmovable.entry(vb).or_default() += 1;
+                    warn!(source, vbucket = vb, key = %String::from_utf8_lossy(&raw), "cannot copy key: {e}");
+                    continue;
+                }
+                out.listed += 1;
+                if batch.len() >= opts.batch_keys {
+                    if let Some(p) = progress {
+                        p.keys_found
+                            .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    let full =
+                        std::mem::replace(&mut batch, KeyBatch::with_capacity(opts.batch_keys));
+                    if tx.send(full).is_err() {
+                        return Ok(out); // the copy gave up; it reports why
+                    }
+                }
+            }
+            DumpLine::End => break,
+            DumpLine::Busy => {
+                return Err(McError::Unexpected {
+                    server: source.to_owned(),
+                    message: "BUSY in the middle of a dump".into(),
+                })
+            }
+        }
+    }
+    if let Some(p) = progress {
+        p.keys_found
+            .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(batch);
+    }
+    Ok(out)
+}
+
+/// Opens a connection and starts a dump on it, waiting out `BUSY` (another
+/// crawl running on that server) with backoff.
+async fn start_dump(source: &str, mode: DumpMode, opts: &Options) -> Result<Connection, McError> {
+    let deadline = tokio::time::Instant::now() + opts.busy_wait;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let mut conn = Connection::connect(source, opts.io_timeout).await?;
+        conn.send(mode.command()).await?;
+        // Peek at the first line without consuming a key line.
+        match conn.reader.dump_line(mode).await {
+            Ok(DumpLine::Busy) => {
+                if tokio::time::Instant::now() + backoff > deadline {
+                    return Err(McError::Unexpected {
+                        server: source.to_owned(),
+                        message: format!("crawler still busy after {} s", opts.busy_wait.as_secs()),
+                    });
+                }
+                debug!(source, "crawler busy, retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Ok(_) => {
+                conn.reader.unread_frame();
+                return Ok(conn);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Fetches every key of each batch from the source (`mg … f t v u`, one
+/// response per request, matched by position) and passes the items on.
+pub async fn fetch_items(
+    conn: &mut Connection,
+    mut keys: mpsc::UnboundedReceiver<KeyBatch>,
+    items: mpsc::Sender<ItemBatch>,
+) -> Result<(), McError> {
+    let mut req = Vec::new();
+    while let Some(batch) = keys.recv().await {
+        req.clear();
+        for k in batch.iter() {
+            proto::mg(&mut req, k.wire, "f t v u");
+        }
+        proto::mn(&mut req);
+        let expected = batch.len();
+        let mut out = ItemBatch::new(batch);
+        let mut index = 0usize;
+        let server = conn.server().to_owned();
+        conn.pipeline(&req, |m, frame| {
+            if index >= expected {
+                return Err(unexpected(
+                    &server,
+                    format!("more than {expected} responses to {expected} requests"),
+                ));
+            }
+            match m.status {
+                Status::Value => {
+                    let value = m.value.clone().map(|r| &frame[r]).unwrap_or_default();
+                    out.push(index, m.flags.unwrap_or(0), m.ttl.unwrap_or(-1), value);
+                }
+                Status::Miss => out.vanished += 1,
+                other => return Err(unexpected(&server, format!("{other:?} in answer to mg"))),
+            }
+            index += 1;
+            Ok(())
+        })
+        .await?;
+        if index != expected {
+            return Err(unexpected(
+                conn.server(),
+                format!("{index} responses to {expected} requests"),
+            ));
+        }
+        if items.send(out).await.is_err() {
+            break; // the injector stopped; it reports why
+        }
+    }
+    Ok(())
+}
+
+fn unexpected(server: &str, message: String) -> McError {
+    McError::Unexpected {
+        server: server.to_owned(),
+        message,
+    }
+}
+
+/// Injects fetched items into the local node, resolving conflicts and
+/// guarding against deletes that happened on the source meanwhile.
+pub struct Injector<'a> {
+    pub source: &'a str,
+    pub local: &'a mut Connection,
+    /// A second connection to the source for the delete re-check.
+    pub recheck: &'a mut Connection,
+    pub policy: ConflictPolicy,
+    pub pacer: Option<&'a Pacer>,
+    pub progress: Option<&'a Progress>,
+    pub counts: Counts,
+    req: Vec<u8>,
+}
+
+/// What happened to each item of a batch on the local node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Skipped,
+    /// Added by us, with the CAS memcached gave it.
+    Written(u64),
+    /// An older local value replaced by ours, with the new CAS.
+    Replaced(u64),
+    Conflict,
+    Kept,
+    Failed,
+}
+
+impl Fate {
+    /// The CAS of what we wrote, if we wrote.
+    fn cas(self) -> Option<u64> {
+        match self {
+            Fate::Written(cas) | Fate::Replaced(cas) => Some(cas),
+            _ => None,
+        }
+    }
+}
+
+impl<'a> Injector<'a> {
+    pub fn new(
+        source: &'a str,
+        local: &'a mut Connection,
+        recheck: &'a mut Connection,
+        policy: ConflictPolicy,
+    ) -> Self {
+        Injector {
+            source,
+            local,
+            recheck,
+            policy,
+            pacer: None,
+            progress: None,
+            counts: Counts::default(),
+            req: Vec::new(),
+        }
+    }
+
+    pub async fn run(&mut self, mut rx: mpsc::Receiver<ItemBatch>) -> Result<(), CopyError> {
+        while let Some(batch) = rx.recv().await {
+            if let Some(p) = self.pacer {
+                p.take(batch.bytes()).await;
+            }
+            self.inject(&batch).await?;
+        }
+        Ok(())
+    }
+
+    async fn inject(&mut self, batch: &ItemBatch) -> Result<(), CopyError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut fates = vec![Fate::Skipped; batch.items.len()];
+        let mut ttls = vec![0u64; batch.items.len()];
+
+        // 1. Add mode: a value a client wrote first is never overwritten.
+        self.req.clear();
+        let mut sent = Vec::with_capacity(batch.items.len());
+        for (i, item) in batch.items.iter().enumerate() {
+            match inject_ttl(item.ttl, now) {
+                None => self.counts.skipped += 1,
+                Some(ttl) => {
+                    ttls[i] = ttl;
+                    proto::ms(
+                        &mut self.req,
+                        batch.key(item).wire,
+                        batch.value(item),
+                        item.flags,
+                        ttl,
+                        SetMode::Add,
+                    );
+                    sent.push(i);
+                }
+            }
+        }
+        proto::mn(&mut self.req);
+        self.local_round(&sent, &mut fates, |m| match m.status {
+            Status::Stored => Ok(Fate::Written(m.cas.unwrap_or(0))),
+            Status::NotStored => Ok(Fate::Conflict),
+            Status::ServerError => Ok(Fate::Failed),
+            other => Err(format!("{other:?} in answer to ms ME")),
+        })
+        .await?;
+
+        // 2. The key was there already: keep it, or replace an older one.
+        let conflicts: Vec<usize> = (0..fates.len())
+            .filter(|i| fates[*i] == Fate::Conflict)
+            .collect();
+        if !conflicts.is_empty() {
+            self.resolve_conflicts(batch, &conflicts, &ttls, &mut fates)
+                .await?;
+        }
+
+        // 3. A key deleted on the source after we read it must not come back.
+        let written: Vec<usize> = (0..fates.len())
+            .filter(|i| fates[*i].cas().is_some())
+            .collect();
+        if !written.is_empty() {
+            self.guard_deletes(batch, &written, &fates).await?;
+        }
+
+        self.account(batch, &fates);
+        Ok(())
+    }
+
+    /// Sends `self.req` to the local node; response `n` decides the fate of
+    /// item `which[n]`.
+    async fn local_round(
+        &mut self,
+        which: &[usize],
+        fates: &mut [Fate],
+        decide: impl Fn(&proto::Meta) -> Result<Fate, String>,
+    ) -> Result<(), CopyError> {
+        let mut n = 0usize;
+        let server = self.local.server().to_owned();
+        let mut failures = 0u64;
+        self.local
+            .pipeline(&self.req, |m, frame| {
+                let i = *which
+                    .get(n)
+                    .ok_or_else(|| unexpected(&server, "more responses than requests".into()))?;
+                let fate = decide(m).map_err(|e| unexpected(&server, e))?;
+                if fate == Fate::Failed {
+                    failures += 1;
+                    if failures <= 3 {
+                        let msg = m
+                            .message
+                            .clone()
+                            .map(|r| String::from_utf8_lossy(&frame[r]).into_owned());
+                        warn!(local = %server, "item not stored: {}", msg.unwrap_or_default());
+                    }
+                }
+                fates[i] = fate;
+                n += 1;
+                Ok(())
+            })
+            .await
+            .map_err(CopyError::Local)?;
+        if n != which.len() {
+            return Err(CopyError::Local(unexpected(
+                &server,
+                format!("{n} responses to {} requests", which.len()),
+            )));
+        }
+        Ok(())
+    }
+
+    async fn resolve_conflicts(
+        &mut self,
+        batch: &ItemBatch,
+        conflicts: &[usize],
+        ttls: &[u64],
+        fates: &mut [Fate],
+    ) -> Result<(), CopyError> {
+        if self.policy == ConflictPolicy::AddOnly {
+            conflicts.iter().for_each(|i| fates[*i] = Fate::Kept);
+            return Ok(());
+        }
+        // Read the local flags (the write time) and CAS of each.
+        self.req.clear();
+        for i in conflicts {
+            proto::mg(&mut self.req, batch.key(&batch.items[*i]).wire, "f c");
+        }
+        proto::mn(&mut self.req);
+        let mut local: Vec<Option<(u32, u64)>> = Vec::with_capacity(conflicts.len());
+        let server = self.local.server().to_owned();
+        self.local
+            .pipeline(&self.req, |m, _| {
+                match m.status {
+                    Status::Stored => local.push(Some((m.flags.unwrap_or(0), m.cas.unwrap_or(0)))),
+                    Status::Miss => local.push(None), // deleted locally since: leave it deleted
+                    other => {
+                        return Err(unexpected(
+                            &server,
+                            format!("{other:?} in answer to mg f c"),
+                        ))
+                    }
+                }
+                Ok(())
+            })
+            .await
+            .map_err(CopyError::Local)?;
+        if local.len() != conflicts.len() {
+            return Err(CopyError::Local(unexpected(
+                &server,
+                "missing responses to mg f c".into(),
+            )));
+        }
+        // Replace the older ones, guarded by the CAS just read: a client
+        // write in between wins.
+        self.req.clear();
+        let mut replacing = Vec::new();
+        for (i, found) in conflicts.iter().zip(&local) {
+            fates[*i] = Fate::Kept;
+            let item = &batch.items[*i];
+            if let Some((flags, cas)) = found {
+                if self.policy.should_replace(*flags, item.flags) {
+                    let key = batch.key(item).wire;
+                    proto::ms(
+                        &mut self.req,
+                        key,
+                        batch.value(item),
+                        item.flags,
+                        ttls[*i],
+                        SetMode::Set { cas: Some(*cas) },
+                    );
+                    replacing.push(*i);
+                }
+            }
+        }
+        if replacing.is_empty() {
+            return Ok(());
+        }
+        proto::mn(&mut self.req);
+        self.local_round(&replacing, fates, |m| match m.status {
+            Status::Stored => Ok(Fate::Replaced(m.cas.unwrap_or(0))),
+            Status::Exists | Status::NotFound => Ok(Fate::Kept),
+            Status::ServerError => Ok(Fate::Failed),
+            other => Err(format!("{other:?} in answer to ms MS C")),
+        })
+        .await
+    }
+
+    async fn guard_deletes(
+        &mut self,
+        batch: &ItemBatch,
+        written: &[usize],
+        fates: &[Fate],
+    ) -> Result<(), CopyError> {
+        self.req.clear();
+        for i in written {
+            proto::mg(&mut self.req, batch.key(&batch.items[*i]).wire, "u");
+        }
+        proto::mn(&mut self.req);
+        let mut gone = Vec::new();
+        let mut n = 0usize;
+        let server = self.recheck.server().to_owned();
+        self.recheck
+            .pipeline(&self.req, |m, _| {
+                let i = *written
+                    .get(n)
+                    .ok_or_else(|| unexpected(&server, "more responses than requests".into()))?;
+                match m.status {
+                    Status::Stored => {}
+                    Status::Miss => gone.push(i),
+                    other => return Err(unexpected(&server, format!("{other:?} in answer to mg"))),
+                }
+                n += 1;
+                Ok(())
+            })
+            .await
+            .map_err(CopyError::Source)?;
+        if n != written.len() {
+            return Err(CopyError::Source(unexpected(
+                &server,
+                format!("{n} responses to {} requests", written.len()),
+            )));
+        }
+        if gone.is_empty() {
+            return Ok(());
+        }
+        // Delete exactly what we wrote: a newer client write has another CAS.
+        self.req.clear();
+        for i in &gone {
+            let Some(cas) = fates[*i].cas() else { continue };
+            proto::md(&mut self.req, batch.key(&batch.items[*i]).wire, Some(cas));
+        }
+        proto::mn(&mut self.req);
+        let mut reverted = 0;
+        let local = self.local.server().to_owned();
+        self.local
+            .pipeline(&self.req, |m, _| {
+                match m.status {
+                    Status::Stored => reverted += 1,
+                    Status::Exists | Status::NotFound => {}
+                    other => {
+                        return Err(unexpected(&local, format!("{other:?} in answer to md C")))
+                    }
+                }
+                Ok(())
+            })
+            .await
+            .map_err(CopyError::Local)?;
+        self.counts.reverted += reverted;
+        Ok(())
+    }
+
+    fn account(&mut self, batch: &ItemBatch, fates: &[Fate]) {
+        let c = &mut self.counts;
+        c.vanished += batch.vanished;
+        c.fetched += batch.items.len() as u64;
+        let mut per_vb = [(0u64, 0u64); crate::view::VBUCKETS];
+        for (item, fate) in batch.items.iter().zip(fates) {
+            let key = batch.key(item);
+            match fate {
+                Fate::Written(_) => c.landed += 1,
+                Fate::Replaced(_) => c.replaced += 1,
+                Fate::Kept => c.kept += 1,
+                Fate::Failed => {
+                    c.failed += 1;
+                    *c.failed_vbuckets.entry(key.vbucket).or_default() += 1;
+                }
+                Fate::Skipped | Fate::Conflict => {}
+            }
+            let bytes = (key.raw_len + batch.value(item).len()) as u64;
+            c.bytes += bytes;
+            let slot = &mut per_vb[key.vbucket as usize];
+            slot.0 += 1;
+            slot.1 += bytes;
+        }
+        if let Some(p) = self.progress {
+            p.total
+                .add(batch.items.len() as u64, per_vb.iter().map(|s| s.1).sum());
+            if let Some(conn) = p.connection(self.source) {
+                for (vb, (entries, bytes)) in per_vb.iter().enumerate() {
+                    if *entries > 0 {
+                        if let Some(b) = conn.bucket(vb as u8) {
+                            b.counter.add(*entries, *bytes);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies every wanted vbucket of `source` into `local`. The counts are
+/// returned even when the copy failed part way: what landed stays landed.
+pub async fn copy_source(
+    source: String,
+    wanted: VbSet,
+    local_name: String,
+    opts: Arc<Options>,
+    pacer: Option<Arc<Pacer>>,
+    progress: Option<Arc<Progress>>,
+) -> (SourceOutcome, Result<(), CopyError>) {
+    let mut outcome = SourceOutcome::default();
+    let result = copy(
+        &source,
+        wanted,
+        &local_name,
+        opts,
+        pacer,
+        progress,
+        &mut outcome,
+    )
+    .await;
+    (outcome, result)
+}
+
+async fn copy(
+    source: &str,
+    wanted: VbSet,
+    local_name: &str,
+    opts: Arc<Options>,
+    pacer: Option<Arc<Pacer>>,
+    progress: Option<Arc<Progress>>,
+    outcome: &mut SourceOutcome,
+) -> Result<(), CopyError> {
+    let mut fetch_conn = Connection::connect(source, opts.io_timeout)
+        .await
+        .map_err(CopyError::Source)?;
+    let mode = DumpMode::for_version(&fetch_conn.version().await.map_err(CopyError::Source)?);
+    let mut recheck = Connection::connect(source, opts.io_timeout)
+        .await
+        .map_err(CopyError::Source)?;
+    let mut local = Connection::connect(local_name, opts.io_timeout)
+        .await
+        .map_err(CopyError::Local)?;
+
+    let (key_tx, key_rx) = mpsc::unbounded_channel();
+    let (item_tx, item_rx) = mpsc::channel(2);
+    let dump = {
+        let (source, opts, progress) = (source.to_owned(), opts.clone(), progress.clone());
+        tokio::spawn(async move {
+            dump_keys(&source, mode, &wanted, &opts, key_tx, progress.as_deref()).await
+        })
+    };
+    let inject = {
+        let (source, progress) = (source.to_owned(), progress.clone());
+        let policy = opts.conflict;
+        tokio::spawn(async move {
+            let mut injector = Injector::new(&source, &mut local, &mut recheck, policy);
+            injector.pacer = pacer.as_deref();
+            injector.progress = progress.as_deref();
+            let result = injector.run(item_rx).await;
+            (result, injector.counts)
+        })
+    };
+    let fetched = fetch_items(&mut fetch_conn, key_rx, item_tx).await;
+    let injected = match inject.await {
+        Ok((result, counts)) => {
+            outcome.counts = counts;
+            result
+        }
+        Err(e) => Err(CopyError::Local(unexpected(
+            local_name,
+            format!("injector task failed: {e}"),
+        ))),
+    };
+    // The dump only ends early if the copy failed; stop it then.
+    dump.abort_handle().abort();
+    let dumped = dump.await;
+    injected?;
+    fetched.map_err(CopyError::Source)?;
+    let listing = match dumped {
+        Ok(listing) => listing.map_err(CopyError::Source)?,
+        Err(e) => {
+            return Err(CopyError::Source(unexpected(
+                source,
+                format!("dump task failed: {e}"),
+            )))
+        }
+    };
+    outcome.listed = listing.listed;
+    for (vb, n) in listing.unmovable {
+        outcome.counts.failed += n;
+        *outcome.counts.failed_vbuckets.entry(vb).or_default() += n;
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Read-only check that a node holds what it should: every key of its
+//! vbuckets that a source holds is present locally with the same value and
+//! flags. Uses the resync's dump and fetch stages; never writes.
+
+use crate::memcached::dump::DumpMode;
+use crate::memcached::proto::{self, decode_key, Status};
+use crate::memcached::{Connection, McError};
+use crate::resync::batch::ItemBatch;
+use crate::resync::rules::inject_ttl;
+use crate::resync::source::{dump_keys, fetch_items};
+use crate::resync::Options;
+use crate::view::{WorkList, VBUCKETS};
+use tokio::sync::mpsc;
+
+/// One key that differs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Difference {
+    pub vbucket: u8,
+    pub source: String,
+    /// The key, lossily printed.
+    pub key: String,
+    pub problem: Problem,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Problem {
+    MissingLocally,
+    ValueDiffers,
+    FlagsDiffer,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct VerifyReport {
+    pub checked: u64,
+    /// Count of every difference (the list below may be cut short).
+    pub different: u64,
+    pub differences: Vec<Difference>,
+    /// Sources that could not be read, with why.
+    pub failed_sources: Vec<(String, String)>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.different == 0 && self.failed_sources.is_empty()
+    }
+}
+
+/// Differences listed in full; beyond this only counted.
+const MAX_LISTED: usize = 1000;
+
+/// Checks `work` (normally a full work list: everything the node holds,
+/// from the other replicas). `Err` only when the local node is unreachable.
+pub async fn verify(work: &WorkList, opts: &Options) -> Result<VerifyReport, McError> {
+    let mut local = Connection::connect(&work.local_name, opts.io_timeout).await?;
+    let mut report = VerifyReport::default();
+    for (source, vbuckets) in work.by_source() {
+        let mut wanted = [false; VBUCKETS];
+        vbuckets.iter().for_each(|vb| wanted[*vb as usize] = true);
+        if let Err(e) = verify_source(&source, &wanted, &mut local, opts, &mut report).await {
+            if e.server() == work.local_name {
+                return Err(e);
+            }
+            report.failed_sources.push((source.clone(), e.to_string()));
+        }
+    }
+    Ok(report)
+}
+
+async fn verify_source(
+    source: &str,
+    wanted: &[bool; VBUCKETS],
+    local: &mut Connection,
+    opts: &Options,
+    report: &mut VerifyReport,
+) -> Result<(), McError> {
+    let mut fetch = Connection::connect(source, opts.io_timeout).await?;
+    let mode = DumpMode::for_version(&fetch.version().await?);
+    let (key_tx, key_rx) = mpsc::unbounded_channel();
+    let (item_tx, mut item_rx) = mpsc::channel(2);
+    let dump = {
+        let (source, opts, wanted) = (source.to_owned(), opts.clone(), *wanted);
+        tokio::spawn(async move { dump_keys(&source, mode, &wanted, &opts, key_tx, None).await })
+    };
+    let compare = async {
+        let mut req = Vec::new();
+        while let Some(batch) = item_rx.recv().await {
+            compare_batch(source, &batch, local, &mut req, report).await?;
+        }
+        Ok::<(), McError>(())
+    };
+    let (fetched, compared) = tokio::join!(fetch_items(&mut fetch, key_rx, item_tx), compare);
+    dump.abort_handle().abort();
+    compared?;
+    fetched?;
+    match dump.await {
+        Ok(listing) => listing.map(|_| ()),
+        Err(e) => Err(McError::Unexpected {
+            server: source.to_owned(),
+            message: format!("dump task failed: {e}"),
+        }),
+    }
+}
+
+async fn compare_batch(
+    source: &str,
+    batch: &ItemBatch,
+    local: &mut Connection,
+    req: &mut Vec<u8>,
+    report: &mut VerifyReport,
+) -> Result<(), McError> {
+    // Items about to expire are not copied, so not expected either.
+    let items: Vec<_> = batch
+        .items
+        .iter()
+        .filter(|i| inject_ttl(i.ttl, 0).is_some())
+        .collect();
+    req.clear();
+    for item in &items {
+        proto::mg(req, batch.key(item).wire, "f v u");
+    }
+    proto::mn(req);
+    let mut n = 0usize;
+    let mut found = Vec::with_capacity(items.len());
+    local
+        .pipeline(req, |m, frame| {
+            let problem = match (m.status, items.get(n)) {
+                (_, None) => None,
+                (Status::Value, Some(item)) => {
+                    let value = m.value.clone().map(|r| &frame[r]).unwrap_or_default();
+                    if value != batch.value(item) {
+                        Some(Problem::ValueDiffers)
+                    } else if m.flags.unwrap_or(0) != item.flags {
+                        Some(Problem::FlagsDiffer)
+                    } else {
+                        None
+                    }
+                }
+                (_, Some(_)) => Some(Problem::MissingLocally),
+            };
+            found.push(problem);
+            n += 1;
+            Ok(())
+        })
+        .await?;
+    for (item, problem) in items.iter().zip(found) {
+        report.checked += 1;
+        let Some(problem) = problem else { continue };
+        report.different += 1;
+        if report.differences.len() < MAX_LISTED {
+            let key = batch.key(item);
+            report.differences.push(Difference {
+                vbucket: key.vbucket,
+                source: source.to_owned(),
+                key: String::from_utf8_lossy(&decode_key(key.wire)).into_owned(),
+                problem,
+            });
+        }
+    }
+    Ok(())
+}

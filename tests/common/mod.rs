@@ -1,0 +1,259 @@
+//! Real memcached processes for the integration tests, and the client-side
+//! helpers the tests use to load and inspect them.
+#![allow(dead_code)]
+
+use astaire::memcached::dump::DumpMode;
+use astaire::memcached::proto::decode_key;
+use astaire::memcached::{Connection, Item, DEFAULT_TIMEOUT};
+use astaire::resync::source::dump_keys;
+use astaire::resync::Options;
+use astaire::view::{vbucket, ClusterSettings, View, VBUCKETS};
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A private memcached on a loopback port, killed on drop.
+pub struct Memcached {
+    pub port: u16,
+    child: Child,
+    args: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+impl Memcached {
+    pub fn start() -> Memcached {
+        Self::start_with(&[])
+    }
+
+    /// Starts memcached with extra arguments (e.g. `-X`).
+    pub fn start_with(extra: &[&str]) -> Memcached {
+        let port = free_port();
+        let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let child = Self::spawn(port, &args);
+        let m = Memcached { port, child, args };
+        m.wait_ready();
+        m
+    }
+
+    fn spawn(port: u16, extra: &[String]) -> Child {
+        let mut cmd = Command::new("memcached");
+        cmd.args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "0",
+            "-m",
+            "128",
+            "-I",
+            "2m",
+            "-t",
+            "2",
+        ]);
+        if is_root() {
+            cmd.args(["-u", "root"]);
+        }
+        cmd.args(extra).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot start memcached ({e}): install it, or run scripts/test.sh which does")
+        })
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "memcached on port {} did not start",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn name(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills and starts it again, empty, on the same port.
+    pub fn restart_empty(&mut self) {
+        self.kill();
+        self.child = Self::spawn(self.port, &self.args);
+        self.wait_ready();
+    }
+
+    pub async fn conn(&self) -> Connection {
+        Connection::connect(&self.name(), DEFAULT_TIMEOUT)
+            .await
+            .expect("connect to memcached")
+    }
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A cluster of memcached processes with settings files in a temp dir.
+pub struct Cluster {
+    pub nodes: Vec<Memcached>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn start(n: usize) -> Cluster {
+        Cluster {
+            nodes: (0..n).map(|_| Memcached::start()).collect(),
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn names(&self, which: std::ops::Range<usize>) -> Vec<String> {
+        self.nodes[which].iter().map(Memcached::name).collect()
+    }
+
+    /// Writes a settings file and returns its path.
+    pub fn settings(
+        &self,
+        file: &str,
+        servers: &[String],
+        new_servers: Option<&[String]>,
+    ) -> PathBuf {
+        let mut text = format!("# test cluster\nservers={}\n", servers.join(","));
+        if let Some(new) = new_servers {
+            text.push_str(&format!("new_servers={}\n", new.join(",")));
+        }
+        let path = self.dir.path().join(file);
+        std::fs::write(&path, text).expect("write settings");
+        path
+    }
+}
+
+pub fn view(path: &Path) -> View {
+    View::new(&ClusterSettings::load(path).expect("valid settings"))
+}
+
+/// One test item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestItem {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub flags: u32,
+    /// As sent to memcached: 0 none, ≤ 30 days relative, else absolute.
+    pub ttl: u64,
+}
+
+/// Writes every item to its replicas in `view`, as a client would.
+pub async fn load(view: &View, items: &[TestItem]) {
+    let mut conns = std::collections::HashMap::new();
+    for item in items {
+        for server in view.write_set(vbucket(&item.key)) {
+            if !conns.contains_key(&server) {
+                let c = Connection::connect(&server, DEFAULT_TIMEOUT)
+                    .await
+                    .expect("connect");
+                conns.insert(server.clone(), c);
+            }
+            let c = conns.get_mut(&server).expect("inserted");
+            c.set(&item.key, &item.value, item.flags, item.ttl)
+                .await
+                .expect("set");
+        }
+    }
+}
+
+/// Every key a server holds (Astaire's own keys excepted).
+pub async fn all_keys(server: &str) -> BTreeSet<Vec<u8>> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let opts = Options::default();
+    dump_keys(
+        server,
+        DumpMode::Metadump,
+        &[true; VBUCKETS],
+        &opts,
+        tx,
+        None,
+    )
+    .await
+    .expect("dump");
+    let mut keys = BTreeSet::new();
+    while let Ok(batch) = rx.try_recv() {
+        for k in batch.iter() {
+            keys.insert(decode_key(k.wire));
+        }
+    }
+    keys
+}
+
+pub async fn get(conn: &mut Connection, key: &[u8]) -> Option<Item> {
+    conn.get(key).await.expect("get")
+}
+
+/// Runs the `astaire` binary.
+pub fn astaire(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_astaire"))
+        .args(args)
+        .output()
+        .expect("run astaire")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Items named `prefix{i}` for `n` keys, with 100-byte values and
+/// Clearwater-style timestamp flags.
+pub fn plain_items(prefix: &str, n: usize, flags: u32) -> Vec<TestItem> {
+    (0..n)
+        .map(|i| TestItem {
+            key: format!("{prefix}{i}").into_bytes(),
+            value: format!("value-{i}-")
+                .bytes()
+                .chain(std::iter::repeat(b'.'))
+                .take(100)
+                .collect(),
+            flags,
+            ttl: 0,
+        })
+        .collect()
+}
+
+/// A key starting with `stem` whose vbucket satisfies `wanted`.
+pub fn key_in(stem: &[u8], wanted: impl Fn(u8) -> bool) -> Vec<u8> {
+    for i in 0u32.. {
+        let mut k = stem.to_vec();
+        k.extend_from_slice(format!("#{i}").as_bytes());
+        if wanted(vbucket(&k)) {
+            return k;
+        }
+    }
+    unreachable!()
+}
