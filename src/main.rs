@@ -170,7 +170,7 @@ fn init_logging(level: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("astaire={filter}")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(astaire::progress::LogWriter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
@@ -245,15 +245,17 @@ fn print_summary(work: &WorkList, r: &Report) {
         r.sources.len()
     );
     println!(
-        "  {} keys, {:.1} MB in {:.2} s: {:.0} keys/s, {:.1} MB/s",
+        "  {} keys landed in {:.2} s ({:.0} keys/s); {} items, {:.1} MB read from the sources ({:.0} items/s, {:.1} MB/s)",
+        c.landed + c.replaced,
+        r.seconds,
+        r.keys_landed_per_second(),
         c.fetched,
         c.bytes as f64 / 1e6,
-        r.seconds,
-        r.keys_per_second(),
+        r.items_per_second(),
         c.bytes as f64 / 1e6 / r.seconds.max(1e-9)
     );
     println!(
-        "  landed {}, replaced older {}, kept newer local {}, skipped expiring {}, vanished {}, reverted deletes {}, failed {}",
+        "  landed {}, replaced older {}, kept (local as new or newer) {}, skipped expiring {}, vanished {}, reverted deletes {}, failed {}",
         c.landed, c.replaced, c.kept, c.skipped, c.vanished, c.reverted, c.failed
     );
     for s in &r.sources {
@@ -340,7 +342,7 @@ async fn verify_cmd(t: Target) -> u8 {
                 println!("source {s} could not be read: {e}");
             }
             println!(
-                "verify {}: {} keys checked in {} vbuckets, {} differences{}",
+                "verify {}: {} items checked against their sources in {} vbuckets, {} differences{}",
                 work.local_name,
                 report.checked,
                 work.vbuckets.len(),

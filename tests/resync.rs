@@ -279,7 +279,7 @@ async fn full_resync_restores_a_node_that_restarted_empty() {
     assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
     // One other replica per vbucket in a stable three-node cluster.
     assert!(
-        text(&verify).contains(&format!("{} keys checked", expected.len())),
+        text(&verify).contains(&format!("{} items checked", expected.len())),
         "{}",
         text(&verify)
     );

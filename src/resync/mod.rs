@@ -123,9 +123,15 @@ impl Report {
         self.failed_vbuckets.is_empty()
     }
 
-    /// Items that reached (or already were at) the local node per second.
-    pub fn keys_per_second(&self) -> f64 {
+    /// Items read from sources per second (a key held by two sources is
+    /// read twice).
+    pub fn items_per_second(&self) -> f64 {
         self.counts.fetched as f64 / self.seconds.max(1e-9)
+    }
+
+    /// Keys written locally (added or replacing an older value) per second.
+    pub fn keys_landed_per_second(&self) -> f64 {
+        (self.counts.landed + self.counts.replaced) as f64 / self.seconds.max(1e-9)
     }
 }
 
@@ -283,10 +289,11 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
     };
     if report.succeeded() {
         info!(
-            keys = report.counts.fetched,
+            landed = report.counts.landed + report.counts.replaced,
+            items = report.counts.fetched,
             bytes = report.counts.bytes,
             seconds = format!("{:.2}", report.seconds),
-            keys_per_sec = format!("{:.0}", report.keys_per_second()),
+            keys_per_sec = format!("{:.0}", report.keys_landed_per_second()),
             "resync completed"
         );
     } else {

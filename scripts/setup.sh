@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what Astaire's demo and tests need on Debian 12, only what is
+# missing: memcached, net-snmp (snmpd, snmp, snmptrapd) and a Rust toolchain.
+# Sourced by demo.sh and test.sh; safe to run again.
+set -euo pipefail
+
+export PATH="$HOME/.cargo/bin:$PATH"
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+command -v memcached >/dev/null || missing+=(memcached)
+command -v snmpd >/dev/null || missing+=(snmpd)
+command -v snmpget >/dev/null || missing+=(snmp)
+command -v snmptrapd >/dev/null || missing+=(snmptrapd)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+    if command -v curl >/dev/null; then
+        echo "setup: installing Rust with rustup"
+        curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal >/dev/null
+    else
+        echo "setup: Rust is missing: install it with rustup (https://rustup.rs), then run this again" >&2
+        exit 1
+    fi
+fi
