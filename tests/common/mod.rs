@@ -257,3 +257,31 @@ pub fn key_in(stem: &[u8], wanted: impl Fn(u8) -> bool) -> Vec<u8> {
     }
     unreachable!()
 }
+
+/// Writes `items` to one server in pipelined batches (fast bulk loading).
+pub async fn bulk_set(server: &str, items: &[TestItem]) {
+    use astaire::memcached::proto::{self, encode_key, SetMode, WireKey};
+    let mut conn = Connection::connect(server, DEFAULT_TIMEOUT)
+        .await
+        .expect("connect");
+    for chunk in items.chunks(1000) {
+        let mut req = Vec::new();
+        for item in chunk {
+            let mut wire = Vec::new();
+            let base64 = encode_key(&item.key, &mut wire).expect("sendable key");
+            proto::ms(
+                &mut req,
+                WireKey {
+                    bytes: &wire,
+                    base64,
+                },
+                &item.value,
+                item.flags,
+                item.ttl,
+                SetMode::Set { cas: None },
+            );
+        }
+        proto::mn(&mut req);
+        conn.pipeline(&req, |_, _| Ok(())).await.expect("bulk set");
+    }
+}
