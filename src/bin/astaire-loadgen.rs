@@ -109,19 +109,22 @@ async fn main() -> ExitCode {
             Ok::<_, astaire::memcached::McError>(server)
         });
     }
-    let mut failed = false;
+    let mut failed = 0;
     while let Some(done) = tasks.join_next().await {
-        match done {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                eprintln!("astaire-loadgen: {e}");
-                failed = true;
-            }
-            Err(e) => {
-                eprintln!("astaire-loadgen: {e}");
-                failed = true;
-            }
-        }
+        let error = match done {
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        eprintln!("astaire-loadgen: {error}");
+        failed += 1;
+    }
+    if failed > 0 {
+        eprintln!(
+            "astaire-loadgen: {failed} of {} servers could not be loaded",
+            counts.len()
+        );
+        return ExitCode::from(1);
     }
     let written: usize = counts.values().sum();
     println!(
@@ -132,9 +135,5 @@ async fn main() -> ExitCode {
         counts.len(),
         started.elapsed().as_secs_f64()
     );
-    if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
+    ExitCode::SUCCESS
 }
