@@ -77,11 +77,13 @@ async fn assert_holds_exactly(server: &str, items: &[TestItem], expected: &BTree
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scale_up_three_to_four_moves_exactly_the_new_nodes_vbuckets() {
-    let cluster = Cluster::start(4);
-    let old = cluster.names(0..3);
-    let all = cluster.names(0..4);
-    let stable = cluster.settings("cs3", &old, None);
-    let resize = cluster.settings("cs4", &old, Some(&all));
+    let Resize {
+        cluster,
+        all,
+        stable,
+        resize,
+        ..
+    } = Resize::three_to_four();
     let view_after = view(&resize);
     let new_node = all[3].clone();
     let mine = |vb: u8| view_after.target()[vb as usize].contains(&new_node);
@@ -142,14 +144,7 @@ async fn scale_up_three_to_four_moves_exactly_the_new_nodes_vbuckets() {
     }
     load(&view(&stable), &items).await;
 
-    let out = astaire(&[
-        "resync",
-        "--local-name",
-        &new_node,
-        "--cluster-settings",
-        resize.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let out = resync_cli(&new_node, &resize, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("result: complete"), "{}", text(&out));
 
@@ -195,16 +190,7 @@ async fn scale_down_four_to_three_gives_each_remaining_node_what_it_newly_owns()
         .iter()
         .map(|node| {
             let (node, path) = (node.clone(), resize.clone());
-            std::thread::spawn(move || {
-                astaire(&[
-                    "resync",
-                    "--local-name",
-                    &node,
-                    "--cluster-settings",
-                    path.to_str().unwrap(),
-                    "--quiet",
-                ])
-            })
+            std::thread::spawn(move || resync_cli(&node, &path, &[]))
         })
         .collect();
     for run in runs {
@@ -287,25 +273,18 @@ async fn full_resync_restores_a_node_that_restarted_empty() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_source_dead_before_the_resync_is_covered_by_the_other_replica() {
-    let mut cluster = Cluster::start(4);
-    let old = cluster.names(0..3);
-    let all = cluster.names(0..4);
-    let stable = cluster.settings("cs3", &old, None);
-    let resize = cluster.settings("cs4", &old, Some(&all));
+    let Resize {
+        mut cluster,
+        old,
+        all,
+        stable,
+        resize,
+    } = Resize::three_to_four();
     let items = plain_items("reg\\\\sip:dead", 3000, 3);
     load(&view(&stable), &items).await;
     cluster.nodes[1].kill();
 
-    let out = astaire(&[
-        "resync",
-        "--local-name",
-        &all[3],
-        "--cluster-settings",
-        resize.to_str().unwrap(),
-        "--quiet",
-        "--io-timeout",
-        "2",
-    ]);
+    let out = resync_cli(&all[3], &resize, &["--io-timeout", "2"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -323,11 +302,13 @@ async fn a_source_dead_before_the_resync_is_covered_by_the_other_replica() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_source_killed_mid_stream_is_covered_by_the_other_replica() {
-    let mut cluster = Cluster::start(4);
-    let old = cluster.names(0..3);
-    let all = cluster.names(0..4);
-    let stable = cluster.settings("cs3", &old, None);
-    let resize = cluster.settings("cs4", &old, Some(&all));
+    let Resize {
+        mut cluster,
+        old,
+        all,
+        stable,
+        resize,
+    } = Resize::three_to_four();
     let mut items = plain_items("reg\\\\sip:midstream", 6000, 3);
     items.iter_mut().for_each(|i| i.value = vec![b'v'; 1000]);
     load(&view(&stable), &items).await;
@@ -379,22 +360,16 @@ async fn a_source_killed_mid_stream_is_covered_by_the_other_replica() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn vbuckets_whose_sources_all_fail_are_reported_and_the_resync_ends() {
-    let mut cluster = Cluster::start(4);
-    let old = cluster.names(0..3);
-    let all = cluster.names(0..4);
-    let resize = cluster.settings("cs4", &old, Some(&all));
+    let Resize {
+        mut cluster,
+        old,
+        all,
+        resize,
+        ..
+    } = Resize::three_to_four();
     cluster.nodes[0].kill();
     cluster.nodes[1].kill();
-    let out = astaire(&[
-        "resync",
-        "--local-name",
-        &all[3],
-        "--cluster-settings",
-        resize.to_str().unwrap(),
-        "--quiet",
-        "--io-timeout",
-        "2",
-    ]);
+    let out = resync_cli(&all[3], &resize, &["--io-timeout", "2"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let both_dead = view(&resize)
         .work_list(&all[3], false)
@@ -414,11 +389,13 @@ async fn vbuckets_whose_sources_all_fail_are_reported_and_the_resync_ends() {
 /// is being filled: afterwards no stale value and no revived delete.
 #[tokio::test(flavor = "multi_thread")]
 async fn live_traffic_during_the_resync_leaves_nothing_stale_and_nothing_revived() {
-    let cluster = Cluster::start(4);
-    let old = cluster.names(0..3);
-    let all = cluster.names(0..4);
-    let stable = cluster.settings("cs3", &old, None);
-    let resize = cluster.settings("cs4", &old, Some(&all));
+    let Resize {
+        cluster,
+        all,
+        stable,
+        resize,
+        ..
+    } = Resize::three_to_four();
     let (before, during) = (view(&stable), view(&resize));
     const OLD_STAMP: u32 = 1_000;
     const NEW_STAMP: u32 = 2_000;
@@ -571,14 +548,7 @@ async fn malformed_cluster_settings_exit_3_naming_the_line_and_write_nothing() {
     for (content, place, reason) in cases {
         let path = dir.path().join("cluster_settings");
         std::fs::write(&path, &content).unwrap();
-        let out = astaire(&[
-            "resync",
-            "--local-name",
-            &l,
-            "--cluster-settings",
-            path.to_str().unwrap(),
-            "--quiet",
-        ]);
+        let out = resync_cli(&l, &path, &[]);
         assert_eq!(out.status.code(), Some(3), "{content:?}: {}", text(&out));
         assert!(
             text(&out).contains(place) && text(&out).contains(reason),

@@ -285,3 +285,49 @@ pub async fn bulk_set(server: &str, items: &[TestItem]) {
         conn.pipeline(&req, |_, _| Ok(())).await.expect("bulk set");
     }
 }
+
+/// Four nodes: the first three are the old cluster, the fourth joins.
+pub struct Resize {
+    pub cluster: Cluster,
+    pub old: Vec<String>,
+    pub all: Vec<String>,
+    /// `servers=` the old three.
+    pub stable: PathBuf,
+    /// `servers=` the old three, `new_servers=` all four.
+    pub resize: PathBuf,
+}
+
+impl Resize {
+    pub fn three_to_four() -> Resize {
+        let cluster = Cluster::start(4);
+        let (old, all) = (cluster.names(0..3), cluster.names(0..4));
+        let stable = cluster.settings("cs3", &old, None);
+        let resize = cluster.settings("cs4", &old, Some(&all));
+        Resize {
+            cluster,
+            old,
+            all,
+            stable,
+            resize,
+        }
+    }
+
+    /// The joining node.
+    pub fn new_node(&self) -> &str {
+        &self.all[3]
+    }
+}
+
+/// `astaire resync --quiet` for `node` with `settings`, plus `extra`.
+pub fn resync_cli(node: &str, settings: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "resync",
+        "--quiet",
+        "--local-name",
+        node,
+        "--cluster-settings",
+    ];
+    args.push(settings.to_str().expect("utf-8 path"));
+    args.extend_from_slice(extra);
+    astaire(&args)
+}
