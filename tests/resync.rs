@@ -332,6 +332,10 @@ async fn a_source_killed_mid_stream_is_covered_by_the_other_replica() {
             "2",
             "--bandwidth-limit",
             "1000000",
+            // Small batches keep the fetch read-ahead (3 batches) far
+            // shorter than the stream, so the kill lands mid-stream.
+            "--batch-keys",
+            "64",
         ])
     });
     let mut landed_before_kill = 0;
