@@ -9,6 +9,7 @@
 pub mod memcached;
 pub mod progress;
 pub mod resync;
+pub mod snmp;
 pub mod stats;
 pub mod verify;
 pub mod view;

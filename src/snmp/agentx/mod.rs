@@ -1,0 +1,4 @@
+//! The AgentX subagent: the wire codec ([`pdu`]) and the session with the
+//! master agent ([`session`]).
+
+pub mod pdu;

@@ -1,0 +1,4 @@
+//! SNMP: the Astaire MIB served over AgentX. Reads [`crate::stats`] only;
+//! knows nothing of memcached.
+
+pub mod agentx;
