@@ -82,6 +82,28 @@ struct ResyncArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    agentx: AgentxArgs,
+}
+
+#[derive(Args)]
+struct AgentxArgs {
+    /// Serve the counters to this AgentX master while resyncing:
+    /// tcp:HOST:PORT, unix:PATH or a path (Debian's is /var/agentx/master).
+    #[arg(long, value_name = "ADDRESS")]
+    agentx: Option<astaire::snmp::agentx::MasterAddress>,
+    /// AgentX registration priority (lower wins over other registrations).
+    #[arg(long, default_value_t = 127)]
+    agentx_priority: u8,
+}
+
+impl AgentxArgs {
+    fn spawn(&self, stats: &std::sync::Arc<Stats>) -> Option<astaire::snmp::agentx::Subagent> {
+        let master = self.agentx.clone()?;
+        let mut config = astaire::snmp::agentx::AgentConfig::new(master);
+        config.priority = self.agentx_priority;
+        Some(astaire::snmp::agentx::Subagent::spawn(config, stats.clone()))
+    }
 }
 
 #[derive(Args)]
@@ -211,9 +233,13 @@ async fn resync_cmd(args: ResyncArgs) -> u8 {
         ..Options::default()
     };
     let stats = Stats::new();
+    let agent = args.agentx.spawn(&stats);
     let display = astaire::progress::ProgressDisplay::start(stats.clone(), args.quiet || args.json);
     let result = resync::run(&work, &opts, &stats).await;
     drop(display);
+    if let Some(agent) = agent {
+        agent.shutdown().await;
+    }
     match result {
         Err(e) => {
             eprintln!("astaire: {e}");

@@ -2,3 +2,4 @@
 //! knows nothing of memcached.
 
 pub mod agentx;
+pub mod mib;

@@ -2,3 +2,6 @@
 //! master agent ([`session`]).
 
 pub mod pdu;
+pub mod session;
+
+pub use session::{AgentConfig, MasterAddress, Subagent, DEFAULT_MASTER};

@@ -1,0 +1,379 @@
+//! The subagent's session with the master agent (net-snmp's snmpd).
+//!
+//! Connects over a unix socket or TCP, opens a session, registers the
+//! Astaire subtree and answers Get/GetNext/GetBulk from a [`Stats`]
+//! snapshot, in memory only: nothing here ever waits on memcached, because
+//! net-snmp closes a whole session whose subagent is slow to answer. Any
+//! disconnect, Close, framing error or unanswered Ping ends the session;
+//! the subagent then reconnects with backoff and registers again. On
+//! shutdown it sends Close(shutdown).
+
+use super::pdu::{self, close_reason, errors, Oid, Payload, Pdu};
+use crate::snmp::mib::{MibView, ASTAIRE};
+use crate::stats::Stats;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+/// Where the master listens: `tcp:HOST:PORT`, `unix:PATH` or a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterAddress {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl std::str::FromStr for MasterAddress {
+    type Err = String;
+    fn from_str(s: &str) -> Result<MasterAddress, String> {
+        if let Some(rest) = s.strip_prefix("tcp:") {
+            crate::view::split_host_port(rest)
+                .ok_or_else(|| format!("AgentX address {s:?}: expected tcp:HOST:PORT"))?;
+            Ok(MasterAddress::Tcp(rest.to_owned()))
+        } else if let Some(path) = s.strip_prefix("unix:") {
+            Ok(MasterAddress::Unix(path.into()))
+        } else if s.starts_with('/') {
+            Ok(MasterAddress::Unix(s.into()))
+        } else {
+            Err(format!("AgentX address {s:?}: expected tcp:HOST:PORT, unix:PATH or an absolute path"))
+        }
+    }
+}
+
+impl std::fmt::Display for MasterAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MasterAddress::Unix(p) => write!(f, "unix:{}", p.display()),
+            MasterAddress::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
+/// Debian's default master socket.
+pub const DEFAULT_MASTER: &str = "/var/agentx/master";
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub master: MasterAddress,
+    /// Registration priority: lower wins; 127 is the AgentX default.
+    pub priority: u8,
+    pub ping_interval: Duration,
+    /// How long to wait for the master's answer to Open, Register, Ping.
+    pub response_timeout: Duration,
+    /// Reconnect backoff bounds.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl AgentConfig {
+    pub fn new(master: MasterAddress) -> AgentConfig {
+        AgentConfig {
+            master,
+            priority: 127,
+            ping_interval: Duration::from_secs(15),
+            response_timeout: Duration::from_secs(5),
+            min_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A running subagent; stop it with [`Subagent::shutdown`].
+pub struct Subagent {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Subagent {
+    pub fn spawn(config: AgentConfig, stats: Arc<Stats>) -> Subagent {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(config, stats, stopped));
+        Subagent { stop, task }
+    }
+
+    /// Closes the session (Close, reason shutdown) and waits for the task.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(Duration::from_secs(2), self.task).await.is_err() {
+            debug!("AgentX subagent did not stop in time");
+        }
+    }
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+async fn connect(master: &MasterAddress) -> std::io::Result<Box<dyn Stream>> {
+    Ok(match master {
+        MasterAddress::Tcp(a) => {
+            let s = tokio::net::TcpStream::connect(a.as_str()).await?;
+            let _ = s.set_nodelay(true);
+            Box::new(s)
+        }
+        MasterAddress::Unix(p) => Box::new(tokio::net::UnixStream::connect(p).await?),
+    })
+}
+
+/// Why a session ended.
+enum End {
+    Shutdown,
+    Lost(String),
+}
+
+async fn run(config: AgentConfig, stats: Arc<Stats>, mut stop: watch::Receiver<bool>) {
+    let mut backoff = config.min_backoff;
+    let mut reported_absent = false;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let connected = tokio::time::timeout(config.response_timeout, connect(&config.master)).await;
+        match connected {
+            Ok(Ok(stream)) => {
+                reported_absent = false;
+                let mut session = Session { config: &config, stats: &stats, stream, buf: Vec::new(), session_id: 0, packet_id: 0 };
+                match session.run(&mut stop).await {
+                    End::Shutdown => return,
+                    End::Lost(why) => {
+                        warn!(master = %config.master, "AgentX session lost: {why}; reconnecting");
+                        backoff = config.min_backoff;
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                if !reported_absent {
+                    info!(master = %config.master, "AgentX master not reachable ({e}); retrying quietly");
+                    reported_absent = true;
+                }
+                debug!(master = %config.master, "AgentX connect failed: {e}");
+            }
+            Err(_) => debug!(master = %config.master, "AgentX connect timed out"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => return,
+        }
+        backoff = (backoff * 2).min(config.max_backoff);
+    }
+}
+
+struct Session<'a> {
+    config: &'a AgentConfig,
+    stats: &'a Stats,
+    stream: Box<dyn Stream>,
+    buf: Vec<u8>,
+    session_id: u32,
+    packet_id: u32,
+}
+
+impl Session<'_> {
+    async fn run(&mut self, stop: &mut watch::Receiver<bool>) -> End {
+        if let Err(why) = self.open_and_register().await {
+            return End::Lost(why);
+        }
+        info!(master = %self.config.master, session = self.session_id, priority = self.config.priority, "AgentX subtree registered");
+        let mut ping = tokio::time::interval(self.config.ping_interval);
+        ping.tick().await;
+        let mut ping_outstanding: Option<u32> = None;
+        loop {
+            tokio::select! {
+                frame = read_frame(&mut self.stream, &mut self.buf) => {
+                    let frame = match frame {
+                        Ok(f) => f,
+                        Err(why) => {
+                            if why.starts_with("AgentX") {
+                                self.close(close_reason::PARSE_ERROR).await;
+                            }
+                            return End::Lost(why);
+                        }
+                    };
+                    match pdu::decode(&frame) {
+                        Ok(p) => {
+                            if let Payload::Response { .. } = p.payload {
+                                if ping_outstanding == Some(p.packet_id) {
+                                    ping_outstanding = None;
+                                }
+                                continue;
+                            }
+                            if let Payload::Close { reason } = p.payload {
+                                return End::Lost(format!("master closed the session (reason {reason})"));
+                            }
+                            if let Some(reply) = self.answer(&p) {
+                                if let Err(e) = self.send(&reply).await {
+                                    return End::Lost(e);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            // The frame was well delimited: answer parseError and go on.
+                            debug!("AgentX: malformed PDU from the master: {e}");
+                            if let Some(reply) = parse_error_reply(&frame) {
+                                if let Err(e) = self.send(&reply).await {
+                                    return End::Lost(e);
+                                }
+                            }
+                        }
+                    }
+                }
+                _ = ping.tick() => {
+                    if ping_outstanding.is_some() {
+                        self.close(close_reason::TIMEOUTS).await;
+                        return End::Lost("master did not answer a Ping".into());
+                    }
+                    let id = self.next_packet_id();
+                    let p = Pdu::new(self.session_id, 0, id, Payload::Ping);
+                    if let Err(e) = self.send(&p).await {
+                        return End::Lost(e);
+                    }
+                    ping_outstanding = Some(id);
+                }
+                _ = stop.changed() => {
+                    self.close(close_reason::SHUTDOWN).await;
+                    return End::Shutdown;
+                }
+            }
+        }
+    }
+
+    fn next_packet_id(&mut self) -> u32 {
+        self.packet_id = self.packet_id.wrapping_add(1);
+        self.packet_id
+    }
+
+    async fn send(&mut self, p: &Pdu) -> Result<(), String> {
+        let mut out = Vec::with_capacity(256);
+        pdu::encode(p, &mut out);
+        match tokio::time::timeout(self.config.response_timeout, self.stream.write_all(&out)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("write failed: {e}")),
+            Err(_) => Err("write timed out".into()),
+        }
+    }
+
+    /// Sends `p` and waits for the Response with its packet id.
+    async fn request(&mut self, p: Pdu) -> Result<(u16, Pdu), String> {
+        self.send(&p).await?;
+        let deadline = tokio::time::Instant::now() + self.config.response_timeout;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, read_frame(&mut self.stream, &mut self.buf))
+                .await
+                .map_err(|_| "no answer from the master".to_string())??;
+            let reply = pdu::decode(&frame).map_err(|e| e.to_string())?;
+            if let Payload::Response { error, .. } = reply.payload {
+                if reply.packet_id == p.packet_id {
+                    return Ok((error, reply));
+                }
+            }
+        }
+    }
+
+    async fn open_and_register(&mut self) -> Result<(), String> {
+        let id = self.next_packet_id();
+        let open = Payload::Open { timeout: 0, id: Oid(ASTAIRE.to_vec()), descr: b"Astaire resync statistics".to_vec() };
+        let (error, reply) = self.request(Pdu::new(0, 0, id, open)).await?;
+        if error != errors::NO_ERROR {
+            return Err(format!("Open refused (error {error})"));
+        }
+        self.session_id = reply.session_id;
+        let id = self.next_packet_id();
+        let register = Payload::Register {
+            timeout: 0,
+            priority: self.config.priority,
+            range_subid: 0,
+            subtree: Oid(ASTAIRE.to_vec()),
+            upper_bound: None,
+        };
+        let (error, _) = self.request(Pdu::new(self.session_id, 0, id, register)).await?;
+        match error {
+            errors::NO_ERROR => Ok(()),
+            errors::DUPLICATE_REGISTRATION => {
+                self.close(close_reason::OTHER).await;
+                Err(format!(
+                    "another agent already serves 1.2.826.0.1.1578918.9.9 at priority {} \
+                     (duplicateRegistration); give Astaire a lower --agentx-priority",
+                    self.config.priority
+                ))
+            }
+            other => {
+                self.close(close_reason::OTHER).await;
+                Err(format!("Register refused (error {other})"))
+            }
+        }
+    }
+
+    async fn close(&mut self, reason: u8) {
+        let id = self.next_packet_id();
+        let _ = self.send(&Pdu::new(self.session_id, 0, id, Payload::Close { reason })).await;
+    }
+
+    /// The Response to a master's request, from memory only.
+    fn answer(&self, p: &Pdu) -> Option<Pdu> {
+        let view = || MibView::new(&self.stats.snapshot());
+        Some(match &p.payload {
+            Payload::Get(ranges) => {
+                let view = view();
+                let vbs = ranges
+                    .iter()
+                    .map(|r| pdu::VarBind { name: r.start.clone(), value: view.get(&r.start) })
+                    .collect();
+                p.response(0, errors::NO_ERROR, 0, vbs)
+            }
+            Payload::GetNext(ranges) => {
+                let view = view();
+                p.response(0, errors::NO_ERROR, 0, ranges.iter().map(|r| view.get_next(r)).collect())
+            }
+            Payload::GetBulk { non_repeaters, max_repetitions, ranges } => {
+                let vbs = view().get_bulk(*non_repeaters, *max_repetitions, ranges);
+                p.response(0, errors::NO_ERROR, 0, vbs)
+            }
+            Payload::TestSet(_) => p.response(0, errors::NOT_WRITABLE, 1, Vec::new()),
+            Payload::CommitSet | Payload::UndoSet => p.response(0, errors::GEN_ERR, 0, Vec::new()),
+            Payload::CleanupSet => return None, // RFC 2741 7.2.4.4: no response
+            _ => p.response(0, errors::PROCESSING_ERROR, 0, Vec::new()),
+        })
+    }
+}
+
+/// A parseError Response for a well-delimited but malformed PDU.
+fn parse_error_reply(frame: &[u8]) -> Option<Pdu> {
+    if frame.len() < pdu::HEADER_LEN || frame[1] == 18 {
+        return None; // never answer a Response
+    }
+    let big = frame[2] & pdu::flags::NETWORK_BYTE_ORDER != 0;
+    let word = |i: usize| {
+        let raw = [frame[i], frame[i + 1], frame[i + 2], frame[i + 3]];
+        if big { u32::from_be_bytes(raw) } else { u32::from_le_bytes(raw) }
+    };
+    let mut reply = Pdu::new(word(4), word(8), word(12), Payload::Response {
+        sys_uptime: 0,
+        error: errors::PARSE_ERROR,
+        index: 0,
+        varbinds: Vec::new(),
+    });
+    reply.network_order = big;
+    Some(reply)
+}
+
+/// Reads one whole PDU. Errors starting with "AgentX" are framing errors
+/// (the stream cannot be trusted after them); others are I/O.
+async fn read_frame(stream: &mut Box<dyn Stream>, buf: &mut Vec<u8>) -> Result<Vec<u8>, String> {
+    loop {
+        match pdu::frame_len(buf) {
+            Ok(Some(n)) => {
+                let frame = buf[..n].to_vec();
+                buf.drain(..n);
+                return Ok(frame);
+            }
+            Ok(None) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.map_err(|e| format!("read failed: {e}"))?;
+        if n == 0 {
+            return Err("the master closed the connection".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
