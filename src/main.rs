@@ -102,7 +102,10 @@ impl AgentxArgs {
         let master = self.agentx.clone()?;
         let mut config = astaire::snmp::agentx::AgentConfig::new(master);
         config.priority = self.agentx_priority;
-        Some(astaire::snmp::agentx::Subagent::spawn(config, stats.clone()))
+        Some(astaire::snmp::agentx::Subagent::spawn(
+            config,
+            stats.clone(),
+        ))
     }
 }
 

@@ -2,6 +2,8 @@
 //! helpers the tests use to load and inspect them.
 #![allow(dead_code)]
 
+pub mod snmpd;
+
 use astaire::memcached::dump::DumpMode;
 use astaire::memcached::proto::decode_key;
 use astaire::memcached::{Connection, Item, DEFAULT_TIMEOUT};

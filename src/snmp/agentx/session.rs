@@ -37,7 +37,9 @@ impl std::str::FromStr for MasterAddress {
         } else if s.starts_with('/') {
             Ok(MasterAddress::Unix(s.into()))
         } else {
-            Err(format!("AgentX address {s:?}: expected tcp:HOST:PORT, unix:PATH or an absolute path"))
+            Err(format!(
+                "AgentX address {s:?}: expected tcp:HOST:PORT, unix:PATH or an absolute path"
+            ))
         }
     }
 }
@@ -96,7 +98,10 @@ impl Subagent {
     /// Closes the session (Close, reason shutdown) and waits for the task.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        if tokio::time::timeout(Duration::from_secs(2), self.task).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(2), self.task)
+            .await
+            .is_err()
+        {
             debug!("AgentX subagent did not stop in time");
         }
     }
@@ -129,11 +134,19 @@ async fn run(config: AgentConfig, stats: Arc<Stats>, mut stop: watch::Receiver<b
         if *stop.borrow() {
             return;
         }
-        let connected = tokio::time::timeout(config.response_timeout, connect(&config.master)).await;
+        let connected =
+            tokio::time::timeout(config.response_timeout, connect(&config.master)).await;
         match connected {
             Ok(Ok(stream)) => {
                 reported_absent = false;
-                let mut session = Session { config: &config, stats: &stats, stream, buf: Vec::new(), session_id: 0, packet_id: 0 };
+                let mut session = Session {
+                    config: &config,
+                    stats: &stats,
+                    stream,
+                    buf: Vec::new(),
+                    session_id: 0,
+                    packet_id: 0,
+                };
                 match session.run(&mut stop).await {
                     End::Shutdown => return,
                     End::Lost(why) => {
@@ -245,7 +258,8 @@ impl Session<'_> {
     async fn send(&mut self, p: &Pdu) -> Result<(), String> {
         let mut out = Vec::with_capacity(256);
         pdu::encode(p, &mut out);
-        match tokio::time::timeout(self.config.response_timeout, self.stream.write_all(&out)).await {
+        match tokio::time::timeout(self.config.response_timeout, self.stream.write_all(&out)).await
+        {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(format!("write failed: {e}")),
             Err(_) => Err("write timed out".into()),
@@ -257,9 +271,10 @@ impl Session<'_> {
         self.send(&p).await?;
         let deadline = tokio::time::Instant::now() + self.config.response_timeout;
         loop {
-            let frame = tokio::time::timeout_at(deadline, read_frame(&mut self.stream, &mut self.buf))
-                .await
-                .map_err(|_| "no answer from the master".to_string())??;
+            let frame =
+                tokio::time::timeout_at(deadline, read_frame(&mut self.stream, &mut self.buf))
+                    .await
+                    .map_err(|_| "no answer from the master".to_string())??;
             let reply = pdu::decode(&frame).map_err(|e| e.to_string())?;
             if let Payload::Response { error, .. } = reply.payload {
                 if reply.packet_id == p.packet_id {
@@ -271,7 +286,11 @@ impl Session<'_> {
 
     async fn open_and_register(&mut self) -> Result<(), String> {
         let id = self.next_packet_id();
-        let open = Payload::Open { timeout: 0, id: Oid(ASTAIRE.to_vec()), descr: b"Astaire resync statistics".to_vec() };
+        let open = Payload::Open {
+            timeout: 0,
+            id: Oid(ASTAIRE.to_vec()),
+            descr: b"Astaire resync statistics".to_vec(),
+        };
         let (error, reply) = self.request(Pdu::new(0, 0, id, open)).await?;
         if error != errors::NO_ERROR {
             return Err(format!("Open refused (error {error})"));
@@ -285,7 +304,9 @@ impl Session<'_> {
             subtree: Oid(ASTAIRE.to_vec()),
             upper_bound: None,
         };
-        let (error, _) = self.request(Pdu::new(self.session_id, 0, id, register)).await?;
+        let (error, _) = self
+            .request(Pdu::new(self.session_id, 0, id, register))
+            .await?;
         match error {
             errors::NO_ERROR => Ok(()),
             errors::DUPLICATE_REGISTRATION => {
@@ -305,7 +326,9 @@ impl Session<'_> {
 
     async fn close(&mut self, reason: u8) {
         let id = self.next_packet_id();
-        let _ = self.send(&Pdu::new(self.session_id, 0, id, Payload::Close { reason })).await;
+        let _ = self
+            .send(&Pdu::new(self.session_id, 0, id, Payload::Close { reason }))
+            .await;
     }
 
     /// The Response to a master's request, from memory only.
@@ -316,15 +339,27 @@ impl Session<'_> {
                 let view = view();
                 let vbs = ranges
                     .iter()
-                    .map(|r| pdu::VarBind { name: r.start.clone(), value: view.get(&r.start) })
+                    .map(|r| pdu::VarBind {
+                        name: r.start.clone(),
+                        value: view.get(&r.start),
+                    })
                     .collect();
                 p.response(0, errors::NO_ERROR, 0, vbs)
             }
             Payload::GetNext(ranges) => {
                 let view = view();
-                p.response(0, errors::NO_ERROR, 0, ranges.iter().map(|r| view.get_next(r)).collect())
+                p.response(
+                    0,
+                    errors::NO_ERROR,
+                    0,
+                    ranges.iter().map(|r| view.get_next(r)).collect(),
+                )
             }
-            Payload::GetBulk { non_repeaters, max_repetitions, ranges } => {
+            Payload::GetBulk {
+                non_repeaters,
+                max_repetitions,
+                ranges,
+            } => {
                 let vbs = view().get_bulk(*non_repeaters, *max_repetitions, ranges);
                 p.response(0, errors::NO_ERROR, 0, vbs)
             }
@@ -344,14 +379,23 @@ fn parse_error_reply(frame: &[u8]) -> Option<Pdu> {
     let big = frame[2] & pdu::flags::NETWORK_BYTE_ORDER != 0;
     let word = |i: usize| {
         let raw = [frame[i], frame[i + 1], frame[i + 2], frame[i + 3]];
-        if big { u32::from_be_bytes(raw) } else { u32::from_le_bytes(raw) }
+        if big {
+            u32::from_be_bytes(raw)
+        } else {
+            u32::from_le_bytes(raw)
+        }
     };
-    let mut reply = Pdu::new(word(4), word(8), word(12), Payload::Response {
-        sys_uptime: 0,
-        error: errors::PARSE_ERROR,
-        index: 0,
-        varbinds: Vec::new(),
-    });
+    let mut reply = Pdu::new(
+        word(4),
+        word(8),
+        word(12),
+        Payload::Response {
+            sys_uptime: 0,
+            error: errors::PARSE_ERROR,
+            index: 0,
+            varbinds: Vec::new(),
+        },
+    );
     reply.network_order = big;
     Some(reply)
 }
@@ -370,7 +414,10 @@ async fn read_frame(stream: &mut Box<dyn Stream>, buf: &mut Vec<u8>) -> Result<V
             Err(e) => return Err(e.to_string()),
         }
         let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await.map_err(|e| format!("read failed: {e}"))?;
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("read failed: {e}"))?;
         if n == 0 {
             return Err("the master closed the connection".into());
         }

@@ -1,0 +1,200 @@
+//! A private net-snmp snmpd acting as AgentX master on loopback ports, and
+//! the net-snmp command-line clients, for the SNMP integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Snmpd {
+    pub udp_port: u16,
+    pub agentx_port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("udp port")
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("tcp port")
+}
+
+impl Snmpd {
+    pub fn start() -> Snmpd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (udp_port, agentx_port) = (free_udp_port(), free_tcp_port());
+        let conf = format!(
+            "agentAddress udp:127.0.0.1:{udp_port}\nmaster agentx\nagentXSocket tcp:127.0.0.1:{agentx_port}\n\
+             agentXTimeout 1\nagentXRetries 2\nrocommunity public 127.0.0.1\nrwcommunity private 127.0.0.1\n"
+        );
+        // snmpd rewrites <persistent dir>/snmpd.conf on exit: keep ours apart.
+        std::fs::create_dir(dir.path().join("conf")).expect("conf dir");
+        std::fs::create_dir(dir.path().join("persistent")).expect("persistent dir");
+        std::fs::write(dir.path().join("conf/snmpd.conf"), conf).expect("write snmpd.conf");
+        let mut s = Snmpd {
+            udp_port,
+            agentx_port,
+            dir,
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let d = self.dir.path();
+        let log = std::fs::File::create(d.join("snmpd.log")).expect("log file");
+        let child = Command::new("snmpd")
+            // No SMUX: parallel test instances would fight over port 199.
+            .args(["-f", "-Lo", "-C", "-I", "-smux", "-c"])
+            .arg(d.join("conf/snmpd.conf"))
+            .arg("-p")
+            .arg(d.join("snmpd.pid"))
+            .env("SNMP_PERSISTENT_DIR", d.join("persistent"))
+            .env("MIBS", "")
+            .stdout(log)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start snmpd ({e}): install it, or run scripts/test.sh which does")
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.get(&["1.3.6.1.2.1.1.3.0"]).contains("Timeticks") {
+            assert!(
+                Instant::now() < deadline,
+                "snmpd did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("snmpd.log")).unwrap_or_default()
+    }
+
+    /// `tcp:127.0.0.1:PORT`, the subagent's `--agentx` argument.
+    pub fn agentx_address(&self) -> String {
+        format!("tcp:127.0.0.1:{}", self.agentx_port)
+    }
+
+    /// Runs a net-snmp client; `options` replace the default `-On`.
+    fn client(&self, tool: &str, options: &[&str], args: &[&str]) -> String {
+        let options = if options.is_empty() {
+            &["-On"][..]
+        } else {
+            options
+        };
+        let out = Command::new(tool)
+            .args(["-v2c", "-c", "public", "-t", "2", "-r", "1"])
+            .args(options)
+            .arg(format!("127.0.0.1:{}", self.udp_port))
+            .args(args)
+            .env("MIBS", "")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {tool} ({e})"));
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    pub fn get(&self, oids: &[&str]) -> String {
+        self.client("snmpget", &[], oids)
+    }
+
+    pub fn walk(&self, oid: &str) -> String {
+        self.client("snmpwalk", &[], &[oid])
+    }
+
+    pub fn bulkwalk(&self, oid: &str) -> String {
+        self.client("snmpbulkwalk", &[], &[oid])
+    }
+
+    /// snmpwalk with the project's MIB loaded by name.
+    pub fn walk_with_names(&self, oid: &str) -> String {
+        let dirs = format!("{}:{}", shared_mibs().display(), project_mibs().display());
+        self.client(
+            "snmpwalk",
+            &["-M", &dirs, "-m", "PROJECT-CLEARWATER-MIB"],
+            &[oid],
+        )
+    }
+
+    pub fn set(&self, oid: &str, ty: &str, value: &str) -> String {
+        let out = Command::new("snmpset")
+            .args(["-v2c", "-c", "private", "-On", "-t", "2", "-r", "0"])
+            .arg(format!("127.0.0.1:{}", self.udp_port))
+            .args([oid, ty, value])
+            .env("MIBS", "")
+            .output()
+            .expect("snmpset");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    /// Waits until `oid` is served with a Gauge32 value.
+    pub fn wait_served(&self, oid: &str, within: Duration) -> Duration {
+        let start = Instant::now();
+        while !self.get(&[oid]).contains("Gauge32") {
+            assert!(
+                start.elapsed() < within,
+                "{oid} not served within {within:?}: {}",
+                self.get(&[oid])
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        start.elapsed()
+    }
+}
+
+impl Drop for Snmpd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn project_mibs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("mibs")
+}
+
+/// The IETF base MIBs from `../shared/mibs`.
+pub fn shared_mibs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/mibs")
+}
+
+/// `(oid, type, value)` of each line of `-On` output.
+pub fn parse(output: &str) -> Vec<(String, String, String)> {
+    output
+        .lines()
+        .filter_map(|l| {
+            let (oid, rest) = l.split_once(" = ")?;
+            let (ty, value) = rest.split_once(": ").unwrap_or((rest, ""));
+            Some((oid.trim().to_owned(), ty.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
