@@ -45,17 +45,43 @@ pub fn connection_index(addr: &SocketAddr) -> Vec<u32> {
     idx
 }
 
-/// Every instance with its value, in OID order.
+/// Every instance with its value, in OID order. The OIDs live in one flat
+/// arena: building a view allocates a handful of vectors, not one per
+/// instance, because a view may be built for every request a walk sends.
 #[derive(Debug, Clone, Default)]
 pub struct MibView {
-    entries: Vec<(Oid, u32)>,
+    subids: Vec<u32>,
+    /// End of each instance's OID in `subids`.
+    ends: Vec<u32>,
+    values: Vec<u32>,
 }
 
-fn oid(parts: &[&[u32]]) -> Oid {
-    let mut v = Vec::with_capacity(24);
-    v.extend_from_slice(&ASTAIRE);
-    parts.iter().for_each(|p| v.extend_from_slice(p));
-    Oid(v)
+impl MibView {
+    fn push(&mut self, parts: &[&[u32]], value: u32) {
+        self.subids.extend_from_slice(&ASTAIRE);
+        parts.iter().for_each(|p| self.subids.extend_from_slice(p));
+        self.ends.push(self.subids.len() as u32);
+        self.values.push(value);
+    }
+
+    fn oid_at(&self, i: usize) -> &[u32] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.subids[start..self.ends[i] as usize]
+    }
+
+    /// Index of `oid`, or where it would be inserted.
+    fn search(&self, oid: &[u32]) -> Result<usize, usize> {
+        let (mut lo, mut hi) = (0, self.values.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.oid_at(mid).cmp(oid) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(lo)
+    }
 }
 
 impl MibView {
@@ -68,55 +94,60 @@ impl MibView {
         conns.sort_by(|a, b| a.0.cmp(&b.0));
         conns.dedup_by(|a, b| a.0 == b.0);
         let buckets: usize = conns.iter().map(|(_, c)| c.buckets.len()).sum();
-        let mut entries = Vec::with_capacity(5 + 2 * conns.len() + 3 * buckets);
+        let instances = 5 + 2 * conns.len() + 3 * buckets;
+        let mut v = MibView {
+            subids: Vec::with_capacity(instances * (ASTAIRE.len() + 14)),
+            ends: Vec::with_capacity(instances),
+            values: Vec::with_capacity(instances),
+        };
 
-        entries.push((oid(&[&[1, 0]]), s.buckets_needing_resync));
-        entries.push((oid(&[&[2, 0]]), s.buckets_resynchronized));
-        entries.push((oid(&[&[3, 0]]), s.entries_resynchronized));
-        entries.push((oid(&[&[4, 0]]), s.data_resynchronized));
-        entries.push((oid(&[&[5, 1, 2, SCOPE_PREVIOUS_5S]]), s.bandwidth));
+        v.push(&[&[1, 0]], s.buckets_needing_resync);
+        v.push(&[&[2, 0]], s.buckets_resynchronized);
+        v.push(&[&[3, 0]], s.entries_resynchronized);
+        v.push(&[&[4, 0]], s.data_resynchronized);
+        v.push(&[&[5, 1, 2, SCOPE_PREVIOUS_5S]], s.bandwidth);
         for (idx, c) in &conns {
-            entries.push((oid(&[&[6, 1, 4], idx]), c.buckets_needing_resync));
+            v.push(&[&[6, 1, 4], idx], c.buckets_needing_resync);
         }
         for (idx, c) in &conns {
-            entries.push((oid(&[&[6, 1, 5], idx]), c.buckets_resynchronized));
+            v.push(&[&[6, 1, 5], idx], c.buckets_resynchronized);
         }
         for column in [5u32, 6] {
             for (idx, c) in &conns {
                 for b in &c.buckets {
                     let value = if column == 5 { b.entries } else { b.data };
-                    entries.push((oid(&[&[7, 1, column], idx, &[u32::from(b.vbucket)]]), value));
+                    v.push(&[&[7, 1, column], idx, &[u32::from(b.vbucket)]], value);
                 }
             }
         }
         for (idx, c) in &conns {
             for b in &c.buckets {
-                entries.push((
-                    oid(&[&[8, 1, 6], idx, &[u32::from(b.vbucket), SCOPE_PREVIOUS_5S]]),
+                v.push(
+                    &[&[8, 1, 6], idx, &[u32::from(b.vbucket), SCOPE_PREVIOUS_5S]],
                     b.bandwidth,
-                ));
+                );
             }
         }
         debug_assert!(
-            entries.windows(2).all(|w| w[0].0 < w[1].0),
-            "entries in OID order"
+            (1..v.len()).all(|i| v.oid_at(i - 1) < v.oid_at(i)),
+            "instances in OID order"
         );
-        MibView { entries }
+        v
     }
 
     /// Number of instances.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.values.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.values.is_empty()
     }
 
     /// The value of exactly `name`.
     pub fn get(&self, name: &Oid) -> Value {
-        match self.entries.binary_search_by(|(o, _)| o.cmp(name)) {
-            Ok(i) => Value::Gauge32(self.entries[i].1),
+        match self.search(&name.0) {
+            Ok(i) => Value::Gauge32(self.values[i]),
             Err(_) => {
                 let rel = name.0.strip_prefix(&ASTAIRE[..]).unwrap_or(&[]);
                 if OBJECTS
@@ -134,20 +165,23 @@ impl MibView {
     /// The first instance in `range` (after its start, or at it when
     /// `include`), or endOfMibView named by the start.
     pub fn get_next(&self, range: &SearchRange) -> VarBind {
-        let i = match self.entries.binary_search_by(|(o, _)| o.cmp(&range.start)) {
+        let i = match self.search(&range.start.0) {
             Ok(i) if range.include => i,
             Ok(i) => i + 1,
             Err(i) => i,
         };
-        match self.entries.get(i) {
-            Some((name, v)) if range.end.is_null() || *name < range.end => VarBind {
-                name: name.clone(),
-                value: Value::Gauge32(*v),
-            },
-            _ => VarBind {
-                name: range.start.clone(),
-                value: Value::EndOfMibView,
-            },
+        if i < self.len() {
+            let name = self.oid_at(i);
+            if range.end.is_null() || name < range.end.0.as_slice() {
+                return VarBind {
+                    name: Oid(name.to_vec()),
+                    value: Value::Gauge32(self.values[i]),
+                };
+            }
+        }
+        VarBind {
+            name: range.start.clone(),
+            value: Value::EndOfMibView,
         }
     }
 

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 pub struct Snmpd {
     pub udp_port: u16,
     pub agentx_port: u16,
+    /// Set when the master listens on a unix socket instead of TCP.
+    pub agentx_socket: Option<PathBuf>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -27,11 +29,27 @@ fn free_tcp_port() -> u16 {
 }
 
 impl Snmpd {
+    /// A master listening for AgentX on a loopback TCP port.
     pub fn start() -> Snmpd {
+        Self::start_with(false)
+    }
+
+    /// A master listening for AgentX on a private unix socket (as Debian's
+    /// `/var/agentx/master`).
+    pub fn start_unix() -> Snmpd {
+        Self::start_with(true)
+    }
+
+    fn start_with(unix: bool) -> Snmpd {
         let dir = tempfile::tempdir().expect("tempdir");
         let (udp_port, agentx_port) = (free_udp_port(), free_tcp_port());
+        let agentx_socket = unix.then(|| dir.path().join("agentx.sock"));
+        let socket = match &agentx_socket {
+            Some(path) => format!("agentXSocket {}\nagentXPerms 777 777", path.display()),
+            None => format!("agentXSocket tcp:127.0.0.1:{agentx_port}"),
+        };
         let conf = format!(
-            "agentAddress udp:127.0.0.1:{udp_port}\nmaster agentx\nagentXSocket tcp:127.0.0.1:{agentx_port}\n\
+            "agentAddress udp:127.0.0.1:{udp_port}\nmaster agentx\n{socket}\n\
              agentXTimeout 1\nagentXRetries 2\nrocommunity public 127.0.0.1\nrwcommunity private 127.0.0.1\n"
         );
         // snmpd rewrites <persistent dir>/snmpd.conf on exit: keep ours apart.
@@ -41,6 +59,7 @@ impl Snmpd {
         let mut s = Snmpd {
             udp_port,
             agentx_port,
+            agentx_socket,
             dir,
             child: None,
         };
@@ -93,9 +112,12 @@ impl Snmpd {
         std::fs::read_to_string(self.dir.path().join("snmpd.log")).unwrap_or_default()
     }
 
-    /// `tcp:127.0.0.1:PORT`, the subagent's `--agentx` argument.
+    /// The subagent's `--agentx` argument: `tcp:127.0.0.1:PORT` or the path.
     pub fn agentx_address(&self) -> String {
-        format!("tcp:127.0.0.1:{}", self.agentx_port)
+        match &self.agentx_socket {
+            Some(path) => path.display().to_string(),
+            None => format!("tcp:127.0.0.1:{}", self.agentx_port),
+        }
     }
 
     /// Runs a net-snmp client; `options` replace the default `-On`.

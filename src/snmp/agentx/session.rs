@@ -146,6 +146,7 @@ async fn run(config: AgentConfig, stats: Arc<Stats>, mut stop: watch::Receiver<b
                     buf: Vec::new(),
                     session_id: 0,
                     packet_id: 0,
+                    view: None,
                 };
                 match session.run(&mut stop).await {
                     End::Shutdown => return,
@@ -179,9 +180,31 @@ struct Session<'a> {
     buf: Vec<u8>,
     session_id: u32,
     packet_id: u32,
+    /// The view answers were last computed from, and when.
+    view: Option<(std::time::Instant, MibView)>,
 }
 
+/// How long a computed view is reused. net-snmp turns each varbind of a
+/// GETBULK into its own AgentX GetNext, so a walk sends a request every few
+/// tens of µs: rebuilding the view for each would dominate. Values are at
+/// most this old.
+const VIEW_REUSE: Duration = Duration::from_millis(20);
+
 impl Session<'_> {
+    fn view(&mut self) -> &MibView {
+        let fresh = self
+            .view
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < VIEW_REUSE);
+        if !fresh {
+            self.view = Some((
+                std::time::Instant::now(),
+                MibView::new(&self.stats.snapshot()),
+            ));
+        }
+        &self.view.as_ref().expect("just set").1
+    }
+
     async fn run(&mut self, stop: &mut watch::Receiver<bool>) -> End {
         if let Err(why) = self.open_and_register().await {
             return End::Lost(why);
@@ -332,11 +355,10 @@ impl Session<'_> {
     }
 
     /// The Response to a master's request, from memory only.
-    fn answer(&self, p: &Pdu) -> Option<Pdu> {
-        let view = || MibView::new(&self.stats.snapshot());
+    fn answer(&mut self, p: &Pdu) -> Option<Pdu> {
         Some(match &p.payload {
             Payload::Get(ranges) => {
-                let view = view();
+                let view = self.view();
                 let vbs = ranges
                     .iter()
                     .map(|r| pdu::VarBind {
@@ -347,7 +369,7 @@ impl Session<'_> {
                 p.response(0, errors::NO_ERROR, 0, vbs)
             }
             Payload::GetNext(ranges) => {
-                let view = view();
+                let view = self.view();
                 p.response(
                     0,
                     errors::NO_ERROR,
@@ -360,7 +382,9 @@ impl Session<'_> {
                 max_repetitions,
                 ranges,
             } => {
-                let vbs = view().get_bulk(*non_repeaters, *max_repetitions, ranges);
+                let vbs = self
+                    .view()
+                    .get_bulk(*non_repeaters, *max_repetitions, ranges);
                 p.response(0, errors::NO_ERROR, 0, vbs)
             }
             Payload::TestSet(_) => p.response(0, errors::NOT_WRITABLE, 1, Vec::new()),
