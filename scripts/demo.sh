@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The demo: a local memcached cluster resized from 3 to 4 nodes.
-# Starts four memcached on loopback, loads Clearwater-style data into the
-# first three, shows the plan, resyncs the new node with a progress bar,
-# verifies it, and stops everything it started.
+# Starts four memcached and a private snmpd (AgentX master) on loopback,
+# loads Clearwater-style data into the first three memcached, shows the
+# plan, resyncs the new node with a progress bar while its counters are
+# read over SNMP, verifies it, and stops everything it started.
 # Environment: DEMO_KEYS (default 300000), DEMO_VALUE_SIZE (100),
-# DEMO_PORT_BASE (21211).
+# DEMO_PORT_BASE (21211; snmpd uses DEMO_PORT_BASE+50).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -40,6 +41,28 @@ for port in "${ports[@]}"; do
     for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.05; done
 done
 
+# A private snmpd: SNMP on udp:127.0.0.1:$snmp_port, AgentX on a unix socket.
+snmp_port=$((base + 50))
+mkdir -p "$work/snmp/persistent"
+cat > "$work/snmp/snmpd.conf" <<CONF
+agentAddress udp:127.0.0.1:$snmp_port
+master agentx
+agentXSocket $work/snmp/agentx.sock
+agentXPerms 777 777
+agentXTimeout 1
+agentXRetries 2
+rocommunity public 127.0.0.1
+CONF
+SNMP_PERSISTENT_DIR="$work/snmp/persistent" MIBS="" \
+    snmpd -f -Lo -C -I -smux -c "$work/snmp/snmpd.conf" -p "$work/snmp/snmpd.pid" >"$work/snmp/snmpd.log" 2>&1 &
+pids+=($!)
+snmp() {
+    local tool=$1
+    shift
+    MIBS="" "$tool" -v2c -c public -t 1 -r 1 -M "+$PWD/../shared/mibs:$PWD/mibs" -m +PROJECT-CLEARWATER-MIB \
+        "127.0.0.1:$snmp_port" "$@" 2>/dev/null
+}
+
 old="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
 new="$old,127.0.0.1:${ports[3]}"
 local="127.0.0.1:${ports[3]}"
@@ -57,8 +80,15 @@ echo "== the plan for the new node $local"
 $bin/astaire plan --local-name "$local" --cluster-settings "$work/cluster_settings" | cut -c1-110
 
 echo
-echo "== resync (what 'systemctl reload astaire' triggers on every node)"
-$bin/astaire resync --local-name "$local" --cluster-settings "$work/cluster_settings"
+echo "== resync (what 'systemctl reload astaire' triggers on every node), serving its counters over AgentX"
+echo "   (throttled to 10 MB/s so the counters can be watched)"
+(sleep 2; snmp snmpwalk .1.2.826.0.1.1578918.9.9 > "$work/walk.txt") &
+$bin/astaire resync --local-name "$local" --cluster-settings "$work/cluster_settings" \
+    --agentx "$work/snmp/agentx.sock" --bandwidth-limit 10000000
+wait $! 2>/dev/null || true
+echo
+echo "== what snmpwalk of the Astaire subtree showed 2 s into the resync (first rows of $(wc -l < "$work/walk.txt"))"
+head -9 "$work/walk.txt" | sed 's/^/   /'
 
 echo
 echo "== verify: every key of the new node's vbuckets, compared with its sources"
