@@ -27,9 +27,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.unwrap()
 }
 
+/// Over a unix socket, as with Debian's /var/agentx/master.
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_scalars_read_gauge32_zero() {
-    let snmpd = Arc::new(Snmpd::start());
+    let snmpd = Arc::new(Snmpd::start_unix());
     let agent = agent_for(&snmpd, &Stats::new());
     let s = snmpd.clone();
     let out = blocking(move || {
@@ -56,6 +57,35 @@ async fn idle_scalars_read_gauge32_zero() {
         "four scalars and the bandwidth row, no table rows: {walk}"
     );
     agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_absent_master_does_not_stop_the_resync() {
+    // Bound, not `..`: an unbound cluster would be dropped (and killed) here.
+    let Resize {
+        cluster: _cluster,
+        all,
+        stable,
+        resize,
+        ..
+    } = Resize::three_to_four();
+    load(&view(&stable), &plain_items("reg\\\\sip:nomaster", 500, 1)).await;
+    let nobody = format!(
+        "tcp:127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    let out = resync_cli(&all[3], &resize, &["--agentx", &nobody]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("result: complete"), "{}", text(&out));
+    assert!(
+        text(&out).contains("AgentX master not reachable"),
+        "said once, quietly: {}",
+        text(&out)
+    );
 }
 
 /// A frozen snapshot: three sources, some vbuckets each.
