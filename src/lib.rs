@@ -6,6 +6,7 @@
 //! and injects them locally; [`stats`] is the one meeting point where the
 //! worker publishes its counters for whoever reports them.
 
+pub mod config;
 pub mod memcached;
 pub mod progress;
 pub mod resync;

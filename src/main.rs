@@ -2,6 +2,7 @@
 //! and runs one mode. All the work is in the library.
 
 use astaire::resync::{self, ConflictPolicy, Options, Report};
+use astaire::snmp::inform::{InformConfig, Informer, ResyncAlarm};
 use astaire::stats::Stats;
 use astaire::view::{ClusterSettings, View, WorkList};
 use clap::{Args, Parser, Subcommand};
@@ -84,6 +85,114 @@ struct ResyncArgs {
     quiet: bool,
     #[command(flatten)]
     agentx: AgentxArgs,
+    #[command(flatten)]
+    alarms: AlarmArgs,
+}
+
+#[derive(Args)]
+struct AlarmArgs {
+    /// The node's shell-style configuration (snmp_ip, snmp_community, …).
+    /// A missing default file just means no settings from it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where alarm INFORMs go: comma-separated host or host:port (default
+    /// port 162). Overrides snmp_ip from --config.
+    #[arg(long, value_name = "TARGETS")]
+    snmp_ip: Option<String>,
+    /// Community of the INFORMs (default: snmp_community, else clearwater).
+    #[arg(long)]
+    snmp_community: Option<String>,
+    /// Also send the alarm's current (cleared) state when starting.
+    #[arg(long)]
+    announce_alarm_state: bool,
+    /// At exit, wait this long for the clear to be acknowledged.
+    #[arg(long, default_value_t = 3, value_name = "SECONDS")]
+    inform_linger: u64,
+}
+
+impl AlarmArgs {
+    /// The INFORM settings, or the exit code for a bad configuration.
+    fn inform_config(&self) -> Result<InformConfig, u8> {
+        let (path, explicit) = match &self.config {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from(astaire::config::DEFAULT_CONFIG), false),
+        };
+        let file = if explicit || path.exists() {
+            match astaire::config::Config::load(&path) {
+                Ok(c) => {
+                    c.ignored
+                        .iter()
+                        .for_each(|l| tracing::warn!("configuration line ignored: {l}"));
+                    c
+                }
+                Err(e) => {
+                    eprintln!("astaire: invalid configuration: {e}");
+                    return Err(exit::USAGE);
+                }
+            }
+        } else {
+            astaire::config::Config::default()
+        };
+        let targets = self
+            .snmp_ip
+            .as_deref()
+            .or(file.get("snmp_ip"))
+            .unwrap_or("");
+        let community = self
+            .snmp_community
+            .as_deref()
+            .or(file.get("snmp_community"));
+        InformConfig::from_settings(targets, community).map_err(|e| {
+            eprintln!("astaire: snmp_ip: {e}");
+            exit::USAGE
+        })
+    }
+}
+
+/// The resync alarm and its INFORMs around one resync.
+struct Alarms {
+    alarm: ResyncAlarm,
+    informer: Option<Informer>,
+    linger: Duration,
+}
+
+impl Alarms {
+    fn start(args: &AlarmArgs) -> Result<Alarms, u8> {
+        let config = args.inform_config()?;
+        let informer = (!config.targets.is_empty()).then(|| Informer::spawn(config));
+        let (alarm, announce) = ResyncAlarm::new(args.announce_alarm_state);
+        let alarms = Alarms {
+            alarm,
+            informer,
+            linger: Duration::from_secs(args.inform_linger),
+        };
+        alarms.send(announce);
+        Ok(alarms)
+    }
+
+    fn send(&self, n: Option<astaire::snmp::inform::Notification>) {
+        if let (Some(n), Some(informer)) = (n, &self.informer) {
+            tracing::info!("alarm {}", n.describe());
+            informer.notify(n);
+        }
+    }
+
+    fn resync_started(&mut self, pairs: usize) {
+        let n = self.alarm.resync_started(pairs);
+        self.send(n);
+    }
+
+    /// Clears, then gives the receivers a bounded time to acknowledge.
+    async fn resync_ended(mut self) {
+        let n = self.alarm.resync_ended();
+        self.send(n);
+        if let Some(informer) = self.informer {
+            if !informer.flush(self.linger).await {
+                tracing::warn!("alarm state not acknowledged by every SNMP target before exit");
+            }
+            informer.shutdown();
+        }
+    }
 }
 
 #[derive(Args)]
@@ -161,6 +270,7 @@ fn normalise_args(mut args: Vec<String>) -> Vec<String> {
 }
 
 fn main() -> ExitCode {
+    astaire::snmp::inform::sender::mark_process_start();
     let cli = Cli::parse_from(normalise_args(std::env::args().collect()));
     init_logging(cli.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -235,11 +345,17 @@ async fn resync_cmd(args: ResyncArgs) -> u8 {
         bandwidth_limit: args.bandwidth_limit,
         ..Options::default()
     };
+    let mut alarms = match Alarms::start(&args.alarms) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
     let stats = Stats::new();
     let agent = args.agentx.spawn(&stats);
     let display = astaire::progress::ProgressDisplay::start(stats.clone(), args.quiet || args.json);
+    alarms.resync_started(work.pairs());
     let result = resync::run(&work, &opts, &stats).await;
     drop(display);
+    alarms.resync_ended().await;
     if let Some(agent) = agent {
         agent.shutdown().await;
     }

@@ -2,4 +2,5 @@
 //! knows nothing of memcached.
 
 pub mod agentx;
+pub mod inform;
 pub mod mib;

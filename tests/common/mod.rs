@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod snmpd;
+pub mod snmptrapd;
 
 use astaire::memcached::dump::DumpMode;
 use astaire::memcached::proto::decode_key;

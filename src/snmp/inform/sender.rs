@@ -1,0 +1,375 @@
+//! Delivering alarm INFORMs over UDP, one independent task per target.
+//!
+//! Each target always works on the newest notification: a newer one
+//! supersedes an older one still being retried. A notification is sent with
+//! one request-id and retransmitted with the same id every `timeout` for
+//! `tries` tries, then again after a backoff that doubles up to
+//! `max_backoff`, until a matching Response arrives (same version,
+//! community, source address and request-id) or something newer comes.
+//! Nothing here can block the caller: `notify` only updates a watch channel.
+
+use super::alarm::Notification;
+use super::message::{acknowledges, decode_ack, encode_inform};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+/// Default INFORM port.
+pub const DEFAULT_PORT: u16 = 162;
+/// Default community when `snmp_community` is not set.
+pub const DEFAULT_COMMUNITY: &str = "clearwater";
+
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
+/// Marks the process start for `sysUpTime`; later calls do nothing.
+pub fn mark_process_start() {
+    STARTED.get_or_init(Instant::now);
+}
+
+/// This process's uptime in 1/100 s (wrapping at 2^32, as TimeTicks do).
+pub fn uptime_centis() -> u32 {
+    (STARTED.get_or_init(Instant::now).elapsed().as_millis() / 10) as u32
+}
+
+/// A fresh request-id in 0..=i32::MAX.
+fn next_request_id() -> i32 {
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let next = NEXT.get_or_init(|| {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(1);
+        AtomicU32::new(seed)
+    });
+    (next.fetch_add(1, Ordering::Relaxed) & 0x7fff_ffff) as i32
+}
+
+/// A target from `snmp_ip`: `host`, `host:port`, `[v6]:port` or a bare IPv6
+/// address; the port defaults to 162.
+pub fn parse_target(entry: &str) -> Result<(String, u16), String> {
+    let entry = entry.trim();
+    let bad = || format!("SNMP target {entry:?} is not host, host:port or [ipv6]:port");
+    if entry.is_empty() {
+        return Err("empty SNMP target (stray comma?)".into());
+    }
+    if let Some(rest) = entry.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        host.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().map_err(|_| bad())?,
+            None if after.is_empty() => DEFAULT_PORT,
+            None => return Err(bad()),
+        };
+        return Ok((host.to_owned(), port));
+    }
+    if entry.matches(':').count() > 1 {
+        entry.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
+        return Ok((entry.to_owned(), DEFAULT_PORT));
+    }
+    match entry.split_once(':') {
+        Some((host, port)) if !host.is_empty() => {
+            Ok((host.to_owned(), port.parse().map_err(|_| bad())?))
+        }
+        Some(_) => Err(bad()),
+        None => Ok((entry.to_owned(), DEFAULT_PORT)),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct InformConfig {
+    /// `(host, port)` per target.
+    pub targets: Vec<(String, u16)>,
+    pub community: String,
+    pub timeout: Duration,
+    pub tries: u32,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl InformConfig {
+    /// From `snmp_ip` (comma-separated) and `snmp_community`.
+    pub fn from_settings(snmp_ip: &str, community: Option<&str>) -> Result<InformConfig, String> {
+        let targets = if snmp_ip.trim().is_empty() {
+            Vec::new()
+        } else {
+            snmp_ip
+                .split(',')
+                .map(parse_target)
+                .collect::<Result<_, _>>()?
+        };
+        Ok(InformConfig {
+            targets,
+            community: community.unwrap_or(DEFAULT_COMMUNITY).to_owned(),
+            timeout: Duration::from_secs(1),
+            tries: 5,
+            first_backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(60),
+        })
+    }
+}
+
+/// The newest notification, numbered so targets can tell new from old.
+type Latest = Option<(u64, Notification)>;
+
+/// Sends alarm notifications to every target in the background.
+pub struct Informer {
+    latest: watch::Sender<Latest>,
+    delivered: Vec<watch::Receiver<u64>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Informer {
+    pub fn spawn(config: InformConfig) -> Informer {
+        mark_process_start();
+        let (latest, _) = watch::channel(None);
+        let mut delivered = Vec::new();
+        let mut tasks = Vec::new();
+        for (host, port) in config.targets.clone() {
+            let (done_tx, done_rx) = watch::channel(0u64);
+            delivered.push(done_rx);
+            let target = Target {
+                host,
+                port,
+                config: config.clone(),
+                latest: latest.subscribe(),
+                delivered: done_tx,
+            };
+            tasks.push(tokio::spawn(target.run()));
+        }
+        Informer {
+            latest,
+            delivered,
+            tasks,
+        }
+    }
+
+    /// Queues `n` for every target; returns at once.
+    pub fn notify(&self, n: Notification) {
+        self.latest.send_modify(|latest| {
+            let seq = latest.map(|(s, _)| s).unwrap_or(0) + 1;
+            *latest = Some((seq, n));
+        });
+    }
+
+    /// Waits until every target acknowledged the newest notification, for
+    /// at most `within`. Returns whether they all did.
+    pub async fn flush(&self, within: Duration) -> bool {
+        let Some((seq, _)) = *self.latest.borrow() else {
+            return true;
+        };
+        let all = async {
+            for d in &self.delivered {
+                let mut d = d.clone();
+                if d.wait_for(|v| *v >= seq).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        tokio::time::timeout(within, all).await.unwrap_or(false)
+    }
+
+    /// Stops every target, delivered or not.
+    pub fn shutdown(self) {
+        self.tasks.iter().for_each(|t| t.abort());
+    }
+}
+
+struct Target {
+    host: String,
+    port: u16,
+    config: InformConfig,
+    latest: watch::Receiver<Latest>,
+    delivered: watch::Sender<u64>,
+}
+
+/// Why delivering one notification stopped.
+enum Outcome {
+    Acknowledged,
+    Superseded,
+    Stopped,
+}
+
+impl Target {
+    fn name(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    async fn run(mut self) {
+        let mut acked = 0u64;
+        loop {
+            let next = *self.latest.borrow_and_update();
+            match next {
+                Some((seq, n)) if seq > acked => match self.deliver(n).await {
+                    Outcome::Acknowledged => {
+                        acked = seq;
+                        let _ = self.delivered.send(seq);
+                        info!(target = %self.name(), "INFORM delivered: {}", n.describe());
+                    }
+                    Outcome::Superseded => {
+                        debug!(target = %self.name(), "INFORM superseded by a newer state")
+                    }
+                    Outcome::Stopped => return,
+                },
+                _ => {
+                    if self.latest.changed().await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn deliver(&mut self, n: Notification) -> Outcome {
+        let request_id = next_request_id();
+        let community = self.config.community.clone().into_bytes();
+        let bytes = encode_inform(&community, request_id, uptime_centis(), &n);
+        let mut backoff = self.config.first_backoff;
+        let mut warned = false;
+        let mut socket: Option<(UdpSocket, SocketAddr)> = None;
+        loop {
+            for attempt in 1..=self.config.tries.max(1) {
+                if socket.is_none() {
+                    socket = self.open().await;
+                }
+                if let Some((sock, addr)) = &socket {
+                    if let Err(e) = sock.send_to(&bytes, addr).await {
+                        debug!(target = %self.name(), "INFORM send failed: {e}");
+                    }
+                    debug!(target = %self.name(), request_id, attempt, "INFORM sent: {}", n.describe());
+                }
+                let wait = async {
+                    match &socket {
+                        Some((sock, addr)) => wait_ack(sock, *addr, &community, request_id).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    acked = tokio::time::timeout(self.config.timeout, wait) => {
+                        if acked.is_ok() {
+                            return Outcome::Acknowledged;
+                        }
+                    }
+                    changed = self.latest.changed() => {
+                        return if changed.is_ok() { Outcome::Superseded } else { Outcome::Stopped };
+                    }
+                }
+            }
+            if !warned {
+                warn!(
+                    target = %self.name(),
+                    tries = self.config.tries,
+                    "INFORM not acknowledged ({}); retrying with backoff",
+                    n.describe()
+                );
+                warned = true;
+            }
+            socket = None; // resolve again: the receiver may have moved
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                changed = self.latest.changed() => {
+                    return if changed.is_ok() { Outcome::Superseded } else { Outcome::Stopped };
+                }
+            }
+            backoff = (backoff * 2).min(self.config.max_backoff);
+        }
+    }
+
+    /// Resolves the target and binds a socket of its family.
+    async fn open(&self) -> Option<(UdpSocket, SocketAddr)> {
+        let addr = match tokio::net::lookup_host((self.host.as_str(), self.port)).await {
+            Ok(mut addrs) => addrs.next()?,
+            Err(e) => {
+                debug!(target = %self.name(), "cannot resolve SNMP target: {e}");
+                return None;
+            }
+        };
+        let local: SocketAddr = if addr.is_ipv6() {
+            "[::]:0".parse().ok()?
+        } else {
+            "0.0.0.0:0".parse().ok()?
+        };
+        match UdpSocket::bind(local).await {
+            Ok(sock) => Some((sock, addr)),
+            Err(e) => {
+                debug!(target = %self.name(), "cannot open a UDP socket: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// Receives until a Response from `addr` acknowledges `request_id`.
+async fn wait_ack(sock: &UdpSocket, addr: SocketAddr, community: &[u8], request_id: i32) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+            continue;
+        };
+        if from != addr {
+            continue;
+        }
+        if let Some(ack) = decode_ack(&buf[..n]) {
+            if acknowledges(&ack, community, request_id) {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_with_default_port() {
+        assert_eq!(parse_target("10.0.0.1"), Ok(("10.0.0.1".into(), 162)));
+        assert_eq!(
+            parse_target(" 10.0.0.1:1162 "),
+            Ok(("10.0.0.1".into(), 1162))
+        );
+        assert_eq!(
+            parse_target("nms.example.com"),
+            Ok(("nms.example.com".into(), 162))
+        );
+        assert_eq!(parse_target("2001:db8::1"), Ok(("2001:db8::1".into(), 162)));
+        assert_eq!(
+            parse_target("[2001:db8::1]:1162"),
+            Ok(("2001:db8::1".into(), 1162))
+        );
+        assert_eq!(
+            parse_target("[2001:db8::1]"),
+            Ok(("2001:db8::1".into(), 162))
+        );
+        for bad in ["", ":162", "host:port", "[zz]:1", "[::1]x", "1:2:3:zz"] {
+            assert!(parse_target(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn settings_give_targets_and_the_default_community() {
+        let c = InformConfig::from_settings("10.0.0.1,10.0.0.2:1162", None).unwrap();
+        assert_eq!(c.targets.len(), 2);
+        assert_eq!(c.community, "clearwater");
+        assert!(InformConfig::from_settings("", Some("x"))
+            .unwrap()
+            .targets
+            .is_empty());
+        assert!(InformConfig::from_settings("10.0.0.1,,10.0.0.2", None).is_err());
+    }
+
+    #[test]
+    fn request_ids_stay_within_i32() {
+        for _ in 0..1000 {
+            assert!(next_request_id() >= 0);
+        }
+    }
+}
