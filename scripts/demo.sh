@@ -56,6 +56,14 @@ CONF
 SNMP_PERSISTENT_DIR="$work/snmp/persistent" MIBS="" \
     snmpd -f -Lo -C -I -smux -c "$work/snmp/snmpd.conf" -p "$work/snmp/snmpd.pid" >"$work/snmp/snmpd.log" 2>&1 &
 pids+=($!)
+# A private snmptrapd receiving the alarm INFORMs.
+trap_port=$((base + 51))
+printf 'authCommunity log,execute,net clearwater\n' > "$work/snmp/snmptrapd.conf"
+SNMP_PERSISTENT_DIR="$work/snmp/persistent" MIBS="" \
+    snmptrapd -f -Lo -C -c "$work/snmp/snmptrapd.conf" -On -F 'INFORM from %b:%V  %v\n' \
+    "udp:127.0.0.1:$trap_port" >"$work/snmp/traps.log" 2>&1 &
+pids+=($!)
+
 snmp() {
     local tool=$1
     shift
@@ -81,14 +89,18 @@ $bin/astaire plan --local-name "$local" --cluster-settings "$work/cluster_settin
 
 echo
 echo "== resync (what 'systemctl reload astaire' triggers on every node), serving its counters over AgentX"
+echo "   and sending alarm 5501 to snmptrapd on 127.0.0.1:$trap_port"
 echo "   (throttled to 10 MB/s so the counters can be watched)"
 (sleep 2; snmp snmpwalk .1.2.826.0.1.1578918.9.9 > "$work/walk.txt") &
 $bin/astaire resync --local-name "$local" --cluster-settings "$work/cluster_settings" \
-    --agentx "$work/snmp/agentx.sock" --bandwidth-limit 10000000
+    --agentx "$work/snmp/agentx.sock" --bandwidth-limit 10000000 --snmp-ip "127.0.0.1:$trap_port"
 wait $! 2>/dev/null || true
 echo
 echo "== what snmpwalk of the Astaire subtree showed 2 s into the resync (first rows of $(wc -l < "$work/walk.txt"))"
 head -9 "$work/walk.txt" | sed 's/^/   /'
+echo
+echo "== what snmptrapd logged: the raise (…118.0.2, model state 5501.4 minor) and the clear (…118.0.3, 5501.1)"
+grep '^INFORM' "$work/snmp/traps.log" | sed 's/^/   /'
 
 echo
 echo "== verify: every key of the new node's vbuckets, compared with its sources"
