@@ -30,17 +30,11 @@ fn stats(per_source: u8) -> Arc<Stats> {
         let sources = (0..3).map(|s| format!("127.0.0.1:{}", 21211 + s)).collect();
         vbuckets.insert(vb, sources);
     }
-    let work = astaire::view::WorkList {
-        local_name: "127.0.0.1:1".into(),
-        full: false,
-        vbuckets,
-    };
+    let work = astaire::view::WorkList { local_name: "127.0.0.1:1".into(), full: false, vbuckets };
     let stats = Stats::new();
     let p = stats.begin(&work, |s| s.parse().ok());
     for c in &p.connections {
-        c.buckets
-            .iter()
-            .for_each(|b| b.counter.add(1000 + u64::from(b.vbucket), 123_456));
+        c.buckets.iter().for_each(|b| b.counter.add(1000 + u64::from(b.vbucket), 123_456));
     }
     stats
 }
@@ -74,11 +68,7 @@ async fn answer_times(stats: Arc<Stats>, requests: usize) -> Vec<Duration> {
     let mut times = Vec::with_capacity(requests);
     let mut cursor = start.clone();
     for i in 0..requests {
-        let range = SearchRange {
-            start: cursor.clone(),
-            include: false,
-            end: end.clone(),
-        };
+        let range = SearchRange { start: cursor.clone(), include: false, end: end.clone() };
         let req = Pdu::new(7, i as u32, i as u32, Payload::GetNext(vec![range]));
         let t = Instant::now();
         write(&mut conn, &req).await;
@@ -102,10 +92,7 @@ async fn echo_floor(requests: usize) -> Vec<Duration> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async move {
             let std_listener = listener.into_std().unwrap();
             let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
@@ -162,28 +149,18 @@ async fn main() {
     // Debian's snmpd listens on a unix socket; ASTAIRE_BENCH_AGENTX=tcp
     // measures a loopback TCP master instead.
     let tcp = std::env::var("ASTAIRE_BENCH_AGENTX").is_ok_and(|v| v == "tcp");
-    let snmpd = Arc::new(if tcp {
-        Snmpd::start()
-    } else {
-        Snmpd::start_unix()
-    });
+    let snmpd = Arc::new(if tcp { Snmpd::start() } else { Snmpd::start_unix() });
     println!("AgentX master socket: {}", snmpd.agentx_address());
     let master: MasterAddress = snmpd.agentx_address().parse().unwrap();
     let agent = Subagent::spawn(AgentConfig::new(master), stats.clone());
     let s = snmpd.clone();
-    tokio::task::spawn_blocking(move || {
-        s.wait_served(&format!("{A}.1.0"), Duration::from_secs(10))
-    })
-    .await
-    .unwrap();
+    tokio::task::spawn_blocking(move || s.wait_served(&format!("{A}.1.0"), Duration::from_secs(10))).await.unwrap();
 
     // Pad hrSWRunTable (7 columns per process) to about our size.
     let ours = parse(&snmpd.bulkwalk(A)).len();
     let before = parse(&snmpd.bulkwalk(HR_SW_RUN)).len();
     let extra = ours.saturating_sub(before) / 7;
-    let mut sleepers: Vec<Child> = (0..extra)
-        .filter_map(|_| Command::new("sleep").arg("600").spawn().ok())
-        .collect();
+    let mut sleepers: Vec<Child> = (0..extra).filter_map(|_| Command::new("sleep").arg("600").spawn().ok()).collect();
     // snmpd caches hrSWRunTable for a while: wait until it sees them.
     let deadline = Instant::now() + Duration::from_secs(60);
     while parse(&snmpd.bulkwalk(HR_SW_RUN)).len() < ours * 9 / 10 && Instant::now() < deadline {
@@ -218,21 +195,10 @@ async fn main() {
         let pa = ta.as_secs_f64() * 1e6 / *na as f64;
         let pb = tb.as_secs_f64() * 1e6 / *nb as f64;
         ratios.push(pa / pb);
-        println!(
-            "{:>6} {:>10} {:>14.2} {:>10} {:>14.2} {:>7.2}",
-            i + 1,
-            na,
-            pa,
-            nb,
-            pb,
-            pa / pb
-        );
+        println!("{:>6} {:>10} {:>14.2} {:>10} {:>14.2} {:>7.2}", i + 1, na, pa, nb, pb, pa / pb);
     }
     ratios.sort_by(|a, b| a.total_cmp(b));
-    println!(
-        "median ratio astaire/built-in per varbind: {:.2} (target ≤ 1.5)",
-        ratios[ratios.len() / 2]
-    );
+    println!("median ratio astaire/built-in per varbind: {:.2} (target ≤ 1.5)", ratios[ratios.len() / 2]);
 
     let mut times = answer_times(stats, 20_000).await;
     let mut floor = echo_floor(20_000).await;
@@ -255,8 +221,5 @@ async fn main() {
         us(&floor, 0.99),
         us(&floor, 1.0)
     );
-    println!(
-        "target: subagent p99 < 200 µs; subagent p99 / echo p99 = {:.2}",
-        us(&times, 0.99) / us(&floor, 0.99)
-    );
+    println!("target: subagent p99 < 200 µs; subagent p99 / echo p99 = {:.2}", us(&times, 0.99) / us(&floor, 0.99));
 }

@@ -61,11 +61,7 @@ impl Config {
     }
 
     fn apply(&mut self, text: &str, path: &Path, depth: usize) -> Result<(), ConfigError> {
-        let err = |line: usize, reason: String| ConfigError {
-            path: path.to_owned(),
-            line,
-            reason,
-        };
+        let err = |line: usize, reason: String| ConfigError { path: path.to_owned(), line, reason };
         for (i, raw) in text.lines().enumerate() {
             let number = i + 1;
             let line = raw.trim();
@@ -78,10 +74,7 @@ impl Config {
                     continue;
                 }
                 if depth + 1 > MAX_DEPTH {
-                    return Err(err(
-                        number,
-                        format!("includes nested more than {MAX_DEPTH} deep (a loop?)"),
-                    ));
+                    return Err(err(number, format!("includes nested more than {MAX_DEPTH} deep (a loop?)")));
                 }
                 self.read(&file, depth + 1, number).map_err(|e| {
                     if e.path == file && e.line == number {
@@ -92,19 +85,13 @@ impl Config {
                 })?;
                 continue;
             }
-            let assignment = line
-                .strip_prefix("export ")
-                .map(str::trim_start)
-                .unwrap_or(line);
+            let assignment = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
             match assignment.split_once('=') {
                 Some((key, value)) if is_name(key) => {
-                    let value =
-                        unquote(value).map_err(|why| err(number, format!("{key}: {why}")))?;
+                    let value = unquote(value).map_err(|why| err(number, format!("{key}: {why}")))?;
                     self.values.insert(key.to_owned(), value);
                 }
-                _ => self
-                    .ignored
-                    .push(format!("{}:{number}: {line}", path.display())),
+                _ => self.ignored.push(format!("{}:{number}: {line}", path.display())),
             }
         }
         Ok(())
@@ -113,23 +100,16 @@ impl Config {
 
 fn is_name(s: &str) -> bool {
     let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// `. FILE`, `source FILE`, or `[ -f FILE ] && . FILE` (optional).
 fn include_of(line: &str) -> Option<(&str, bool)> {
     fn plain(l: &str) -> Option<&str> {
-        l.strip_prefix(". ")
-            .or_else(|| l.strip_prefix("source "))
-            .map(|f| f.trim().trim_matches(['"', '\'']))
+        l.strip_prefix(". ").or_else(|| l.strip_prefix("source ")).map(|f| f.trim().trim_matches(['"', '\'']))
     }
-    if let Some(rest) = line
-        .strip_prefix("[ -f ")
-        .or_else(|| line.strip_prefix("test -f "))
-    {
+    if let Some(rest) = line.strip_prefix("[ -f ").or_else(|| line.strip_prefix("test -f ")) {
         let (_, tail) = rest.split_once("&&")?;
         return plain(tail.trim()).map(|f| (f, true));
     }
@@ -212,11 +192,7 @@ mod tests {
     #[test]
     fn later_assignments_win_and_includes_are_read() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("shared_config"),
-            "snmp_ip=10.9.9.9\nlog_level=1\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("shared_config"), "snmp_ip=10.9.9.9\nlog_level=1\n").unwrap();
         let main = dir.path().join("config");
         std::fs::write(
             &main,
@@ -236,21 +212,14 @@ mod tests {
     #[test]
     fn errors_name_file_and_line() {
         let e = parse("a=1\nb=\"open\n").unwrap_err();
-        assert_eq!(
-            (e.line, e.reason.contains("unterminated")),
-            (2, true),
-            "{e}"
-        );
+        assert_eq!((e.line, e.reason.contains("unterminated")), (2, true), "{e}");
         let e = parse("a=1\n. /nonexistent/shared_config\n").unwrap_err();
         assert_eq!(e.line, 2, "{e}");
         assert!(e.to_string().contains("/nonexistent/shared_config"), "{e}");
         let e = parse("a=one two\n").unwrap_err();
         assert!(e.reason.contains("unexpected text"), "{e}");
         // Optional includes of missing files are fine; other lines are noted.
-        let c = parse(
-            "[ -f /nonexistent/user_settings ] && . /nonexistent/user_settings\nif true; then\n",
-        )
-        .unwrap();
+        let c = parse("[ -f /nonexistent/user_settings ] && . /nonexistent/user_settings\nif true; then\n").unwrap();
         assert_eq!(c.ignored, ["/nonexistent/config:2: if true; then"]);
     }
 

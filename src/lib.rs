@@ -7,10 +7,12 @@
 //! worker publishes its counters for whoever reports them.
 
 pub mod config;
+pub mod daemon;
 pub mod memcached;
 pub mod progress;
 pub mod resync;
 pub mod snmp;
 pub mod stats;
+pub mod throttle;
 pub mod verify;
 pub mod view;

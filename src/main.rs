@@ -33,8 +33,12 @@ Exit codes: 0 success, 1 vbuckets failed / differences found, 2 usage, \
 )]
 struct Cli {
     /// 0 error, 1 warning, 2 status (default), 3 info, 4 verbose, 5 debug.
-    #[arg(long, global = true, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=5))]
-    log_level: u8,
+    /// The daemon also reads log_level from its configuration file.
+    #[arg(long, global = true, value_parser = clap::value_parser!(u8).range(0..=5))]
+    log_level: Option<u8>,
+    /// Log to files in this directory (rotated daily) instead of stderr.
+    #[arg(long, global = true, value_name = "DIR")]
+    log_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -47,6 +51,79 @@ enum Command {
     Plan(PlanArgs),
     /// Check that this node holds every key of its vbuckets with the sources' values.
     Verify(Target),
+    /// Run as a service: resync on start, on SIGHUP (minimal) and SIGUSR1
+    /// (full), and when the local memcached restarts empty.
+    Daemon(DaemonArgs),
+    /// Ask the running daemon how it is.
+    Status(StatusArgs),
+    /// Wait until the daemon has no resync running or pending. Exit 0 when
+    /// the last one succeeded, 1 failed, 2 timeout, 3 daemon unreachable.
+    WaitSync(WaitArgs),
+}
+
+#[derive(Args)]
+struct DaemonArgs {
+    /// This node as it appears in cluster_settings (default: local_ip:11211
+    /// from the configuration file).
+    #[arg(long)]
+    local_name: Option<String>,
+    #[arg(long, alias = "cluster-settings-file", default_value = DEFAULT_SETTINGS)]
+    cluster_settings: PathBuf,
+    #[arg(long, default_value = astaire::daemon::control::DEFAULT_SOCKET)]
+    control_socket: PathBuf,
+    /// AgentX master (default /var/agentx/master).
+    #[arg(long, value_name = "ADDRESS", conflicts_with = "no_agentx")]
+    agentx: Option<astaire::snmp::agentx::MasterAddress>,
+    /// Do not serve statistics over AgentX.
+    #[arg(long)]
+    no_agentx: bool,
+    #[arg(long, default_value_t = 127)]
+    agentx_priority: u8,
+    #[command(flatten)]
+    alarms: AlarmArgs,
+    /// CPU limit as a percentage of the node's total CPU (default:
+    /// astaire_cpu_limit_percentage, else 5). 0 disables it.
+    #[arg(long, value_name = "PERCENT")]
+    cpu_limit: Option<f64>,
+    #[arg(long, value_name = "BYTES_PER_SECOND")]
+    bandwidth_limit: Option<u64>,
+    #[arg(long, value_enum, default_value_t = ConflictPolicy::ClearwaterTimestamp)]
+    conflict: ConflictPolicy,
+    /// Scheduling priority (nice) of the process.
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
+    nice: i32,
+    /// Write the process id here, locked while the daemon runs.
+    #[arg(long)]
+    pidfile: Option<PathBuf>,
+    /// Detach from the terminal (for init scripts; systemd needs none).
+    #[arg(long)]
+    daemon: bool,
+    #[arg(long, default_value_t = 10, hide = true)]
+    io_timeout: u64,
+    /// Seconds between restart-tag checks while idle.
+    #[arg(long, default_value_t = 10, hide = true)]
+    tag_poll: u64,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    #[arg(long, default_value = astaire::daemon::control::DEFAULT_SOCKET)]
+    control_socket: PathBuf,
+    /// Print the status as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct WaitArgs {
+    #[arg(long, default_value = astaire::daemon::control::DEFAULT_SOCKET)]
+    control_socket: PathBuf,
+    /// Give up after this many seconds (exit 2).
+    #[arg(long)]
+    timeout: Option<f64>,
+    /// No progress lines.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -113,35 +190,21 @@ struct AlarmArgs {
 impl AlarmArgs {
     /// The INFORM settings, or the exit code for a bad configuration.
     fn inform_config(&self) -> Result<InformConfig, u8> {
-        let (path, explicit) = match &self.config {
-            Some(p) => (p.clone(), true),
-            None => (PathBuf::from(astaire::config::DEFAULT_CONFIG), false),
-        };
-        let file = if explicit || path.exists() {
-            match astaire::config::Config::load(&path) {
-                Ok(c) => {
-                    c.ignored
-                        .iter()
-                        .for_each(|l| tracing::warn!("configuration line ignored: {l}"));
-                    c
-                }
-                Err(e) => {
-                    eprintln!("astaire: invalid configuration: {e}");
-                    return Err(exit::USAGE);
-                }
+        match node_config(self.config.as_ref()) {
+            Ok(file) => {
+                file.ignored.iter().for_each(|l| tracing::warn!("configuration line ignored: {l}"));
+                self.inform_config_from(&file)
             }
-        } else {
-            astaire::config::Config::default()
-        };
-        let targets = self
-            .snmp_ip
-            .as_deref()
-            .or(file.get("snmp_ip"))
-            .unwrap_or("");
-        let community = self
-            .snmp_community
-            .as_deref()
-            .or(file.get("snmp_community"));
+            Err(e) => {
+                eprintln!("astaire: {e}");
+                Err(exit::USAGE)
+            }
+        }
+    }
+
+    fn inform_config_from(&self, file: &astaire::config::Config) -> Result<InformConfig, u8> {
+        let targets = self.snmp_ip.as_deref().or(file.get("snmp_ip")).unwrap_or("");
+        let community = self.snmp_community.as_deref().or(file.get("snmp_community"));
         InformConfig::from_settings(targets, community).map_err(|e| {
             eprintln!("astaire: snmp_ip: {e}");
             exit::USAGE
@@ -161,11 +224,7 @@ impl Alarms {
         let config = args.inform_config()?;
         let informer = (!config.targets.is_empty()).then(|| Informer::spawn(config));
         let (alarm, announce) = ResyncAlarm::new(args.announce_alarm_state);
-        let alarms = Alarms {
-            alarm,
-            informer,
-            linger: Duration::from_secs(args.inform_linger),
-        };
+        let alarms = Alarms { alarm, informer, linger: Duration::from_secs(args.inform_linger) };
         alarms.send(announce);
         Ok(alarms)
     }
@@ -211,10 +270,7 @@ impl AgentxArgs {
         let master = self.agentx.clone()?;
         let mut config = astaire::snmp::agentx::AgentConfig::new(master);
         config.priority = self.agentx_priority;
-        Some(astaire::snmp::agentx::Subagent::spawn(
-            config,
-            stats.clone(),
-        ))
+        Some(astaire::snmp::agentx::Subagent::spawn(config, stats.clone()))
     }
 }
 
@@ -234,7 +290,15 @@ struct PlanArgs {
 /// Accepts the original `astaire HOST:PORT FILE` form: two positional
 /// arguments and no subcommand.
 fn normalise_args(mut args: Vec<String>) -> Vec<String> {
-    let known = ["resync", "plan", "verify", "help"];
+    let known = ["resync", "plan", "verify", "daemon", "status", "wait-sync", "help"];
+    // The original daemon's option style: no subcommand, options only.
+    let original = ["--cluster-settings-file", "--pidfile", "--daemon"];
+    if args.iter().skip(1).all(|a| a.starts_with('-'))
+        && args.iter().skip(1).any(|a| original.iter().any(|o| a == o || a.starts_with(&format!("{o}="))))
+    {
+        args.insert(1, "daemon".into());
+        return args;
+    }
     let mut positional = Vec::new();
     let mut i = 1;
     while i < args.len() {
@@ -255,16 +319,7 @@ fn normalise_args(mut args: Vec<String>) -> Vec<String> {
         let (local, file) = (args[l].clone(), args[f].clone());
         args.remove(f);
         args.remove(l);
-        args.splice(
-            1..1,
-            [
-                "resync".into(),
-                "--local-name".into(),
-                local,
-                "--cluster-settings".into(),
-                file,
-            ],
-        );
+        args.splice(1..1, ["resync".into(), "--local-name".into(), local, "--cluster-settings".into(), file]);
     }
     args
 }
@@ -272,28 +327,37 @@ fn normalise_args(mut args: Vec<String>) -> Vec<String> {
 fn main() -> ExitCode {
     astaire::snmp::inform::sender::mark_process_start();
     let cli = Cli::parse_from(normalise_args(std::env::args().collect()));
-    init_logging(cli.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("astaire: cannot start the runtime: {e}");
-            return ExitCode::from(exit::USAGE);
+    let code = match cli.command {
+        Command::Daemon(args) => daemon_main(args, cli.log_level, cli.log_file),
+        command => {
+            let _guard = init_logging(cli.log_level.unwrap_or(2), cli.log_file.as_deref());
+            with_runtime(async move {
+                match command {
+                    Command::Resync(args) => resync_cmd(args).await,
+                    Command::Plan(args) => plan_cmd(args),
+                    Command::Verify(target) => verify_cmd(target).await,
+                    Command::Status(args) => status_cmd(args).await,
+                    Command::WaitSync(args) => wait_cmd(args).await,
+                    Command::Daemon(_) => unreachable!("handled above"),
+                }
+            })
         }
     };
-    let code = runtime.block_on(async {
-        match cli.command {
-            Command::Resync(args) => resync_cmd(args).await,
-            Command::Plan(args) => plan_cmd(args),
-            Command::Verify(target) => verify_cmd(target).await,
-        }
-    });
     ExitCode::from(code)
 }
 
-fn init_logging(level: u8) {
+fn with_runtime(work: impl std::future::Future<Output = u8>) -> u8 {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(work),
+        Err(e) => {
+            eprintln!("astaire: cannot start the runtime: {e}");
+            exit::USAGE
+        }
+    }
+}
+
+/// Logs to stderr, or to `DIR/astaire.log.<date>` when a directory is given.
+fn init_logging(level: u8, dir: Option<&std::path::Path>) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let filter = match level {
         0 => "error",
         1 => "warn",
@@ -303,11 +367,171 @@ fn init_logging(level: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ASTAIRE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("astaire={filter}")));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(astaire::progress::LogWriter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    match dir {
+        Some(dir) => {
+            let appender = tracing_appender::rolling::daily(dir, "astaire.log");
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(false).init();
+            Some(guard)
+        }
+        None => {
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(astaire::progress::LogWriter)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init();
+            None
+        }
+    }
+}
+
+/// Reads the node configuration: `(file values, the file's path)`. A missing
+/// default file is no configuration; any other problem is an error.
+fn node_config(path: Option<&PathBuf>) -> Result<astaire::config::Config, String> {
+    let (path, explicit) = match path {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from(astaire::config::DEFAULT_CONFIG), false),
+    };
+    if !explicit && !path.exists() {
+        return Ok(astaire::config::Config::default());
+    }
+    astaire::config::Config::load(&path).map_err(|e| format!("invalid configuration: {e}"))
+}
+
+fn daemon_main(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) -> u8 {
+    use astaire::daemon::exit as dexit;
+    let fail = |msg: String| {
+        eprintln!("astaire: {msg}");
+        dexit::BAD_OPTIONS
+    };
+    let config = match node_config(args.alarms.config.as_ref()) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let level = match (log_level, config.get("log_level")) {
+        (Some(l), _) => l,
+        (None, Some(v)) => match v.parse::<u8>() {
+            Ok(l) if l <= 5 => l,
+            _ => return fail(format!("log_level {v:?} in the configuration is not 0..5")),
+        },
+        (None, None) => 2,
+    };
+    let cpu_limit = match (args.cpu_limit, config.get("astaire_cpu_limit_percentage")) {
+        (Some(p), _) => p,
+        (None, Some(v)) => match v.parse::<f64>() {
+            Ok(p) => p,
+            Err(_) => return fail(format!("astaire_cpu_limit_percentage {v:?} is not a number")),
+        },
+        (None, None) => 5.0,
+    };
+    if !(0.0..=100.0).contains(&cpu_limit) {
+        return fail(format!("CPU limit {cpu_limit} is not a percentage (0-100; 0 disables it)"));
+    }
+    let local_name = match (&args.local_name, config.get("local_ip")) {
+        (Some(n), _) => n.clone(),
+        (None, Some(ip)) if ip.contains(':') => format!("[{ip}]:11211"),
+        (None, Some(ip)) => format!("{ip}:11211"),
+        (None, None) => return fail("no --local-name and no local_ip in the configuration".into()),
+    };
+    if let Err(e) = astaire::view::validate_server(&local_name) {
+        return fail(format!("local name: {e}"));
+    }
+    let inform = match args.alarms.inform_config_from(&config) {
+        Ok(i) => i,
+        Err(code) => return code,
+    };
+    if args.daemon {
+        if let Err(e) = nix::unistd::daemon(true, false) {
+            return fail(format!("cannot detach: {e}"));
+        }
+    }
+    // Held (and locked) for the life of the process.
+    let _pidfile = match &args.pidfile {
+        Some(path) => match lock_pidfile(path) {
+            Ok(f) => Some(f),
+            Err(e) => return fail(format!("pidfile {}: {e}", path.display())),
+        },
+        None => None,
+    };
+    // SAFETY: setpriority only changes this process's scheduling priority.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, args.nice) } != 0 {
+        eprintln!("astaire: cannot set nice {}: {}", args.nice, std::io::Error::last_os_error());
+    }
+    let _guard = init_logging(level, log_file.as_deref());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let agentx = (!args.no_agentx).then(|| {
+        let master = args.agentx.clone().unwrap_or_else(|| {
+            astaire::snmp::agentx::MasterAddress::Unix(astaire::snmp::agentx::DEFAULT_MASTER.into())
+        });
+        let mut c = astaire::snmp::agentx::AgentConfig::new(master);
+        c.priority = args.agentx_priority;
+        c
+    });
+    let opts = astaire::daemon::DaemonOptions {
+        local_name,
+        cluster_settings: args.cluster_settings,
+        control_socket: args.control_socket,
+        agentx,
+        inform,
+        resync: Options {
+            conflict: args.conflict,
+            io_timeout: Duration::from_secs(args.io_timeout.max(1)),
+            bandwidth_limit: args.bandwidth_limit,
+            cpu_share: (cpu_limit > 0.0).then(|| astaire::throttle::share_of_one_core(cpu_limit, cores)),
+            ..Options::default()
+        },
+        tag_poll: Duration::from_secs(args.tag_poll.max(1)),
+        retry_after: Duration::from_secs(10),
+    };
+    tracing::info!(
+        local = %opts.local_name,
+        cpu_limit_percent = cpu_limit,
+        cores,
+        bandwidth_limit = ?opts.resync.bandwidth_limit,
+        "starting astaire {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    with_runtime(astaire::daemon::run(opts))
+}
+
+/// Creates `path`, takes an exclusive lock on it and writes our pid.
+fn lock_pidfile(path: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+    use std::io::Write;
+    let file =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(|e| e.to_string())?;
+    let mut locked = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| format!("already locked by another process ({e})"))?;
+    locked.set_len(0).map_err(|e| e.to_string())?;
+    writeln!(locked, "{}", std::process::id()).map_err(|e| e.to_string())?;
+    Ok(locked)
+}
+
+async fn status_cmd(args: StatusArgs) -> u8 {
+    match astaire::daemon::control::query(&args.control_socket).await {
+        Ok(status) => {
+            if args.json {
+                println!("{}", serde_json::to_string(&status).unwrap_or_default());
+            } else {
+                println!("{}", status.summary());
+            }
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("astaire: {e}");
+            astaire::daemon::control::wait_exit::UNREACHABLE
+        }
+    }
+}
+
+async fn wait_cmd(args: WaitArgs) -> u8 {
+    let timeout = args.timeout.map(Duration::from_secs_f64);
+    let quiet = args.quiet;
+    astaire::daemon::control::wait_sync(&args.control_socket, timeout, |s| {
+        if !quiet {
+            eprintln!("{}", s.summary());
+        }
+    })
+    .await
 }
 
 /// Loads the settings and the work list, or the exit code to stop with.
@@ -323,9 +547,7 @@ fn load_work(local_name: &str, settings: &PathBuf, full: bool) -> Result<(View, 
     }
     let view = View::new(&settings);
     if !view.knows(local_name) {
-        eprintln!(
-            "astaire: {local_name} is in neither servers nor new_servers of the cluster settings"
-        );
+        eprintln!("astaire: {local_name} is in neither servers nor new_servers of the cluster settings");
         return Err(exit::USAGE);
     }
     let work = view.work_list(local_name, full);
@@ -405,12 +627,7 @@ fn print_summary(work: &WorkList, r: &Report) {
     );
     for s in &r.sources {
         match &s.error {
-            None => println!(
-                "  source {}: {} vbuckets, {} keys",
-                s.source,
-                s.vbuckets.len(),
-                s.listed
-            ),
+            None => println!("  source {}: {} vbuckets, {} keys", s.source, s.vbuckets.len(), s.listed),
             Some(e) => println!("  source {}: FAILED: {e}", s.source),
         }
     }
@@ -430,11 +647,8 @@ fn plan_cmd(args: PlanArgs) -> u8 {
         Err(code) => return code,
     };
     if args.json {
-        let vbuckets: serde_json::Map<String, serde_json::Value> = work
-            .vbuckets
-            .iter()
-            .map(|(vb, s)| (vb.to_string(), serde_json::json!(s)))
-            .collect();
+        let vbuckets: serde_json::Map<String, serde_json::Value> =
+            work.vbuckets.iter().map(|(vb, s)| (vb.to_string(), serde_json::json!(s))).collect();
         let out = serde_json::json!({ "local_name": work.local_name, "full": work.full, "vbuckets": vbuckets });
         println!("{out}");
         return exit::OK;
@@ -442,22 +656,14 @@ fn plan_cmd(args: PlanArgs) -> u8 {
     println!(
         "{} ({}{}): pulls {} vbuckets, {} vbucket-source pairs",
         work.local_name,
-        if view.is_resizing() {
-            "resizing"
-        } else {
-            "stable"
-        },
+        if view.is_resizing() { "resizing" } else { "stable" },
         if work.full { ", full resync" } else { "" },
         work.vbuckets.len(),
         work.pairs()
     );
     for (source, vbs) in work.by_source() {
         let list: Vec<String> = vbs.iter().map(u8::to_string).collect();
-        println!(
-            "  from {source}: {} vbuckets: {}",
-            vbs.len(),
-            list.join(",")
-        );
+        println!("  from {source}: {} vbuckets: {}", vbs.len(), list.join(","));
     }
     exit::OK
 }
@@ -467,10 +673,7 @@ async fn verify_cmd(t: Target) -> u8 {
         Ok(w) => w,
         Err(code) => return code,
     };
-    let opts = Options {
-        io_timeout: Duration::from_secs(t.io_timeout.max(1)),
-        ..Options::default()
-    };
+    let opts = Options { io_timeout: Duration::from_secs(t.io_timeout.max(1)), ..Options::default() };
     match astaire::verify::verify(&work, &opts).await {
         Err(e) => {
             eprintln!("astaire: local memcached {e}");
@@ -478,10 +681,7 @@ async fn verify_cmd(t: Target) -> u8 {
         }
         Ok(report) => {
             for d in &report.differences {
-                println!(
-                    "vbucket {:3} {:?} {} (source {})",
-                    d.vbucket, d.problem, d.key, d.source
-                );
+                println!("vbucket {:3} {:?} {} (source {})", d.vbucket, d.problem, d.key, d.source);
             }
             for (s, e) in &report.failed_sources {
                 println!("source {s} could not be read: {e}");
@@ -492,11 +692,7 @@ async fn verify_cmd(t: Target) -> u8 {
                 report.checked,
                 work.vbuckets.len(),
                 report.different,
-                if report.failed_sources.is_empty() {
-                    ""
-                } else {
-                    ", some sources unreadable"
-                }
+                if report.failed_sources.is_empty() { "" } else { ", some sources unreadable" }
             );
             if report.ok() {
                 exit::OK
@@ -519,14 +715,7 @@ mod tests {
     fn positional_form_becomes_resync() {
         assert_eq!(
             normalise_args(args(&["astaire", "10.0.0.4:11211", "/etc/cs"])),
-            args(&[
-                "astaire",
-                "resync",
-                "--local-name",
-                "10.0.0.4:11211",
-                "--cluster-settings",
-                "/etc/cs"
-            ])
+            args(&["astaire", "resync", "--local-name", "10.0.0.4:11211", "--cluster-settings", "/etc/cs"])
         );
         assert_eq!(
             normalise_args(args(&["astaire", "--log-level", "5", "resync", "--full"])),

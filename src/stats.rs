@@ -46,8 +46,7 @@ impl Counter {
     fn close_period(&self) {
         let now = self.bytes.load(Relaxed);
         let before = self.period_start_bytes.swap(now, Relaxed);
-        self.bandwidth
-            .store(now.saturating_sub(before) / BANDWIDTH_PERIOD_SECS, Relaxed);
+        self.bandwidth.store(now.saturating_sub(before) / BANDWIDTH_PERIOD_SECS, Relaxed);
     }
 }
 
@@ -85,10 +84,7 @@ pub struct BucketStats {
 
 impl ConnectionStats {
     pub fn bucket(&self, vbucket: u8) -> Option<&BucketStats> {
-        self.buckets
-            .binary_search_by_key(&vbucket, |b| b.vbucket)
-            .ok()
-            .map(|i| &self.buckets[i])
+        self.buckets.binary_search_by_key(&vbucket, |b| b.vbucket).ok().map(|i| &self.buckets[i])
     }
 }
 
@@ -121,11 +117,7 @@ impl Stats {
     }
 
     /// Starts publishing a resync of `work`; `addrs` resolves each source.
-    pub fn begin(
-        &self,
-        work: &WorkList,
-        resolve: impl Fn(&str) -> Option<SocketAddr>,
-    ) -> Arc<Progress> {
+    pub fn begin(&self, work: &WorkList, resolve: impl Fn(&str) -> Option<SocketAddr>) -> Arc<Progress> {
         let connections = work
             .by_source()
             .into_iter()
@@ -135,10 +127,7 @@ impl Stats {
                 buckets_done: AtomicU64::new(0),
                 buckets: vbuckets
                     .into_iter()
-                    .map(|vbucket| BucketStats {
-                        vbucket,
-                        counter: Counter::default(),
-                    })
+                    .map(|vbucket| BucketStats { vbucket, counter: Counter::default() })
                     .collect(),
             })
             .collect();
@@ -160,10 +149,7 @@ impl Stats {
     }
 
     pub fn current(&self) -> Option<Arc<Progress>> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The values a reporter serves, saturated to 32 bits.
@@ -240,16 +226,9 @@ mod tests {
 
     fn work() -> WorkList {
         let mut vbuckets = BTreeMap::new();
-        vbuckets.insert(
-            3,
-            vec!["10.0.0.1:11211".to_owned(), "10.0.0.2:11211".to_owned()],
-        );
+        vbuckets.insert(3, vec!["10.0.0.1:11211".to_owned(), "10.0.0.2:11211".to_owned()]);
         vbuckets.insert(9, vec!["10.0.0.2:11211".to_owned()]);
-        WorkList {
-            local_name: "10.0.0.4:11211".into(),
-            full: false,
-            vbuckets,
-        }
+        WorkList { local_name: "10.0.0.4:11211".into(), full: false, vbuckets }
     }
 
     #[test]
@@ -270,30 +249,12 @@ mod tests {
         p.source_done("10.0.0.2:11211");
         p.source_done("10.0.0.2:11211"); // idempotent
         let s = stats.snapshot();
-        assert_eq!(
-            (
-                s.buckets_resynchronized,
-                s.entries_resynchronized,
-                s.data_resynchronized
-            ),
-            (2, 2, 1000)
-        );
+        assert_eq!((s.buckets_resynchronized, s.entries_resynchronized, s.data_resynchronized), (2, 2, 1000));
         assert_eq!(s.bandwidth, 200);
         assert_eq!(s.connections.len(), 2);
         let row = &s.connections[1];
-        assert_eq!(
-            (row.buckets_needing_resync, row.buckets_resynchronized),
-            (2, 2)
-        );
-        assert_eq!(
-            row.buckets[1],
-            BucketSnapshot {
-                vbucket: 9,
-                entries: 2,
-                data: 1000,
-                bandwidth: 200
-            }
-        );
+        assert_eq!((row.buckets_needing_resync, row.buckets_resynchronized), (2, 2));
+        assert_eq!(row.buckets[1], BucketSnapshot { vbucket: 9, entries: 2, data: 1000, bandwidth: 200 });
         stats.finish();
         assert_eq!(stats.snapshot(), Snapshot::default());
     }

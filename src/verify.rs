@@ -89,16 +89,13 @@ async fn verify_source(
         }
         Ok::<(), McError>(())
     };
-    let (fetched, compared) = tokio::join!(fetch_items(&mut fetch, key_rx, item_tx), compare);
+    let (fetched, compared) = tokio::join!(fetch_items(&mut fetch, key_rx, item_tx, None), compare);
     dump.abort_handle().abort();
     compared?;
     fetched?;
     match dump.await {
         Ok(listing) => listing.map(|_| ()),
-        Err(e) => Err(McError::Unexpected {
-            server: source.to_owned(),
-            message: format!("dump task failed: {e}"),
-        }),
+        Err(e) => Err(McError::Unexpected { server: source.to_owned(), message: format!("dump task failed: {e}") }),
     }
 }
 
@@ -110,11 +107,7 @@ async fn compare_batch(
     report: &mut VerifyReport,
 ) -> Result<(), McError> {
     // Items about to expire are not copied, so not expected either.
-    let items: Vec<_> = batch
-        .items
-        .iter()
-        .filter(|i| inject_ttl(i.ttl, 0).is_some())
-        .collect();
+    let items: Vec<_> = batch.items.iter().filter(|i| inject_ttl(i.ttl, 0).is_some()).collect();
     req.clear();
     for item in &items {
         proto::mg(req, batch.key(item).wire, "f v u");

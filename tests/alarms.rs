@@ -10,18 +10,12 @@ use std::time::{Duration, Instant};
 
 const RAISE: [(&str, &str); 3] = [
     (".1.3.6.1.6.3.1.1.4.1.0", "OID: .1.3.6.1.2.1.118.0.2"),
-    (
-        ".1.3.6.1.2.1.118.1.2.2.1.13.0",
-        "OID: .1.3.6.1.2.1.118.1.1.2.1.3.0.5501.4",
-    ),
+    (".1.3.6.1.2.1.118.1.2.2.1.13.0", "OID: .1.3.6.1.2.1.118.1.1.2.1.3.0.5501.4"),
     (".1.3.6.1.2.1.118.1.2.2.1.10.0", "OID: .0.0"),
 ];
 const CLEAR: [(&str, &str); 3] = [
     (".1.3.6.1.6.3.1.1.4.1.0", "OID: .1.3.6.1.2.1.118.0.3"),
-    (
-        ".1.3.6.1.2.1.118.1.2.2.1.13.0",
-        "OID: .1.3.6.1.2.1.118.1.1.2.1.3.0.5501.1",
-    ),
+    (".1.3.6.1.2.1.118.1.2.2.1.13.0", "OID: .1.3.6.1.2.1.118.1.1.2.1.3.0.5501.1"),
     (".1.3.6.1.2.1.118.1.2.2.1.10.0", "OID: .0.0"),
 ];
 
@@ -32,11 +26,7 @@ fn assert_alarm(got: &Received, expected: &[(&str, &str); 3]) {
     assert_eq!(vars[0].0, ".1.3.6.1.2.1.1.3.0");
     assert!(vars[0].1.starts_with("Timeticks: ("), "{got:?}");
     for (i, (oid, value)) in expected.iter().enumerate() {
-        assert_eq!(
-            (vars[i + 1].0.as_str(), vars[i + 1].1.as_str()),
-            (*oid, *value),
-            "{got:?}"
-        );
+        assert_eq!((vars[i + 1].0.as_str(), vars[i + 1].1.as_str()), (*oid, *value), "{got:?}");
     }
 }
 
@@ -57,23 +47,13 @@ async fn a_resync_raises_then_clears_exactly_once_and_both_are_acknowledged() {
     let got = trapd.wait_for(2, Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(300));
     let got_later = trapd.received();
-    assert_eq!(
-        got_later.len(),
-        2,
-        "exactly one raise and one clear: {got_later:?}"
-    );
+    assert_eq!(got_later.len(), 2, "exactly one raise and one clear: {got_later:?}");
     assert_alarm(&got[0], &RAISE);
     assert_alarm(&got[1], &CLEAR);
     // Acknowledged: Astaire saw snmptrapd's Responses (and so never resent).
     let t = text(&out);
-    assert!(
-        t.contains("INFORM delivered: ASTAIRE_RESYNC_IN_PROGRESS raised"),
-        "{t}"
-    );
-    assert!(
-        t.contains("INFORM delivered: ASTAIRE_RESYNC_IN_PROGRESS cleared"),
-        "{t}"
-    );
+    assert!(t.contains("INFORM delivered: ASTAIRE_RESYNC_IN_PROGRESS raised"), "{t}");
+    assert!(t.contains("INFORM delivered: ASTAIRE_RESYNC_IN_PROGRESS cleared"), "{t}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -115,8 +95,7 @@ async fn every_target_receives_the_alarm_including_one_on_the_default_port() {
 async fn a_receiver_that_comes_up_late_gets_the_current_state_and_the_resync_never_waits() {
     let r = small_resize().await;
     let port = free_udp_port();
-    let informer =
-        Informer::spawn(InformConfig::from_settings(&format!("127.0.0.1:{port}"), None).unwrap());
+    let informer = Informer::spawn(InformConfig::from_settings(&format!("127.0.0.1:{port}"), None).unwrap());
     let (mut alarm, _) = ResyncAlarm::new(false);
     let work = view(&r.resize).work_list(r.new_node(), false);
 
@@ -124,24 +103,13 @@ async fn a_receiver_that_comes_up_late_gets_the_current_state_and_the_resync_nev
     let raise = alarm.resync_started(work.pairs()).unwrap();
     informer.notify(raise);
     let notify_took = started.elapsed();
-    let report = astaire::resync::run(
-        &work,
-        &astaire::resync::Options::default(),
-        &astaire::stats::Stats::new(),
-    )
-    .await
-    .unwrap();
+    let report =
+        astaire::resync::run(&work, &astaire::resync::Options::default(), &astaire::stats::Stats::new()).await.unwrap();
     informer.notify(alarm.resync_ended().unwrap());
     let resync_took = started.elapsed();
     assert!(report.succeeded());
-    assert!(
-        notify_took < Duration::from_millis(5),
-        "notify returned after {notify_took:?}"
-    );
-    assert!(
-        resync_took < Duration::from_secs(3),
-        "the dead receiver did not slow the resync: {resync_took:?}"
-    );
+    assert!(notify_took < Duration::from_millis(5), "notify returned after {notify_took:?}");
+    assert!(resync_took < Duration::from_secs(3), "the dead receiver did not slow the resync: {resync_took:?}");
 
     tokio::time::sleep(Duration::from_secs(10).saturating_sub(started.elapsed())).await;
     let trapd = Snmptrapd::start(port, "clearwater");
@@ -152,12 +120,7 @@ async fn a_receiver_that_comes_up_late_gets_the_current_state_and_the_resync_nev
     })
     .await
     .unwrap();
-    assert_eq!(
-        got.1.len(),
-        1,
-        "only the current state, the superseded raise is dropped: {:?}",
-        got.1
-    );
+    assert_eq!(got.1.len(), 1, "only the current state, the superseded raise is dropped: {:?}", got.1);
     assert_alarm(&got.0[0], &CLEAR);
     assert!(informer.flush(Duration::from_secs(1)).await, "acknowledged");
     informer.shutdown();
@@ -173,43 +136,20 @@ async fn a_silent_receiver_is_retried_in_the_log_and_nothing_blocks_the_exit() {
     let out = resync_cli(
         r.new_node(),
         &r.resize,
-        &[
-            "--snmp-ip",
-            &target,
-            "--snmp-community",
-            "wrong",
-            "--inform-linger",
-            "2",
-        ],
+        &["--snmp-ip", &target, "--snmp-community", "wrong", "--inform-linger", "2"],
     );
     let took = started.elapsed();
     let t = format!("{}", text(&out));
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(took < Duration::from_secs(8), "exit after {took:?}");
-    assert!(
-        t.contains("alarm state not acknowledged by every SNMP target before exit"),
-        "{t}"
-    );
+    assert!(t.contains("alarm state not acknowledged by every SNMP target before exit"), "{t}");
     assert!(!t.contains("wrong"), "no community in the logs: {t}");
     let debug = resync_cli(
         r.new_node(),
         &r.resize,
-        &[
-            "--snmp-ip",
-            &target,
-            "--snmp-community",
-            "wrong",
-            "--inform-linger",
-            "2",
-            "--log-level",
-            "4",
-        ],
+        &["--snmp-ip", &target, "--snmp-community", "wrong", "--inform-linger", "2", "--log-level", "4"],
     );
-    assert!(
-        text(&debug).contains("attempt=2"),
-        "retries are logged: {}",
-        text(&debug)
-    );
+    assert!(text(&debug).contains("attempt=2"), "retries are logged: {}", text(&debug));
     assert!(trapd.received().is_empty());
 }
 
@@ -225,11 +165,7 @@ fn the_raise_matches_snmpinform_byte_for_byte() {
         .args(["-v2c", "-c", "clearwater", "-r", "0", "-t", "1", "-On"])
         .arg(format!("127.0.0.1:{port}"))
         .args(["4200", ".1.3.6.1.2.1.118.0.2"])
-        .args([
-            ".1.3.6.1.2.1.118.1.2.2.1.13.0",
-            "o",
-            ".1.3.6.1.2.1.118.1.1.2.1.3.0.5501.4",
-        ])
+        .args([".1.3.6.1.2.1.118.1.2.2.1.13.0", "o", ".1.3.6.1.2.1.118.1.1.2.1.3.0.5501.4"])
         .args([".1.3.6.1.2.1.118.1.2.2.1.10.0", "o", ".0.0"])
         .env("MIBS", "")
         .spawn()
@@ -241,39 +177,18 @@ fn the_raise_matches_snmpinform_byte_for_byte() {
     let _ = inform.kill();
     let _ = inform.wait();
 
-    let (_, parsed) =
-        snmp_parser::parse_snmp_v2c(&captured).expect("snmp-parser reads net-snmp's INFORM");
-    let snmp_parser::SnmpPdu::Generic(pdu) = &parsed.pdu else {
-        panic!("not a generic PDU")
-    };
-    let ours = encode_inform(
-        b"clearwater",
-        pdu.req_id as i32,
-        4200,
-        &Notification {
-            index: 5501,
-            raised: true,
-        },
-    );
-    assert_eq!(
-        ours, captured,
-        "\nours:     {ours:02x?}\nsnmpinform: {captured:02x?}"
-    );
+    let (_, parsed) = snmp_parser::parse_snmp_v2c(&captured).expect("snmp-parser reads net-snmp's INFORM");
+    let snmp_parser::SnmpPdu::Generic(pdu) = &parsed.pdu else { panic!("not a generic PDU") };
+    let ours = encode_inform(b"clearwater", pdu.req_id as i32, 4200, &Notification { index: 5501, raised: true });
+    assert_eq!(ours, captured, "\nours:     {ours:02x?}\nsnmpinform: {captured:02x?}");
 
     let (_, mine) = snmp_parser::parse_snmp_v2c(&ours).unwrap();
     assert_eq!((mine.version, mine.community.as_str()), (1, "clearwater"));
-    let snmp_parser::SnmpPdu::Generic(p) = &mine.pdu else {
-        panic!()
-    };
+    let snmp_parser::SnmpPdu::Generic(p) = &mine.pdu else { panic!() };
     assert_eq!(p.pdu_type, snmp_parser::PduType::InformRequest);
     let names: Vec<String> = p.vars_iter().map(|v| v.oid.to_id_string()).collect();
     assert_eq!(
         names,
-        [
-            "1.3.6.1.2.1.1.3.0",
-            "1.3.6.1.6.3.1.1.4.1.0",
-            "1.3.6.1.2.1.118.1.2.2.1.13.0",
-            "1.3.6.1.2.1.118.1.2.2.1.10.0"
-        ]
+        ["1.3.6.1.2.1.1.3.0", "1.3.6.1.6.3.1.1.4.1.0", "1.3.6.1.2.1.118.1.2.2.1.13.0", "1.3.6.1.2.1.118.1.2.2.1.10.0"]
     );
 }

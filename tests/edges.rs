@@ -14,11 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// A one-source, one-target cluster: `local` is the new node.
 fn two_nodes(cluster: &Cluster) -> (std::path::PathBuf, String, String) {
     let (source, local) = (cluster.nodes[0].name(), cluster.nodes[1].name());
-    let path = cluster.settings(
-        "cs",
-        &[source.clone()],
-        Some(&[source.clone(), local.clone()]),
-    );
+    let path = cluster.settings("cs", &[source.clone()], Some(&[source.clone(), local.clone()]));
     (path, source, local)
 }
 
@@ -31,52 +27,26 @@ async fn clearwater_timestamp_replaces_older_local_values_and_keeps_newer_ones()
     let older_local = key_in(b"reg\\\\older-local", mine);
     let newer_local = key_in(b"reg\\\\newer-local", mine);
     // The source wrote at t=5000 ms (flags hold the write time).
-    let mut src = Connection::connect(&source, Duration::from_secs(5))
-        .await
-        .unwrap();
-    src.set(&older_local, b"from-source", 5000, 0)
-        .await
-        .unwrap();
-    src.set(&newer_local, b"from-source", 5000, 0)
-        .await
-        .unwrap();
-    let mut dst = Connection::connect(&local, Duration::from_secs(5))
-        .await
-        .unwrap();
-    dst.set(&older_local, b"stale-local", 4000, 0)
-        .await
-        .unwrap();
-    dst.set(&newer_local, b"fresh-local", 6000, 0)
-        .await
-        .unwrap();
+    let mut src = Connection::connect(&source, Duration::from_secs(5)).await.unwrap();
+    src.set(&older_local, b"from-source", 5000, 0).await.unwrap();
+    src.set(&newer_local, b"from-source", 5000, 0).await.unwrap();
+    let mut dst = Connection::connect(&local, Duration::from_secs(5)).await.unwrap();
+    dst.set(&older_local, b"stale-local", 4000, 0).await.unwrap();
+    dst.set(&newer_local, b"fresh-local", 6000, 0).await.unwrap();
 
     // add-only leaves both local values alone.
     let work = view.work_list(&local, false);
-    let add_only = Options {
-        conflict: ConflictPolicy::AddOnly,
-        ..Options::default()
-    };
+    let add_only = Options { conflict: ConflictPolicy::AddOnly, ..Options::default() };
     let report = resync::run(&work, &add_only, &Stats::new()).await.unwrap();
     assert_eq!((report.counts.replaced, report.counts.kept), (0, 2));
-    assert_eq!(
-        get(&mut dst, &older_local).await.unwrap().value,
-        b"stale-local"
-    );
+    assert_eq!(get(&mut dst, &older_local).await.unwrap().value, b"stale-local");
 
     // The default replaces only the older one.
-    let report = resync::run(&work, &Options::default(), &Stats::new())
-        .await
-        .unwrap();
+    let report = resync::run(&work, &Options::default(), &Stats::new()).await.unwrap();
     assert_eq!((report.counts.replaced, report.counts.kept), (1, 1));
     let replaced = get(&mut dst, &older_local).await.unwrap();
-    assert_eq!(
-        (replaced.value.as_slice(), replaced.flags),
-        (&b"from-source"[..], 5000)
-    );
-    assert_eq!(
-        get(&mut dst, &newer_local).await.unwrap().value,
-        b"fresh-local"
-    );
+    assert_eq!((replaced.value.as_slice(), replaced.flags), (&b"from-source"[..], 5000));
+    assert_eq!(get(&mut dst, &newer_local).await.unwrap().value, b"fresh-local");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -84,17 +54,12 @@ async fn a_busy_crawler_is_waited_for_and_the_resync_completes() {
     let cluster = Cluster::start(2);
     let (path, source, local) = two_nodes(&cluster);
     let mut items = plain_items("reg\\\\sip:busy", 60_000, 1);
-    items
-        .iter_mut()
-        .for_each(|i| i.key.extend_from_slice(&[b'p'; 150]));
+    items.iter_mut().for_each(|i| i.key.extend_from_slice(&[b'p'; 150]));
     bulk_set(&source, &items).await;
 
     // Someone else's dump, read slowly: the crawler stays busy meanwhile.
     let mut blocker = tokio::net::TcpStream::connect(&source).await.unwrap();
-    blocker
-        .write_all(b"lru_crawler metadump hash\r\n")
-        .await
-        .unwrap();
+    blocker.write_all(b"lru_crawler metadump hash\r\n").await.unwrap();
     let mut first = [0u8; 64];
     blocker.read_exact(&mut first).await.unwrap();
     let started = Instant::now();
@@ -127,17 +92,10 @@ async fn a_busy_crawler_is_waited_for_and_the_resync_completes() {
     ]);
     drain.await.unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        text(&out).contains("crawler busy"),
-        "the BUSY answer was seen and retried: {}",
-        text(&out)
-    );
+    assert!(text(&out).contains("crawler busy"), "the BUSY answer was seen and retried: {}", text(&out));
     assert!(started.elapsed() >= Duration::from_millis(1400));
     let view = view(&path);
-    let expected = items
-        .iter()
-        .filter(|i| view.target()[vbucket(&i.key) as usize].contains(&local))
-        .count();
+    let expected = items.iter().filter(|i| view.target()[vbucket(&i.key) as usize].contains(&local)).count();
     assert_eq!(all_keys(&local).await.len(), expected);
 }
 
@@ -145,31 +103,13 @@ async fn a_busy_crawler_is_waited_for_and_the_resync_completes() {
 async fn a_source_that_forbids_dumps_is_reported_clearly() {
     let forbidding = Memcached::start_with(&["-X"]);
     let local = Memcached::start();
-    let cluster = Cluster {
-        nodes: vec![],
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let cluster = Cluster { nodes: vec![], dir: tempfile::tempdir().unwrap() };
     let (s, l) = (forbidding.name(), local.name());
     let path = cluster.settings("cs", &[s.clone()], Some(&[s.clone(), l.clone()]));
-    let out = astaire(&[
-        "resync",
-        "--local-name",
-        &l,
-        "--cluster-settings",
-        path.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let out = astaire(&["resync", "--local-name", &l, "--cluster-settings", path.to_str().unwrap(), "--quiet"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains(&format!("source {s}: FAILED")),
-        "{}",
-        text(&out)
-    );
-    assert!(
-        text(&out).contains("metadump not allowed"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains(&format!("source {s}: FAILED")), "{}", text(&out));
+    assert!(text(&out).contains("metadump not allowed"), "{}", text(&out));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -179,59 +119,24 @@ async fn verify_lists_missing_and_changed_keys_and_exits_1() {
     let items = plain_items("reg\\\\sip:verify", 500, 42);
     bulk_set(&source, &items).await;
     let p = path.to_str().unwrap();
-    let out = astaire(&[
-        "resync",
-        "--local-name",
-        &local,
-        "--cluster-settings",
-        p,
-        "--quiet",
-    ]);
+    let out = astaire(&["resync", "--local-name", &local, "--cluster-settings", p, "--quiet"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(
-        astaire(&["verify", "--local-name", &local, "--cluster-settings", p])
-            .status
-            .code(),
-        Some(0)
-    );
+    assert_eq!(astaire(&["verify", "--local-name", &local, "--cluster-settings", p]).status.code(), Some(0));
 
     let view = view(&path);
-    let mut mine = items
-        .iter()
-        .filter(|i| view.target()[vbucket(&i.key) as usize].contains(&local));
-    let (gone, changed, reflagged) = (
-        mine.next().unwrap(),
-        mine.next().unwrap(),
-        mine.next().unwrap(),
-    );
-    let mut dst = Connection::connect(&local, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let mut mine = items.iter().filter(|i| view.target()[vbucket(&i.key) as usize].contains(&local));
+    let (gone, changed, reflagged) = (mine.next().unwrap(), mine.next().unwrap(), mine.next().unwrap());
+    let mut dst = Connection::connect(&local, Duration::from_secs(5)).await.unwrap();
     dst.delete(&gone.key).await.unwrap();
-    dst.set(&changed.key, b"something else", changed.flags, 0)
-        .await
-        .unwrap();
-    dst.set(&reflagged.key, &reflagged.value, 7, 0)
-        .await
-        .unwrap();
+    dst.set(&changed.key, b"something else", changed.flags, 0).await.unwrap();
+    dst.set(&reflagged.key, &reflagged.value, 7, 0).await.unwrap();
 
     let out = astaire(&["verify", "--local-name", &local, "--cluster-settings", p]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let t = text(&out);
-    for (item, problem) in [
-        (gone, "MissingLocally"),
-        (changed, "ValueDiffers"),
-        (reflagged, "FlagsDiffer"),
-    ] {
-        let line = t
-            .lines()
-            .find(|l| l.contains(&*String::from_utf8_lossy(&item.key)))
-            .unwrap_or_default();
-        assert!(
-            line.contains(problem),
-            "{problem} for {:?} in:\n{t}",
-            String::from_utf8_lossy(&item.key)
-        );
+    for (item, problem) in [(gone, "MissingLocally"), (changed, "ValueDiffers"), (reflagged, "FlagsDiffer")] {
+        let line = t.lines().find(|l| l.contains(&*String::from_utf8_lossy(&item.key))).unwrap_or_default();
+        assert!(line.contains(problem), "{problem} for {:?} in:\n{t}", String::from_utf8_lossy(&item.key));
     }
     assert!(t.contains("3 differences"), "{t}");
 }

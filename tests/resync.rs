@@ -12,21 +12,14 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 /// The keys of `items` that `node` must hold in `view`'s target.
 fn expected_for(view: &View, node: &str, items: &[TestItem]) -> BTreeSet<Vec<u8>> {
     items
         .iter()
-        .filter(|i| {
-            view.target()[vbucket(&i.key) as usize]
-                .iter()
-                .any(|s| s == node)
-        })
+        .filter(|i| view.target()[vbucket(&i.key) as usize].iter().any(|s| s == node))
         .map(|i| i.key.clone())
         .collect()
 }
@@ -35,55 +28,26 @@ fn expected_for(view: &View, node: &str, items: &[TestItem]) -> BTreeSet<Vec<u8>
 /// server holds nothing else.
 async fn assert_holds_exactly(server: &str, items: &[TestItem], expected: &BTreeSet<Vec<u8>>) {
     let held = all_keys(server).await;
-    let missing: Vec<_> = expected
-        .difference(&held)
-        .map(|k| String::from_utf8_lossy(k).into_owned())
-        .collect();
-    let extra: Vec<_> = held
-        .difference(expected)
-        .map(|k| String::from_utf8_lossy(k).into_owned())
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{server} misses {} keys, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
-    );
+    let missing: Vec<_> = expected.difference(&held).map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+    let extra: Vec<_> = held.difference(expected).map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+    assert!(missing.is_empty(), "{server} misses {} keys, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
     assert!(
         extra.is_empty(),
         "{server} holds {} keys outside its vbuckets, e.g. {:?}",
         extra.len(),
         &extra[..extra.len().min(5)]
     );
-    let mut conn = Connection::connect(server, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let mut conn = Connection::connect(server, Duration::from_secs(5)).await.unwrap();
     for item in items.iter().filter(|i| expected.contains(&i.key)) {
         let got = get(&mut conn, &item.key).await.expect("present");
-        assert_eq!(
-            got.value,
-            item.value,
-            "value of {:?}",
-            String::from_utf8_lossy(&item.key)
-        );
-        assert_eq!(
-            got.flags,
-            item.flags,
-            "flags of {:?}",
-            String::from_utf8_lossy(&item.key)
-        );
+        assert_eq!(got.value, item.value, "value of {:?}", String::from_utf8_lossy(&item.key));
+        assert_eq!(got.flags, item.flags, "flags of {:?}", String::from_utf8_lossy(&item.key));
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scale_up_three_to_four_moves_exactly_the_new_nodes_vbuckets() {
-    let Resize {
-        cluster,
-        all,
-        stable,
-        resize,
-        ..
-    } = Resize::three_to_four();
+    let Resize { cluster, all, stable, resize, .. } = Resize::three_to_four();
     let view_after = view(&resize);
     let new_node = all[3].clone();
     let mine = |vb: u8| view_after.target()[vb as usize].contains(&new_node);
@@ -97,50 +61,27 @@ async fn scale_up_three_to_four_moves_exactly_the_new_nodes_vbuckets() {
             _ => t + 40 * 24 * 3600, // over 30 days: memcached takes it as absolute
         };
     }
-    let special = |key: Vec<u8>, value: Vec<u8>, ttl: u64| TestItem {
-        key,
-        value,
-        flags: 77,
-        ttl,
-    };
+    let special = |key: Vec<u8>, value: Vec<u8>, ttl: u64| TestItem { key, value, flags: 77, ttl };
     let long_key: Vec<u8> = (0u32..)
         .map(|i| {
-            format!("{i:0>10}")
-                .into_bytes()
-                .into_iter()
-                .chain(std::iter::repeat(b'k'))
-                .take(250)
-                .collect::<Vec<u8>>()
+            format!("{i:0>10}").into_bytes().into_iter().chain(std::iter::repeat(b'k')).take(250).collect::<Vec<u8>>()
         })
         .find(|k| mine(vbucket(k)))
         .unwrap();
     items.extend([
         special(key_in(b"percent%20and%25", mine), b"p".to_vec(), 0),
-        special(
-            key_in("utf8-clé-日本".as_bytes(), mine),
-            "välue".as_bytes().to_vec(),
-            0,
-        ),
+        special(key_in("utf8-clé-日本".as_bytes(), mine), "välue".as_bytes().to_vec(), 0),
         special(key_in(b"with space", mine), b"spaced".to_vec(), 0),
         special(long_key, b"long".to_vec(), 0),
         special(key_in(b"empty-value", mine), Vec::new(), 0),
         special(key_in(b"one-mebibyte", mine), vec![b'm'; 1 << 20], 0),
-        special(
-            key_in(b"forty-days", mine),
-            b"absolute".to_vec(),
-            t + 40 * 24 * 3600,
-        ),
+        special(key_in(b"forty-days", mine), b"absolute".to_vec(), t + 40 * 24 * 3600),
     ]);
     // Astaire's own keys are never copied.
     let own = key_in(b"astaire\\\\other", mine);
     let mut source_conn = cluster.nodes[0].conn().await;
     for s in view(&stable).write_set(vbucket(&own)) {
-        Connection::connect(&s, Duration::from_secs(5))
-            .await
-            .unwrap()
-            .set(&own, b"x", 0, 0)
-            .await
-            .unwrap();
+        Connection::connect(&s, Duration::from_secs(5)).await.unwrap().set(&own, b"x", 0, 0).await.unwrap();
     }
     load(&view(&stable), &items).await;
 
@@ -149,10 +90,7 @@ async fn scale_up_three_to_four_moves_exactly_the_new_nodes_vbuckets() {
     assert!(text(&out).contains("result: complete"), "{}", text(&out));
 
     let expected = expected_for(&view_after, &new_node, &items);
-    assert!(
-        expected.len() > 1000,
-        "the new node should own a good share"
-    );
+    assert!(expected.len() > 1000, "the new node should own a good share");
     assert_holds_exactly(&new_node, &items, &expected).await;
 
     // TTLs preserved: none stays none, relative stays relative, over 30 days
@@ -168,10 +106,7 @@ async fn scale_up_three_to_four_moves_exactly_the_new_nodes_vbuckets() {
     }
     // The restart tag was written.
     let tag = get(&mut conn, TAG_KEY).await.expect("tag written");
-    assert_eq!(
-        (tag.value.as_slice(), tag.flags, tag.ttl),
-        (&b"{}"[..], 0, -1)
-    );
+    assert_eq!((tag.value.as_slice(), tag.flags, tag.ttl), (&b"{}"[..], 0, -1));
     drop(source_conn.delete(b"unused").await);
 }
 
@@ -201,19 +136,9 @@ async fn scale_down_four_to_three_gives_each_remaining_node_what_it_newly_owns()
     for node in &remaining {
         let expected = expected_for(&after, node, &items);
         let held = all_keys(node).await;
-        assert!(
-            expected.is_subset(&held),
-            "{node} misses {} keys",
-            expected.difference(&held).count()
-        );
-        let mut conn = Connection::connect(node, Duration::from_secs(5))
-            .await
-            .unwrap();
-        for item in items
-            .iter()
-            .filter(|i| expected.contains(&i.key))
-            .step_by(7)
-        {
+        assert!(expected.is_subset(&held), "{node} misses {} keys", expected.difference(&held).count());
+        let mut conn = Connection::connect(node, Duration::from_secs(5)).await.unwrap();
+        for item in items.iter().filter(|i| expected.contains(&i.key)).step_by(7) {
             assert_eq!(get(&mut conn, &item.key).await.unwrap().value, item.value);
         }
     }
@@ -229,14 +154,7 @@ async fn full_resync_restores_a_node_that_restarted_empty() {
     let node = names[1].clone();
 
     // A minimal resync of a stable cluster has nothing to do.
-    let plan = astaire(&[
-        "plan",
-        "--local-name",
-        &node,
-        "--cluster-settings",
-        stable.to_str().unwrap(),
-        "--json",
-    ]);
+    let plan = astaire(&["plan", "--local-name", &node, "--cluster-settings", stable.to_str().unwrap(), "--json"]);
     let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
     assert_eq!(plan["vbuckets"].as_object().unwrap().len(), 0);
 
@@ -255,60 +173,29 @@ async fn full_resync_restores_a_node_that_restarted_empty() {
     let expected = expected_for(&view(&stable), &node, &items);
     assert_holds_exactly(&node, &items, &expected).await;
 
-    let verify = astaire(&[
-        "verify",
-        "--local-name",
-        &node,
-        "--cluster-settings",
-        stable.to_str().unwrap(),
-    ]);
+    let verify = astaire(&["verify", "--local-name", &node, "--cluster-settings", stable.to_str().unwrap()]);
     assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
     // One other replica per vbucket in a stable three-node cluster.
-    assert!(
-        text(&verify).contains(&format!("{} items checked", expected.len())),
-        "{}",
-        text(&verify)
-    );
+    assert!(text(&verify).contains(&format!("{} items checked", expected.len())), "{}", text(&verify));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_source_dead_before_the_resync_is_covered_by_the_other_replica() {
-    let Resize {
-        mut cluster,
-        old,
-        all,
-        stable,
-        resize,
-    } = Resize::three_to_four();
+    let Resize { mut cluster, old, all, stable, resize } = Resize::three_to_four();
     let items = plain_items("reg\\\\sip:dead", 3000, 3);
     load(&view(&stable), &items).await;
     cluster.nodes[1].kill();
 
     let out = resync_cli(&all[3], &resize, &["--io-timeout", "2"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "every vbucket has a live replica: {}",
-        text(&out)
-    );
-    assert!(
-        text(&out).contains(&format!("source {}: FAILED", old[1])),
-        "{}",
-        text(&out)
-    );
+    assert_eq!(out.status.code(), Some(0), "every vbucket has a live replica: {}", text(&out));
+    assert!(text(&out).contains(&format!("source {}: FAILED", old[1])), "{}", text(&out));
     let expected = expected_for(&view(&resize), &all[3], &items);
     assert_holds_exactly(&all[3], &items, &expected).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_source_killed_mid_stream_is_covered_by_the_other_replica() {
-    let Resize {
-        mut cluster,
-        old,
-        all,
-        stable,
-        resize,
-    } = Resize::three_to_four();
+    let Resize { mut cluster, old, all, stable, resize } = Resize::three_to_four();
     let mut items = plain_items("reg\\\\sip:midstream", 6000, 3);
     items.iter_mut().for_each(|i| i.value = vec![b'v'; 1000]);
     load(&view(&stable), &items).await;
@@ -349,28 +236,15 @@ async fn a_source_killed_mid_stream_is_covered_by_the_other_replica() {
     cluster.nodes[victim].kill();
     let out = run.join().unwrap();
     assert!(landed_before_kill > 0, "the copy had started");
-    assert!(
-        landed_before_kill < expected.len() / 2,
-        "the kill came mid-stream ({landed_before_kill})"
-    );
+    assert!(landed_before_kill < expected.len() / 2, "the kill came mid-stream ({landed_before_kill})");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        text(&out).contains(&format!("source {}: FAILED", old[victim])),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains(&format!("source {}: FAILED", old[victim])), "{}", text(&out));
     assert_holds_exactly(&all[3], &items, &expected).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn vbuckets_whose_sources_all_fail_are_reported_and_the_resync_ends() {
-    let Resize {
-        mut cluster,
-        old,
-        all,
-        resize,
-        ..
-    } = Resize::three_to_four();
+    let Resize { mut cluster, old, all, resize, .. } = Resize::three_to_four();
     cluster.nodes[0].kill();
     cluster.nodes[1].kill();
     let out = resync_cli(&all[3], &resize, &["--io-timeout", "2"]);
@@ -382,24 +256,14 @@ async fn vbuckets_whose_sources_all_fail_are_reported_and_the_resync_ends() {
         .filter(|(_, s)| s.iter().all(|s| *s == old[0] || *s == old[1]))
         .count();
     assert!(both_dead > 0);
-    assert!(
-        text(&out).contains(&format!("FAILED for {both_dead} vbuckets")),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains(&format!("FAILED for {both_dead} vbuckets")), "{}", text(&out));
 }
 
 /// Clients keep writing newer values and deleting keys while the new node
 /// is being filled: afterwards no stale value and no revived delete.
 #[tokio::test(flavor = "multi_thread")]
 async fn live_traffic_during_the_resync_leaves_nothing_stale_and_nothing_revived() {
-    let Resize {
-        cluster,
-        all,
-        stable,
-        resize,
-        ..
-    } = Resize::three_to_four();
+    let Resize { cluster, all, stable, resize, .. } = Resize::three_to_four();
     let (before, during) = (view(&stable), view(&resize));
     const OLD_STAMP: u32 = 1_000;
     const NEW_STAMP: u32 = 2_000;
@@ -407,11 +271,7 @@ async fn live_traffic_during_the_resync_leaves_nothing_stale_and_nothing_revived
     load(&before, &items).await;
 
     let work = during.work_list(&all[3], false);
-    let opts = Options {
-        bandwidth_limit: Some(1_200_000),
-        batch_keys: 64,
-        ..Options::default()
-    };
+    let opts = Options { bandwidth_limit: Some(1_200_000), batch_keys: 64, ..Options::default() };
     let stats = Stats::new();
     let resync = {
         let (work, opts, stats) = (work.clone(), opts.clone(), stats.clone());
@@ -424,35 +284,18 @@ async fn live_traffic_during_the_resync_leaves_nothing_stale_and_nothing_revived
         let (items, during) = (items.clone(), during.clone());
         tokio::spawn(async move {
             let mut conns = std::collections::HashMap::new();
-            let names: BTreeSet<String> = during
-                .current
-                .iter()
-                .chain(during.new.as_ref().unwrap())
-                .flatten()
-                .cloned()
-                .collect();
+            let names: BTreeSet<String> =
+                during.current.iter().chain(during.new.as_ref().unwrap()).flatten().cloned().collect();
             for name in names {
-                let conn = Connection::connect(&name, Duration::from_secs(5))
-                    .await
-                    .unwrap();
+                let conn = Connection::connect(&name, Duration::from_secs(5)).await.unwrap();
                 conns.insert(name, conn);
             }
-            for (n, (i, item)) in items
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| i % 4 == 1 || i % 4 == 2)
-                .enumerate()
-            {
+            for (n, (i, item)) in items.iter().enumerate().filter(|(i, _)| i % 4 == 1 || i % 4 == 2).enumerate() {
                 let vb = vbucket(&item.key) as usize;
                 if i % 4 == 1 {
                     for s in during.write_set(vb as u8) {
                         let value = format!("newer-{i}");
-                        conns
-                            .get_mut(&s)
-                            .unwrap()
-                            .set(&item.key, value.as_bytes(), NEW_STAMP, 0)
-                            .await
-                            .unwrap();
+                        conns.get_mut(&s).unwrap().set(&item.key, value.as_bytes(), NEW_STAMP, 0).await.unwrap();
                     }
                 } else {
                     let mut order: Vec<String> = during.current[vb].clone();
@@ -474,11 +317,7 @@ async fn live_traffic_during_the_resync_leaves_nothing_stale_and_nothing_revived
     traffic.await.unwrap();
     let report = resync.await.unwrap().expect("resync ran");
     assert!(report.succeeded(), "{report:?}");
-    assert!(
-        report.seconds > 1.0,
-        "the resync overlapped the traffic ({:.2} s)",
-        report.seconds
-    );
+    assert!(report.seconds > 1.0, "the resync overlapped the traffic ({:.2} s)", report.seconds);
 
     let mut conn = cluster.nodes[3].conn().await;
     let (mut stale, mut revived, mut missing, mut checked) = (0, 0, 0, 0);
@@ -498,12 +337,7 @@ async fn live_traffic_during_the_resync_leaves_nothing_stale_and_nothing_revived
         }
     }
     assert!(checked > 5000, "checked {checked}");
-    assert_eq!(
-        (stale, revived, missing),
-        (0, 0, 0),
-        "stale, revived, missing of {checked}; {:?}",
-        report.counts
-    );
+    assert_eq!((stale, revived, missing), (0, 0, 0), "stale, revived, missing of {checked}; {:?}", report.counts);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -513,67 +347,24 @@ async fn malformed_cluster_settings_exit_3_naming_the_line_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (l, s) = (local.name(), source.name());
     let cases = [
-        (
-            format!("servers={s}\nnew_servers={s},{l}\nbogus\n"),
-            "cluster_settings:3",
-            "expected key=value",
-        ),
-        (
-            format!("servers={s}=x\n"),
-            "cluster_settings:1",
-            "more than one '='",
-        ),
-        (
-            format!("servers={s}\nnodes={s},{l}\n"),
-            "cluster_settings:2",
-            "unknown setting",
-        ),
-        (
-            format!("# only new\nnew_servers={s},{l}\n"),
-            "cluster_settings",
-            "no servers line",
-        ),
-        (
-            format!("servers={s}\nnew_servers={s},,{l}\n"),
-            "cluster_settings:2",
-            "empty server entry",
-        ),
-        (
-            format!("servers={s}\nnew_servers={s},127.0.0.1:notaport\n"),
-            "cluster_settings:2",
-            "bad port",
-        ),
-        (
-            format!("servers={s}\nservers={s},{l}\n"),
-            "cluster_settings:2",
-            "given twice",
-        ),
+        (format!("servers={s}\nnew_servers={s},{l}\nbogus\n"), "cluster_settings:3", "expected key=value"),
+        (format!("servers={s}=x\n"), "cluster_settings:1", "more than one '='"),
+        (format!("servers={s}\nnodes={s},{l}\n"), "cluster_settings:2", "unknown setting"),
+        (format!("# only new\nnew_servers={s},{l}\n"), "cluster_settings", "no servers line"),
+        (format!("servers={s}\nnew_servers={s},,{l}\n"), "cluster_settings:2", "empty server entry"),
+        (format!("servers={s}\nnew_servers={s},127.0.0.1:notaport\n"), "cluster_settings:2", "bad port"),
+        (format!("servers={s}\nservers={s},{l}\n"), "cluster_settings:2", "given twice"),
     ];
     for (content, place, reason) in cases {
         let path = dir.path().join("cluster_settings");
         std::fs::write(&path, &content).unwrap();
         let out = resync_cli(&l, &path, &[]);
         assert_eq!(out.status.code(), Some(3), "{content:?}: {}", text(&out));
-        assert!(
-            text(&out).contains(place) && text(&out).contains(reason),
-            "{content:?}: {}",
-            text(&out)
-        );
+        assert!(text(&out).contains(place) && text(&out).contains(reason), "{content:?}: {}", text(&out));
     }
-    let missing = astaire(&[
-        "resync",
-        "--local-name",
-        &l,
-        "--cluster-settings",
-        "/nonexistent/cs",
-        "--quiet",
-    ]);
+    let missing = astaire(&["resync", "--local-name", &l, "--cluster-settings", "/nonexistent/cs", "--quiet"]);
     assert_eq!(missing.status.code(), Some(3));
-    assert!(
-        text(&missing).contains("/nonexistent/cs"),
-        "{}",
-        text(&missing)
-    );
+    assert!(text(&missing).contains("/nonexistent/cs"), "{}", text(&missing));
     // Nothing was written anywhere, not even the tag.
     let mut conn = local.conn().await;
     assert!(get(&mut conn, TAG_KEY).await.is_none());
@@ -587,36 +378,16 @@ async fn exit_codes_for_an_unknown_local_name_and_an_unreachable_local_node() {
     let path = dir.path().join("cs");
     let s = source.name();
     // A port nothing listens on.
-    let dead = format!(
-        "127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    );
+    let dead =
+        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
     std::fs::write(&path, format!("servers={s}\nnew_servers={s},{dead}\n")).unwrap();
     let p = path.to_str().unwrap();
 
-    let stranger = astaire(&[
-        "resync",
-        "--local-name",
-        "127.0.0.1:1",
-        "--cluster-settings",
-        p,
-        "--quiet",
-    ]);
+    let stranger = astaire(&["resync", "--local-name", "127.0.0.1:1", "--cluster-settings", p, "--quiet"]);
     assert_eq!(stranger.status.code(), Some(2), "{}", text(&stranger));
     assert!(text(&stranger).contains("neither servers nor new_servers"));
 
-    let unreachable = astaire(&[
-        "resync",
-        "--local-name",
-        &dead,
-        "--cluster-settings",
-        p,
-        "--quiet",
-    ]);
+    let unreachable = astaire(&["resync", "--local-name", &dead, "--cluster-settings", p, "--quiet"]);
     assert_eq!(unreachable.status.code(), Some(4), "{}", text(&unreachable));
     assert!(text(&unreachable).contains(&dead), "{}", text(&unreachable));
 

@@ -35,12 +35,7 @@ async fn idle_scalars_read_gauge32_zero() {
     let s = snmpd.clone();
     let out = blocking(move || {
         s.wait_served(&format!("{A}.1.0"), Duration::from_secs(5));
-        s.get(&[
-            &format!("{A}.1.0"),
-            &format!("{A}.2.0"),
-            &format!("{A}.3.0"),
-            &format!("{A}.4.0"),
-        ])
+        s.get(&[&format!("{A}.1.0"), &format!("{A}.2.0"), &format!("{A}.3.0"), &format!("{A}.4.0")])
     })
     .await;
     let rows = parse(&out);
@@ -51,41 +46,21 @@ async fn idle_scalars_read_gauge32_zero() {
     }
     let s = snmpd.clone();
     let walk = blocking(move || s.walk(A)).await;
-    assert_eq!(
-        parse(&walk).len(),
-        5,
-        "four scalars and the bandwidth row, no table rows: {walk}"
-    );
+    assert_eq!(parse(&walk).len(), 5, "four scalars and the bandwidth row, no table rows: {walk}");
     agent.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_absent_master_does_not_stop_the_resync() {
     // Bound, not `..`: an unbound cluster would be dropped (and killed) here.
-    let Resize {
-        cluster: _cluster,
-        all,
-        stable,
-        resize,
-        ..
-    } = Resize::three_to_four();
+    let Resize { cluster: _cluster, all, stable, resize, .. } = Resize::three_to_four();
     load(&view(&stable), &plain_items("reg\\\\sip:nomaster", 500, 1)).await;
-    let nobody = format!(
-        "tcp:127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    );
+    let nobody =
+        format!("tcp:127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
     let out = resync_cli(&all[3], &resize, &["--agentx", &nobody]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("result: complete"), "{}", text(&out));
-    assert!(
-        text(&out).contains("AgentX master not reachable"),
-        "said once, quietly: {}",
-        text(&out)
-    );
+    assert!(text(&out).contains("AgentX master not reachable"), "said once, quietly: {}", text(&out));
 }
 
 /// A frozen snapshot: three sources, some vbuckets each.
@@ -96,17 +71,12 @@ fn frozen_stats(ports: &[u16]) -> Arc<Stats> {
         let b = format!("127.0.0.1:{}", ports[(vb as usize + 1) % 3]);
         vbuckets.insert(vb, vec![a, b]);
     }
-    let work = astaire::view::WorkList {
-        local_name: "127.0.0.1:1".into(),
-        full: false,
-        vbuckets,
-    };
+    let work = astaire::view::WorkList { local_name: "127.0.0.1:1".into(), full: false, vbuckets };
     let stats = Stats::new();
     let progress = stats.begin(&work, |s| s.parse().ok());
     for (i, c) in progress.connections.iter().enumerate() {
         for b in &c.buckets {
-            b.counter
-                .add(u64::from(b.vbucket) + 1, 100 * (i as u64 + 1));
+            b.counter.add(u64::from(b.vbucket) + 1, 100 * (i as u64 + 1));
         }
     }
     progress.total.add(12345, 678_900);
@@ -134,30 +104,14 @@ async fn walk_and_bulkwalk_return_the_same_rows_with_the_specified_indexes() {
     let value = |oid: String| rows.iter().find(|r| r.0 == oid).map(|r| r.2.clone());
     assert_eq!(value(format!("{A}.1.0")).as_deref(), Some("200"));
     assert_eq!(value(format!("{A}.3.0")).as_deref(), Some("12345"));
-    assert_eq!(
-        value(format!("{A}.5.1.2.1")).as_deref(),
-        Some("135780"),
-        "678900 bytes / 5 s"
-    );
+    assert_eq!(value(format!("{A}.5.1.2.1")).as_deref(), Some("135780"), "678900 bytes / 5 s");
     for port in ports {
-        assert!(
-            value(format!("{A}.6.1.4.1.4.127.0.0.1.{port}")).is_some(),
-            "connection row for {port}"
-        );
+        assert!(value(format!("{A}.6.1.4.1.4.127.0.0.1.{port}")).is_some(), "connection row for {port}");
     }
     // vbucket 3 comes from ports[0] and ports[1].
-    assert_eq!(
-        value(format!("{A}.7.1.5.1.4.127.0.0.1.21211.3")).as_deref(),
-        Some("4")
-    );
-    assert_eq!(
-        value(format!("{A}.7.1.6.1.4.127.0.0.1.21211.3")).as_deref(),
-        Some("100")
-    );
-    assert_eq!(
-        value(format!("{A}.8.1.6.1.4.127.0.0.1.21211.3.1")).as_deref(),
-        Some("20")
-    );
+    assert_eq!(value(format!("{A}.7.1.5.1.4.127.0.0.1.21211.3")).as_deref(), Some("4"));
+    assert_eq!(value(format!("{A}.7.1.6.1.4.127.0.0.1.21211.3")).as_deref(), Some("100"));
+    assert_eq!(value(format!("{A}.8.1.6.1.4.127.0.0.1.21211.3.1")).as_deref(), Some("20"));
     agent.shutdown().await;
 }
 
@@ -182,49 +136,25 @@ async fn object_names_resolve_with_the_project_mib() {
     ] {
         assert!(named.contains(name), "{name} not in:\n{}", &named[..named.len().min(3000)]);
     }
-    assert!(
-        !named.contains(".1.2.826"),
-        "every served OID resolves to a name"
-    );
+    assert!(!named.contains(".1.2.826"), "every served OID resolves to a name");
     agent.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn snmptranslate_loads_the_mib_without_errors() {
-    let dirs = format!(
-        "{}:{}",
-        snmpd::shared_mibs().display(),
-        snmpd::project_mibs().display()
-    );
+    let dirs = format!("{}:{}", snmpd::shared_mibs().display(), snmpd::project_mibs().display());
     let out = std::process::Command::new("snmptranslate")
-        .args([
-            "-M",
-            &dirs,
-            "-m",
-            "PROJECT-CLEARWATER-MIB",
-            "-Pe",
-            "-Pw",
-            "-On",
-        ])
-        .args([
-            "PROJECT-CLEARWATER-MIB::astaireConnectionBucketBandwidth",
-            "PROJECT-CLEARWATER-MIB::astaireGroup",
-        ])
+        .args(["-M", &dirs, "-m", "PROJECT-CLEARWATER-MIB", "-Pe", "-Pw", "-On"])
+        .args(["PROJECT-CLEARWATER-MIB::astaireConnectionBucketBandwidth", "PROJECT-CLEARWATER-MIB::astaireGroup"])
         .env("MIBS", "")
         .output()
         .expect("snmptranslate");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
     assert!(text.contains(".1.2.826.0.1.1578918.9.9.8.1.6\n"), "{text}");
     assert!(text.contains(".1.2.826.0.1.1578918.9.0.1.8\n"), "{text}");
-    let problems: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('.') && !l.contains("MACRO (lines"))
-        .collect();
+    let problems: Vec<&str> =
+        text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('.') && !l.contains("MACRO (lines")).collect();
     assert!(problems.is_empty(), "warnings or errors: {problems:?}");
 }
 
@@ -245,13 +175,7 @@ async fn set_requests_are_refused_as_not_writable() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_live_resync_is_observable_over_snmp_and_reads_zero_after() {
     let snmpd = Arc::new(Snmpd::start());
-    let Resize {
-        cluster,
-        all,
-        stable,
-        resize,
-        ..
-    } = Resize::three_to_four();
+    let Resize { cluster, all, stable, resize, .. } = Resize::three_to_four();
     let mut items = plain_items("reg\\\\sip:snmp", 6000, 1);
     items.iter_mut().for_each(|i| i.value = vec![b'v'; 1000]);
     load(&view(&stable), &items).await;
@@ -259,18 +183,7 @@ async fn a_live_resync_is_observable_over_snmp_and_reads_zero_after() {
     // The real command, slowed down so it can be watched.
     let (node, path, agentx) = (all[3].clone(), resize.clone(), snmpd.agentx_address());
     let run = std::thread::spawn(move || {
-        resync_cli(
-            &node,
-            &path,
-            &[
-                "--agentx",
-                &agentx,
-                "--bandwidth-limit",
-                "1000000",
-                "--batch-keys",
-                "64",
-            ],
-        )
+        resync_cli(&node, &path, &["--agentx", &agentx, "--bandwidth-limit", "1000000", "--batch-keys", "64"])
     });
     let first_row = format!("{A}.6.1.4.1.4.127.0.0.1.{}", cluster.nodes[0].port);
     let s = snmpd.clone();
@@ -286,43 +199,25 @@ async fn a_live_resync_is_observable_over_snmp_and_reads_zero_after() {
 
     let (a, b) = (parse(&first), parse(&second));
     let scalar = |rows: &[(String, String, String)], n: u32| -> u64 {
-        rows.iter()
-            .find(|r| r.0 == format!("{A}.{n}.0"))
-            .map(|r| r.2.parse().unwrap())
-            .unwrap()
+        rows.iter().find(|r| r.0 == format!("{A}.{n}.0")).map(|r| r.2.parse().unwrap()).unwrap()
     };
     let pairs = view(&resize).work_list(&all[3], false).pairs() as u64;
     assert_eq!(scalar(&a, 1), pairs);
-    assert!(
-        scalar(&b, 3) > scalar(&a, 3),
-        "entries increase: {} then {}",
-        scalar(&a, 3),
-        scalar(&b, 3)
-    );
+    assert!(scalar(&b, 3) > scalar(&a, 3), "entries increase: {} then {}", scalar(&a, 3), scalar(&b, 3));
     assert!(scalar(&b, 4) > scalar(&a, 4), "bytes increase");
     for source in &cluster.nodes[..3] {
         let row = format!("{A}.6.1.4.1.4.127.0.0.1.{}", source.port);
         assert!(a.iter().any(|r| r.0 == row), "connection row {row}");
     }
-    let bucket_rows = a
-        .iter()
-        .filter(|r| r.0.starts_with(&format!("{A}.7.1.5.")))
-        .count() as u64;
+    let bucket_rows = a.iter().filter(|r| r.0.starts_with(&format!("{A}.7.1.5."))).count() as u64;
     assert_eq!(bucket_rows, pairs, "one bucket row per (source, vbucket)");
-    assert_eq!(
-        a.iter()
-            .filter(|r| r.0.starts_with(&format!("{A}.8.1.6.")))
-            .count() as u64,
-        pairs
-    );
+    assert_eq!(a.iter().filter(|r| r.0.starts_with(&format!("{A}.8.1.6."))).count() as u64, pairs);
 
     // In-process: after a resync the subtree reads zero with no rows.
     let stats = Stats::new();
     let agent = agent_for(&snmpd, &stats);
     let work = view(&resize).work_list(&all[3], true);
-    let report = resync::run(&work, &Options::default(), &stats)
-        .await
-        .unwrap();
+    let report = resync::run(&work, &Options::default(), &stats).await.unwrap();
     assert!(report.succeeded());
     let s = snmpd.clone();
     let after = blocking(move || {
@@ -363,10 +258,7 @@ async fn read_pdu(conn: &mut tokio::net::TcpStream) -> Option<Pdu> {
         if let Ok(Some(n)) = pdu::frame_len(&buf) {
             return Some(pdu::decode(&buf[..n]).expect("the subagent sends valid PDUs"));
         }
-        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk))
-            .await
-            .ok()?
-            .ok()?;
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk)).await.ok()?.ok()?;
         if n == 0 {
             return None;
         }
@@ -389,10 +281,7 @@ fn request(session: u32, packet: u32, network_order: bool, payload: Payload) -> 
 /// Accepts the subagent and completes Open and Register, answering in
 /// little-endian as a master may.
 async fn accept_session(listener: &tokio::net::TcpListener, session: u32) -> tokio::net::TcpStream {
-    let (mut conn, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
-        .await
-        .unwrap()
-        .unwrap();
+    let (mut conn, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await.unwrap().unwrap();
     let open = read_pdu(&mut conn).await.unwrap();
     assert!(matches!(open.payload, Payload::Open { .. }), "{open:?}");
     let mut reply = open.response(0, errors::NO_ERROR, 0, vec![]);
@@ -400,16 +289,8 @@ async fn accept_session(listener: &tokio::net::TcpListener, session: u32) -> tok
     reply.network_order = false;
     send(&mut conn, &reply).await;
     let register = read_pdu(&mut conn).await.unwrap();
-    let Payload::Register {
-        subtree, priority, ..
-    } = &register.payload
-    else {
-        panic!("{register:?}")
-    };
-    assert_eq!(
-        (subtree.to_string().as_str(), *priority),
-        ("1.2.826.0.1.1578918.9.9", 127)
-    );
+    let Payload::Register { subtree, priority, .. } = &register.payload else { panic!("{register:?}") };
+    assert_eq!((subtree.to_string().as_str(), *priority), ("1.2.826.0.1.1578918.9.9", 127));
     assert_eq!(register.session_id, session);
     let mut reply = register.response(0, errors::NO_ERROR, 0, vec![]);
     reply.network_order = false;
@@ -429,37 +310,16 @@ async fn answers_in_both_byte_orders_survives_garbage_and_closes_on_exit() {
     let entries: Oid = "1.2.826.0.1.1578918.9.9.3.0".parse().unwrap();
     let before: Oid = "1.2.826.0.1.1578918.9.9.2.0".parse().unwrap();
     for (packet, network_order) in [(10, false), (11, true)] {
-        let range = SearchRange {
-            start: before.clone(),
-            include: false,
-            end: Oid::default(),
-        };
-        send(
-            &mut conn,
-            &request(42, packet, network_order, Payload::GetNext(vec![range])),
-        )
-        .await;
+        let range = SearchRange { start: before.clone(), include: false, end: Oid::default() };
+        send(&mut conn, &request(42, packet, network_order, Payload::GetNext(vec![range]))).await;
         let reply = read_pdu(&mut conn).await.unwrap();
-        assert_eq!(
-            (reply.packet_id, reply.network_order),
-            (packet, network_order)
-        );
-        let Payload::Response {
-            error, varbinds, ..
-        } = reply.payload
-        else {
-            panic!()
-        };
+        assert_eq!((reply.packet_id, reply.network_order), (packet, network_order));
+        let Payload::Response { error, varbinds, .. } = reply.payload else { panic!() };
         assert_eq!(error, errors::NO_ERROR);
-        assert_eq!(
-            (varbinds[0].name.clone(), varbinds[0].value.clone()),
-            (entries.clone(), Value::Gauge32(77))
-        );
+        assert_eq!((varbinds[0].name.clone(), varbinds[0].value.clone()), (entries.clone(), Value::Gauge32(77)));
     }
     send(&mut conn, &request(42, 12, true, Payload::TestSet(vec![]))).await;
-    let Payload::Response { error, index, .. } = read_pdu(&mut conn).await.unwrap().payload else {
-        panic!()
-    };
+    let Payload::Response { error, index, .. } = read_pdu(&mut conn).await.unwrap().payload else { panic!() };
     assert_eq!((error, index), (errors::NOT_WRITABLE, 1));
 
     // A well-framed but malformed PDU gets parseError and the session goes on.
@@ -468,44 +328,21 @@ async fn answers_in_both_byte_orders_survives_garbage_and_closes_on_exit() {
     bad.extend_from_slice(&[5, 0, 0, 0, 0, 0, 0, 0]); // an OID of 5 sub-ids with none present
     bad[19] = 8;
     conn.write_all(&bad).await.unwrap();
-    let Payload::Response { error, .. } = read_pdu(&mut conn).await.unwrap().payload else {
-        panic!()
-    };
+    let Payload::Response { error, .. } = read_pdu(&mut conn).await.unwrap().payload else { panic!() };
     assert_eq!(error, errors::PARSE_ERROR);
 
     // Garbage framing: the subagent drops the session and comes back.
-    conn.write_all(b"\x09\x09 this is not AgentX at all....")
-        .await
-        .unwrap();
+    conn.write_all(b"\x09\x09 this is not AgentX at all....").await.unwrap();
     while let Some(p) = read_pdu(&mut conn).await {
-        assert!(
-            matches!(p.payload, Payload::Close { .. }),
-            "only a Close may follow garbage: {p:?}"
-        );
+        assert!(matches!(p.payload, Payload::Close { .. }), "only a Close may follow garbage: {p:?}");
     }
     let mut conn = accept_session(&listener, 43).await;
-    let range = SearchRange {
-        start: before,
-        include: false,
-        end: Oid::default(),
-    };
-    send(
-        &mut conn,
-        &request(43, 20, false, Payload::GetNext(vec![range])),
-    )
-    .await;
-    assert!(matches!(
-        read_pdu(&mut conn).await.unwrap().payload,
-        Payload::Response { .. }
-    ));
+    let range = SearchRange { start: before, include: false, end: Oid::default() };
+    send(&mut conn, &request(43, 20, false, Payload::GetNext(vec![range]))).await;
+    assert!(matches!(read_pdu(&mut conn).await.unwrap().payload, Payload::Response { .. }));
 
     // A clean exit says goodbye with Close(shutdown).
     agent.shutdown().await;
     let close = read_pdu(&mut conn).await.expect("a Close PDU");
-    assert_eq!(
-        close.payload,
-        Payload::Close {
-            reason: pdu::close_reason::SHUTDOWN
-        }
-    );
+    assert_eq!(close.payload, Payload::Close { reason: pdu::close_reason::SHUTDOWN });
 }

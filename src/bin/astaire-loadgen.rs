@@ -35,10 +35,7 @@ fn key(i: u64) -> Vec<u8> {
 /// A value of `size` bytes that names its key.
 fn value(i: u64, size: usize) -> Vec<u8> {
     let head = format!("v{i}:");
-    head.bytes()
-        .chain(std::iter::repeat(b'x'))
-        .take(size)
-        .collect()
+    head.bytes().chain(std::iter::repeat(b'x')).take(size).collect()
 }
 
 /// A third no expiry, a third an hour, a third 40 days (sent absolute).
@@ -61,14 +58,8 @@ async fn main() -> ExitCode {
         }
     };
     let view = View::new(&settings);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u32)
-        .unwrap_or(0);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u32).unwrap_or(0);
 
     // Requests per server, built up front, sent in pipelined chunks.
     let mut per_server: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
@@ -84,17 +75,7 @@ async fn main() -> ExitCode {
             }
             *n += 1;
             let buf = chunks.last_mut().expect("pushed above");
-            proto::ms(
-                buf,
-                WireKey {
-                    bytes: &k,
-                    base64: false,
-                },
-                &v,
-                stamp,
-                ttl(i, now),
-                SetMode::Set { cas: None },
-            );
+            proto::ms(buf, WireKey { bytes: &k, base64: false }, &v, stamp, ttl(i, now), SetMode::Set { cas: None });
         }
     }
     let started = Instant::now();
@@ -120,10 +101,7 @@ async fn main() -> ExitCode {
         failed += 1;
     }
     if failed > 0 {
-        eprintln!(
-            "astaire-loadgen: {failed} of {} servers could not be loaded",
-            counts.len()
-        );
+        eprintln!("astaire-loadgen: {failed} of {} servers could not be loaded", counts.len());
         return ExitCode::from(1);
     }
     let written: usize = counts.values().sum();

@@ -52,30 +52,18 @@ impl Reader {
         let read = self.inner.read(&mut self.buf[self.end..]);
         let n = timeout(self.timeout, read)
             .await
-            .map_err(|_| McError::Timeout {
-                server: self.server.clone(),
-                secs: self.timeout.as_secs(),
-            })?
-            .map_err(|source| McError::Io {
-                server: self.server.clone(),
-                source,
-            })?;
+            .map_err(|_| McError::Timeout { server: self.server.clone(), secs: self.timeout.as_secs() })?
+            .map_err(|source| McError::Io { server: self.server.clone(), source })?;
         self.end += n;
         Ok(n > 0)
     }
 
     fn protocol(&self, source: ProtoError) -> McError {
-        McError::Protocol {
-            server: self.server.clone(),
-            source,
-        }
+        McError::Protocol { server: self.server.clone(), source }
     }
 
     /// The next frame, parsed by `parse` (which returns the frame length).
-    async fn next<T>(
-        &mut self,
-        parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, ProtoError>,
-    ) -> Result<T, McError> {
+    async fn next<T>(&mut self, parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, ProtoError>) -> Result<T, McError> {
         loop {
             match parse(&self.buf[self.start..self.end]) {
                 Ok(Some((item, len))) => {
@@ -88,10 +76,7 @@ impl Reader {
             }
             if !self.fill().await? {
                 let partial = self.start != self.end;
-                return Err(McError::Closed {
-                    server: self.server.clone(),
-                    partial,
-                });
+                return Err(McError::Closed { server: self.server.clone(), partial });
             }
         }
     }
@@ -136,14 +121,8 @@ impl Connection {
     pub async fn connect(server: &str, io_timeout: Duration) -> Result<Connection, McError> {
         let stream = timeout(io_timeout, TcpStream::connect(server))
             .await
-            .map_err(|_| McError::Timeout {
-                server: server.to_owned(),
-                secs: io_timeout.as_secs(),
-            })?
-            .map_err(|source| McError::Connect {
-                server: server.to_owned(),
-                source,
-            })?;
+            .map_err(|_| McError::Timeout { server: server.to_owned(), secs: io_timeout.as_secs() })?
+            .map_err(|source| McError::Connect { server: server.to_owned(), source })?;
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
         Ok(Connection {
@@ -178,12 +157,7 @@ impl Connection {
     where
         F: FnMut(&Meta, &[u8]) -> Result<(), McError>,
     {
-        let Connection {
-            reader,
-            writer,
-            server,
-            timeout: t,
-        } = self;
+        let Connection { reader, writer, server, timeout: t } = self;
         let write = write_all(writer, requests, server, *t);
         let read = async {
             loop {
@@ -206,10 +180,7 @@ impl Connection {
                 let Some(nl) = b.iter().position(|c| *c == b'\n') else {
                     return Ok(None);
                 };
-                Ok(Some((
-                    String::from_utf8_lossy(&b[..nl]).trim().to_owned(),
-                    nl + 1,
-                )))
+                Ok(Some((String::from_utf8_lossy(&b[..nl]).trim().to_owned(), nl + 1)))
             })
             .await?;
         line.strip_prefix("VERSION ")
@@ -222,24 +193,13 @@ impl Connection {
         let mut req = Vec::new();
         let mut wire = Vec::new();
         let base64 = self.key(raw_key, &mut wire)?;
-        proto::mg(
-            &mut req,
-            WireKey {
-                bytes: &wire,
-                base64,
-            },
-            "f t v c",
-        );
+        proto::mg(&mut req, WireKey { bytes: &wire, base64 }, "f t v c");
         proto::mn(&mut req);
         let mut item = None;
         self.pipeline(&req, |m, frame| {
             if m.status == Status::Value {
                 item = Some(Item {
-                    value: m
-                        .value
-                        .clone()
-                        .map(|r| frame[r].to_vec())
-                        .unwrap_or_default(),
+                    value: m.value.clone().map(|r| frame[r].to_vec()).unwrap_or_default(),
                     flags: m.flags.unwrap_or(0),
                     ttl: m.ttl.unwrap_or(-1),
                     cas: m.cas.unwrap_or(0),
@@ -253,22 +213,8 @@ impl Connection {
 
     /// Plain set (`ttl` as memcached reads it: 0 none, ≤ 30 days relative,
     /// otherwise absolute). For clients and tests, never for resync.
-    pub async fn set(
-        &mut self,
-        raw_key: &[u8],
-        value: &[u8],
-        flags: u32,
-        ttl: u64,
-    ) -> Result<(), McError> {
-        self.store(
-            raw_key,
-            value,
-            flags,
-            ttl,
-            proto::SetMode::Set { cas: None },
-        )
-        .await
-        .map(|_| ())
+    pub async fn set(&mut self, raw_key: &[u8], value: &[u8], flags: u32, ttl: u64) -> Result<(), McError> {
+        self.store(raw_key, value, flags, ttl, proto::SetMode::Set { cas: None }).await.map(|_| ())
     }
 
     /// One store; returns the response status.
@@ -283,17 +229,7 @@ impl Connection {
         let mut req = Vec::new();
         let mut wire = Vec::new();
         let base64 = self.key(raw_key, &mut wire)?;
-        proto::ms(
-            &mut req,
-            WireKey {
-                bytes: &wire,
-                base64,
-            },
-            value,
-            flags,
-            ttl,
-            mode,
-        );
+        proto::ms(&mut req, WireKey { bytes: &wire, base64 }, value, flags, ttl, mode);
         proto::mn(&mut req);
         let mut status = Status::Noop;
         self.pipeline(&req, |m, _| {
@@ -309,14 +245,7 @@ impl Connection {
         let mut req = Vec::new();
         let mut wire = Vec::new();
         let base64 = self.key(raw_key, &mut wire)?;
-        proto::md(
-            &mut req,
-            WireKey {
-                bytes: &wire,
-                base64,
-            },
-            None,
-        );
+        proto::md(&mut req, WireKey { bytes: &wire, base64 }, None);
         proto::mn(&mut req);
         let mut found = false;
         self.pipeline(&req, |m, _| {
@@ -328,10 +257,7 @@ impl Connection {
     }
 
     fn key(&self, raw: &[u8], out: &mut Vec<u8>) -> Result<bool, McError> {
-        proto::encode_key(raw, out).map_err(|source| McError::Key {
-            server: self.server.clone(),
-            source,
-        })
+        proto::encode_key(raw, out).map_err(|source| McError::Key { server: self.server.clone(), source })
     }
 }
 
@@ -344,20 +270,9 @@ pub struct Item {
     pub cas: u64,
 }
 
-async fn write_all(
-    w: &mut OwnedWriteHalf,
-    bytes: &[u8],
-    server: &str,
-    t: Duration,
-) -> Result<(), McError> {
+async fn write_all(w: &mut OwnedWriteHalf, bytes: &[u8], server: &str, t: Duration) -> Result<(), McError> {
     timeout(t, w.write_all(bytes))
         .await
-        .map_err(|_| McError::Timeout {
-            server: server.to_owned(),
-            secs: t.as_secs(),
-        })?
-        .map_err(|source| McError::Io {
-            server: server.to_owned(),
-            source,
-        })
+        .map_err(|_| McError::Timeout { server: server.to_owned(), secs: t.as_secs() })?
+        .map_err(|source| McError::Io { server: server.to_owned(), source })
 }

@@ -18,11 +18,8 @@ pub enum DumpMode {
 impl DumpMode {
     /// `mgdump` exists from 1.6.19; anything unparseable gets `metadump`.
     pub fn for_version(version: &str) -> DumpMode {
-        let nums: Vec<u32> = version
-            .split(|c: char| !c.is_ascii_digit())
-            .take(3)
-            .map(|p| p.parse().unwrap_or(0))
-            .collect();
+        let nums: Vec<u32> =
+            version.split(|c: char| !c.is_ascii_digit()).take(3).map(|p| p.parse().unwrap_or(0)).collect();
         match nums.as_slice() {
             [major, minor, patch] if (*major, *minor, *patch) >= (1, 6, 19) => DumpMode::Mgdump,
             _ => DumpMode::Metadump,
@@ -41,10 +38,7 @@ impl DumpMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DumpLine {
     /// A key as printed: percent-encoded (metadump), or plain / base64 (mgdump).
-    Key {
-        key: Range<usize>,
-        encoding: KeyEncoding,
-    },
+    Key { key: Range<usize>, encoding: KeyEncoding },
     /// The dump finished: every live item was listed.
     End,
     /// Another crawl is running on this server; try again later.
@@ -59,34 +53,20 @@ pub enum KeyEncoding {
 }
 
 /// A dump line with its length (newline included), or `None` for "need more".
-pub fn parse_dump_line(
-    buf: &[u8],
-    mode: DumpMode,
-) -> Result<Option<(DumpLine, usize)>, ProtoError> {
+pub fn parse_dump_line(buf: &[u8], mode: DumpMode) -> Result<Option<(DumpLine, usize)>, ProtoError> {
     let window = &buf[..buf.len().min(MAX_LINE)];
     let Some(nl) = window.iter().position(|b| *b == b'\n') else {
-        return if buf.len() >= MAX_LINE {
-            Err(ProtoError::LineTooLong)
-        } else {
-            Ok(None)
-        };
+        return if buf.len() >= MAX_LINE { Err(ProtoError::LineTooLong) } else { Ok(None) };
     };
     let line = &buf[..nl];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let len = nl + 1;
-    let err = || {
-        ProtoError::Malformed(String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned())
-    };
+    let err = || ProtoError::Malformed(String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned());
     if line.starts_with(b"BUSY") {
         return Ok(Some((DumpLine::Busy, len)));
     }
-    if line.starts_with(b"ERROR")
-        || line.starts_with(b"CLIENT_ERROR")
-        || line.starts_with(b"SERVER_ERROR")
-    {
-        return Err(ProtoError::Refused(
-            String::from_utf8_lossy(line).into_owned(),
-        ));
+    if line.starts_with(b"ERROR") || line.starts_with(b"CLIENT_ERROR") || line.starts_with(b"SERVER_ERROR") {
+        return Err(ProtoError::Refused(String::from_utf8_lossy(line).into_owned()));
     }
     let parsed = match mode {
         DumpMode::Metadump => {
@@ -98,10 +78,7 @@ pub fn parse_dump_line(
                 if end == 0 {
                     return Err(err());
                 }
-                DumpLine::Key {
-                    key: 4..4 + end,
-                    encoding: KeyEncoding::Percent,
-                }
+                DumpLine::Key { key: 4..4 + end, encoding: KeyEncoding::Percent }
             }
         }
         DumpMode::Mgdump => {
@@ -112,15 +89,8 @@ pub fn parse_dump_line(
                 let mut tokens = rest.split(|b| *b == b' ');
                 let key = tokens.next().filter(|k| !k.is_empty()).ok_or_else(err)?;
                 let base64 = tokens.any(|t| t == b"b");
-                let encoding = if base64 {
-                    KeyEncoding::Base64
-                } else {
-                    KeyEncoding::Plain
-                };
-                DumpLine::Key {
-                    key: 3..3 + key.len(),
-                    encoding,
-                }
+                let encoding = if base64 { KeyEncoding::Base64 } else { KeyEncoding::Plain };
+                DumpLine::Key { key: 3..3 + key.len(), encoding }
             }
         }
     };
@@ -128,11 +98,7 @@ pub fn parse_dump_line(
 }
 
 /// Appends the raw key bytes of a dumped key to `out`.
-pub fn decode_dump_key(
-    text: &[u8],
-    encoding: KeyEncoding,
-    out: &mut Vec<u8>,
-) -> Result<(), ProtoError> {
+pub fn decode_dump_key(text: &[u8], encoding: KeyEncoding, out: &mut Vec<u8>) -> Result<(), ProtoError> {
     match encoding {
         KeyEncoding::Plain => out.extend_from_slice(text),
         KeyEncoding::Percent => out.extend(percent_encoding::percent_decode(text)),
@@ -185,19 +151,13 @@ key=test%20key exp=-1 la=1795310029 cas=4 fetch=yes cls=1 size=73\nEND\r\n";
 
     #[test]
     fn busy_and_refusals() {
-        let busy = parse_dump_line(
-            b"BUSY currently processing crawler request\r\n",
-            DumpMode::Metadump,
-        );
+        let busy = parse_dump_line(b"BUSY currently processing crawler request\r\n", DumpMode::Metadump);
         assert_eq!(busy.unwrap().unwrap().0, DumpLine::Busy);
         let denied = parse_dump_line(b"ERROR metadump not allowed\r\n", DumpMode::Metadump);
         assert!(matches!(denied, Err(ProtoError::Refused(m)) if m.contains("not allowed")));
         assert!(parse_dump_line(b"garbage\n", DumpMode::Metadump).is_err());
         assert!(parse_dump_line(b"key= exp=1\n", DumpMode::Metadump).is_err());
-        assert_eq!(
-            parse_dump_line(b"key=abc exp", DumpMode::Metadump).unwrap(),
-            None
-        );
+        assert_eq!(parse_dump_line(b"key=abc exp", DumpMode::Metadump).unwrap(), None);
     }
 
     #[test]

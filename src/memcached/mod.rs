@@ -12,29 +12,17 @@ pub use conn::{Connection, Item, DEFAULT_TIMEOUT};
 #[derive(Debug, thiserror::Error)]
 pub enum McError {
     #[error("{server}: cannot connect: {source}")]
-    Connect {
-        server: String,
-        source: std::io::Error,
-    },
+    Connect { server: String, source: std::io::Error },
     #[error("{server}: {source}")]
-    Io {
-        server: String,
-        source: std::io::Error,
-    },
+    Io { server: String, source: std::io::Error },
     #[error("{server}: no answer for {secs} s")]
     Timeout { server: String, secs: u64 },
     #[error("{server}: connection closed{}", if *partial { " in the middle of a response" } else { "" })]
     Closed { server: String, partial: bool },
     #[error("{server}: {source}")]
-    Protocol {
-        server: String,
-        source: proto::ProtoError,
-    },
+    Protocol { server: String, source: proto::ProtoError },
     #[error("{server}: {source}")]
-    Key {
-        server: String,
-        source: proto::KeyError,
-    },
+    Key { server: String, source: proto::KeyError },
     #[error("{server}: {message}")]
     Unexpected { server: String, message: String },
 }

@@ -90,10 +90,7 @@ fn lossy(b: &[u8]) -> String {
 }
 
 fn parse_num<T: std::str::FromStr>(tok: &[u8], line: &[u8]) -> Result<T, ProtoError> {
-    std::str::from_utf8(tok)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| ProtoError::Malformed(lossy(line)))
+    std::str::from_utf8(tok).ok().and_then(|s| s.parse().ok()).ok_or_else(|| ProtoError::Malformed(lossy(line)))
 }
 
 /// Parses one meta response from the front of `buf`.
@@ -136,9 +133,7 @@ pub fn parse_meta(buf: &[u8]) -> Result<Option<Meta>, ProtoError> {
     };
     let mut value_len = None;
     if meta.status == Status::Value {
-        let tok = tokens
-            .next()
-            .ok_or_else(|| ProtoError::Malformed(lossy(line)))?;
+        let tok = tokens.next().ok_or_else(|| ProtoError::Malformed(lossy(line)))?;
         let n: usize = parse_num(tok, line)?;
         if n > MAX_VALUE {
             return Err(ProtoError::ValueTooLarge(n));
@@ -166,9 +161,7 @@ pub fn parse_meta(buf: &[u8]) -> Result<Option<Meta>, ProtoError> {
             return Ok(None);
         }
         if &buf[end..end + 2] != b"\r\n" {
-            return Err(ProtoError::Malformed(format!(
-                "value of {n} bytes not followed by CRLF"
-            )));
+            return Err(ProtoError::Malformed(format!("value of {n} bytes not followed by CRLF")));
         }
         meta.value = Some(start..end);
         meta.len = end + 2;
@@ -209,30 +202,17 @@ fn prefers_base64(key: &[u8]) -> bool {
 pub fn encode_key(raw: &[u8], out: &mut Vec<u8>) -> Result<bool, KeyError> {
     use base64::Engine;
     if raw.is_empty() {
-        return Err(KeyError {
-            len: 0,
-            why: "empty",
-        });
+        return Err(KeyError { len: 0, why: "empty" });
     }
     if raw.len() > MAX_KEY {
-        return Err(KeyError {
-            len: raw.len(),
-            why: "over 250 bytes",
-        });
+        return Err(KeyError { len: raw.len(), why: "over 250 bytes" });
     }
     let fits_base64 = raw.len().div_ceil(3) * 4 <= MAX_KEY;
     if needs_base64(raw) && !fits_base64 {
-        return Err(KeyError {
-            len: raw.len(),
-            why: "needs base64 and its encoding is over 250 bytes",
-        });
+        return Err(KeyError { len: raw.len(), why: "needs base64 and its encoding is over 250 bytes" });
     }
     if needs_base64(raw) || (prefers_base64(raw) && fits_base64) {
-        out.extend_from_slice(
-            base64::engine::general_purpose::STANDARD
-                .encode(raw)
-                .as_bytes(),
-        );
+        out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(raw).as_bytes());
         return Ok(true);
     }
     out.extend_from_slice(raw);
@@ -243,9 +223,7 @@ pub fn encode_key(raw: &[u8], out: &mut Vec<u8>) -> Result<bool, KeyError> {
 pub fn decode_key(key: WireKey<'_>) -> Vec<u8> {
     use base64::Engine;
     if key.base64 {
-        base64::engine::general_purpose::STANDARD
-            .decode(key.bytes)
-            .unwrap_or_else(|_| key.bytes.to_vec())
+        base64::engine::general_purpose::STANDARD.decode(key.bytes).unwrap_or_else(|_| key.bytes.to_vec())
     } else {
         key.bytes.to_vec()
     }
@@ -367,18 +345,12 @@ mod tests {
             (b"EX\r\n", Status::Exists),
             (b"NF\r\n", Status::NotFound),
             (b"MN\r\n", Status::Noop),
-            (
-                b"SERVER_ERROR out of memory storing object\r\n",
-                Status::ServerError,
-            ),
+            (b"SERVER_ERROR out of memory storing object\r\n", Status::ServerError),
         ] {
             assert_eq!(one(text).status, status);
         }
         let buf = b"SERVER_ERROR object too large for cache\r\n";
-        assert_eq!(
-            &buf[one(buf).message.unwrap()],
-            b"object too large for cache"
-        );
+        assert_eq!(&buf[one(buf).message.unwrap()], b"object too large for cache");
     }
 
     #[test]
@@ -393,16 +365,9 @@ mod tests {
             b"ERROR\r\n",
             b"CLIENT_ERROR bad command line format\r\n",
         ] {
-            assert!(
-                parse_meta(bad).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+            assert!(parse_meta(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
-        assert_eq!(
-            parse_meta(&[b'a'; MAX_LINE + 1]),
-            Err(ProtoError::LineTooLong)
-        );
+        assert_eq!(parse_meta(&[b'a'; MAX_LINE + 1]), Err(ProtoError::LineTooLong));
     }
 
     #[test]
@@ -412,13 +377,7 @@ mod tests {
         out.clear();
         assert_eq!(encode_key(b"a key", &mut out), Ok(true));
         assert_eq!(out, b"YSBrZXk=");
-        assert_eq!(
-            decode_key(WireKey {
-                bytes: &out,
-                base64: true
-            }),
-            b"a key"
-        );
+        assert_eq!(decode_key(WireKey { bytes: &out, base64: true }), b"a key");
         assert!(encode_key(&[b'k'; 250], &mut Vec::new()).is_ok());
         assert!(encode_key(&[b'k'; 251], &mut Vec::new()).is_err());
         assert!(encode_key(&[b' '; 186], &mut Vec::new()).is_ok());
@@ -431,14 +390,8 @@ mod tests {
 
     #[test]
     fn requests_are_byte_exact() {
-        let key = WireKey {
-            bytes: b"k",
-            base64: false,
-        };
-        let b64 = WireKey {
-            bytes: b"YSBr",
-            base64: true,
-        };
+        let key = WireKey { bytes: b"k", base64: false };
+        let b64 = WireKey { bytes: b"YSBr", base64: true };
         let mut out = Vec::new();
         mg(&mut out, b64, "f t v u");
         ms(&mut out, key, b"hi", 7, 0, SetMode::Add);

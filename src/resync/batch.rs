@@ -30,21 +30,13 @@ pub struct BatchKey<'a> {
 
 impl KeyBatch {
     pub fn with_capacity(keys: usize) -> KeyBatch {
-        KeyBatch {
-            buf: Vec::with_capacity(keys * 48),
-            keys: Vec::with_capacity(keys),
-        }
+        KeyBatch { buf: Vec::with_capacity(keys * 48), keys: Vec::with_capacity(keys) }
     }
 
     /// Adds a key given its raw bytes.
     pub fn push(&mut self, raw: &[u8], vbucket: u8) -> Result<(), KeyError> {
         let base64 = encode_key(raw, &mut self.buf)?;
-        self.keys.push(KeyRef {
-            end: self.buf.len() as u32,
-            raw_len: raw.len() as u16,
-            vbucket,
-            base64,
-        });
+        self.keys.push(KeyRef { end: self.buf.len() as u32, raw_len: raw.len() as u16, vbucket, base64 });
         Ok(())
     }
 
@@ -58,16 +50,9 @@ impl KeyBatch {
 
     pub fn get(&self, i: usize) -> BatchKey<'_> {
         let k = self.keys[i];
-        let start = if i == 0 {
-            0
-        } else {
-            self.keys[i - 1].end as usize
-        };
+        let start = if i == 0 { 0 } else { self.keys[i - 1].end as usize };
         BatchKey {
-            wire: WireKey {
-                bytes: &self.buf[start..k.end as usize],
-                base64: k.base64,
-            },
+            wire: WireKey { bytes: &self.buf[start..k.end as usize], base64: k.base64 },
             vbucket: k.vbucket,
             raw_len: k.raw_len as usize,
         }
@@ -100,23 +85,13 @@ pub struct FetchedItem {
 
 impl ItemBatch {
     pub fn new(keys: KeyBatch) -> ItemBatch {
-        ItemBatch {
-            items: Vec::with_capacity(keys.len()),
-            keys,
-            data: Vec::new(),
-            vanished: 0,
-        }
+        ItemBatch { items: Vec::with_capacity(keys.len()), keys, data: Vec::new(), vanished: 0 }
     }
 
     pub fn push(&mut self, key: usize, flags: u32, ttl: i64, value: &[u8]) {
         let start = self.data.len();
         self.data.extend_from_slice(value);
-        self.items.push(FetchedItem {
-            key,
-            flags,
-            ttl,
-            value: start..self.data.len(),
-        });
+        self.items.push(FetchedItem { key, flags, ttl, value: start..self.data.len() });
     }
 
     pub fn value(&self, item: &FetchedItem) -> &[u8] {
@@ -129,10 +104,7 @@ impl ItemBatch {
 
     /// Key and value bytes of the batch.
     pub fn bytes(&self) -> u64 {
-        self.items
-            .iter()
-            .map(|i| (self.keys.get(i.key).raw_len + i.value.len()) as u64)
-            .sum()
+        self.items.iter().map(|i| (self.keys.get(i.key).raw_len + i.value.len()) as u64).sum()
     }
 }
 
@@ -148,10 +120,7 @@ mod tests {
         assert!(keys.push(&[b'x'; 300], 1).is_err());
         assert_eq!(keys.len(), 2);
         assert_eq!(keys.get(0).wire.bytes, b"reg\\\\a");
-        assert_eq!(
-            (keys.get(1).wire.bytes, keys.get(1).wire.base64),
-            (&b"YSBi"[..], true)
-        );
+        assert_eq!((keys.get(1).wire.bytes, keys.get(1).wire.base64), (&b"YSBi"[..], true));
         assert_eq!((keys.get(1).vbucket, keys.get(1).raw_len), (9, 3));
         let mut items = ItemBatch::new(keys);
         items.push(1, 5, -1, b"value");

@@ -14,14 +14,15 @@ pub mod source;
 
 use crate::memcached::{Connection, McError};
 use crate::stats::{Stats, BANDWIDTH_PERIOD_SECS};
+use crate::throttle::{Bandwidth, CpuBudget, Throttle};
 use crate::view::{WorkList, VBUCKETS};
 pub use rules::ConflictPolicy;
 pub use source::{CopyError, OWN_PREFIX};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 /// The restart tag: present while the local memcached keeps its data.
@@ -40,6 +41,10 @@ pub struct Options {
     pub busy_wait: Duration,
     /// Bytes per second over all sources; `None` for no limit.
     pub bandwidth_limit: Option<u64>,
+    /// Share of one core the process may use (0.1 = 10%); `None` for no limit.
+    pub cpu_share: Option<f64>,
+    /// Set to stop the resync at the next safe point (between batches).
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Default for Options {
@@ -50,6 +55,8 @@ impl Default for Options {
             io_timeout: crate::memcached::DEFAULT_TIMEOUT,
             busy_wait: Duration::from_secs(60),
             bandwidth_limit: None,
+            cpu_share: None,
+            cancel: None,
         }
     }
 }
@@ -140,43 +147,15 @@ impl Report {
 pub enum ResyncError {
     #[error("local memcached {0}")]
     Local(McError),
-}
-
-/// Paces copying to a byte rate shared by every source.
-#[derive(Debug)]
-pub struct Pacer {
-    bytes_per_sec: u64,
-    next_free: Mutex<tokio::time::Instant>,
-}
-
-impl Pacer {
-    pub fn new(bytes_per_sec: u64) -> Pacer {
-        Pacer {
-            bytes_per_sec: bytes_per_sec.max(1),
-            next_free: Mutex::new(tokio::time::Instant::now()),
-        }
-    }
-
-    /// Waits until `bytes` more may be sent.
-    pub async fn take(&self, bytes: u64) {
-        let start = {
-            let mut next = self.next_free.lock().await;
-            let now = tokio::time::Instant::now();
-            let start = (*next).max(now);
-            *next = start + Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec as f64);
-            start
-        };
-        tokio::time::sleep_until(start).await;
-    }
+    #[error("stopped before the end (shutdown)")]
+    Cancelled,
 }
 
 /// Runs one resync of `work`, publishing progress into `stats`.
 pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Report, ResyncError> {
     let started = Instant::now();
     let local_name = work.local_name.clone();
-    let mut local = Connection::connect(&local_name, opts.io_timeout)
-        .await
-        .map_err(ResyncError::Local)?;
+    let mut local = Connection::connect(&local_name, opts.io_timeout).await.map_err(ResyncError::Local)?;
 
     let by_source = work.by_source();
     let mut addrs = BTreeMap::new();
@@ -204,21 +183,18 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
     };
 
     let opts_arc = Arc::new(opts.clone());
-    let pacer = opts.bandwidth_limit.map(|b| Arc::new(Pacer::new(b)));
+    let throttle = Arc::new(Throttle {
+        bandwidth: opts.bandwidth_limit.map(Bandwidth::new),
+        cpu: opts.cpu_share.map(CpuBudget::new),
+    });
     let mut tasks = tokio::task::JoinSet::new();
     for (source, vbuckets) in &by_source {
         let mut wanted = [false; VBUCKETS];
         vbuckets.iter().for_each(|vb| wanted[*vb as usize] = true);
-        let (src, local, o, pc, pr) = (
-            source.clone(),
-            local_name.clone(),
-            opts_arc.clone(),
-            pacer.clone(),
-            Some(progress.clone()),
-        );
+        let (src, local, o, pc, pr) =
+            (source.clone(), local_name.clone(), opts_arc.clone(), throttle.clone(), Some(progress.clone()));
         tasks.spawn(async move {
-            let (outcome, result) =
-                source::copy_source(src.clone(), wanted, local, o, pc, pr).await;
+            let (outcome, result) = source::copy_source(src.clone(), wanted, local, o, pc, pr).await;
             (src, outcome, result)
         });
     }
@@ -253,6 +229,12 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
     if let Some(e) = local_error {
         stats.finish();
         return Err(ResyncError::Local(e));
+    }
+    // Stopped part way: no tag (the node is not known to be complete).
+    if opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+        stats.finish();
+        info!("resync stopped at a safe point");
+        return Err(ResyncError::Cancelled);
     }
 
     let mut failed_vbuckets = BTreeMap::new();
@@ -305,8 +287,5 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
 
 /// The address a source resolved to (for reporting), if any.
 pub async fn resolve(server: &str) -> Option<SocketAddr> {
-    tokio::net::lookup_host(server)
-        .await
-        .ok()
-        .and_then(|mut a| a.next())
+    tokio::net::lookup_host(server).await.ok().and_then(|mut a| a.next())
 }

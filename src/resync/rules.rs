@@ -51,16 +51,9 @@ mod tests {
         assert_eq!(inject_ttl(0, now), None);
         assert_eq!(inject_ttl(1, now), None);
         assert_eq!(inject_ttl(2, now), Some(2));
-        assert_eq!(
-            inject_ttl(RELATIVE_TTL_MAX, now),
-            Some(RELATIVE_TTL_MAX as u64)
-        );
+        assert_eq!(inject_ttl(RELATIVE_TTL_MAX, now), Some(RELATIVE_TTL_MAX as u64));
         let forty_days = 40 * 24 * 3600;
-        assert_eq!(
-            inject_ttl(forty_days, now),
-            Some(now + forty_days as u64),
-            "over 30 days becomes absolute"
-        );
+        assert_eq!(inject_ttl(forty_days, now), Some(now + forty_days as u64), "over 30 days becomes absolute");
     }
 
     #[test]
@@ -69,10 +62,7 @@ mod tests {
         assert!(p.should_replace(100, 200), "local older");
         assert!(!p.should_replace(200, 100), "local newer");
         assert!(!p.should_replace(7, 7), "same write");
-        assert!(
-            p.should_replace(u32::MAX - 5, 10),
-            "remote written just after the wrap"
-        );
+        assert!(p.should_replace(u32::MAX - 5, 10), "remote written just after the wrap");
         assert!(!p.should_replace(10, u32::MAX - 5));
         assert!(!ConflictPolicy::AddOnly.should_replace(100, 200));
     }

@@ -14,13 +14,15 @@
 
 use super::batch::{ItemBatch, KeyBatch};
 use super::rules::{inject_ttl, ConflictPolicy};
-use super::{Counts, Options, Pacer};
+use super::{Counts, Options};
 use crate::memcached::dump::{decode_dump_key, DumpLine, DumpMode};
 use crate::memcached::proto::{self, SetMode, Status};
 use crate::memcached::{Connection, McError};
 use crate::stats::Progress;
+use crate::throttle::Throttle;
 use crate::view::vbucket;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -77,12 +79,8 @@ pub async fn dump_keys(
         match line {
             DumpLine::Key { key, encoding } => {
                 raw.clear();
-                decode_dump_key(&conn.reader.frame()[key], encoding, &mut raw).map_err(
-                    |source_err| McError::Protocol {
-                        server: source.to_owned(),
-                        source: source_err,
-                    },
-                )?;
+                decode_dump_key(&conn.reader.frame()[key], encoding, &mut raw)
+                    .map_err(|source_err| McError::Protocol { server: source.to_owned(), source: source_err })?;
                 let vb = vbucket(&raw);
                 if !wanted[vb as usize] || raw.starts_with(OWN_PREFIX) {
                     continue;
@@ -95,11 +93,9 @@ pub async fn dump_keys(
                 out.listed += 1;
                 if batch.len() >= opts.batch_keys {
                     if let Some(p) = progress {
-                        p.keys_found
-                            .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        p.keys_found.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     }
-                    let full =
-                        std::mem::replace(&mut batch, KeyBatch::with_capacity(opts.batch_keys));
+                    let full = std::mem::replace(&mut batch, KeyBatch::with_capacity(opts.batch_keys));
                     if tx.send(full).is_err() {
                         return Ok(out); // the copy gave up; it reports why
                     }
@@ -115,8 +111,7 @@ pub async fn dump_keys(
         }
     }
     if let Some(p) = progress {
-        p.keys_found
-            .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        p.keys_found.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
     }
     if !batch.is_empty() {
         let _ = tx.send(batch);
@@ -160,9 +155,13 @@ pub async fn fetch_items(
     conn: &mut Connection,
     mut keys: mpsc::UnboundedReceiver<KeyBatch>,
     items: mpsc::Sender<ItemBatch>,
+    cancel: Option<&AtomicBool>,
 ) -> Result<(), McError> {
     let mut req = Vec::new();
     while let Some(batch) = keys.recv().await {
+        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            break;
+        }
         req.clear();
         for k in batch.iter() {
             proto::mg(&mut req, k.wire, "f t v u");
@@ -174,10 +173,7 @@ pub async fn fetch_items(
         let server = conn.server().to_owned();
         conn.pipeline(&req, |m, frame| {
             if index >= expected {
-                return Err(unexpected(
-                    &server,
-                    format!("more than {expected} responses to {expected} requests"),
-                ));
+                return Err(unexpected(&server, format!("more than {expected} responses to {expected} requests")));
             }
             match m.status {
                 Status::Value => {
@@ -192,10 +188,7 @@ pub async fn fetch_items(
         })
         .await?;
         if index != expected {
-            return Err(unexpected(
-                conn.server(),
-                format!("{index} responses to {expected} requests"),
-            ));
+            return Err(unexpected(conn.server(), format!("{index} responses to {expected} requests")));
         }
         if items.send(out).await.is_err() {
             break; // the injector stopped; it reports why
@@ -205,10 +198,7 @@ pub async fn fetch_items(
 }
 
 fn unexpected(server: &str, message: String) -> McError {
-    McError::Unexpected {
-        server: server.to_owned(),
-        message,
-    }
+    McError::Unexpected { server: server.to_owned(), message }
 }
 
 /// Injects fetched items into the local node, resolving conflicts and
@@ -219,7 +209,9 @@ pub struct Injector<'a> {
     /// A second connection to the source for the delete re-check.
     pub recheck: &'a mut Connection,
     pub policy: ConflictPolicy,
-    pub pacer: Option<&'a Pacer>,
+    pub throttle: Option<&'a Throttle>,
+    /// Stop between batches once set.
+    pub cancel: Option<&'a AtomicBool>,
     pub progress: Option<&'a Progress>,
     pub counts: Counts,
     req: Vec<u8>,
@@ -260,7 +252,8 @@ impl<'a> Injector<'a> {
             local,
             recheck,
             policy,
-            pacer: None,
+            throttle: None,
+            cancel: None,
             progress: None,
             counts: Counts::default(),
             req: Vec::new(),
@@ -269,8 +262,13 @@ impl<'a> Injector<'a> {
 
     pub async fn run(&mut self, mut rx: mpsc::Receiver<ItemBatch>) -> Result<(), CopyError> {
         while let Some(batch) = rx.recv().await {
-            if let Some(p) = self.pacer {
-                p.take(batch.bytes()).await;
+            // A batch is injected whole, delete guard included, or not at
+            // all: this is the safe point to stop at.
+            if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                break;
+            }
+            if let Some(t) = self.throttle {
+                t.pace(batch.bytes()).await;
             }
             self.inject(&batch).await?;
         }
@@ -278,10 +276,7 @@ impl<'a> Injector<'a> {
     }
 
     async fn inject(&mut self, batch: &ItemBatch) -> Result<(), CopyError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let mut fates = vec![Fate::Skipped; batch.items.len()];
         let mut ttls = vec![0u64; batch.items.len()];
 
@@ -293,14 +288,7 @@ impl<'a> Injector<'a> {
                 None => self.counts.skipped += 1,
                 Some(ttl) => {
                     ttls[i] = ttl;
-                    proto::ms(
-                        &mut self.req,
-                        batch.key(item).wire,
-                        batch.value(item),
-                        item.flags,
-                        ttl,
-                        SetMode::Add,
-                    );
+                    proto::ms(&mut self.req, batch.key(item).wire, batch.value(item), item.flags, ttl, SetMode::Add);
                     sent.push(i);
                 }
             }
@@ -315,18 +303,13 @@ impl<'a> Injector<'a> {
         .await?;
 
         // 2. The key was there already: keep it, or replace an older one.
-        let conflicts: Vec<usize> = (0..fates.len())
-            .filter(|i| fates[*i] == Fate::Conflict)
-            .collect();
+        let conflicts: Vec<usize> = (0..fates.len()).filter(|i| fates[*i] == Fate::Conflict).collect();
         if !conflicts.is_empty() {
-            self.resolve_conflicts(batch, &conflicts, &ttls, &mut fates)
-                .await?;
+            self.resolve_conflicts(batch, &conflicts, &ttls, &mut fates).await?;
         }
 
         // 3. A key deleted on the source after we read it must not come back.
-        let written: Vec<usize> = (0..fates.len())
-            .filter(|i| fates[*i].cas().is_some())
-            .collect();
+        let written: Vec<usize> = (0..fates.len()).filter(|i| fates[*i].cas().is_some()).collect();
         if !written.is_empty() {
             self.guard_deletes(batch, &written, &fates).await?;
         }
@@ -348,17 +331,12 @@ impl<'a> Injector<'a> {
         let mut failures = 0u64;
         self.local
             .pipeline(&self.req, |m, frame| {
-                let i = *which
-                    .get(n)
-                    .ok_or_else(|| unexpected(&server, "more responses than requests".into()))?;
+                let i = *which.get(n).ok_or_else(|| unexpected(&server, "more responses than requests".into()))?;
                 let fate = decide(m).map_err(|e| unexpected(&server, e))?;
                 if fate == Fate::Failed {
                     failures += 1;
                     if failures <= 3 {
-                        let msg = m
-                            .message
-                            .clone()
-                            .map(|r| String::from_utf8_lossy(&frame[r]).into_owned());
+                        let msg = m.message.clone().map(|r| String::from_utf8_lossy(&frame[r]).into_owned());
                         warn!(local = %server, "item not stored: {}", msg.unwrap_or_default());
                     }
                 }
@@ -369,10 +347,7 @@ impl<'a> Injector<'a> {
             .await
             .map_err(CopyError::Local)?;
         if n != which.len() {
-            return Err(CopyError::Local(unexpected(
-                &server,
-                format!("{n} responses to {} requests", which.len()),
-            )));
+            return Err(CopyError::Local(unexpected(&server, format!("{n} responses to {} requests", which.len()))));
         }
         Ok(())
     }
@@ -401,22 +376,14 @@ impl<'a> Injector<'a> {
                 match m.status {
                     Status::Stored => local.push(Some((m.flags.unwrap_or(0), m.cas.unwrap_or(0)))),
                     Status::Miss => local.push(None), // deleted locally since: leave it deleted
-                    other => {
-                        return Err(unexpected(
-                            &server,
-                            format!("{other:?} in answer to mg f c"),
-                        ))
-                    }
+                    other => return Err(unexpected(&server, format!("{other:?} in answer to mg f c"))),
                 }
                 Ok(())
             })
             .await
             .map_err(CopyError::Local)?;
         if local.len() != conflicts.len() {
-            return Err(CopyError::Local(unexpected(
-                &server,
-                "missing responses to mg f c".into(),
-            )));
+            return Err(CopyError::Local(unexpected(&server, "missing responses to mg f c".into())));
         }
         // Replace the older ones, guarded by the CAS just read: a client
         // write in between wins.
@@ -453,12 +420,7 @@ impl<'a> Injector<'a> {
         .await
     }
 
-    async fn guard_deletes(
-        &mut self,
-        batch: &ItemBatch,
-        written: &[usize],
-        fates: &[Fate],
-    ) -> Result<(), CopyError> {
+    async fn guard_deletes(&mut self, batch: &ItemBatch, written: &[usize], fates: &[Fate]) -> Result<(), CopyError> {
         self.req.clear();
         for i in written {
             proto::mg(&mut self.req, batch.key(&batch.items[*i]).wire, "u");
@@ -469,9 +431,7 @@ impl<'a> Injector<'a> {
         let server = self.recheck.server().to_owned();
         self.recheck
             .pipeline(&self.req, |m, _| {
-                let i = *written
-                    .get(n)
-                    .ok_or_else(|| unexpected(&server, "more responses than requests".into()))?;
+                let i = *written.get(n).ok_or_else(|| unexpected(&server, "more responses than requests".into()))?;
                 match m.status {
                     Status::Stored => {}
                     Status::Miss => gone.push(i),
@@ -483,10 +443,7 @@ impl<'a> Injector<'a> {
             .await
             .map_err(CopyError::Source)?;
         if n != written.len() {
-            return Err(CopyError::Source(unexpected(
-                &server,
-                format!("{n} responses to {} requests", written.len()),
-            )));
+            return Err(CopyError::Source(unexpected(&server, format!("{n} responses to {} requests", written.len()))));
         }
         if gone.is_empty() {
             return Ok(());
@@ -505,9 +462,7 @@ impl<'a> Injector<'a> {
                 match m.status {
                     Status::Stored => reverted += 1,
                     Status::Exists | Status::NotFound => {}
-                    other => {
-                        return Err(unexpected(&local, format!("{other:?} in answer to md C")))
-                    }
+                    other => return Err(unexpected(&local, format!("{other:?} in answer to md C"))),
                 }
                 Ok(())
             })
@@ -541,8 +496,7 @@ impl<'a> Injector<'a> {
             slot.1 += bytes;
         }
         if let Some(p) = self.progress {
-            p.total
-                .add(batch.items.len() as u64, per_vb.iter().map(|s| s.1).sum());
+            p.total.add(batch.items.len() as u64, per_vb.iter().map(|s| s.1).sum());
             if let Some(conn) = p.connection(self.source) {
                 for (vb, (entries, bytes)) in per_vb.iter().enumerate() {
                     if *entries > 0 {
@@ -563,20 +517,11 @@ pub async fn copy_source(
     wanted: VbSet,
     local_name: String,
     opts: Arc<Options>,
-    pacer: Option<Arc<Pacer>>,
+    throttle: Arc<Throttle>,
     progress: Option<Arc<Progress>>,
 ) -> (SourceOutcome, Result<(), CopyError>) {
     let mut outcome = SourceOutcome::default();
-    let result = copy(
-        &source,
-        wanted,
-        &local_name,
-        opts,
-        pacer,
-        progress,
-        &mut outcome,
-    )
-    .await;
+    let result = copy(&source, wanted, &local_name, opts, throttle, progress, &mut outcome).await;
     (outcome, result)
 }
 
@@ -585,50 +530,40 @@ async fn copy(
     wanted: VbSet,
     local_name: &str,
     opts: Arc<Options>,
-    pacer: Option<Arc<Pacer>>,
+    throttle: Arc<Throttle>,
     progress: Option<Arc<Progress>>,
     outcome: &mut SourceOutcome,
 ) -> Result<(), CopyError> {
-    let mut fetch_conn = Connection::connect(source, opts.io_timeout)
-        .await
-        .map_err(CopyError::Source)?;
+    let mut fetch_conn = Connection::connect(source, opts.io_timeout).await.map_err(CopyError::Source)?;
     let mode = DumpMode::for_version(&fetch_conn.version().await.map_err(CopyError::Source)?);
-    let mut recheck = Connection::connect(source, opts.io_timeout)
-        .await
-        .map_err(CopyError::Source)?;
-    let mut local = Connection::connect(local_name, opts.io_timeout)
-        .await
-        .map_err(CopyError::Local)?;
+    let mut recheck = Connection::connect(source, opts.io_timeout).await.map_err(CopyError::Source)?;
+    let mut local = Connection::connect(local_name, opts.io_timeout).await.map_err(CopyError::Local)?;
 
     let (key_tx, key_rx) = mpsc::unbounded_channel();
     let (item_tx, item_rx) = mpsc::channel(2);
     let dump = {
         let (source, opts, progress) = (source.to_owned(), opts.clone(), progress.clone());
-        tokio::spawn(async move {
-            dump_keys(&source, mode, &wanted, &opts, key_tx, progress.as_deref()).await
-        })
+        tokio::spawn(async move { dump_keys(&source, mode, &wanted, &opts, key_tx, progress.as_deref()).await })
     };
     let inject = {
-        let (source, progress) = (source.to_owned(), progress.clone());
+        let (source, progress, cancel) = (source.to_owned(), progress.clone(), opts.cancel.clone());
         let policy = opts.conflict;
         tokio::spawn(async move {
             let mut injector = Injector::new(&source, &mut local, &mut recheck, policy);
-            injector.pacer = pacer.as_deref();
+            injector.throttle = (!throttle.is_unlimited()).then_some(&*throttle);
+            injector.cancel = cancel.as_deref();
             injector.progress = progress.as_deref();
             let result = injector.run(item_rx).await;
             (result, injector.counts)
         })
     };
-    let fetched = fetch_items(&mut fetch_conn, key_rx, item_tx).await;
+    let fetched = fetch_items(&mut fetch_conn, key_rx, item_tx, opts.cancel.as_deref()).await;
     let injected = match inject.await {
         Ok((result, counts)) => {
             outcome.counts = counts;
             result
         }
-        Err(e) => Err(CopyError::Local(unexpected(
-            local_name,
-            format!("injector task failed: {e}"),
-        ))),
+        Err(e) => Err(CopyError::Local(unexpected(local_name, format!("injector task failed: {e}")))),
     };
     // The dump only ends early if the copy failed; stop it then.
     dump.abort_handle().abort();
@@ -637,12 +572,7 @@ async fn copy(
     fetched.map_err(CopyError::Source)?;
     let listing = match dumped {
         Ok(listing) => listing.map_err(CopyError::Source)?,
-        Err(e) => {
-            return Err(CopyError::Source(unexpected(
-                source,
-                format!("dump task failed: {e}"),
-            )))
-        }
+        Err(e) => return Err(CopyError::Source(unexpected(source, format!("dump task failed: {e}")))),
     };
     outcome.listed = listing.listed;
     for (vb, n) in listing.unmovable {

@@ -11,18 +11,8 @@ pub const ASTAIRE: [u32; 8] = [1, 2, 826, 0, 1, 1578918, 9, 9];
 
 /// Objects that exist (so a missing instance under them is noSuchInstance):
 /// the scalars and the readable columns, relative to [`ASTAIRE`].
-const OBJECTS: [&[u32]; 10] = [
-    &[1],
-    &[2],
-    &[3],
-    &[4],
-    &[5, 1, 2],
-    &[6, 1, 4],
-    &[6, 1, 5],
-    &[7, 1, 5],
-    &[7, 1, 6],
-    &[8, 1, 6],
-];
+const OBJECTS: [&[u32]; 10] =
+    [&[1], &[2], &[3], &[4], &[5, 1, 2], &[6, 1, 4], &[6, 1, 5], &[7, 1, 5], &[7, 1, 6], &[8, 1, 6]];
 
 /// `scopePrevious5SecondPeriod(1)`.
 const SCOPE_PREVIOUS_5S: u32 = 1;
@@ -86,11 +76,8 @@ impl MibView {
 
 impl MibView {
     pub fn new(s: &Snapshot) -> MibView {
-        let mut conns: Vec<(Vec<u32>, &crate::stats::ConnectionSnapshot)> = s
-            .connections
-            .iter()
-            .map(|c| (connection_index(&c.addr), c))
-            .collect();
+        let mut conns: Vec<(Vec<u32>, &crate::stats::ConnectionSnapshot)> =
+            s.connections.iter().map(|c| (connection_index(&c.addr), c)).collect();
         conns.sort_by(|a, b| a.0.cmp(&b.0));
         conns.dedup_by(|a, b| a.0 == b.0);
         let buckets: usize = conns.iter().map(|(_, c)| c.buckets.len()).sum();
@@ -122,16 +109,10 @@ impl MibView {
         }
         for (idx, c) in &conns {
             for b in &c.buckets {
-                v.push(
-                    &[&[8, 1, 6], idx, &[u32::from(b.vbucket), SCOPE_PREVIOUS_5S]],
-                    b.bandwidth,
-                );
+                v.push(&[&[8, 1, 6], idx, &[u32::from(b.vbucket), SCOPE_PREVIOUS_5S]], b.bandwidth);
             }
         }
-        debug_assert!(
-            (1..v.len()).all(|i| v.oid_at(i - 1) < v.oid_at(i)),
-            "instances in OID order"
-        );
+        debug_assert!((1..v.len()).all(|i| v.oid_at(i - 1) < v.oid_at(i)), "instances in OID order");
         v
     }
 
@@ -150,10 +131,7 @@ impl MibView {
             Ok(i) => Value::Gauge32(self.values[i]),
             Err(_) => {
                 let rel = name.0.strip_prefix(&ASTAIRE[..]).unwrap_or(&[]);
-                if OBJECTS
-                    .iter()
-                    .any(|o| rel.starts_with(o) && rel.len() > o.len())
-                {
+                if OBJECTS.iter().any(|o| rel.starts_with(o) && rel.len() > o.len()) {
                     Value::NoSuchInstance
                 } else {
                     Value::NoSuchObject
@@ -173,26 +151,15 @@ impl MibView {
         if i < self.len() {
             let name = self.oid_at(i);
             if range.end.is_null() || name < range.end.0.as_slice() {
-                return VarBind {
-                    name: Oid(name.to_vec()),
-                    value: Value::Gauge32(self.values[i]),
-                };
+                return VarBind { name: Oid(name.to_vec()), value: Value::Gauge32(self.values[i]) };
             }
         }
-        VarBind {
-            name: range.start.clone(),
-            value: Value::EndOfMibView,
-        }
+        VarBind { name: range.start.clone(), value: Value::EndOfMibView }
     }
 
     /// RFC 2741 7.2.3.2: the first `non_repeaters` ranges once, then the
     /// others `max_repetitions` times, each continuing after the last.
-    pub fn get_bulk(
-        &self,
-        non_repeaters: u16,
-        max_repetitions: u16,
-        ranges: &[SearchRange],
-    ) -> Vec<VarBind> {
+    pub fn get_bulk(&self, non_repeaters: u16, max_repetitions: u16, ranges: &[SearchRange]) -> Vec<VarBind> {
         let n = (non_repeaters as usize).min(ranges.len());
         let mut out: Vec<VarBind> = ranges[..n].iter().map(|r| self.get_next(r)).collect();
         let mut cursors: Vec<SearchRange> = ranges[n..].to_vec();
@@ -230,12 +197,7 @@ mod tests {
     const A: &str = "1.2.826.0.1.1578918.9.9";
 
     fn snapshot() -> Snapshot {
-        let bucket = |vbucket, entries| BucketSnapshot {
-            vbucket,
-            entries,
-            data: entries * 100,
-            bandwidth: 7,
-        };
+        let bucket = |vbucket, entries| BucketSnapshot { vbucket, entries, data: entries * 100, bandwidth: 7 };
         Snapshot {
             buckets_needing_resync: 3,
             buckets_resynchronized: 1,
@@ -266,10 +228,7 @@ mod tests {
             assert_eq!(view.get(&o(&format!("{A}.{n}.0"))), Value::Gauge32(0));
         }
         assert_eq!(view.len(), 5, "four scalars and the bandwidth row");
-        assert_eq!(
-            view.get(&o(&format!("{A}.6.1.4.1.4.10.0.0.1.11211"))),
-            Value::NoSuchInstance
-        );
+        assert_eq!(view.get(&o(&format!("{A}.6.1.4.1.4.10.0.0.1.11211"))), Value::NoSuchInstance);
         assert_eq!(view.get(&o(&format!("{A}.1.1"))), Value::NoSuchInstance);
         assert_eq!(view.get(&o(&format!("{A}.99.0"))), Value::NoSuchObject);
         assert_eq!(view.get(&o("1.3.6.1.2.1.1.3.0")), Value::NoSuchObject);
@@ -279,18 +238,9 @@ mod tests {
     fn index_encoding_matches_the_spec_example() {
         let view = MibView::new(&snapshot());
         // IPv4 10.0.0.1:11211, bucket 3, scope 1.
-        assert_eq!(
-            view.get(&o(&format!("{A}.8.1.6.1.4.10.0.0.1.11211.3.1"))),
-            Value::Gauge32(7)
-        );
-        assert_eq!(
-            view.get(&o(&format!("{A}.7.1.5.1.4.10.0.0.1.11211.4"))),
-            Value::Gauge32(20)
-        );
-        assert_eq!(
-            view.get(&o(&format!("{A}.6.1.4.1.4.10.0.0.2.11211"))),
-            Value::Gauge32(1)
-        );
+        assert_eq!(view.get(&o(&format!("{A}.8.1.6.1.4.10.0.0.1.11211.3.1"))), Value::Gauge32(7));
+        assert_eq!(view.get(&o(&format!("{A}.7.1.5.1.4.10.0.0.1.11211.4"))), Value::Gauge32(20));
+        assert_eq!(view.get(&o(&format!("{A}.6.1.4.1.4.10.0.0.2.11211"))), Value::Gauge32(1));
         assert_eq!(view.get(&o(&format!("{A}.5.1.2.1"))), Value::Gauge32(1000));
         let v6: SocketAddr = "[2001:db8::1]:11211".parse().unwrap();
         let idx = connection_index(&v6);
@@ -303,11 +253,7 @@ mod tests {
     fn a_walk_visits_every_instance_in_order_then_ends() {
         let view = MibView::new(&snapshot());
         let end = o("1.2.826.0.1.1578918.9.10");
-        let mut range = SearchRange {
-            start: o(A),
-            include: false,
-            end: end.clone(),
-        };
+        let mut range = SearchRange { start: o(A), include: false, end: end.clone() };
         let mut seen = Vec::new();
         loop {
             let vb = view.get_next(&range);
@@ -316,67 +262,32 @@ mod tests {
                 break;
             }
             seen.push(vb.name.clone());
-            range = SearchRange {
-                start: vb.name,
-                include: false,
-                end: end.clone(),
-            };
+            range = SearchRange { start: vb.name, include: false, end: end.clone() };
         }
         // 5 + 2 columns × 2 connections + 3 bucket values × 3 buckets.
         assert_eq!(seen.len(), 5 + 4 + 9);
         assert!(seen.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(
-            seen[5],
-            o(&format!("{A}.6.1.4.1.4.10.0.0.1.11211")),
-            "rows in index order"
-        );
+        assert_eq!(seen[5], o(&format!("{A}.6.1.4.1.4.10.0.0.1.11211")), "rows in index order");
     }
 
     #[test]
     fn getnext_respects_include_and_the_range_end() {
         let view = MibView::new(&snapshot());
         let scalar = o(&format!("{A}.2.0"));
-        let inc = view.get_next(&SearchRange {
-            start: scalar.clone(),
-            include: true,
-            end: Oid::default(),
-        });
+        let inc = view.get_next(&SearchRange { start: scalar.clone(), include: true, end: Oid::default() });
         assert_eq!(inc.name, scalar);
-        let exc = view.get_next(&SearchRange {
-            start: scalar.clone(),
-            include: false,
-            end: Oid::default(),
-        });
+        let exc = view.get_next(&SearchRange { start: scalar.clone(), include: false, end: Oid::default() });
         assert_eq!(exc.name, o(&format!("{A}.3.0")));
-        let bounded = view.get_next(&SearchRange {
-            start: scalar.clone(),
-            include: false,
-            end: o(&format!("{A}.3")),
-        });
+        let bounded = view.get_next(&SearchRange { start: scalar.clone(), include: false, end: o(&format!("{A}.3")) });
         assert_eq!((bounded.name, bounded.value), (scalar, Value::EndOfMibView));
     }
 
     #[test]
     fn getbulk_non_repeaters_then_repetitions() {
         let view = MibView::new(&snapshot());
-        let r = |s: &str| SearchRange {
-            start: o(s),
-            include: false,
-            end: Oid::default(),
-        };
-        let out = view.get_bulk(
-            1,
-            3,
-            &[
-                r(&format!("{A}.1")),
-                r(&format!("{A}.2")),
-                r(&format!("{A}.8.1.6")),
-            ],
-        );
-        let names: Vec<String> = out
-            .iter()
-            .map(|v| v.name.to_string().replace(A, "A"))
-            .collect();
+        let r = |s: &str| SearchRange { start: o(s), include: false, end: Oid::default() };
+        let out = view.get_bulk(1, 3, &[r(&format!("{A}.1")), r(&format!("{A}.2")), r(&format!("{A}.8.1.6"))]);
+        let names: Vec<String> = out.iter().map(|v| v.name.to_string().replace(A, "A")).collect();
         assert_eq!(
             names,
             [

@@ -26,33 +26,22 @@ pub struct View {
 
 fn replicas(list: &[String], r: usize) -> Vec<Vec<String>> {
     let ring = Ring::new(list.len());
-    (0..VBUCKETS)
-        .map(|vb| {
-            ring.get_nodes(vb, r)
-                .into_iter()
-                .map(|i| list[i].clone())
-                .collect()
-        })
-        .collect()
+    (0..VBUCKETS).map(|vb| ring.get_nodes(vb, r).into_iter().map(|i| list[i].clone()).collect()).collect()
 }
 
 impl View {
     pub fn new(settings: &ClusterSettings) -> View {
         let servers = &settings.servers;
         match &settings.new_servers {
-            Some(new) if !new.is_empty() && !servers.is_empty() => View {
-                current: replicas(servers, REPLICAS),
-                new: Some(replicas(new, REPLICAS)),
-            },
+            Some(new) if !new.is_empty() && !servers.is_empty() => {
+                View { current: replicas(servers, REPLICAS), new: Some(replicas(new, REPLICAS)) }
+            }
             other => {
                 let list = match other {
                     Some(new) if servers.is_empty() => new,
                     _ => servers,
                 };
-                View {
-                    current: replicas(list, REPLICAS.min(list.len())),
-                    new: None,
-                }
+                View { current: replicas(list, REPLICAS.min(list.len())), new: None }
             }
         }
     }
@@ -107,11 +96,7 @@ impl View {
                 vbuckets.insert(vb as u8, sources);
             }
         }
-        WorkList {
-            local_name: local.to_owned(),
-            full,
-            vbuckets,
-        }
+        WorkList { local_name: local.to_owned(), full, vbuckets }
     }
 }
 
@@ -156,10 +141,7 @@ mod tests {
     }
 
     fn names(n: usize, base: usize) -> String {
-        (base..base + n)
-            .map(|i| format!("10.0.0.{i}:11211"))
-            .collect::<Vec<_>>()
-            .join(",")
+        (base..base + n).map(|i| format!("10.0.0.{i}:11211")).collect::<Vec<_>>().join(",")
     }
 
     const THREE_TO_FOUR: &str = "servers=10.0.0.1:11211,10.0.0.2:11211,10.0.0.3:11211\n\
@@ -169,9 +151,7 @@ mod tests {
     fn the_spec_example_of_a_three_to_four_resize() {
         let v = view(THREE_TO_FOUR);
         let short = |l: &Vec<String>| -> Vec<String> {
-            l.iter()
-                .map(|s| s.trim_end_matches(":11211").replace("10.0.0", ""))
-                .collect()
+            l.iter().map(|s| s.trim_end_matches(":11211").replace("10.0.0", "")).collect()
         };
         let expect = [
             (["3", "1"], ["3", "1"]),
@@ -203,16 +183,9 @@ mod tests {
     fn full_resync_pulls_everything_held_from_the_other_replica() {
         let v = view(&format!("servers={}\n", names(3, 1)));
         let w = v.work_list("10.0.0.1:11211", true);
-        let held = v
-            .current
-            .iter()
-            .filter(|r| r.contains(&"10.0.0.1:11211".to_owned()))
-            .count();
+        let held = v.current.iter().filter(|r| r.contains(&"10.0.0.1:11211".to_owned())).count();
         assert_eq!(w.vbuckets.len(), held);
-        assert!(w
-            .vbuckets
-            .values()
-            .all(|s| s.len() == 1 && s[0] != "10.0.0.1:11211"));
+        assert!(w.vbuckets.values().all(|s| s.len() == 1 && s[0] != "10.0.0.1:11211"));
     }
 
     #[test]
@@ -229,20 +202,13 @@ mod tests {
     #[test]
     fn write_set_is_current_primary_new_replicas_then_other_current() {
         let v = view(THREE_TO_FOUR);
-        assert_eq!(
-            v.write_set(2),
-            ["10.0.0.2:11211", "10.0.0.4:11211", "10.0.0.3:11211"]
-        );
+        assert_eq!(v.write_set(2), ["10.0.0.2:11211", "10.0.0.4:11211", "10.0.0.3:11211"]);
         assert_eq!(v.write_set(0), ["10.0.0.3:11211", "10.0.0.1:11211"]);
     }
 
     #[test]
     fn scale_down_gives_remaining_nodes_what_they_newly_own() {
-        let v = view(&format!(
-            "servers={}\nnew_servers={}\n",
-            names(4, 1),
-            names(3, 1)
-        ));
+        let v = view(&format!("servers={}\nnew_servers={}\n", names(4, 1), names(3, 1)));
         for local in 1..=3 {
             let name = format!("10.0.0.{local}:11211");
             let w = v.work_list(&name, false);
@@ -254,13 +220,7 @@ mod tests {
         }
         // Every vbucket of the new layout has all its new replicas either
         // already holding it or pulling it.
-        let total: usize = (1..=3)
-            .map(|i| {
-                v.work_list(&format!("10.0.0.{i}:11211"), false)
-                    .vbuckets
-                    .len()
-            })
-            .sum();
+        let total: usize = (1..=3).map(|i| v.work_list(&format!("10.0.0.{i}:11211"), false).vbuckets.len()).sum();
         assert!(total > 0);
     }
 

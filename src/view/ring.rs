@@ -24,10 +24,7 @@ impl Ring {
     /// Builds the ring for `n` nodes from scratch, growing one node at a time.
     pub fn new(n: usize) -> Ring {
         if n == 0 {
-            return Ring {
-                nodes: 0,
-                slots: Vec::new(),
-            };
+            return Ring { nodes: 0, slots: Vec::new() };
         }
         let mut slots = vec![0usize; VBUCKETS];
         let mut counts = vec![0usize; n];
@@ -99,10 +96,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn digits(ring: &Ring) -> String {
-        ring.slots()
-            .iter()
-            .map(|n| char::from_digit(*n as u32, 10).unwrap())
-            .collect()
+        ring.slots().iter().map(|n| char::from_digit(*n as u32, 10).unwrap()).collect()
     }
 
     #[test]

@@ -53,11 +53,7 @@ impl ClusterSettings {
 
     /// Parses the text of a file; `path` only labels errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, SettingsError> {
-        let err = |line: usize, reason: String| SettingsError {
-            path: path.to_owned(),
-            line,
-            reason,
-        };
+        let err = |line: usize, reason: String| SettingsError { path: path.to_owned(), line, reason };
         let mut servers: Option<(usize, Vec<String>)> = None;
         let mut new_servers: Option<(usize, Vec<String>)> = None;
 
@@ -70,26 +66,18 @@ impl ClusterSettings {
             let mut parts = line.split('=');
             let (key, value) = match (parts.next(), parts.next(), parts.next()) {
                 (Some(k), Some(v), None) => (k.trim(), v.trim()),
-                (_, None, _) => {
-                    return Err(err(number, format!("expected key=value, found {line:?}")))
-                }
+                (_, None, _) => return Err(err(number, format!("expected key=value, found {line:?}"))),
                 _ => return Err(err(number, format!("more than one '=' in {line:?}"))),
             };
             let slot = match key {
                 "servers" => &mut servers,
                 "new_servers" => &mut new_servers,
                 other => {
-                    return Err(err(
-                        number,
-                        format!("unknown setting {other:?} (only servers and new_servers exist)"),
-                    ))
+                    return Err(err(number, format!("unknown setting {other:?} (only servers and new_servers exist)")))
                 }
             };
             if let Some((first, _)) = slot {
-                return Err(err(
-                    number,
-                    format!("{key} given twice (first on line {first})"),
-                ));
+                return Err(err(number, format!("{key} given twice (first on line {first})")));
             }
             let list = parse_list(value).map_err(|reason| err(number, reason))?;
             *slot = Some((number, list));
@@ -98,10 +86,7 @@ impl ClusterSettings {
         let Some((_, servers)) = servers else {
             return Err(err(0, "no servers line".to_owned()));
         };
-        Ok(ClusterSettings {
-            servers,
-            new_servers: new_servers.map(|(_, list)| list),
-        })
+        Ok(ClusterSettings { servers, new_servers: new_servers.map(|(_, list)| list) })
     }
 }
 
@@ -125,15 +110,12 @@ pub fn validate_server(entry: &str) -> Result<(), String> {
     if entry.is_empty() {
         return Err("empty server entry (stray comma?)".to_owned());
     }
-    let (host, port) = split_host_port(entry)
-        .ok_or_else(|| format!("server {entry:?} is not host:port or [ipv6]:port"))?;
+    let (host, port) =
+        split_host_port(entry).ok_or_else(|| format!("server {entry:?} is not host:port or [ipv6]:port"))?;
     if host.is_empty() || host.contains(char::is_whitespace) {
         return Err(format!("server {entry:?} has a bad host"));
     }
-    port.parse::<u16>()
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| format!("server {entry:?} has a bad port {port:?}"))?;
+    port.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| format!("server {entry:?} has a bad port {port:?}"))?;
     Ok(())
 }
 
@@ -164,20 +146,13 @@ mod tests {
     #[test]
     fn stable_file_with_comments_and_blank_lines() {
         let s = parse("# cluster\n\n  servers = 10.0.0.2:11211, 10.0.0.1:11211 \n").unwrap();
-        assert_eq!(
-            s.servers,
-            ["10.0.0.2:11211", "10.0.0.1:11211"],
-            "order kept, not re-sorted"
-        );
+        assert_eq!(s.servers, ["10.0.0.2:11211", "10.0.0.1:11211"], "order kept, not re-sorted");
         assert_eq!(s.new_servers, None);
     }
 
     #[test]
     fn resize_file_with_ipv6() {
-        let s = parse(
-            "servers=[2001:db8::1]:11211\nnew_servers=[2001:db8::1]:11211,[2001:db8::2]:11211\n",
-        )
-        .unwrap();
+        let s = parse("servers=[2001:db8::1]:11211\nnew_servers=[2001:db8::1]:11211,[2001:db8::2]:11211\n").unwrap();
         assert_eq!(s.servers, ["[2001:db8::1]:11211"]);
         assert_eq!(s.new_servers.unwrap().len(), 2);
     }
@@ -195,11 +170,7 @@ mod tests {
             ("servers=a:1\nbogus\n", 2, "expected key=value"),
             ("servers=a:1=b\n", 1, "more than one"),
             ("\nfoo=a:1\n", 2, "unknown setting"),
-            (
-                "servers=a:1\nservers=b:1\n",
-                2,
-                "given twice (first on line 1)",
-            ),
+            ("servers=a:1\nservers=b:1\n", 2, "given twice (first on line 1)"),
             ("servers=a:1,,b:2\n", 1, "empty server entry"),
             ("servers=a\n", 1, "not host:port"),
             ("servers=a:99999\n", 1, "bad port"),

@@ -25,18 +25,12 @@ pub struct Memcached {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
         .unwrap_or(false)
 }
 
@@ -57,37 +51,19 @@ impl Memcached {
 
     fn spawn(port: u16, extra: &[String]) -> Child {
         let mut cmd = Command::new("memcached");
-        cmd.args([
-            "-l",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "0",
-            "-m",
-            "128",
-            "-I",
-            "2m",
-            "-t",
-            "2",
-        ]);
+        cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0", "-m", "128", "-I", "2m", "-t", "2"]);
         if is_root() {
             cmd.args(["-u", "root"]);
         }
         cmd.args(extra).stdout(Stdio::null()).stderr(Stdio::null());
-        cmd.spawn().unwrap_or_else(|e| {
-            panic!("cannot start memcached ({e}): install it, or run scripts/test.sh which does")
-        })
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("cannot start memcached ({e}): install it, or run scripts/test.sh which does"))
     }
 
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "memcached on port {} did not start",
-                self.port
-            );
+            assert!(Instant::now() < deadline, "memcached on port {} did not start", self.port);
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -109,9 +85,7 @@ impl Memcached {
     }
 
     pub async fn conn(&self) -> Connection {
-        Connection::connect(&self.name(), DEFAULT_TIMEOUT)
-            .await
-            .expect("connect to memcached")
+        Connection::connect(&self.name(), DEFAULT_TIMEOUT).await.expect("connect to memcached")
     }
 }
 
@@ -129,10 +103,7 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(n: usize) -> Cluster {
-        Cluster {
-            nodes: (0..n).map(|_| Memcached::start()).collect(),
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
+        Cluster { nodes: (0..n).map(|_| Memcached::start()).collect(), dir: tempfile::tempdir().expect("tempdir") }
     }
 
     pub fn names(&self, which: std::ops::Range<usize>) -> Vec<String> {
@@ -140,12 +111,7 @@ impl Cluster {
     }
 
     /// Writes a settings file and returns its path.
-    pub fn settings(
-        &self,
-        file: &str,
-        servers: &[String],
-        new_servers: Option<&[String]>,
-    ) -> PathBuf {
+    pub fn settings(&self, file: &str, servers: &[String], new_servers: Option<&[String]>) -> PathBuf {
         let mut text = format!("# test cluster\nservers={}\n", servers.join(","));
         if let Some(new) = new_servers {
             text.push_str(&format!("new_servers={}\n", new.join(",")));
@@ -176,15 +142,11 @@ pub async fn load(view: &View, items: &[TestItem]) {
     for item in items {
         for server in view.write_set(vbucket(&item.key)) {
             if !conns.contains_key(&server) {
-                let c = Connection::connect(&server, DEFAULT_TIMEOUT)
-                    .await
-                    .expect("connect");
+                let c = Connection::connect(&server, DEFAULT_TIMEOUT).await.expect("connect");
                 conns.insert(server.clone(), c);
             }
             let c = conns.get_mut(&server).expect("inserted");
-            c.set(&item.key, &item.value, item.flags, item.ttl)
-                .await
-                .expect("set");
+            c.set(&item.key, &item.value, item.flags, item.ttl).await.expect("set");
         }
     }
 }
@@ -193,16 +155,7 @@ pub async fn load(view: &View, items: &[TestItem]) {
 pub async fn all_keys(server: &str) -> BTreeSet<Vec<u8>> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let opts = Options::default();
-    dump_keys(
-        server,
-        DumpMode::Metadump,
-        &[true; VBUCKETS],
-        &opts,
-        tx,
-        None,
-    )
-    .await
-    .expect("dump");
+    dump_keys(server, DumpMode::Metadump, &[true; VBUCKETS], &opts, tx, None).await.expect("dump");
     let mut keys = BTreeSet::new();
     while let Ok(batch) = rx.try_recv() {
         for k in batch.iter() {
@@ -218,18 +171,11 @@ pub async fn get(conn: &mut Connection, key: &[u8]) -> Option<Item> {
 
 /// Runs the `astaire` binary.
 pub fn astaire(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_astaire"))
-        .args(args)
-        .output()
-        .expect("run astaire")
+    Command::new(env!("CARGO_BIN_EXE_astaire")).args(args).output().expect("run astaire")
 }
 
 pub fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 /// Items named `prefix{i}` for `n` keys, with 100-byte values and
@@ -238,11 +184,7 @@ pub fn plain_items(prefix: &str, n: usize, flags: u32) -> Vec<TestItem> {
     (0..n)
         .map(|i| TestItem {
             key: format!("{prefix}{i}").into_bytes(),
-            value: format!("value-{i}-")
-                .bytes()
-                .chain(std::iter::repeat(b'.'))
-                .take(100)
-                .collect(),
+            value: format!("value-{i}-").bytes().chain(std::iter::repeat(b'.')).take(100).collect(),
             flags,
             ttl: 0,
         })
@@ -264,9 +206,7 @@ pub fn key_in(stem: &[u8], wanted: impl Fn(u8) -> bool) -> Vec<u8> {
 /// Writes `items` to one server in pipelined batches (fast bulk loading).
 pub async fn bulk_set(server: &str, items: &[TestItem]) {
     use astaire::memcached::proto::{self, encode_key, SetMode, WireKey};
-    let mut conn = Connection::connect(server, DEFAULT_TIMEOUT)
-        .await
-        .expect("connect");
+    let mut conn = Connection::connect(server, DEFAULT_TIMEOUT).await.expect("connect");
     for chunk in items.chunks(1000) {
         let mut req = Vec::new();
         for item in chunk {
@@ -274,10 +214,7 @@ pub async fn bulk_set(server: &str, items: &[TestItem]) {
             let base64 = encode_key(&item.key, &mut wire).expect("sendable key");
             proto::ms(
                 &mut req,
-                WireKey {
-                    bytes: &wire,
-                    base64,
-                },
+                WireKey { bytes: &wire, base64 },
                 &item.value,
                 item.flags,
                 item.ttl,
@@ -306,13 +243,7 @@ impl Resize {
         let (old, all) = (cluster.names(0..3), cluster.names(0..4));
         let stable = cluster.settings("cs3", &old, None);
         let resize = cluster.settings("cs4", &old, Some(&all));
-        Resize {
-            cluster,
-            old,
-            all,
-            stable,
-            resize,
-        }
+        Resize { cluster, old, all, stable, resize }
     }
 
     /// The joining node.
@@ -323,13 +254,7 @@ impl Resize {
 
 /// `astaire resync --quiet` for `node` with `settings`, plus `extra`.
 pub fn resync_cli(node: &str, settings: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "resync",
-        "--quiet",
-        "--local-name",
-        node,
-        "--cluster-settings",
-    ];
+    let mut args = vec!["resync", "--quiet", "--local-name", node, "--cluster-settings"];
     args.push(settings.to_str().expect("utf-8 path"));
     args.extend_from_slice(extra);
     astaire(&args)

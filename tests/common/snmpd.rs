@@ -15,17 +15,11 @@ pub struct Snmpd {
 }
 
 fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("udp port")
+    std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("udp port")
 }
 
 fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("tcp port")
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("tcp port")
 }
 
 impl Snmpd {
@@ -56,13 +50,7 @@ impl Snmpd {
         std::fs::create_dir(dir.path().join("conf")).expect("conf dir");
         std::fs::create_dir(dir.path().join("persistent")).expect("persistent dir");
         std::fs::write(dir.path().join("conf/snmpd.conf"), conf).expect("write snmpd.conf");
-        let mut s = Snmpd {
-            udp_port,
-            agentx_port,
-            agentx_socket,
-            dir,
-            child: None,
-        };
+        let mut s = Snmpd { udp_port, agentx_port, agentx_socket, dir, child: None };
         s.spawn();
         s
     }
@@ -81,17 +69,11 @@ impl Snmpd {
             .stdout(log)
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start snmpd ({e}): install it, or run scripts/test.sh which does")
-            });
+            .unwrap_or_else(|e| panic!("cannot start snmpd ({e}): install it, or run scripts/test.sh which does"));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.get(&["1.3.6.1.2.1.1.3.0"]).contains("Timeticks") {
-            assert!(
-                Instant::now() < deadline,
-                "snmpd did not start: {}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "snmpd did not start: {}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -122,11 +104,7 @@ impl Snmpd {
 
     /// Runs a net-snmp client; `options` replace the default `-On`.
     fn client(&self, tool: &str, options: &[&str], args: &[&str]) -> String {
-        let options = if options.is_empty() {
-            &["-On"][..]
-        } else {
-            options
-        };
+        let options = if options.is_empty() { &["-On"][..] } else { options };
         let out = Command::new(tool)
             .args(["-v2c", "-c", "public", "-t", "2", "-r", "1"])
             .args(options)
@@ -135,11 +113,7 @@ impl Snmpd {
             .env("MIBS", "")
             .output()
             .unwrap_or_else(|e| panic!("cannot run {tool} ({e})"));
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
     }
 
     pub fn get(&self, oids: &[&str]) -> String {
@@ -157,11 +131,7 @@ impl Snmpd {
     /// snmpwalk with the project's MIB loaded by name.
     pub fn walk_with_names(&self, oid: &str) -> String {
         let dirs = format!("{}:{}", shared_mibs().display(), project_mibs().display());
-        self.client(
-            "snmpwalk",
-            &["-M", &dirs, "-m", "PROJECT-CLEARWATER-MIB"],
-            &[oid],
-        )
+        self.client("snmpwalk", &["-M", &dirs, "-m", "PROJECT-CLEARWATER-MIB"], &[oid])
     }
 
     pub fn set(&self, oid: &str, ty: &str, value: &str) -> String {
@@ -172,22 +142,14 @@ impl Snmpd {
             .env("MIBS", "")
             .output()
             .expect("snmpset");
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
     }
 
     /// Waits until `oid` is served with a Gauge32 value.
     pub fn wait_served(&self, oid: &str, within: Duration) -> Duration {
         let start = Instant::now();
         while !self.get(&[oid]).contains("Gauge32") {
-            assert!(
-                start.elapsed() < within,
-                "{oid} not served within {within:?}: {}",
-                self.get(&[oid])
-            );
+            assert!(start.elapsed() < within, "{oid} not served within {within:?}: {}", self.get(&[oid]));
             std::thread::sleep(Duration::from_millis(50));
         }
         start.elapsed()

@@ -19,11 +19,8 @@ impl Snmptrapd {
     pub fn start(port: u16, community: &str) -> Snmptrapd {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(dir.path().join("persistent")).expect("dir");
-        std::fs::write(
-            dir.path().join("snmptrapd.conf"),
-            format!("authCommunity log,execute,net {community}\n"),
-        )
-        .expect("conf");
+        std::fs::write(dir.path().join("snmptrapd.conf"), format!("authCommunity log,execute,net {community}\n"))
+            .expect("conf");
         let log = std::fs::File::create(dir.path().join("log")).expect("log");
         let child = Command::new("snmptrapd")
             .args(["-f", "-Lo", "-C", "-c"])
@@ -35,17 +32,11 @@ impl Snmptrapd {
             .stdout(log)
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start snmptrapd ({e}): install it, or run scripts/test.sh")
-            });
+            .unwrap_or_else(|e| panic!("cannot start snmptrapd ({e}): install it, or run scripts/test.sh"));
         let t = Snmptrapd { port, dir, child };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !t.log().contains("NET-SNMP version") {
-            assert!(
-                Instant::now() < deadline,
-                "snmptrapd did not start: {}",
-                t.log()
-            );
+            assert!(Instant::now() < deadline, "snmptrapd did not start: {}", t.log());
             std::thread::sleep(Duration::from_millis(20));
         }
         t
@@ -97,8 +88,5 @@ impl Drop for Snmptrapd {
 }
 
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("udp port")
+    std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("udp port")
 }

@@ -155,34 +155,13 @@ pub struct SearchRange {
 /// The PDU types and their bodies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
-    Open {
-        timeout: u8,
-        id: Oid,
-        descr: Vec<u8>,
-    },
-    Close {
-        reason: u8,
-    },
-    Register {
-        timeout: u8,
-        priority: u8,
-        range_subid: u8,
-        subtree: Oid,
-        upper_bound: Option<u32>,
-    },
-    Unregister {
-        priority: u8,
-        range_subid: u8,
-        subtree: Oid,
-        upper_bound: Option<u32>,
-    },
+    Open { timeout: u8, id: Oid, descr: Vec<u8> },
+    Close { reason: u8 },
+    Register { timeout: u8, priority: u8, range_subid: u8, subtree: Oid, upper_bound: Option<u32> },
+    Unregister { priority: u8, range_subid: u8, subtree: Oid, upper_bound: Option<u32> },
     Get(Vec<SearchRange>),
     GetNext(Vec<SearchRange>),
-    GetBulk {
-        non_repeaters: u16,
-        max_repetitions: u16,
-        ranges: Vec<SearchRange>,
-    },
+    GetBulk { non_repeaters: u16, max_repetitions: u16, ranges: Vec<SearchRange> },
     TestSet(Vec<VarBind>),
     CommitSet,
     UndoSet,
@@ -191,19 +170,9 @@ pub enum Payload {
     Ping,
     IndexAllocate(Vec<VarBind>),
     IndexDeallocate(Vec<VarBind>),
-    AddAgentCaps {
-        id: Oid,
-        descr: Vec<u8>,
-    },
-    RemoveAgentCaps {
-        id: Oid,
-    },
-    Response {
-        sys_uptime: u32,
-        error: u16,
-        index: u16,
-        varbinds: Vec<VarBind>,
-    },
+    AddAgentCaps { id: Oid, descr: Vec<u8> },
+    RemoveAgentCaps { id: Oid },
+    Response { sys_uptime: u32, error: u16, index: u16, varbinds: Vec<VarBind> },
 }
 
 impl Payload {
@@ -254,15 +223,7 @@ pub struct Pdu {
 impl Pdu {
     /// A PDU in network byte order with no context.
     pub fn new(session_id: u32, transaction_id: u32, packet_id: u32, payload: Payload) -> Pdu {
-        Pdu {
-            flags: 0,
-            session_id,
-            transaction_id,
-            packet_id,
-            network_order: true,
-            context: None,
-            payload,
-        }
+        Pdu { flags: 0, session_id, transaction_id, packet_id, network_order: true, context: None, payload }
     }
 
     /// A Response to this PDU, in its byte order.
@@ -274,12 +235,7 @@ impl Pdu {
             packet_id: self.packet_id,
             network_order: self.network_order,
             context: None,
-            payload: Payload::Response {
-                sys_uptime,
-                error,
-                index,
-                varbinds,
-            },
+            payload: Payload::Response { sys_uptime, error, index, varbinds },
         }
     }
 }
@@ -300,19 +256,13 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
         return Err(err(format!("unknown PDU type {}", buf[1])));
     }
     let raw: [u8; 4] = [buf[16], buf[17], buf[18], buf[19]];
-    let len = if buf[2] & flags::NETWORK_BYTE_ORDER != 0 {
-        u32::from_be_bytes(raw)
-    } else {
-        u32::from_le_bytes(raw)
-    };
+    let len = if buf[2] & flags::NETWORK_BYTE_ORDER != 0 { u32::from_be_bytes(raw) } else { u32::from_le_bytes(raw) };
     let len = len as usize;
     if len % 4 != 0 {
         return Err(err(format!("payload length {len} is not a multiple of 4")));
     }
     if len > MAX_PAYLOAD {
-        return Err(err(format!(
-            "payload length {len} over the {MAX_PAYLOAD}-byte limit"
-        )));
+        return Err(err(format!("payload length {len} over the {MAX_PAYLOAD}-byte limit")));
     }
     Ok((buf.len() >= HEADER_LEN + len).then_some(HEADER_LEN + len))
 }
@@ -339,21 +289,13 @@ impl<'a> Cursor<'a> {
     fn u16(&mut self, what: &str) -> Result<u16, DecodeError> {
         let b = self.take(2, what)?;
         let raw = [b[0], b[1]];
-        Ok(if self.big {
-            u16::from_be_bytes(raw)
-        } else {
-            u16::from_le_bytes(raw)
-        })
+        Ok(if self.big { u16::from_be_bytes(raw) } else { u16::from_le_bytes(raw) })
     }
 
     fn u32(&mut self, what: &str) -> Result<u32, DecodeError> {
         let b = self.take(4, what)?;
         let raw = [b[0], b[1], b[2], b[3]];
-        Ok(if self.big {
-            u32::from_be_bytes(raw)
-        } else {
-            u32::from_le_bytes(raw)
-        })
+        Ok(if self.big { u32::from_be_bytes(raw) } else { u32::from_le_bytes(raw) })
     }
 
     fn u64(&mut self, what: &str) -> Result<u64, DecodeError> {
@@ -361,11 +303,7 @@ impl<'a> Cursor<'a> {
         let lo = self.u32(what)? as u64;
         // Counter64 is sent as two 32-bit halves, most significant first,
         // each in the PDU's byte order.
-        Ok(if self.big {
-            hi << 32 | lo
-        } else {
-            lo << 32 | hi
-        })
+        Ok(if self.big { hi << 32 | lo } else { lo << 32 | hi })
     }
 
     fn done(&self) -> bool {
@@ -379,9 +317,7 @@ impl<'a> Cursor<'a> {
         let include = self.u8(what)?;
         self.u8(what)?;
         if n > MAX_SUBIDS {
-            return Err(err(format!(
-                "{what}: {n} sub-identifiers (limit {MAX_SUBIDS})"
-            )));
+            return Err(err(format!("{what}: {n} sub-identifiers (limit {MAX_SUBIDS})")));
         }
         let mut subids = Vec::with_capacity(n + 5);
         if prefix != 0 {
@@ -395,10 +331,7 @@ impl<'a> Cursor<'a> {
 
     fn octets(&mut self, what: &str) -> Result<Vec<u8>, DecodeError> {
         let len = self.u32(what)? as usize;
-        let padded = len
-            .checked_add(3)
-            .map(|l| l & !3)
-            .ok_or_else(|| err(format!("{what}: bad length")))?;
+        let padded = len.checked_add(3).map(|l| l & !3).ok_or_else(|| err(format!("{what}: bad length")))?;
         let bytes = self.take(padded, what)?;
         Ok(bytes[..len].to_vec())
     }
@@ -408,11 +341,7 @@ impl<'a> Cursor<'a> {
         while !self.done() {
             let (start, include) = self.oid("search range start")?;
             let (end, _) = self.oid("search range end")?;
-            out.push(SearchRange {
-                start,
-                include,
-                end,
-            });
+            out.push(SearchRange { start, include, end });
         }
         Ok(out)
     }
@@ -450,11 +379,7 @@ pub fn decode(buf: &[u8]) -> Result<Pdu, DecodeError> {
     let total = frame_len(buf)?.ok_or_else(|| err("PDU truncated"))?;
     let header = &buf[..HEADER_LEN];
     let (type_code, hflags) = (header[1], header[2]);
-    let mut c = Cursor {
-        buf: &buf[..total],
-        at: 4,
-        big: hflags & flags::NETWORK_BYTE_ORDER != 0,
-    };
+    let mut c = Cursor { buf: &buf[..total], at: 4, big: hflags & flags::NETWORK_BYTE_ORDER != 0 };
     let session_id = c.u32("header")?;
     let transaction_id = c.u32("header")?;
     let packet_id = c.u32("header")?;
@@ -469,11 +394,7 @@ pub fn decode(buf: &[u8]) -> Result<Pdu, DecodeError> {
             let timeout = c.u8("Open")?;
             c.take(3, "Open")?;
             let id = c.oid("Open id")?.0;
-            Payload::Open {
-                timeout,
-                id,
-                descr: c.octets("Open descr")?,
-            }
+            Payload::Open { timeout, id, descr: c.octets("Open descr")? }
         }
         2 => {
             let reason = c.u8("Close")?;
@@ -486,26 +407,11 @@ pub fn decode(buf: &[u8]) -> Result<Pdu, DecodeError> {
             let range_subid = c.u8("Register")?;
             c.u8("Register")?;
             let subtree = c.oid("Register subtree")?.0;
-            let upper_bound = if range_subid != 0 {
-                Some(c.u32("Register upper bound")?)
-            } else {
-                None
-            };
+            let upper_bound = if range_subid != 0 { Some(c.u32("Register upper bound")?) } else { None };
             if type_code == 3 {
-                Payload::Register {
-                    timeout,
-                    priority,
-                    range_subid,
-                    subtree,
-                    upper_bound,
-                }
+                Payload::Register { timeout, priority, range_subid, subtree, upper_bound }
             } else {
-                Payload::Unregister {
-                    priority,
-                    range_subid,
-                    subtree,
-                    upper_bound,
-                }
+                Payload::Unregister { priority, range_subid, subtree, upper_bound }
             }
         }
         5 => Payload::Get(c.ranges()?),
@@ -513,11 +419,7 @@ pub fn decode(buf: &[u8]) -> Result<Pdu, DecodeError> {
         7 => {
             let non_repeaters = c.u16("GetBulk")?;
             let max_repetitions = c.u16("GetBulk")?;
-            Payload::GetBulk {
-                non_repeaters,
-                max_repetitions,
-                ranges: c.ranges()?,
-            }
+            Payload::GetBulk { non_repeaters, max_repetitions, ranges: c.ranges()? }
         }
         8 => Payload::TestSet(c.varbinds()?),
         9 => Payload::CommitSet,
@@ -529,31 +431,18 @@ pub fn decode(buf: &[u8]) -> Result<Pdu, DecodeError> {
         15 => Payload::IndexDeallocate(c.varbinds()?),
         16 => {
             let id = c.oid("AddAgentCaps id")?.0;
-            Payload::AddAgentCaps {
-                id,
-                descr: c.octets("AddAgentCaps descr")?,
-            }
+            Payload::AddAgentCaps { id, descr: c.octets("AddAgentCaps descr")? }
         }
-        17 => Payload::RemoveAgentCaps {
-            id: c.oid("RemoveAgentCaps id")?.0,
-        },
+        17 => Payload::RemoveAgentCaps { id: c.oid("RemoveAgentCaps id")?.0 },
         _ => {
             let sys_uptime = c.u32("Response")?;
             let error = c.u16("Response")?;
             let index = c.u16("Response")?;
-            Payload::Response {
-                sys_uptime,
-                error,
-                index,
-                varbinds: c.varbinds()?,
-            }
+            Payload::Response { sys_uptime, error, index, varbinds: c.varbinds()? }
         }
     };
     if !c.done() {
-        return Err(err(format!(
-            "{} bytes left over after a type {type_code} PDU",
-            total - c.at
-        )));
+        return Err(err(format!("{} bytes left over after a type {type_code} PDU", total - c.at)));
     }
     Ok(Pdu {
         flags: hflags & !(flags::NETWORK_BYTE_ORDER | flags::NON_DEFAULT_CONTEXT),
@@ -578,18 +467,10 @@ impl Writer<'_> {
         self.out.push(v);
     }
     fn u16(&mut self, v: u16) {
-        self.out.extend_from_slice(&if self.big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        });
+        self.out.extend_from_slice(&if self.big { v.to_be_bytes() } else { v.to_le_bytes() });
     }
     fn u32(&mut self, v: u32) {
-        self.out.extend_from_slice(&if self.big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        });
+        self.out.extend_from_slice(&if self.big { v.to_be_bytes() } else { v.to_le_bytes() });
     }
     fn oid(&mut self, oid: &Oid, include: bool) {
         // Prefix compression for 1.3.6.1.x with 0 < x < 256.
@@ -635,8 +516,7 @@ impl Writer<'_> {
                         self.u32(hi);
                     }
                 }
-                Value::Null | Value::NoSuchObject | Value::NoSuchInstance | Value::EndOfMibView => {
-                }
+                Value::Null | Value::NoSuchObject | Value::NoSuchInstance | Value::EndOfMibView => {}
             }
         }
     }
@@ -654,10 +534,7 @@ pub fn encode(pdu: &Pdu, out: &mut Vec<u8>) {
     if context.is_some() {
         hflags |= flags::NON_DEFAULT_CONTEXT;
     }
-    let mut w = Writer {
-        out,
-        big: pdu.network_order,
-    };
+    let mut w = Writer { out, big: pdu.network_order };
     w.u8(1);
     w.u8(code);
     w.u8(hflags);
@@ -680,13 +557,7 @@ pub fn encode(pdu: &Pdu, out: &mut Vec<u8>) {
             w.u8(*reason);
             w.out.extend_from_slice(&[0, 0, 0]);
         }
-        Payload::Register {
-            timeout,
-            priority,
-            range_subid,
-            subtree,
-            upper_bound,
-        } => {
+        Payload::Register { timeout, priority, range_subid, subtree, upper_bound } => {
             w.u8(*timeout);
             w.u8(*priority);
             w.u8(*range_subid);
@@ -696,12 +567,7 @@ pub fn encode(pdu: &Pdu, out: &mut Vec<u8>) {
                 w.u32(*b);
             }
         }
-        Payload::Unregister {
-            priority,
-            range_subid,
-            subtree,
-            upper_bound,
-        } => {
+        Payload::Unregister { priority, range_subid, subtree, upper_bound } => {
             w.u8(0);
             w.u8(*priority);
             w.u8(*range_subid);
@@ -712,31 +578,21 @@ pub fn encode(pdu: &Pdu, out: &mut Vec<u8>) {
             }
         }
         Payload::Get(r) | Payload::GetNext(r) => w.ranges(r),
-        Payload::GetBulk {
-            non_repeaters,
-            max_repetitions,
-            ranges,
-        } => {
+        Payload::GetBulk { non_repeaters, max_repetitions, ranges } => {
             w.u16(*non_repeaters);
             w.u16(*max_repetitions);
             w.ranges(ranges);
         }
-        Payload::TestSet(v)
-        | Payload::Notify(v)
-        | Payload::IndexAllocate(v)
-        | Payload::IndexDeallocate(v) => w.varbinds(v),
+        Payload::TestSet(v) | Payload::Notify(v) | Payload::IndexAllocate(v) | Payload::IndexDeallocate(v) => {
+            w.varbinds(v)
+        }
         Payload::CommitSet | Payload::UndoSet | Payload::CleanupSet | Payload::Ping => {}
         Payload::AddAgentCaps { id, descr } => {
             w.oid(id, false);
             w.octets(descr);
         }
         Payload::RemoveAgentCaps { id } => w.oid(id, false),
-        Payload::Response {
-            sys_uptime,
-            error,
-            index,
-            varbinds,
-        } => {
+        Payload::Response { sys_uptime, error, index, varbinds } => {
             w.u32(*sys_uptime);
             w.u16(*error);
             w.u16(*index);
@@ -744,11 +600,7 @@ pub fn encode(pdu: &Pdu, out: &mut Vec<u8>) {
         }
     }
     let len = (out.len() - start - HEADER_LEN) as u32;
-    let len = if pdu.network_order {
-        len.to_be_bytes()
-    } else {
-        len.to_le_bytes()
-    };
+    let len = if pdu.network_order { len.to_be_bytes() } else { len.to_le_bytes() };
     out[start + 16..start + 20].copy_from_slice(&len);
 }
 
@@ -772,12 +624,9 @@ mod tests {
         let start = [1u32, 2, 826, 0, 1, 1578918, 9, 9];
         let end = [1u32, 2, 826, 0, 1, 1578918, 9, 10];
         b.extend_from_slice(&[8, 0, 1, 0]); // start: 8 subids, include
-        start
-            .iter()
-            .for_each(|v| b.extend_from_slice(&v.to_le_bytes()));
+        start.iter().for_each(|v| b.extend_from_slice(&v.to_le_bytes()));
         b.extend_from_slice(&[8, 0, 0, 0]);
-        end.iter()
-            .for_each(|v| b.extend_from_slice(&v.to_le_bytes()));
+        end.iter().for_each(|v| b.extend_from_slice(&v.to_le_bytes()));
         b
     }
 
@@ -787,13 +636,8 @@ mod tests {
         assert_eq!(frame_len(&b), Ok(Some(b.len())));
         let pdu = decode(&b).unwrap();
         assert!(!pdu.network_order);
-        assert_eq!(
-            (pdu.session_id, pdu.transaction_id, pdu.packet_id),
-            (7, 9, 11)
-        );
-        let Payload::GetNext(ranges) = pdu.payload else {
-            panic!("not a GetNext")
-        };
+        assert_eq!((pdu.session_id, pdu.transaction_id, pdu.packet_id), (7, 9, 11));
+        let Payload::GetNext(ranges) = pdu.payload else { panic!("not a GetNext") };
         assert_eq!(
             ranges,
             vec![SearchRange {
@@ -836,20 +680,13 @@ mod tests {
                 sys_uptime: 0x01020304,
                 error: errors::NOT_WRITABLE,
                 index: 1,
-                varbinds: vec![VarBind {
-                    name: oid("1.3.6.1.2.1.1.3.0"),
-                    value: Value::Gauge32(5),
-                }],
+                varbinds: vec![VarBind { name: oid("1.3.6.1.2.1.1.3.0"), value: Value::Gauge32(5) }],
             },
         );
         let mut b = Vec::new();
         encode(&pdu, &mut b);
         assert_eq!(&b[..4], &[1, 18, flags::NETWORK_BYTE_ORDER, 0]);
-        assert_eq!(
-            &b[16..20],
-            &36u32.to_be_bytes(),
-            "8 + varbind (4 + 4 + 16 + 4)"
-        );
+        assert_eq!(&b[16..20], &36u32.to_be_bytes(), "8 + varbind (4 + 4 + 16 + 4)");
         assert_eq!(&b[20..28], &[1, 2, 3, 4, 0, 17, 0, 1]);
         assert_eq!(&b[28..32], &[0, 66, 0, 0]);
         assert_eq!(&b[32..36], &[4, 2, 0, 0], "4 subids after prefix 2");
@@ -858,16 +695,7 @@ mod tests {
 
     #[test]
     fn octet_strings_are_padded_and_may_be_binary() {
-        let mut pdu = Pdu::new(
-            1,
-            0,
-            0,
-            Payload::Open {
-                timeout: 5,
-                id: Oid(vec![]),
-                descr: vec![0xff, 0, 0xc0],
-            },
-        );
+        let mut pdu = Pdu::new(1, 0, 0, Payload::Open { timeout: 5, id: Oid(vec![]), descr: vec![0xff, 0, 0xc0] });
         pdu.network_order = false;
         let mut b = Vec::new();
         encode(&pdu, &mut b);
@@ -894,23 +722,9 @@ mod tests {
         b[19] = 4;
         assert!(decode(&b).unwrap_err().what.contains("left over"));
         let mut b = Vec::new();
-        encode(
-            &Pdu::new(
-                1,
-                2,
-                3,
-                Payload::TestSet(vec![VarBind {
-                    name: oid("1.2"),
-                    value: Value::Null,
-                }]),
-            ),
-            &mut b,
-        );
+        encode(&Pdu::new(1, 2, 3, Payload::TestSet(vec![VarBind { name: oid("1.2"), value: Value::Null }])), &mut b);
         b[21] = 99; // varbind type 99
-        assert!(decode(&b)
-            .unwrap_err()
-            .what
-            .contains("unknown varbind type"));
+        assert!(decode(&b).unwrap_err().what.contains("unknown varbind type"));
     }
 
     fn arb_oid() -> impl Strategy<Value = Oid> {
@@ -944,19 +758,12 @@ mod tests {
     }
 
     fn arb_varbinds() -> impl Strategy<Value = Vec<VarBind>> {
-        prop::collection::vec(
-            (arb_oid(), arb_value()).prop_map(|(name, value)| VarBind { name, value }),
-            0..6,
-        )
+        prop::collection::vec((arb_oid(), arb_value()).prop_map(|(name, value)| VarBind { name, value }), 0..6)
     }
 
     fn arb_ranges() -> impl Strategy<Value = Vec<SearchRange>> {
         prop::collection::vec(
-            (arb_oid(), any::<bool>(), arb_oid()).prop_map(|(start, include, end)| SearchRange {
-                start,
-                include,
-                end,
-            }),
+            (arb_oid(), any::<bool>(), arb_oid()).prop_map(|(start, include, end)| SearchRange { start, include, end }),
             0..6,
         )
     }
@@ -964,45 +771,24 @@ mod tests {
     fn arb_payload() -> impl Strategy<Value = Payload> {
         let bytes = || prop::collection::vec(any::<u8>(), 0..20);
         prop_oneof![
-            (any::<u8>(), arb_oid(), bytes()).prop_map(|(timeout, id, descr)| Payload::Open {
-                timeout,
-                id,
-                descr
-            }),
+            (any::<u8>(), arb_oid(), bytes()).prop_map(|(timeout, id, descr)| Payload::Open { timeout, id, descr }),
             any::<u8>().prop_map(|reason| Payload::Close { reason }),
-            (
-                any::<u8>(),
-                any::<u8>(),
-                any::<u8>(),
-                arb_oid(),
-                any::<u32>()
-            )
-                .prop_map(|(t, p, r, subtree, b)| {
-                    Payload::Register {
-                        timeout: t,
-                        priority: p,
-                        range_subid: r,
-                        subtree,
-                        upper_bound: (r != 0).then_some(b),
-                    }
-                }),
-            (any::<u8>(), any::<u8>(), arb_oid(), any::<u32>()).prop_map(|(p, r, subtree, b)| {
-                Payload::Unregister {
+            (any::<u8>(), any::<u8>(), any::<u8>(), arb_oid(), any::<u32>()).prop_map(|(t, p, r, subtree, b)| {
+                Payload::Register {
+                    timeout: t,
                     priority: p,
                     range_subid: r,
                     subtree,
                     upper_bound: (r != 0).then_some(b),
                 }
             }),
+            (any::<u8>(), any::<u8>(), arb_oid(), any::<u32>()).prop_map(|(p, r, subtree, b)| {
+                Payload::Unregister { priority: p, range_subid: r, subtree, upper_bound: (r != 0).then_some(b) }
+            }),
             arb_ranges().prop_map(Payload::Get),
             arb_ranges().prop_map(Payload::GetNext),
-            (any::<u16>(), any::<u16>(), arb_ranges()).prop_map(|(n, m, ranges)| {
-                Payload::GetBulk {
-                    non_repeaters: n,
-                    max_repetitions: m,
-                    ranges,
-                }
-            }),
+            (any::<u16>(), any::<u16>(), arb_ranges())
+                .prop_map(|(n, m, ranges)| { Payload::GetBulk { non_repeaters: n, max_repetitions: m, ranges } }),
             arb_varbinds().prop_map(Payload::TestSet),
             Just(Payload::CommitSet),
             Just(Payload::UndoSet),
@@ -1013,16 +799,8 @@ mod tests {
             arb_varbinds().prop_map(Payload::IndexDeallocate),
             (arb_oid(), bytes()).prop_map(|(id, descr)| Payload::AddAgentCaps { id, descr }),
             arb_oid().prop_map(|id| Payload::RemoveAgentCaps { id }),
-            (any::<u32>(), any::<u16>(), any::<u16>(), arb_varbinds()).prop_map(
-                |(s, e, i, varbinds)| {
-                    Payload::Response {
-                        sys_uptime: s,
-                        error: e,
-                        index: i,
-                        varbinds,
-                    }
-                }
-            ),
+            (any::<u32>(), any::<u16>(), any::<u16>(), arb_varbinds())
+                .prop_map(|(s, e, i, varbinds)| { Payload::Response { sys_uptime: s, error: e, index: i, varbinds } }),
         ]
     }
 

@@ -37,9 +37,7 @@ impl std::str::FromStr for MasterAddress {
         } else if s.starts_with('/') {
             Ok(MasterAddress::Unix(s.into()))
         } else {
-            Err(format!(
-                "AgentX address {s:?}: expected tcp:HOST:PORT, unix:PATH or an absolute path"
-            ))
+            Err(format!("AgentX address {s:?}: expected tcp:HOST:PORT, unix:PATH or an absolute path"))
         }
     }
 }
@@ -98,10 +96,7 @@ impl Subagent {
     /// Closes the session (Close, reason shutdown) and waits for the task.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        if tokio::time::timeout(Duration::from_secs(2), self.task)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(Duration::from_secs(2), self.task).await.is_err() {
             debug!("AgentX subagent did not stop in time");
         }
     }
@@ -134,8 +129,7 @@ async fn run(config: AgentConfig, stats: Arc<Stats>, mut stop: watch::Receiver<b
         if *stop.borrow() {
             return;
         }
-        let connected =
-            tokio::time::timeout(config.response_timeout, connect(&config.master)).await;
+        let connected = tokio::time::timeout(config.response_timeout, connect(&config.master)).await;
         match connected {
             Ok(Ok(stream)) => {
                 reported_absent = false;
@@ -192,15 +186,9 @@ const VIEW_REUSE: Duration = Duration::from_millis(20);
 
 impl Session<'_> {
     fn view(&mut self) -> &MibView {
-        let fresh = self
-            .view
-            .as_ref()
-            .is_some_and(|(at, _)| at.elapsed() < VIEW_REUSE);
+        let fresh = self.view.as_ref().is_some_and(|(at, _)| at.elapsed() < VIEW_REUSE);
         if !fresh {
-            self.view = Some((
-                std::time::Instant::now(),
-                MibView::new(&self.stats.snapshot()),
-            ));
+            self.view = Some((std::time::Instant::now(), MibView::new(&self.stats.snapshot())));
         }
         &self.view.as_ref().expect("just set").1
     }
@@ -281,8 +269,7 @@ impl Session<'_> {
     async fn send(&mut self, p: &Pdu) -> Result<(), String> {
         let mut out = Vec::with_capacity(256);
         pdu::encode(p, &mut out);
-        match tokio::time::timeout(self.config.response_timeout, self.stream.write_all(&out)).await
-        {
+        match tokio::time::timeout(self.config.response_timeout, self.stream.write_all(&out)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(format!("write failed: {e}")),
             Err(_) => Err("write timed out".into()),
@@ -294,10 +281,9 @@ impl Session<'_> {
         self.send(&p).await?;
         let deadline = tokio::time::Instant::now() + self.config.response_timeout;
         loop {
-            let frame =
-                tokio::time::timeout_at(deadline, read_frame(&mut self.stream, &mut self.buf))
-                    .await
-                    .map_err(|_| "no answer from the master".to_string())??;
+            let frame = tokio::time::timeout_at(deadline, read_frame(&mut self.stream, &mut self.buf))
+                .await
+                .map_err(|_| "no answer from the master".to_string())??;
             let reply = pdu::decode(&frame).map_err(|e| e.to_string())?;
             if let Payload::Response { error, .. } = reply.payload {
                 if reply.packet_id == p.packet_id {
@@ -309,11 +295,8 @@ impl Session<'_> {
 
     async fn open_and_register(&mut self) -> Result<(), String> {
         let id = self.next_packet_id();
-        let open = Payload::Open {
-            timeout: 0,
-            id: Oid(ASTAIRE.to_vec()),
-            descr: b"Astaire resync statistics".to_vec(),
-        };
+        let open =
+            Payload::Open { timeout: 0, id: Oid(ASTAIRE.to_vec()), descr: b"Astaire resync statistics".to_vec() };
         let (error, reply) = self.request(Pdu::new(0, 0, id, open)).await?;
         if error != errors::NO_ERROR {
             return Err(format!("Open refused (error {error})"));
@@ -327,9 +310,7 @@ impl Session<'_> {
             subtree: Oid(ASTAIRE.to_vec()),
             upper_bound: None,
         };
-        let (error, _) = self
-            .request(Pdu::new(self.session_id, 0, id, register))
-            .await?;
+        let (error, _) = self.request(Pdu::new(self.session_id, 0, id, register)).await?;
         match error {
             errors::NO_ERROR => Ok(()),
             errors::DUPLICATE_REGISTRATION => {
@@ -349,9 +330,7 @@ impl Session<'_> {
 
     async fn close(&mut self, reason: u8) {
         let id = self.next_packet_id();
-        let _ = self
-            .send(&Pdu::new(self.session_id, 0, id, Payload::Close { reason }))
-            .await;
+        let _ = self.send(&Pdu::new(self.session_id, 0, id, Payload::Close { reason })).await;
     }
 
     /// The Response to a master's request, from memory only.
@@ -359,32 +338,16 @@ impl Session<'_> {
         Some(match &p.payload {
             Payload::Get(ranges) => {
                 let view = self.view();
-                let vbs = ranges
-                    .iter()
-                    .map(|r| pdu::VarBind {
-                        name: r.start.clone(),
-                        value: view.get(&r.start),
-                    })
-                    .collect();
+                let vbs =
+                    ranges.iter().map(|r| pdu::VarBind { name: r.start.clone(), value: view.get(&r.start) }).collect();
                 p.response(0, errors::NO_ERROR, 0, vbs)
             }
             Payload::GetNext(ranges) => {
                 let view = self.view();
-                p.response(
-                    0,
-                    errors::NO_ERROR,
-                    0,
-                    ranges.iter().map(|r| view.get_next(r)).collect(),
-                )
+                p.response(0, errors::NO_ERROR, 0, ranges.iter().map(|r| view.get_next(r)).collect())
             }
-            Payload::GetBulk {
-                non_repeaters,
-                max_repetitions,
-                ranges,
-            } => {
-                let vbs = self
-                    .view()
-                    .get_bulk(*non_repeaters, *max_repetitions, ranges);
+            Payload::GetBulk { non_repeaters, max_repetitions, ranges } => {
+                let vbs = self.view().get_bulk(*non_repeaters, *max_repetitions, ranges);
                 p.response(0, errors::NO_ERROR, 0, vbs)
             }
             Payload::TestSet(_) => p.response(0, errors::NOT_WRITABLE, 1, Vec::new()),
@@ -413,12 +376,7 @@ fn parse_error_reply(frame: &[u8]) -> Option<Pdu> {
         word(4),
         word(8),
         word(12),
-        Payload::Response {
-            sys_uptime: 0,
-            error: errors::PARSE_ERROR,
-            index: 0,
-            varbinds: Vec::new(),
-        },
+        Payload::Response { sys_uptime: 0, error: errors::PARSE_ERROR, index: 0, varbinds: Vec::new() },
     );
     reply.network_order = big;
     Some(reply)
@@ -438,10 +396,7 @@ async fn read_frame(stream: &mut Box<dyn Stream>, buf: &mut Vec<u8>) -> Result<V
             Err(e) => return Err(e.to_string()),
         }
         let mut chunk = [0u8; 4096];
-        let n = stream
-            .read(&mut chunk)
-            .await
-            .map_err(|e| format!("read failed: {e}"))?;
+        let n = stream.read(&mut chunk).await.map_err(|e| format!("read failed: {e}"))?;
         if n == 0 {
             return Err("the master closed the connection".into());
         }

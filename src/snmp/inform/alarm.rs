@@ -44,10 +44,7 @@ impl ResyncAlarm {
     /// start, so a receiver that saw a raise from a previous process life
     /// is told it is over; without, a clear is only sent after a raise.
     pub fn new(announce_at_start: bool) -> (ResyncAlarm, Option<Notification>) {
-        let start = announce_at_start.then_some(Notification {
-            index: RESYNC_ALARM_INDEX,
-            raised: false,
-        });
+        let start = announce_at_start.then_some(Notification { index: RESYNC_ALARM_INDEX, raised: false });
         (ResyncAlarm::default(), start)
     }
 
@@ -57,10 +54,7 @@ impl ResyncAlarm {
             return None;
         }
         self.raised = true;
-        Some(Notification {
-            index: RESYNC_ALARM_INDEX,
-            raised: true,
-        })
+        Some(Notification { index: RESYNC_ALARM_INDEX, raised: true })
     }
 
     /// A resync ended, successfully or not: failure is told by logs, exit
@@ -70,10 +64,7 @@ impl ResyncAlarm {
             return None;
         }
         self.raised = false;
-        Some(Notification {
-            index: RESYNC_ALARM_INDEX,
-            raised: false,
-        })
+        Some(Notification { index: RESYNC_ALARM_INDEX, raised: false })
     }
 }
 
@@ -86,16 +77,9 @@ mod tests {
         let (mut a, start) = ResyncAlarm::new(false);
         assert_eq!(start, None, "no clear for an alarm never raised");
         assert_eq!(a.resync_ended(), None);
-        assert_eq!(
-            a.resync_started(0),
-            None,
-            "a resync with nothing to do raises nothing"
-        );
+        assert_eq!(a.resync_started(0), None, "a resync with nothing to do raises nothing");
         let raise = a.resync_started(108).unwrap();
-        assert_eq!(
-            (raise.index, raise.raised, raise.model_state()),
-            (5501, true, 4)
-        );
+        assert_eq!((raise.index, raise.raised, raise.model_state()), (5501, true, 4));
         assert_eq!(a.resync_started(108), None, "already raised");
         let clear = a.resync_ended().unwrap();
         assert_eq!((clear.raised, clear.model_state()), (false, 1));
@@ -105,13 +89,7 @@ mod tests {
     #[test]
     fn announcing_at_start_sends_the_clear_state_once() {
         let (mut a, start) = ResyncAlarm::new(true);
-        assert_eq!(
-            start,
-            Some(Notification {
-                index: 5501,
-                raised: false
-            })
-        );
+        assert_eq!(start, Some(Notification { index: 5501, raised: false }));
         assert_eq!(a.resync_ended(), None);
     }
 }

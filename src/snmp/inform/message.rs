@@ -22,49 +22,29 @@ fn oid(arcs: &[u32]) -> ObjectIdentifier {
 }
 
 fn oid_value(arcs: &[u32]) -> VarBindValue {
-    VarBindValue::Value(ObjectSyntax::Simple(rasn_smi::v2::SimpleSyntax::ObjectId(
-        oid(arcs),
-    )))
+    VarBindValue::Value(ObjectSyntax::Simple(rasn_smi::v2::SimpleSyntax::ObjectId(oid(arcs))))
 }
 
 /// The four varbinds of the alarm, in order.
 pub fn varbinds(n: &Notification, uptime_centis: u32) -> Vec<VarBind> {
-    let trap = if n.raised {
-        &ALARM_ACTIVE_STATE
-    } else {
-        &ALARM_CLEAR_STATE
-    };
+    let trap = if n.raised { &ALARM_ACTIVE_STATE } else { &ALARM_CLEAR_STATE };
     let mut model = ALARM_MODEL_STATE.to_vec();
     model.extend_from_slice(&[n.index, n.model_state()]);
     vec![
         VarBind {
             name: oid(&SYS_UPTIME),
-            value: VarBindValue::Value(ObjectSyntax::ApplicationWide(
-                rasn_smi::v2::ApplicationSyntax::Ticks(TimeTicks(uptime_centis)),
-            )),
+            value: VarBindValue::Value(ObjectSyntax::ApplicationWide(rasn_smi::v2::ApplicationSyntax::Ticks(
+                TimeTicks(uptime_centis),
+            ))),
         },
-        VarBind {
-            name: oid(&SNMP_TRAP_OID),
-            value: oid_value(trap),
-        },
-        VarBind {
-            name: oid(&ALARM_ACTIVE_MODEL_POINTER),
-            value: oid_value(&model),
-        },
-        VarBind {
-            name: oid(&ALARM_ACTIVE_RESOURCE_ID),
-            value: oid_value(&[0, 0]),
-        },
+        VarBind { name: oid(&SNMP_TRAP_OID), value: oid_value(trap) },
+        VarBind { name: oid(&ALARM_ACTIVE_MODEL_POINTER), value: oid_value(&model) },
+        VarBind { name: oid(&ALARM_ACTIVE_RESOURCE_ID), value: oid_value(&[0, 0]) },
     ]
 }
 
 /// `SEQ{1, community, InformRequest{request_id, 0, 0, varbinds}}` in BER.
-pub fn encode_inform(
-    community: &[u8],
-    request_id: i32,
-    uptime_centis: u32,
-    n: &Notification,
-) -> Vec<u8> {
+pub fn encode_inform(community: &[u8], request_id: i32, uptime_centis: u32, n: &Notification) -> Vec<u8> {
     let message = Message {
         version: Integer::from(1),
         community: OctetString::from(community.to_vec()),
@@ -113,27 +93,14 @@ mod tests {
 
     #[test]
     fn raise_round_trips_and_matches_the_spec_layout() {
-        let n = Notification {
-            index: RESYNC_ALARM_INDEX,
-            raised: true,
-        };
+        let n = Notification { index: RESYNC_ALARM_INDEX, raised: true };
         let bytes = encode_inform(b"clearwater", 1234, 4200, &n);
-        assert_eq!(
-            &bytes[..2],
-            &[0x30, bytes.len() as u8 - 2],
-            "one short SEQUENCE"
-        );
+        assert_eq!(&bytes[..2], &[0x30, bytes.len() as u8 - 2], "one short SEQUENCE");
         let decoded: Message<Pdus> = rasn::ber::decode(&bytes).unwrap();
         assert_eq!(decoded.community.as_ref(), b"clearwater");
-        let Pdus::InformRequest(InformRequest(pdu)) = decoded.data else {
-            panic!("not an InformRequest")
-        };
+        let Pdus::InformRequest(InformRequest(pdu)) = decoded.data else { panic!("not an InformRequest") };
         assert_eq!(pdu.request_id, 1234);
-        let names: Vec<String> = pdu
-            .variable_bindings
-            .iter()
-            .map(|v| v.name.to_string())
-            .collect();
+        let names: Vec<String> = pdu.variable_bindings.iter().map(|v| v.name.to_string()).collect();
         assert_eq!(
             names,
             [
@@ -143,10 +110,7 @@ mod tests {
                 "1.3.6.1.2.1.118.1.2.2.1.10.0"
             ]
         );
-        assert_eq!(
-            pdu.variable_bindings[2].value,
-            oid_value(&[1, 3, 6, 1, 2, 1, 118, 1, 1, 2, 1, 3, 0, 5501, 4])
-        );
+        assert_eq!(pdu.variable_bindings[2].value, oid_value(&[1, 3, 6, 1, 2, 1, 118, 1, 1, 2, 1, 3, 0, 5501, 4]));
     }
 
     #[test]
@@ -167,30 +131,10 @@ mod tests {
         let ok = decode_ack(&response(1, b"clearwater", 7)).unwrap();
         assert!(acknowledges(&ok, b"clearwater", 7));
         assert!(!acknowledges(&ok, b"clearwater", 8), "other request-id");
-        assert!(!acknowledges(
-            &decode_ack(&response(1, b"public", 7)).unwrap(),
-            b"clearwater",
-            7
-        ));
-        assert!(!acknowledges(
-            &decode_ack(&response(0, b"clearwater", 7)).unwrap(),
-            b"clearwater",
-            7
-        ));
-        let inform = encode_inform(
-            b"clearwater",
-            7,
-            0,
-            &Notification {
-                index: 5501,
-                raised: false,
-            },
-        );
-        assert_eq!(
-            decode_ack(&inform),
-            None,
-            "an INFORM is not an acknowledgement"
-        );
+        assert!(!acknowledges(&decode_ack(&response(1, b"public", 7)).unwrap(), b"clearwater", 7));
+        assert!(!acknowledges(&decode_ack(&response(0, b"clearwater", 7)).unwrap(), b"clearwater", 7));
+        let inform = encode_inform(b"clearwater", 7, 0, &Notification { index: 5501, raised: false });
+        assert_eq!(decode_ack(&inform), None, "an INFORM is not an acknowledgement");
         assert_eq!(decode_ack(b"\x30\x03garbage"), None);
         assert_eq!(decode_ack(&[]), None);
     }

@@ -39,10 +39,8 @@ pub fn uptime_centis() -> u32 {
 fn next_request_id() -> i32 {
     static NEXT: OnceLock<AtomicU32> = OnceLock::new();
     let next = NEXT.get_or_init(|| {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(1);
+        let seed =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(1);
         AtomicU32::new(seed)
     });
     (next.fetch_add(1, Ordering::Relaxed) & 0x7fff_ffff) as i32
@@ -71,9 +69,7 @@ pub fn parse_target(entry: &str) -> Result<(String, u16), String> {
         return Ok((entry.to_owned(), DEFAULT_PORT));
     }
     match entry.split_once(':') {
-        Some((host, port)) if !host.is_empty() => {
-            Ok((host.to_owned(), port.parse().map_err(|_| bad())?))
-        }
+        Some((host, port)) if !host.is_empty() => Ok((host.to_owned(), port.parse().map_err(|_| bad())?)),
         Some(_) => Err(bad()),
         None => Ok((entry.to_owned(), DEFAULT_PORT)),
     }
@@ -96,10 +92,7 @@ impl InformConfig {
         let targets = if snmp_ip.trim().is_empty() {
             Vec::new()
         } else {
-            snmp_ip
-                .split(',')
-                .map(parse_target)
-                .collect::<Result<_, _>>()?
+            snmp_ip.split(',').map(parse_target).collect::<Result<_, _>>()?
         };
         Ok(InformConfig {
             targets,
@@ -131,20 +124,10 @@ impl Informer {
         for (host, port) in config.targets.clone() {
             let (done_tx, done_rx) = watch::channel(0u64);
             delivered.push(done_rx);
-            let target = Target {
-                host,
-                port,
-                config: config.clone(),
-                latest: latest.subscribe(),
-                delivered: done_tx,
-            };
+            let target = Target { host, port, config: config.clone(), latest: latest.subscribe(), delivered: done_tx };
             tasks.push(tokio::spawn(target.run()));
         }
-        Informer {
-            latest,
-            delivered,
-            tasks,
-        }
+        Informer { latest, delivered, tasks }
     }
 
     /// Queues `n` for every target; returns at once.
@@ -292,11 +275,7 @@ impl Target {
                 return None;
             }
         };
-        let local: SocketAddr = if addr.is_ipv6() {
-            "[::]:0".parse().ok()?
-        } else {
-            "0.0.0.0:0".parse().ok()?
-        };
+        let local: SocketAddr = if addr.is_ipv6() { "[::]:0".parse().ok()? } else { "0.0.0.0:0".parse().ok()? };
         match UdpSocket::bind(local).await {
             Ok(sock) => Some((sock, addr)),
             Err(e) => {
@@ -332,23 +311,11 @@ mod tests {
     #[test]
     fn targets_parse_with_default_port() {
         assert_eq!(parse_target("10.0.0.1"), Ok(("10.0.0.1".into(), 162)));
-        assert_eq!(
-            parse_target(" 10.0.0.1:1162 "),
-            Ok(("10.0.0.1".into(), 1162))
-        );
-        assert_eq!(
-            parse_target("nms.example.com"),
-            Ok(("nms.example.com".into(), 162))
-        );
+        assert_eq!(parse_target(" 10.0.0.1:1162 "), Ok(("10.0.0.1".into(), 1162)));
+        assert_eq!(parse_target("nms.example.com"), Ok(("nms.example.com".into(), 162)));
         assert_eq!(parse_target("2001:db8::1"), Ok(("2001:db8::1".into(), 162)));
-        assert_eq!(
-            parse_target("[2001:db8::1]:1162"),
-            Ok(("2001:db8::1".into(), 1162))
-        );
-        assert_eq!(
-            parse_target("[2001:db8::1]"),
-            Ok(("2001:db8::1".into(), 162))
-        );
+        assert_eq!(parse_target("[2001:db8::1]:1162"), Ok(("2001:db8::1".into(), 1162)));
+        assert_eq!(parse_target("[2001:db8::1]"), Ok(("2001:db8::1".into(), 162)));
         for bad in ["", ":162", "host:port", "[zz]:1", "[::1]x", "1:2:3:zz"] {
             assert!(parse_target(bad).is_err(), "{bad:?}");
         }
@@ -359,10 +326,7 @@ mod tests {
         let c = InformConfig::from_settings("10.0.0.1,10.0.0.2:1162", None).unwrap();
         assert_eq!(c.targets.len(), 2);
         assert_eq!(c.community, "clearwater");
-        assert!(InformConfig::from_settings("", Some("x"))
-            .unwrap()
-            .targets
-            .is_empty());
+        assert!(InformConfig::from_settings("", Some("x")).unwrap().targets.is_empty());
         assert!(InformConfig::from_settings("10.0.0.1,,10.0.0.2", None).is_err());
     }
 

@@ -1,0 +1,424 @@
+//! The long-running service: resyncs when asked (start-up, SIGHUP for a
+//! minimal resync, SIGUSR1 for a full one, a missing restart tag), one at a
+//! time, and reports over the control socket, AgentX and INFORMs.
+//!
+//! One task owns all state ([`scheduler::Scheduler`]); signals, control
+//! requests, resync completions and timers reach it as events. SIGHUP and
+//! SIGUSR1 are also counted by atomics in the real signal handlers, and
+//! every control request folds those counts in before answering: a signal
+//! sent before a `wait-sync` started has been delivered (the kernel runs
+//! handlers before the daemon can read the request), so the wait always
+//! covers it.
+
+pub mod control;
+pub mod scheduler;
+
+use crate::memcached::Connection;
+use crate::resync::{self, Options, ResyncError, TAG_KEY};
+use crate::snmp::agentx::{AgentConfig, Subagent};
+use crate::snmp::inform::{InformConfig, Informer, ResyncAlarm};
+use crate::stats::Stats;
+use crate::view::{ClusterSettings, View};
+use control::{ProgressStatus, Status};
+use scheduler::{Kind, Outcome, Scheduler};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+
+/// Exit codes of the daemon (the original's).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const BAD_OPTIONS: u8 = 2;
+    pub const BAD_SETTINGS: u8 = 3;
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    pub local_name: String,
+    pub cluster_settings: PathBuf,
+    pub control_socket: PathBuf,
+    pub agentx: Option<AgentConfig>,
+    pub inform: InformConfig,
+    pub resync: Options,
+    /// How often the restart tag is checked while idle.
+    pub tag_poll: Duration,
+    /// How soon a resync that failed on the local node is tried again.
+    pub retry_after: Duration,
+}
+
+static HUPS: AtomicU64 = AtomicU64::new(0);
+static USR1S: AtomicU64 = AtomicU64::new(0);
+
+/// Counts SIGHUP and SIGUSR1 in the signal handlers themselves.
+fn count_signals() -> std::io::Result<()> {
+    // SAFETY: the closures only increment atomics, which is async-signal-safe.
+    unsafe {
+        signal_hook::low_level::register(signal_hook::consts::SIGHUP, || {
+            HUPS.fetch_add(1, Ordering::SeqCst);
+        })?;
+        signal_hook::low_level::register(signal_hook::consts::SIGUSR1, || {
+            USR1S.fetch_add(1, Ordering::SeqCst);
+        })?;
+    }
+    Ok(())
+}
+
+fn notify_systemd(state: &[sd_notify::NotifyState]) {
+    let _ = sd_notify::notify(false, state);
+}
+
+/// What the resync task hands back.
+struct Finished {
+    outcome: Outcome,
+    local_unreachable: bool,
+    member: bool,
+}
+
+struct Daemon {
+    opts: DaemonOptions,
+    stats: Arc<Stats>,
+    scheduler: Scheduler,
+    seen_hups: u64,
+    seen_usr1s: u64,
+    member: bool,
+    local_unreachable: bool,
+    stopping: bool,
+    alarm: ResyncAlarm,
+    informer: Option<Informer>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Daemon {
+    /// Folds signals counted by the handlers into requests.
+    fn absorb_signals(&mut self) {
+        let hups = HUPS.load(Ordering::SeqCst);
+        if hups > self.seen_hups {
+            self.seen_hups = hups;
+            let g = self.scheduler.request(Kind::Minimal);
+            info!(generation = g, "SIGHUP: re-reading the configuration for a minimal resync");
+        }
+        let usr1s = USR1S.load(Ordering::SeqCst);
+        if usr1s > self.seen_usr1s {
+            self.seen_usr1s = usr1s;
+            let g = self.scheduler.request(Kind::Full);
+            info!(generation = g, "SIGUSR1: full resync requested");
+        }
+    }
+
+    fn status(&self) -> Status {
+        let state = if self.stopping {
+            "stopping"
+        } else if self.scheduler.running().is_some() {
+            "resyncing"
+        } else if !self.member {
+            "not-member"
+        } else if self.local_unreachable {
+            "local-unreachable"
+        } else {
+            "idle"
+        };
+        let progress = self.stats.current().map(|p| ProgressStatus {
+            pairs: p.pairs,
+            pairs_done: p.pairs_done.load(Ordering::Relaxed),
+            entries: p.total.entries.load(Ordering::Relaxed),
+            bytes: p.total.bytes.load(Ordering::Relaxed),
+        });
+        Status {
+            state: state.to_owned(),
+            local_name: self.opts.local_name.clone(),
+            member: self.member,
+            requested: self.scheduler.requested(),
+            completed: self.scheduler.completed(),
+            running: self.scheduler.running().map(|(_, k)| k),
+            pending: self.scheduler.pending(),
+            last: self.scheduler.last().cloned(),
+            progress,
+        }
+    }
+
+    fn notify_alarm(&self, n: Option<crate::snmp::inform::Notification>) {
+        if let (Some(n), Some(informer)) = (n, &self.informer) {
+            info!("alarm {}", n.describe());
+            informer.notify(n);
+        }
+    }
+
+    /// Starts the next resync if one is due; returns its task.
+    fn start_next(&mut self) -> Option<tokio::task::JoinHandle<Finished>> {
+        if self.stopping {
+            return None;
+        }
+        let (generation, kind) = self.scheduler.start_next()?;
+        // SIGHUP means "re-read the files": read them now, so the latest
+        // content counts. A bad file changes nothing.
+        let settings = ClusterSettings::load(&self.opts.cluster_settings);
+        let failed = |error: String| Finished {
+            outcome: Outcome {
+                generation,
+                kind,
+                success: false,
+                error: Some(error),
+                failed_vbuckets: vec![],
+                keys_landed: 0,
+                seconds: 0.0,
+            },
+            local_unreachable: false,
+            member: self.member,
+        };
+        let view = match settings {
+            Ok(s) => View::new(&s),
+            Err(e) => {
+                error!("invalid cluster settings, nothing changed: {e}");
+                let f = failed(format!("invalid cluster settings: {e}"));
+                return Some(tokio::spawn(async move { f }));
+            }
+        };
+        let local = self.opts.local_name.clone();
+        if !view.knows(&local) {
+            info!(%local, "not in servers or new_servers: staying idle");
+            let mut f = failed(String::new());
+            f.outcome.success = true;
+            f.outcome.error = None;
+            f.member = false;
+            return Some(tokio::spawn(async move { f }));
+        }
+        let work = view.work_list(&local, kind == Kind::Full);
+        let raise = self.alarm.resync_started(work.pairs());
+        self.notify_alarm(raise);
+        notify_systemd(&[sd_notify::NotifyState::Status(&format!(
+            "resyncing ({kind:?}, {} vbuckets)",
+            work.vbuckets.len()
+        ))]);
+        let mut options = self.opts.resync.clone();
+        options.cancel = Some(self.cancel.clone());
+        let stats = self.stats.clone();
+        Some(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let result = resync::run(&work, &options, &stats).await;
+            let seconds = started.elapsed().as_secs_f64();
+            let (success, error, failed_vbuckets, keys_landed, local_unreachable) = match result {
+                Ok(report) => (
+                    report.succeeded(),
+                    (!report.succeeded()).then(|| format!("{} vbuckets failed", report.failed_vbuckets.len())),
+                    report.failed_vbuckets.keys().copied().collect(),
+                    report.counts.landed + report.counts.replaced,
+                    false,
+                ),
+                Err(e @ ResyncError::Local(_)) => (false, Some(e.to_string()), vec![], 0, true),
+                Err(e @ ResyncError::Cancelled) => (false, Some(e.to_string()), vec![], 0, false),
+            };
+            Finished {
+                outcome: Outcome { generation, kind, success, error, failed_vbuckets, keys_landed, seconds },
+                local_unreachable,
+                member: true,
+            }
+        }))
+    }
+
+    fn finished(&mut self, f: Finished) {
+        self.member = f.member;
+        self.local_unreachable = f.local_unreachable;
+        let o = &f.outcome;
+        if !o.success {
+            warn!(generation = o.generation, kind = ?o.kind, "resync failed: {}", o.error.as_deref().unwrap_or(""));
+        }
+        let clear = self.alarm.resync_ended();
+        self.notify_alarm(clear);
+        self.scheduler.finished(f.outcome);
+        notify_systemd(&[sd_notify::NotifyState::Status(&self.status().summary())]);
+    }
+}
+
+/// Whether the restart tag is in the local memcached (`None`: unreachable).
+async fn tag_present(local: &str) -> Option<bool> {
+    let check = async {
+        let mut conn = Connection::connect(local, Duration::from_secs(2)).await.ok()?;
+        conn.get(TAG_KEY).await.ok().map(|item| item.is_some())
+    };
+    tokio::time::timeout(Duration::from_secs(3), check).await.ok().flatten()
+}
+
+/// Runs the daemon until SIGTERM or SIGINT; returns the exit code.
+pub async fn run(opts: DaemonOptions) -> u8 {
+    if let Err(e) = count_signals() {
+        error!("cannot install signal handlers: {e}");
+        return exit::BAD_OPTIONS;
+    }
+    let (mut hup, mut usr1, mut term, mut int) = match (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+        _ => {
+            error!("cannot install signal handlers");
+            return exit::BAD_OPTIONS;
+        }
+    };
+    // The view is loaded before anything else: an invalid file at start is fatal.
+    let view = match ClusterSettings::load(&opts.cluster_settings) {
+        Ok(s) => View::new(&s),
+        Err(e) => {
+            error!("invalid cluster settings: {e}");
+            eprintln!("astaire: invalid cluster settings: {e}");
+            return exit::BAD_SETTINGS;
+        }
+    };
+    let listener = match control::bind(&opts.control_socket) {
+        Ok(l) => l,
+        Err(e) => {
+            error!("cannot create the control socket {}: {e}", opts.control_socket.display());
+            eprintln!("astaire: cannot create the control socket {}: {e}", opts.control_socket.display());
+            return exit::BAD_OPTIONS;
+        }
+    };
+    let stats = Stats::new();
+    let agent = opts.agentx.clone().map(|c| Subagent::spawn(c, stats.clone()));
+    let informer = (!opts.inform.targets.is_empty()).then(|| Informer::spawn(opts.inform.clone()));
+    let (alarm, _) = ResyncAlarm::new(false);
+    let member = view.knows(&opts.local_name);
+    let mut d = Daemon {
+        opts: opts.clone(),
+        stats,
+        scheduler: Scheduler::default(),
+        seen_hups: HUPS.load(Ordering::SeqCst),
+        seen_usr1s: USR1S.load(Ordering::SeqCst),
+        member,
+        local_unreachable: false,
+        stopping: false,
+        alarm,
+        informer,
+        cancel: Arc::new(AtomicBool::new(false)),
+    };
+    info!(local = %opts.local_name, member, "astaire daemon started");
+
+    // A missing tag at start means the local memcached lost its data while
+    // we were not watching: the first resync is full.
+    if member {
+        let first = match tag_present(&opts.local_name).await {
+            Some(true) => Kind::Minimal,
+            Some(false) => {
+                info!("restart tag missing: the local memcached is new or restarted; full resync");
+                Kind::Full
+            }
+            None => {
+                warn!(local = %opts.local_name, "local memcached unreachable; will retry");
+                d.local_unreachable = true;
+                Kind::Minimal
+            }
+        };
+        d.scheduler.request(first);
+    } else {
+        info!(local = %opts.local_name, "not in servers or new_servers: idle until the cluster settings list it");
+    }
+
+    let (control_tx, mut control_rx) = mpsc::channel::<oneshot::Sender<Status>>(64);
+    tokio::spawn(control::serve(listener, move || {
+        let tx = control_tx.clone();
+        async move {
+            let (reply_tx, reply_rx) = oneshot::channel();
+            tx.send(reply_tx).await.ok()?;
+            reply_rx.await.ok()
+        }
+    }));
+    notify_systemd(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("view loaded")]);
+
+    let (tag_tx, mut tag_rx) = mpsc::channel::<Option<bool>>(4);
+    let mut tag_poll = tokio::time::interval(opts.tag_poll);
+    tag_poll.tick().await;
+    let mut retry: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    let mut running: Option<tokio::task::JoinHandle<Finished>> = d.start_next();
+
+    loop {
+        tokio::select! {
+            done = async { running.as_mut().expect("guarded").await }, if running.is_some() => {
+                running = None;
+                match done {
+                    Ok(f) => {
+                        if f.local_unreachable && !d.stopping {
+                            retry = Some(Box::pin(tokio::time::sleep(opts.retry_after)));
+                        }
+                        d.finished(f);
+                    }
+                    Err(e) => error!("resync task failed: {e}"),
+                }
+                if d.stopping {
+                    break;
+                }
+            }
+            _ = hup.recv() => d.absorb_signals(),
+            _ = usr1.recv() => d.absorb_signals(),
+            _ = term.recv() => {
+                info!("SIGTERM: stopping");
+                d.stopping = true;
+            }
+            _ = int.recv() => {
+                info!("SIGINT: stopping");
+                d.stopping = true;
+            }
+            Some(reply) = control_rx.recv() => {
+                d.absorb_signals();
+                let _ = reply.send(d.status());
+            }
+            _ = tag_poll.tick() => {
+                let idle = running.is_none() && d.scheduler.pending().is_none();
+                if idle && d.member && !d.stopping {
+                    let (local, tx) = (opts.local_name.clone(), tag_tx.clone());
+                    tokio::spawn(async move {
+                        let _ = tx.send(tag_present(&local).await).await;
+                    });
+                }
+            }
+            Some(present) = tag_rx.recv() => match present {
+                Some(false) => {
+                    if running.is_none() && d.scheduler.pending().is_none() {
+                        warn!("restart tag missing: the local memcached restarted and lost its data; full resync");
+                        d.scheduler.request(Kind::Full);
+                    }
+                    d.local_unreachable = false;
+                }
+                Some(true) => d.local_unreachable = false,
+                _ => {
+                    if !d.local_unreachable {
+                        warn!(local = %opts.local_name, "local memcached unreachable");
+                    }
+                    d.local_unreachable = true;
+                }
+            },
+            _ = async { retry.as_mut().expect("guarded").await }, if retry.is_some() => {
+                retry = None;
+                let g = d.scheduler.request(Kind::Minimal);
+                info!(generation = g, "retrying the resync that failed on the local memcached");
+            }
+        }
+        if d.stopping {
+            if running.is_none() {
+                break;
+            }
+            d.cancel.store(true, Ordering::SeqCst);
+        } else if running.is_none() {
+            running = d.start_next();
+        }
+    }
+
+    notify_systemd(&[sd_notify::NotifyState::Stopping]);
+    if let Some(informer) = d.informer.take() {
+        let clear = d.alarm.resync_ended();
+        if let Some(n) = clear {
+            informer.notify(n);
+        }
+        informer.flush(Duration::from_secs(2)).await;
+        informer.shutdown();
+    }
+    if let Some(agent) = agent {
+        agent.shutdown().await;
+    }
+    let _ = std::fs::remove_file(&opts.control_socket);
+    info!("astaire daemon stopped");
+    exit::OK
+}

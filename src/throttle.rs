@@ -1,0 +1,138 @@
+//! Pacing the copy: a byte rate shared by all sources, and a CPU budget
+//! measured from the process's own CPU time (getrusage), so the process is
+//! slowed, never stopped, and sockets keep being drained. The dump readers
+//! are never paced (see the metadump hazard in `resync::source`).
+
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// A byte rate shared by every source.
+#[derive(Debug)]
+pub struct Bandwidth {
+    bytes_per_sec: u64,
+    next_free: Mutex<tokio::time::Instant>,
+}
+
+impl Bandwidth {
+    pub fn new(bytes_per_sec: u64) -> Bandwidth {
+        Bandwidth { bytes_per_sec: bytes_per_sec.max(1), next_free: Mutex::new(tokio::time::Instant::now()) }
+    }
+
+    /// Waits until `bytes` more may be sent.
+    pub async fn take(&self, bytes: u64) {
+        let start = {
+            let mut next = self.next_free.lock().await;
+            let now = tokio::time::Instant::now();
+            let start = (*next).max(now);
+            *next = start + Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec as f64);
+            start
+        };
+        tokio::time::sleep_until(start).await;
+    }
+}
+
+/// CPU time used by this process (all threads), user + system.
+pub fn process_cpu_time() -> Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(u) => {
+            let tv = |t: nix::sys::time::TimeVal| {
+                Duration::new(t.tv_sec().max(0) as u64, (t.tv_usec().max(0) * 1000) as u32)
+            };
+            tv(u.user_time()) + tv(u.system_time())
+        }
+        Err(_) => Duration::ZERO,
+    }
+}
+
+/// The share of one core allowed for `percent_of_total` of a machine with
+/// `cores` cores: 5% of a 2-core node is 0.1 of one core.
+pub fn share_of_one_core(percent_of_total: f64, cores: usize) -> f64 {
+    percent_of_total / 100.0 * cores as f64
+}
+
+/// How long to sleep so that `cpu` used over `wall` stays within `share`
+/// of one core. Pure.
+pub fn cpu_delay(cpu: Duration, wall: Duration, share: f64) -> Duration {
+    if share <= 0.0 {
+        return Duration::ZERO;
+    }
+    let allowed_wall = cpu.as_secs_f64() / share;
+    Duration::from_secs_f64((allowed_wall - wall.as_secs_f64()).max(0.0))
+}
+
+/// Keeps the process within a share of one core since it was created.
+#[derive(Debug)]
+pub struct CpuBudget {
+    share: f64,
+    start_cpu: Duration,
+    start: Instant,
+}
+
+impl CpuBudget {
+    pub fn new(share_of_one_core: f64) -> CpuBudget {
+        CpuBudget { share: share_of_one_core, start_cpu: process_cpu_time(), start: Instant::now() }
+    }
+
+    pub async fn pace(&self) {
+        let used = process_cpu_time().saturating_sub(self.start_cpu);
+        let delay = cpu_delay(used, self.start.elapsed(), self.share);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay.min(Duration::from_secs(5))).await;
+        }
+    }
+}
+
+/// Both knobs together, shared by every source of a resync.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    pub bandwidth: Option<Bandwidth>,
+    pub cpu: Option<CpuBudget>,
+}
+
+impl Throttle {
+    /// Waits as long as the limits require before moving `bytes` more.
+    pub async fn pace(&self, bytes: u64) {
+        if let Some(b) = &self.bandwidth {
+            b.take(bytes).await;
+        }
+        if let Some(c) = &self.cpu {
+            c.pace().await;
+        }
+    }
+
+    pub fn is_unlimited(&self) -> bool {
+        self.bandwidth.is_none() && self.cpu.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn five_percent_of_two_cores_is_a_tenth_of_one() {
+        assert!((share_of_one_core(5.0, 2) - 0.1).abs() < 1e-9);
+    }
+
+    #[test]
+    fn delay_keeps_cpu_over_wall_at_the_share() {
+        let s = |x: f64| Duration::from_secs_f64(x);
+        assert_eq!(cpu_delay(s(0.1), s(1.0), 0.1), Duration::ZERO, "exactly at budget");
+        assert_eq!(cpu_delay(s(0.05), s(1.0), 0.1), Duration::ZERO, "under budget");
+        let d = cpu_delay(s(0.2), s(1.0), 0.1);
+        assert!((d.as_secs_f64() - 1.0).abs() < 1e-9, "0.2 s of CPU needs 2 s of wall: {d:?}");
+        assert_eq!(cpu_delay(s(5.0), s(0.0), 0.0), Duration::ZERO, "no budget means no limit");
+    }
+
+    #[test]
+    fn cpu_time_is_measured() {
+        let before = process_cpu_time();
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(process_cpu_time() > before);
+    }
+}
