@@ -293,7 +293,8 @@ fn normalise_args(mut args: Vec<String>) -> Vec<String> {
     let known = ["resync", "plan", "verify", "daemon", "status", "wait-sync", "help"];
     // The original daemon's option style: no subcommand, options only.
     let original = ["--cluster-settings-file", "--pidfile", "--daemon"];
-    if args.iter().skip(1).all(|a| a.starts_with('-'))
+    let has_subcommand = args.iter().skip(1).any(|a| known.contains(&a.as_str()));
+    if !has_subcommand
         && args.iter().skip(1).any(|a| original.iter().any(|o| a == o || a.starts_with(&format!("{o}="))))
     {
         args.insert(1, "daemon".into());

@@ -2,6 +2,7 @@
 //! helpers the tests use to load and inspect them.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod snmpd;
 pub mod snmptrapd;
 

@@ -255,6 +255,7 @@ impl Session<'_> {
                 }
                 _ = stop.changed() => {
                     self.close(close_reason::SHUTDOWN).await;
+                    info!(master = %self.config.master, "AgentX session closed (shutdown)");
                     return End::Shutdown;
                 }
             }

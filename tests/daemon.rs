@@ -1,0 +1,242 @@
+//! `astaire daemon` with real memcached, snmpd and snmptrapd: signals,
+//! wait-sync, restart detection, shutdown, configuration errors.
+
+mod common;
+
+use common::daemon::Daemon;
+use common::snmpd::{parse, Snmpd};
+use common::snmptrapd::{free_udp_port, Snmptrapd};
+use common::*;
+use nix::sys::signal::Signal;
+use std::time::{Duration, Instant};
+
+const A: &str = ".1.2.826.0.1.1578918.9.9";
+
+/// Every key of `items` that `node` must hold is there with its value.
+async fn holds_its_keys(view: &astaire::view::View, node: &str, items: &[TestItem]) -> usize {
+    let held = all_keys(node).await;
+    let expected: Vec<&TestItem> = items
+        .iter()
+        .filter(|i| view.target()[astaire::view::vbucket(&i.key) as usize].iter().any(|s| s == node))
+        .collect();
+    let missing = expected.iter().filter(|i| !held.contains(&i.key)).count();
+    assert_eq!(missing, 0, "{node} misses {missing} of {} keys", expected.len());
+    expected.len()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stable_node_settles_idle_and_serves_zero_counters() {
+    let snmpd = Snmpd::start();
+    let r = Resize::three_to_four();
+    load(&view(&r.stable), &plain_items("reg\\\\sip:stable", 500, 1)).await;
+    let d = Daemon::start(&r.old[0], &r.stable, &["--agentx", &snmpd.agentx_address()]);
+    // Its memcached has no restart tag yet: a full resync, then idle.
+    let (code, out) = d.wait_sync(30);
+    assert_eq!(code, Some(0), "{out}");
+    let status = d.status().unwrap();
+    assert_eq!(status["state"], "idle", "{status}");
+    assert_eq!(status["last"]["kind"], "full");
+    snmpd.wait_served(&format!("{A}.1.0"), Duration::from_secs(5));
+    let walk = parse(&snmpd.walk(A));
+    assert_eq!(walk.len(), 5, "{walk:?}");
+    assert!(walk.iter().all(|r| r.2 == "0"), "{walk:?}");
+    // Idle with the tag present: nothing more happens.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.status().unwrap()["requested"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_after_a_resize_resyncs_and_wait_sync_sees_it() {
+    let r = Resize::three_to_four();
+    let items = plain_items("reg\\\\sip:hup", 3000, 1);
+    load(&view(&r.stable), &items).await;
+    let trapd = Snmptrapd::start(free_udp_port(), "clearwater");
+    let live = r.cluster.dir.path().join("cluster_settings");
+    std::fs::copy(&r.stable, &live).unwrap();
+    // The new node's daemon starts before the node is listed: idle.
+    let d = Daemon::start(r.new_node(), &live, &["--no-agentx", "--snmp-ip", &format!("127.0.0.1:{}", trapd.port)]);
+    assert_eq!(d.wait_sync(10).0, Some(0));
+    assert_eq!(d.status().unwrap()["state"], "not-member");
+
+    std::fs::copy(&r.resize, &live).unwrap();
+    d.signal(Signal::SIGHUP);
+    // No pause: wait-sync right after the signal must cover it.
+    let (code, out) = d.wait_sync(60);
+    assert_eq!(code, Some(0), "{out}\n{}", d.log());
+    let status = d.status().unwrap();
+    assert_eq!((status["completed"].as_u64(), status["last"]["success"].as_bool()), (Some(1), Some(true)), "{status}");
+    assert!(holds_its_keys(&view(&r.resize), r.new_node(), &items).await > 1000);
+    let got = trapd.wait_for(2, Duration::from_secs(5));
+    assert_eq!(got.len(), 2, "raise and clear: {got:?}");
+    assert!(got[0].1[1].1.ends_with("118.0.2") && got[1].1[1].1.ends_with("118.0.3"), "{got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signals_during_a_resync_queue_one_more_and_never_overlap() {
+    let r = Resize::three_to_four();
+    let mut items = plain_items("reg\\\\sip:twice", 4000, 1);
+    items.iter_mut().for_each(|i| i.value = vec![b'v'; 1000]);
+    load(&view(&r.stable), &items).await;
+    let live = r.cluster.dir.path().join("cluster_settings");
+    std::fs::copy(&r.resize, &live).unwrap();
+    // Slow enough (about 3.4 MB at 1.5 MB/s) to signal during it.
+    let d = Daemon::start(r.new_node(), &live, &["--no-agentx", "--bandwidth-limit", "1500000", "--cpu-limit", "0"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.status().unwrap()["state"] != "resyncing" {
+        assert!(Instant::now() < deadline, "{}", d.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    d.signal(Signal::SIGHUP);
+    std::thread::sleep(Duration::from_millis(100));
+    let between = std::thread::spawn({
+        let control = d.control.clone();
+        move || {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
+                .args(["wait-sync", "--timeout", "60", "--control-socket"])
+                .arg(control)
+                .output()
+                .unwrap();
+            out.status.code()
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    d.signal(Signal::SIGHUP);
+    assert_eq!(between.join().unwrap(), Some(0));
+    let status = d.status().unwrap();
+    // Start-up (1) and two SIGHUPs (2, 3), the two coalesced into one resync.
+    assert_eq!(status["requested"], 3, "{status}");
+    assert_eq!(status["completed"], 3, "{status}");
+    let log = d.log();
+    let events: Vec<&str> = log
+        .lines()
+        .filter_map(|l| {
+            if l.contains("resync started") {
+                Some("start")
+            } else if l.contains("resync completed") || l.contains("resync failed") {
+                Some("end")
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(events, ["start", "end", "start", "end"], "exactly one extra resync, never overlapping:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_memcached_restarted_empty_is_refilled_within_10_s() {
+    let mut r = Resize::three_to_four();
+    let items = plain_items("reg\\\\sip:restarted", 3000, 1);
+    load(&view(&r.stable), &items).await;
+    let node = r.old[1].clone();
+    let d = Daemon::start(&node, &r.stable, &["--no-agentx", "--cpu-limit", "0"]);
+    assert_eq!(d.wait_sync(30).0, Some(0));
+    let before = all_keys(&node).await.len();
+    assert!(before > 1000);
+
+    r.cluster.nodes[1].restart_empty();
+    let restarted = Instant::now();
+    let deadline = restarted + Duration::from_secs(25);
+    while all_keys(&node).await.len() < before {
+        assert!(Instant::now() < deadline, "not refilled: {}", d.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let started = d.log_lines("restart tag missing");
+    assert!(!started.is_empty(), "{}", d.log());
+    assert!(restarted.elapsed() < Duration::from_secs(15), "refilled after {:?}", restarted.elapsed());
+    holds_its_keys(&view(&r.stable), &node, &items).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_resync_exits_cleanly_and_a_restart_completes_it() {
+    let r = Resize::three_to_four();
+    let mut items = plain_items("reg\\\\sip:term", 4000, 1);
+    items.iter_mut().for_each(|i| i.value = vec![b'v'; 1000]);
+    load(&view(&r.stable), &items).await;
+    let snmpd = Snmpd::start();
+    let slow = ["--bandwidth-limit", "1000000", "--cpu-limit", "0", "--agentx"];
+    let mut d = Daemon::start(r.new_node(), &r.resize, &[&slow[..], &[&snmpd.agentx_address()]].concat());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.status().unwrap()["state"] != "resyncing" {
+        assert!(Instant::now() < deadline, "{}", d.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+    let log = d.log();
+    assert!(log.contains("resync stopped at a safe point"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(log.contains("AgentX session closed (shutdown)"), "Close sent to snmpd: {log}");
+    assert!(!d.control.exists(), "control socket removed");
+    // The tag was not written, so the next start resyncs fully and finishes.
+    assert!(get(
+        &mut Connection::connect(r.new_node(), Duration::from_secs(2)).await.unwrap(),
+        astaire::resync::TAG_KEY
+    )
+    .await
+    .is_none());
+    let d2 = Daemon::start(r.new_node(), &r.resize, &["--no-agentx", "--cpu-limit", "0"]);
+    assert_eq!(d2.wait_sync(60).0, Some(0), "{}", d2.log());
+    holds_its_keys(&view(&r.resize), r.new_node(), &items).await;
+}
+
+use astaire::memcached::Connection;
+
+#[test]
+fn bad_configuration_gets_a_clear_error_and_the_documented_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("cs");
+    std::fs::write(&settings, "servers=127.0.0.1:1\n").unwrap();
+    let config = dir.path().join("config");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
+            .args(["daemon", "--control-socket"])
+            .arg(dir.path().join("ctl"))
+            .args(["--no-agentx", "--local-name", "127.0.0.1:1", "--cluster-settings"])
+            .arg(&settings)
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out))
+    };
+    std::fs::write(&config, "astaire_cpu_limit_percentage=lots\n").unwrap();
+    let (code, out) = run(&["--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("astaire_cpu_limit_percentage") && out.contains("lots"), "{out}");
+    let (code, out) = run(&["--config", "/nonexistent/config"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("/nonexistent/config"), "{out}");
+    let (code, out) = run(&["--cpu-limit", "150"]);
+    assert_eq!(code, Some(2), "{out}");
+    std::fs::write(&settings, "servers=127.0.0.1:1\nbogus line\n").unwrap();
+    let (code, out) = run(&["--config", "/dev/null"]);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains(":2:"), "names the line: {out}");
+    std::fs::remove_file(&settings).unwrap();
+    let (code, out) = run(&["--config", "/dev/null"]);
+    assert_eq!(code, Some(3), "{out}");
+    // The original option style, with a locked pidfile.
+    std::fs::write(&settings, "servers=127.0.0.1:1\n").unwrap();
+    let pidfile = dir.path().join("pid");
+    let _held =
+        nix::fcntl::Flock::lock(std::fs::File::create(&pidfile).unwrap(), nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
+        .arg(format!("--cluster-settings-file={}", settings.display()))
+        .arg("--local-name=127.0.0.1:1")
+        .arg(format!("--pidfile={}", pidfile.display()))
+        .args(["--no-agentx", "--config", "/dev/null"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("already locked"), "{}", text(&out));
+}
+
+#[test]
+fn status_and_wait_sync_without_a_daemon_exit_3() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
+        .args(["wait-sync", "--control-socket", "/nonexistent/control"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("/nonexistent/control"));
+}
