@@ -151,6 +151,9 @@ struct ResyncArgs {
     /// Limit the copy to this many bytes per second.
     #[arg(long, value_name = "BYTES_PER_SECOND")]
     bandwidth_limit: Option<u64>,
+    /// Limit the process to this percentage of the node's total CPU.
+    #[arg(long, value_name = "PERCENT")]
+    cpu_limit: Option<f64>,
     /// Keys per pipelined batch.
     #[arg(long, default_value_t = 512, hide = true)]
     batch_keys: usize,
@@ -561,11 +564,17 @@ async fn resync_cmd(args: ResyncArgs) -> u8 {
         Ok(w) => w,
         Err(code) => return code,
     };
+    if let Some(p) = args.cpu_limit.filter(|p| !(0.0..=100.0).contains(p)) {
+        eprintln!("astaire: --cpu-limit {p} is not a percentage (0-100; 0 disables it)");
+        return exit::USAGE;
+    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let opts = Options {
         conflict: args.conflict,
         batch_keys: args.batch_keys.max(1),
         io_timeout: Duration::from_secs(t.io_timeout.max(1)),
         bandwidth_limit: args.bandwidth_limit,
+        cpu_share: args.cpu_limit.filter(|p| *p > 0.0).map(|p| astaire::throttle::share_of_one_core(p, cores)),
         ..Options::default()
     };
     let mut alarms = match Alarms::start(&args.alarms) {

@@ -240,3 +240,64 @@ fn status_and_wait_sync_without_a_daemon_exit_3() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("/nonexistent/control"));
 }
+
+/// A whole cluster resizing at once: one daemon per memcached, 4→6 then
+/// 6→4, orchestrated as operators do (rewrite, SIGHUP all, wait-sync all).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_whole_cluster_grows_4_to_6_and_shrinks_back() {
+    let cluster = Cluster::start(6);
+    let (four, six) = (cluster.names(0..4), cluster.names(0..6));
+    let live = cluster.dir.path().join("cluster_settings");
+    let write = |servers: &[String], new: Option<&[String]>| {
+        std::fs::copy(cluster.settings("next", servers, new), &live).unwrap();
+    };
+    write(&four, None);
+    let items = plain_items("reg\\\\sip:whole", 4000, 7);
+    load(&view(&live), &items).await;
+    let daemons: Vec<Daemon> =
+        six.iter().map(|n| Daemon::start(n, &live, &["--no-agentx", "--cpu-limit", "0"])).collect();
+    let settle = |daemons: &[Daemon]| {
+        let waits: Vec<_> = daemons
+            .iter()
+            .map(|d| {
+                let control = d.control.clone();
+                std::thread::spawn(move || {
+                    std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
+                        .args(["wait-sync", "--quiet", "--timeout", "60", "--control-socket"])
+                        .arg(control)
+                        .status()
+                        .unwrap()
+                        .code()
+                })
+            })
+            .collect();
+        waits.into_iter().map(|w| w.join().unwrap()).collect::<Vec<_>>()
+    };
+    assert_eq!(settle(&daemons), vec![Some(0); 6]);
+
+    for (step, (servers, new)) in [(&four, &six), (&six, &four)].into_iter().enumerate() {
+        write(servers, Some(new));
+        daemons.iter().for_each(|d| d.signal(Signal::SIGHUP));
+        assert_eq!(settle(&daemons), vec![Some(0); 6], "step {step}");
+        let resized = view(&live);
+        for node in new.iter() {
+            let n = holds_its_keys(&resized, node, &items).await;
+            assert!(n > 1000, "{node} holds {n}");
+        }
+        if step == 0 {
+            // The joiners hold exactly their vbuckets, nothing else.
+            for node in &six[4..] {
+                let held = all_keys(node).await.len();
+                let theirs = items
+                    .iter()
+                    .filter(|i| resized.target()[astaire::view::vbucket(&i.key) as usize].contains(node))
+                    .count();
+                assert_eq!(held, theirs, "{node}");
+            }
+        }
+        // The operator finishes the step: only the new list remains.
+        write(new, None);
+        daemons.iter().for_each(|d| d.signal(Signal::SIGHUP));
+        assert_eq!(settle(&daemons), vec![Some(0); 6]);
+    }
+}

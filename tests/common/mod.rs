@@ -260,3 +260,16 @@ pub fn resync_cli(node: &str, settings: &Path, extra: &[&str]) -> Output {
     args.extend_from_slice(extra);
     astaire(&args)
 }
+
+/// `load`, pipelined: each server gets its items in batches.
+pub async fn load_fast(view: &View, items: &[TestItem]) {
+    let mut per_server: std::collections::BTreeMap<String, Vec<TestItem>> = Default::default();
+    for item in items {
+        for server in view.write_set(vbucket(&item.key)) {
+            per_server.entry(server).or_default().push(item.clone());
+        }
+    }
+    for (server, items) in per_server {
+        bulk_set(&server, &items).await;
+    }
+}
