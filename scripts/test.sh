@@ -8,3 +8,9 @@ source scripts/setup.sh
 
 cargo build --all-targets --quiet
 cargo test --quiet "$@"
+
+# In CI (root, throwaway machine): build the Debian package, install it,
+# check it, purge it.
+if [ "${CI:-}" = true ] && [ "$(id -u)" -eq 0 ]; then
+    scripts/package.sh --install-check
+fi
