@@ -301,3 +301,42 @@ async fn a_whole_cluster_grows_4_to_6_and_shrinks_back() {
         assert_eq!(settle(&daemons), vec![Some(0); 6]);
     }
 }
+
+/// systemd `Type=notify`: READY=1 once the view is loaded, STATUS= lines;
+/// and `--log-file DIR` writes the log there.
+#[tokio::test(flavor = "multi_thread")]
+async fn notifies_systemd_and_logs_to_a_directory() {
+    let r = Resize::three_to_four();
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
+        .args(["daemon", "--no-agentx", "--config", "/dev/null", "--nice", "0", "--local-name", &r.old[0]])
+        .arg("--cluster-settings")
+        .arg(&r.stable)
+        .arg("--control-socket")
+        .arg(dir.path().join("control"))
+        .arg("--log-file")
+        .arg(&logs)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .spawn()
+        .unwrap();
+    let mut messages = String::new();
+    let mut buf = [0u8; 4096];
+    while !messages.contains("READY=1") {
+        let n = notify.recv(&mut buf).expect("a notification from the daemon");
+        messages.push_str(&String::from_utf8_lossy(&buf[..n]));
+        messages.push('\n');
+    }
+    assert!(messages.contains("STATUS=view loaded"), "{messages}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let files: Vec<_> = std::fs::read_dir(&logs).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let log = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(files[0].file_name().unwrap().to_string_lossy().starts_with("astaire.log."), "rotated name: {files:?}");
+    assert!(log.contains("astaire daemon started") && log.contains("astaire daemon stopped"), "{log}");
+}

@@ -332,6 +332,8 @@ pub async fn run(opts: DaemonOptions) -> u8 {
     let mut tag_poll = tokio::time::interval(opts.tag_poll);
     tag_poll.tick().await;
     let mut retry: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    // systemd STATUS= with progress while a resync runs.
+    let mut status_tick = tokio::time::interval(Duration::from_secs(5));
     let mut running: Option<tokio::task::JoinHandle<Finished>> = d.start_next();
 
     loop {
@@ -390,6 +392,9 @@ pub async fn run(opts: DaemonOptions) -> u8 {
                     d.local_unreachable = true;
                 }
             },
+            _ = status_tick.tick(), if running.is_some() => {
+                notify_systemd(&[sd_notify::NotifyState::Status(&d.status().summary())]);
+            }
             _ = async { retry.as_mut().expect("guarded").await }, if retry.is_some() => {
                 retry = None;
                 let g = d.scheduler.request(Kind::Minimal);
