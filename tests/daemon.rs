@@ -43,6 +43,44 @@ async fn a_stable_node_settles_idle_and_serves_zero_counters() {
     // Idle with the tag present: nothing more happens.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(d.status().unwrap()["requested"], 1);
+    // SIGUSR1: a full resync.
+    d.signal(Signal::SIGUSR1);
+    assert_eq!(d.wait_sync(30).0, Some(0));
+    let status = d.status().unwrap();
+    assert_eq!((status["requested"].as_u64(), status["last"]["kind"].as_str()), (Some(2), Some("full")), "{status}");
+    // The control socket is 0660.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&d.control).unwrap().permissions().mode() & 0o777, 0o660);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_sync_exits_1_when_the_resync_failed_and_2_on_timeout() {
+    let mut r = Resize::three_to_four();
+    let mut items = plain_items("reg\\sip:waitcodes", 4000, 1);
+    items.iter_mut().for_each(|i| i.value = vec![b'v'; 1000]);
+    load_fast(&view(&r.stable), &items).await;
+    let slow =
+        Daemon::start(r.new_node(), &r.resize, &["--no-agentx", "--bandwidth-limit", "500000", "--cpu-limit", "0"]);
+    let started = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
+        .args(["wait-sync", "--timeout", "0.5", "--control-socket"])
+        .arg(&slow.control)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(text(&out).contains("timed out"), "{}", text(&out));
+    drop(slow);
+
+    // Two old nodes gone: some vbuckets have no source left.
+    r.cluster.nodes[0].kill();
+    r.cluster.nodes[1].kill();
+    let d = Daemon::start(r.new_node(), &r.resize, &["--no-agentx", "--cpu-limit", "0", "--io-timeout", "2"]);
+    let (code, out) = d.wait_sync(60);
+    assert_eq!(code, Some(1), "{out}\n{}", d.log());
+    assert!(out.contains("FAILED"), "{out}");
+    let status = d.status().unwrap();
+    assert!(!status["last"]["failed_vbuckets"].as_array().unwrap().is_empty(), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -314,7 +352,7 @@ async fn notifies_systemd_and_logs_to_a_directory() {
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
-        .args(["daemon", "--no-agentx", "--config", "/dev/null", "--nice", "0", "--local-name", &r.old[0]])
+        .args(["daemon", "--no-agentx", "--config", "/dev/null", "--local-name", &r.old[0]])
         .arg("--cluster-settings")
         .arg(&r.stable)
         .arg("--control-socket")
@@ -332,6 +370,10 @@ async fn notifies_systemd_and_logs_to_a_directory() {
         messages.push('\n');
     }
     assert!(messages.contains("STATUS=view loaded"), "{messages}");
+    // Nice 10 by default: field 19 of /proc/PID/stat.
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
+    let nice = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(16).unwrap().to_owned();
+    assert_eq!(nice, "10", "{stat}");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
     let files: Vec<_> = std::fs::read_dir(&logs).unwrap().map(|e| e.unwrap().path()).collect();
