@@ -119,11 +119,7 @@ async fn signals_during_a_resync_queue_one_more_and_never_overlap() {
     std::fs::copy(&r.resize, &live).unwrap();
     // Slow enough (about 3.4 MB at 1.5 MB/s) to signal during it.
     let d = Daemon::start(r.new_node(), &live, &["--no-agentx", "--bandwidth-limit", "1500000", "--cpu-limit", "0"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while d.status().unwrap()["state"] != "resyncing" {
-        assert!(Instant::now() < deadline, "{}", d.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    d.wait_for_state("resyncing");
     d.signal(Signal::SIGHUP);
     std::thread::sleep(Duration::from_millis(100));
     let between = std::thread::spawn({
@@ -193,11 +189,7 @@ async fn sigterm_mid_resync_exits_cleanly_and_a_restart_completes_it() {
     let snmpd = Snmpd::start();
     let slow = ["--bandwidth-limit", "1000000", "--cpu-limit", "0", "--agentx"];
     let mut d = Daemon::start(r.new_node(), &r.resize, &[&slow[..], &[&snmpd.agentx_address()]].concat());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while d.status().unwrap()["state"] != "resyncing" {
-        assert!(Instant::now() < deadline, "{}", d.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    d.wait_for_state("resyncing");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(d.stop(), Some(0), "{}", d.log());
     let log = d.log();

@@ -65,6 +65,15 @@ impl Daemon {
         out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
     }
 
+    /// Waits until `status` reports `state` (at most 10 s).
+    pub fn wait_for_state(&self, state: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.status().is_none_or(|s| s["state"] != state) {
+            assert!(Instant::now() < deadline, "never {state}: {}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `astaire wait-sync --timeout SECONDS`: its exit code and output.
     pub fn wait_sync(&self, timeout: u64) -> (Option<i32>, String) {
         let out = self.client(&["wait-sync", "--timeout", &timeout.to_string()]);
