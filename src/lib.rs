@@ -13,6 +13,7 @@ pub mod progress;
 pub mod resync;
 pub mod snmp;
 pub mod stats;
+pub mod testdata;
 pub mod throttle;
 pub mod verify;
 pub mod view;

@@ -5,6 +5,7 @@
 
 use astaire::memcached::proto::{self, SetMode, WireKey};
 use astaire::memcached::{Connection, DEFAULT_TIMEOUT};
+use astaire::testdata::{key, ttl, value};
 use astaire::view::{vbucket, ClusterSettings, View};
 use clap::Parser;
 use std::collections::BTreeMap;
@@ -25,26 +26,6 @@ struct Args {
     /// Key numbers start here (to add keys to an already loaded cluster).
     #[arg(long, default_value_t = 0)]
     first: u64,
-}
-
-/// Key `i`: a SIP registration, as Clearwater's stores name them.
-fn key(i: u64) -> Vec<u8> {
-    format!("reg\\\\sip:user{i}@example.com").into_bytes()
-}
-
-/// A value of `size` bytes that names its key.
-fn value(i: u64, size: usize) -> Vec<u8> {
-    let head = format!("v{i}:");
-    head.bytes().chain(std::iter::repeat(b'x')).take(size).collect()
-}
-
-/// A third no expiry, a third an hour, a third 40 days (sent absolute).
-fn ttl(i: u64, now: u64) -> u64 {
-    match i % 3 {
-        0 => 0,
-        1 => 3600,
-        _ => now + 40 * 24 * 3600,
-    }
 }
 
 #[tokio::main]

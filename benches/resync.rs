@@ -1,0 +1,528 @@
+//! The resync benchmark: Astaire beside what users would otherwise do, on
+//! the same data in the same run.
+//!
+//! Run with `scripts/bench.sh` (it builds the release binaries first).
+//! For each size it starts four memcached on loopback, loads
+//! Clearwater-style data into three (two replicas per key, timestamp flags,
+//! mixed TTLs), then measures:
+//! - `astaire resync` for the joining node, unthrottled and at the default
+//!   5% CPU, with paced probes on a source and on the target;
+//! - `memcached-tool <source> dump | nc <target>`, the copy a user would do;
+//! - the target's ingest ceiling: the landing keys as a prebuilt
+//!   `ms … ME q` stream replayed with `nc`;
+//! - the source's `mg` ceiling the same way.
+//! Plus a 4→3 run at 100 B. Prints a table, writes CSV and a PNG chart to
+//! `target/bench/`. `BENCH_SCALE=0.1` runs a tenth of the data.
+
+use astaire::testdata;
+use astaire::view::{vbucket, ClusterSettings, View};
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BASE_PORT: u16 = 22211;
+const MEMCACHED_TOOL: &str = "/usr/share/memcached/scripts/memcached-tool";
+
+fn bin(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release").join(name)
+}
+
+fn out_dir() -> PathBuf {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&d).expect("target/bench");
+    d
+}
+
+struct Memcached {
+    port: u16,
+    child: Child,
+}
+
+impl Memcached {
+    fn start(port: u16) -> Memcached {
+        let mut cmd = Command::new("memcached");
+        cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0", "-m", "2048", "-t", "2", "-I", "2m"]);
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            cmd.args(["-u", "root"]);
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("memcached");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "memcached {port} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Memcached { port, child }
+    }
+
+    fn name(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        *self = Memcached::start(self.port);
+    }
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Wall time, CPU (user + sys) and peak RSS of a child, from wait4.
+struct Measured {
+    wall: f64,
+    cpu: f64,
+    rss_kib: i64,
+    code: i32,
+    stdout: String,
+}
+
+fn measure(cmd: &mut Command) -> Measured {
+    let start = Instant::now();
+    let out_path = out_dir().join("child.out");
+    let child = cmd.stdout(std::fs::File::create(&out_path).unwrap()).stderr(Stdio::null()).spawn().expect("spawn");
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid out-parameter for wait4.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; status and usage are valid pointers.
+    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let wall = start.elapsed().as_secs_f64();
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Measured {
+        wall,
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        rss_kib: usage.ru_maxrss,
+        code: libc::WEXITSTATUS(status),
+        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+    }
+}
+
+/// A client doing `mg probe v` every 0.5 ms until stopped.
+fn probe(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<Duration>> {
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("probe connect");
+        s.set_nodelay(true).unwrap();
+        s.write_all(b"ms probe 1 T0\r\np\r\n").unwrap();
+        let mut buf = [0u8; 64];
+        let _ = s.read(&mut buf);
+        let mut times = Vec::new();
+        let mut next = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let t = Instant::now();
+            s.write_all(b"mg probe v\r\n").unwrap();
+            let mut got = Vec::new();
+            while !got.ends_with(b"p\r\n") {
+                let n = s.read(&mut buf).unwrap();
+                got.extend_from_slice(&buf[..n]);
+            }
+            times.push(t.elapsed());
+            next += Duration::from_micros(500);
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            } else {
+                next = now;
+            }
+        }
+        times
+    })
+}
+
+#[derive(Default, Clone, Copy)]
+struct Probe {
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+fn summarize(mut t: Vec<Duration>) -> Probe {
+    if t.is_empty() {
+        return Probe::default();
+    }
+    t.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    Probe { p50: ms(t[t.len() / 2]), p99: ms(t[(t.len() - 1) * 99 / 100]), max: ms(t[t.len() - 1]) }
+}
+
+/// One line of results.
+#[derive(Default, Clone)]
+struct Row {
+    scenario: String,
+    tool: String,
+    keys: u64,
+    bytes: u64,
+    wall: f64,
+    cpu: Option<f64>,
+    rss_mib: Option<f64>,
+    probe_src: Option<Probe>,
+    probe_dst: Option<Probe>,
+}
+
+impl Row {
+    fn keys_per_s(&self) -> f64 {
+        self.keys as f64 / self.wall
+    }
+    fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.wall
+    }
+    fn us_per_key(&self) -> Option<f64> {
+        self.cpu.map(|c| c * 1e6 / self.keys.max(1) as f64)
+    }
+}
+
+fn write_settings(path: &Path, servers: &[String], new: Option<&[String]>) {
+    let mut text = format!("servers={}\n", servers.join(","));
+    if let Some(n) = new {
+        text.push_str(&format!("new_servers={}\n", n.join(",")));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn load(settings: &Path, keys: u64, size: usize) {
+    let m = measure(Command::new(bin("astaire-loadgen")).arg("--cluster-settings").arg(settings).args([
+        "--keys",
+        &keys.to_string(),
+        "--value-size",
+        &size.to_string(),
+    ]));
+    assert_eq!(m.code, 0, "loadgen failed");
+}
+
+/// Runs `astaire resync` for `local`, with probes on `src` and `dst`.
+fn astaire(scenario: &str, tool: &str, settings: &Path, local: &str, extra: &[&str], src: u16, dst: u16) -> Row {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ps, pd) = (probe(src, stop.clone()), probe(dst, stop.clone()));
+    std::thread::sleep(Duration::from_millis(200));
+    let m = measure(
+        Command::new(bin("astaire"))
+            .args(["resync", "--json", "--quiet", "--local-name", local, "--cluster-settings"])
+            .arg(settings)
+            .args(extra),
+    );
+    stop.store(true, Ordering::Relaxed);
+    let (ps, pd) = (ps.join().unwrap(), pd.join().unwrap());
+    assert_eq!(m.code, 0, "astaire resync failed: {}", m.stdout);
+    let report: serde_json::Value = serde_json::from_str(m.stdout.trim()).expect("JSON report");
+    let landed = report["counts"]["landed"].as_u64().unwrap_or(0) + report["counts"]["replaced"].as_u64().unwrap_or(0);
+    Row {
+        scenario: scenario.into(),
+        tool: tool.into(),
+        keys: landed,
+        bytes: report["counts"]["bytes"].as_u64().unwrap_or(0) / 2, // read from two replicas
+        wall: m.wall,
+        cpu: Some(m.cpu),
+        rss_mib: Some(m.rss_kib as f64 / 1024.0),
+        probe_src: Some(summarize(ps)),
+        probe_dst: Some(summarize(pd)),
+    }
+}
+
+/// Baseline probe latencies with nothing else running.
+fn baseline(scenario: &str, src: u16, dst: u16) -> Row {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ps, pd) = (probe(src, stop.clone()), probe(dst, stop.clone()));
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    Row {
+        scenario: scenario.into(),
+        tool: "probe baseline".into(),
+        wall: 2.0,
+        probe_src: Some(summarize(ps.join().unwrap())),
+        probe_dst: Some(summarize(pd.join().unwrap())),
+        ..Row::default()
+    }
+}
+
+/// `memcached-tool <src> dump | nc <dst>`: keys moved per second.
+fn memcached_tool(scenario: &str, src: &Memcached, dst: &Memcached, keys_on_src: u64, size: usize) -> Row {
+    let m = measure(Command::new("bash").arg("-c").arg(format!(
+        "{MEMCACHED_TOOL} {} dump 2>/dev/null | nc -N 127.0.0.1 {} > /dev/null",
+        src.name(),
+        dst.port
+    )));
+    Row {
+        scenario: scenario.into(),
+        tool: "memcached-tool dump | nc".into(),
+        keys: keys_on_src,
+        bytes: keys_on_src * size as u64,
+        wall: m.wall,
+        ..Row::default()
+    }
+}
+
+/// Replays a prebuilt request stream with `nc` and times it.
+fn replay(scenario: &str, tool: &str, stream: &[u8], port: u16, keys: u64, bytes: u64) -> Row {
+    let file = out_dir().join("stream.bin");
+    std::fs::write(&file, stream).unwrap();
+    let m = measure(Command::new("bash").arg("-c").arg(format!("nc -N 127.0.0.1 {port} < {}", file.display())));
+    assert!(
+        m.stdout.ends_with("MN\r\n"),
+        "{tool}: the stream did not complete: {:?}",
+        &m.stdout[..m.stdout.len().min(200)]
+    );
+    Row { scenario: scenario.into(), tool: tool.into(), keys, bytes, wall: m.wall, ..Row::default() }
+}
+
+fn size_name(size: usize) -> String {
+    if size >= 1024 {
+        format!("{} KB", size / 1024)
+    } else {
+        format!("{size} B")
+    }
+}
+
+/// One size, 3→4: returns its rows.
+fn three_to_four(keys: u64, size: usize) -> Vec<Row> {
+    let scenario = format!("{} keys × {} (3→4)", keys, size_name(size));
+    eprintln!("== {scenario}");
+    let mut nodes: Vec<Memcached> = (0..4).map(|i| Memcached::start(BASE_PORT + i)).collect();
+    let names: Vec<String> = nodes.iter().map(Memcached::name).collect();
+    let dir = out_dir();
+    let (stable, resize) = (dir.join("cs-stable"), dir.join("cs-resize"));
+    write_settings(&stable, &names[..3], None);
+    write_settings(&resize, &names[..3], Some(&names));
+    load(&stable, keys, size);
+
+    let view = View::new(&ClusterSettings::load(&resize).unwrap());
+    let work = view.work_list(&names[3], false);
+    let landing: Vec<u64> = (0..keys).filter(|i| work.vbuckets.contains_key(&vbucket(&testdata::key(*i)))).collect();
+    let (src, dst) = (nodes[0].port, nodes[3].port);
+    let mut rows = vec![baseline(&scenario, src, dst)];
+    rows.push(astaire(&scenario, "astaire", &resize, &names[3], &[], src, dst));
+    nodes[3].restart();
+    rows.push(astaire(&scenario, "astaire --cpu-limit 5", &resize, &names[3], &["--cpu-limit", "5"], src, dst));
+
+    // Peers.
+    nodes[3].restart();
+    let on_src =
+        (0..keys).filter(|i| view.current[vbucket(&testdata::key(*i)) as usize].contains(&names[0])).count() as u64;
+    rows.push(memcached_tool(&scenario, &nodes[0], &nodes[3], on_src, size));
+    nodes[3].restart();
+    let (now, stamp) = (testdata::now(), testdata::stamp());
+    let mut stream = Vec::with_capacity(landing.len() * (size + 60));
+    for i in &landing {
+        testdata::push_ms_quiet(&mut stream, *i, size, stamp, now, true);
+    }
+    stream.extend_from_slice(b"mn\r\n");
+    let bytes = landing.len() as u64 * size as u64;
+    rows.push(replay(&scenario, "ingest ceiling (ms ME q | nc)", &stream, dst, landing.len() as u64, bytes));
+    let from_src: Vec<u64> = landing
+        .iter()
+        .copied()
+        .filter(|i| view.current[vbucket(&testdata::key(*i)) as usize].contains(&names[0]))
+        .collect();
+    let mut mg = Vec::new();
+    for i in &from_src {
+        mg.extend_from_slice(b"mg ");
+        mg.extend_from_slice(&testdata::key(*i));
+        mg.extend_from_slice(b" f t v q u\r\n");
+    }
+    mg.extend_from_slice(b"mn\r\n");
+    let n = from_src.len() as u64;
+    rows.push(replay(&scenario, "source mg ceiling (mg | nc)", &mg, src, n, n * size as u64));
+    rows
+}
+
+/// 4→3 at one size: a remaining node pulls what it newly owns.
+fn four_to_three(keys: u64, size: usize) -> Vec<Row> {
+    let scenario = format!("{} keys × {} (4→3)", keys, size_name(size));
+    eprintln!("== {scenario}");
+    let nodes: Vec<Memcached> = (0..4).map(|i| Memcached::start(BASE_PORT + i)).collect();
+    let names: Vec<String> = nodes.iter().map(Memcached::name).collect();
+    let dir = out_dir();
+    let (stable, resize) = (dir.join("cs-stable4"), dir.join("cs-resize43"));
+    write_settings(&stable, &names, None);
+    write_settings(&resize, &names, Some(&names[..3]));
+    load(&stable, keys, size);
+    let view = View::new(&ClusterSettings::load(&resize).unwrap());
+    let local = (0..3).max_by_key(|i| view.work_list(&names[*i], false).vbuckets.len()).unwrap();
+    let src = view
+        .work_list(&names[local], false)
+        .by_source()
+        .keys()
+        .next()
+        .map(|s| s.rsplit(':').next().unwrap().parse().unwrap())
+        .unwrap();
+    vec![astaire(&scenario, "astaire", &resize, &names[local], &[], src, nodes[local].port)]
+}
+
+fn main() {
+    // `cargo bench` passes --bench; ignore the harness's arguments.
+    let scale: f64 = std::env::var("BENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
+    for b in ["astaire", "astaire-loadgen"] {
+        assert!(bin(b).exists(), "build the release binaries first (scripts/bench.sh does)");
+    }
+    let sizes = [(1_000_000u64, 100usize), (300_000, 1024), (60_000, 10 * 1024)];
+    let mut rows = Vec::new();
+    for (keys, size) in sizes {
+        rows.extend(three_to_four((keys as f64 * scale) as u64, size));
+    }
+    rows.extend(four_to_three((sizes[0].0 as f64 * scale) as u64, sizes[0].1));
+    report(&rows);
+}
+
+fn report(rows: &[Row]) {
+    let mut out = String::new();
+    let p =
+        |p: Option<Probe>| p.map(|p| format!("{:.2}/{:.2}/{:.2}", p.p50, p.p99, p.max)).unwrap_or_else(|| "-".into());
+    let o = |v: Option<f64>, prec: usize| v.map(|v| format!("{v:.prec$}")).unwrap_or_else(|| "-".into());
+    out.push_str(&format!(
+        "{:<28} {:<30} {:>9} {:>8} {:>10} {:>8} {:>7} {:>8} {:>8} {:>17} {:>17}\n",
+        "scenario",
+        "tool",
+        "keys",
+        "wall s",
+        "keys/s",
+        "MB/s",
+        "CPU s",
+        "µs/key",
+        "RSS MiB",
+        "src p50/p99/max",
+        "dst p50/p99/max"
+    ));
+    for r in rows {
+        let keyed = r.keys > 0;
+        out.push_str(&format!(
+            "{:<28} {:<30} {:>9} {:>8.2} {:>10} {:>8} {:>7} {:>8} {:>8} {:>17} {:>17}\n",
+            r.scenario,
+            r.tool,
+            if keyed { r.keys.to_string() } else { "-".into() },
+            r.wall,
+            if keyed { format!("{:.0}", r.keys_per_s()) } else { "-".into() },
+            if keyed { format!("{:.1}", r.mb_per_s()) } else { "-".into() },
+            o(r.cpu, 2),
+            o(r.us_per_key(), 2),
+            o(r.rss_mib, 1),
+            p(r.probe_src),
+            p(r.probe_dst)
+        ));
+    }
+    out.push_str("\nratios (same run):\n");
+    let find = |scenario: &str, tool: &str| rows.iter().find(|r| r.scenario == scenario && r.tool == tool);
+    let scenarios: Vec<&String> = rows.iter().map(|r| &r.scenario).fold(Vec::new(), |mut v, s| {
+        if !v.contains(&s) {
+            v.push(s)
+        }
+        v
+    });
+    for s in scenarios {
+        let Some(a) = find(s, "astaire") else { continue };
+        if let Some(t) = find(s, "memcached-tool dump | nc") {
+            out.push_str(&format!(
+                "  {s}: astaire / memcached-tool keys/s = {:.1}×\n",
+                a.keys_per_s() / t.keys_per_s()
+            ));
+        }
+        if let Some(c) = find(s, "ingest ceiling (ms ME q | nc)") {
+            out.push_str(&format!(
+                "  {s}: astaire / ingest ceiling keys/s = {:.2}×\n",
+                a.keys_per_s() / c.keys_per_s()
+            ));
+        }
+        if let Some(us) = a.us_per_key() {
+            out.push_str(&format!(
+                "  {s}: astaire CPU per key landed = {us:.2} µs; peak RSS {:.1} MiB\n",
+                a.rss_mib.unwrap_or(0.0)
+            ));
+        }
+        if let Some(t) = find(s, "astaire --cpu-limit 5") {
+            out.push_str(&format!(
+                "  {s}: throttled at 5%: probe p99 source {:.2} ms, target {:.2} ms\n",
+                t.probe_src.unwrap_or_default().p99,
+                t.probe_dst.unwrap_or_default().p99
+            ));
+        }
+    }
+    print!("{out}");
+    std::fs::write(out_dir().join("results.txt"), &out).unwrap();
+
+    let mut csv = String::from("scenario,tool,keys,bytes,wall_s,keys_per_s,mb_per_s,cpu_s,us_cpu_per_key,peak_rss_mib,src_p50_ms,src_p99_ms,src_max_ms,dst_p50_ms,dst_p99_ms,dst_max_ms\n");
+    for r in rows {
+        let pr = |p: Option<Probe>| {
+            p.map(|p| format!("{:.3},{:.3},{:.3}", p.p50, p.p99, p.max)).unwrap_or_else(|| ",,".into())
+        };
+        csv.push_str(&format!(
+            "{},{},{},{},{:.3},{:.0},{:.2},{},{},{},{},{}\n",
+            r.scenario,
+            r.tool,
+            r.keys,
+            r.bytes,
+            r.wall,
+            if r.keys > 0 { r.keys_per_s() } else { 0.0 },
+            if r.keys > 0 { r.mb_per_s() } else { 0.0 },
+            o(r.cpu, 3),
+            o(r.us_per_key(), 3),
+            o(r.rss_mib, 1),
+            pr(r.probe_src),
+            pr(r.probe_dst)
+        ));
+    }
+    std::fs::write(out_dir().join("results.csv"), csv).unwrap();
+    if let Err(e) = chart(rows, &out_dir().join("resync.png")) {
+        eprintln!("chart not drawn: {e}");
+    }
+    eprintln!("written: target/bench/results.txt, results.csv, resync.png");
+}
+
+/// Keys per second per tool and scenario, log scale.
+fn chart(rows: &[Row], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")?;
+    let font: &'static [u8] = Box::leak(font.into_boxed_slice());
+    plotters::style::register_font("sans-serif", FontStyle::Normal, font).map_err(|_| "font")?;
+    let tools = ["astaire", "astaire --cpu-limit 5", "memcached-tool dump | nc", "ingest ceiling (ms ME q | nc)"];
+    let colors = [RGBColor(31, 119, 180), RGBColor(174, 199, 232), RGBColor(214, 39, 40), RGBColor(120, 120, 120)];
+    let scenarios: Vec<String> =
+        rows.iter().filter(|r| r.scenario.contains("3→4")).map(|r| r.scenario.clone()).fold(Vec::new(), |mut v, s| {
+            if !v.contains(&s) {
+                v.push(s)
+            }
+            v
+        });
+    let root = BitMapBackend::new(path, (1000, 520)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let max = rows.iter().filter(|r| r.keys > 0).map(Row::keys_per_s).fold(1.0, f64::max) * 2.0;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Keys moved per second, 3→4 resize (log scale, same run)", ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..scenarios.len() as f64, (1000.0..max).log_scale())?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(scenarios.len())
+        .x_label_formatter(&|x| scenarios.get(x.floor() as usize).map(|s| s.replace(" (3→4)", "")).unwrap_or_default())
+        .y_desc("keys/s")
+        .draw()?;
+    let width = 0.8 / tools.len() as f64;
+    for (t, tool) in tools.iter().enumerate() {
+        let bars = scenarios.iter().enumerate().filter_map(|(i, s)| {
+            let r = rows.iter().find(|r| &r.scenario == s && r.tool == *tool)?;
+            let x0 = i as f64 + 0.1 + t as f64 * width;
+            Some(Rectangle::new([(x0, 1000.0), (x0 + width * 0.9, r.keys_per_s())], colors[t].filled()))
+        });
+        chart
+            .draw_series(bars)?
+            .label(*tool)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], colors[t].filled()));
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.9))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
