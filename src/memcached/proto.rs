@@ -70,15 +70,11 @@ pub struct Meta {
 
 fn line_end(buf: &[u8]) -> Result<Option<usize>, ProtoError> {
     let window = &buf[..buf.len().min(MAX_LINE)];
-    match memchr(b'\n', window) {
+    match memchr::memchr(b'\n', window) {
         Some(i) => Ok(Some(i)),
         None if buf.len() >= MAX_LINE => Err(ProtoError::LineTooLong),
         None => Ok(None),
     }
-}
-
-fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|b| *b == needle)
 }
 
 fn trim_cr(line: &[u8]) -> &[u8] {
@@ -206,6 +202,11 @@ pub fn encode_key(raw: &[u8], out: &mut Vec<u8>) -> Result<bool, KeyError> {
     }
     if raw.len() > MAX_KEY {
         return Err(KeyError { len: raw.len(), why: "over 250 bytes" });
+    }
+    // One pass: most keys have no byte at or below space, nor DEL.
+    if !raw.iter().any(|b| *b <= b' ' || *b == 0x7f) {
+        out.extend_from_slice(raw);
+        return Ok(false);
     }
     let fits_base64 = raw.len().div_ceil(3) * 4 <= MAX_KEY;
     if needs_base64(raw) && !fits_base64 {
