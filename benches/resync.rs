@@ -369,11 +369,18 @@ fn main() {
         assert!(bin(b).exists(), "build the release binaries first (scripts/bench.sh does)");
     }
     let sizes = [(1_000_000u64, 100usize), (300_000, 1024), (60_000, 10 * 1024)];
+    // BENCH_SIZES=100,10240 runs only those value sizes.
+    let only: Option<Vec<usize>> =
+        std::env::var("BENCH_SIZES").ok().map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect());
+    let sizes: Vec<(u64, usize)> =
+        sizes.into_iter().filter(|(_, s)| only.as_ref().is_none_or(|o| o.contains(s))).collect();
     let mut rows = Vec::new();
-    for (keys, size) in sizes {
+    for &(keys, size) in &sizes {
         rows.extend(three_to_four((keys as f64 * scale) as u64, size));
     }
-    rows.extend(four_to_three((sizes[0].0 as f64 * scale) as u64, sizes[0].1));
+    if sizes.iter().any(|(_, s)| *s == 100) {
+        rows.extend(four_to_three((1_000_000.0 * scale) as u64, 100));
+    }
     report(&rows);
 }
 

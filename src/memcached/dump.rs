@@ -37,8 +37,9 @@ impl DumpMode {
 /// One line of a dump. Ranges are relative to the line's start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DumpLine {
-    /// A key as printed: percent-encoded (metadump), or plain / base64 (mgdump).
-    Key { key: Range<usize>, encoding: KeyEncoding },
+    /// A key as printed: percent-encoded (metadump), or plain / base64
+    /// (mgdump), with the item's size in memory when the dump says it.
+    Key { key: Range<usize>, encoding: KeyEncoding, size: Option<u32> },
     /// The dump finished: every live item was listed.
     End,
     /// Another crawl is running on this server; try again later.
@@ -78,7 +79,11 @@ pub fn parse_dump_line(buf: &[u8], mode: DumpMode) -> Result<Option<(DumpLine, u
                 if end == 0 {
                     return Err(err());
                 }
-                DumpLine::Key { key: 4..4 + end, encoding: KeyEncoding::Percent }
+                // `size=` is the last field; it bounds batches by bytes.
+                let size = memchr::memrchr(b' ', line)
+                    .and_then(|i| line[i + 1..].strip_prefix(b"size="))
+                    .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
+                DumpLine::Key { key: 4..4 + end, encoding: KeyEncoding::Percent, size }
             }
         }
         DumpMode::Mgdump => {
@@ -90,7 +95,7 @@ pub fn parse_dump_line(buf: &[u8], mode: DumpMode) -> Result<Option<(DumpLine, u
                 let key = tokens.next().filter(|k| !k.is_empty()).ok_or_else(err)?;
                 let base64 = tokens.any(|t| t == b"b");
                 let encoding = if base64 { KeyEncoding::Base64 } else { KeyEncoding::Plain };
-                DumpLine::Key { key: 3..3 + key.len(), encoding }
+                DumpLine::Key { key: 3..3 + key.len(), encoding, size: None }
             }
         }
     };
@@ -150,7 +155,7 @@ mod tests {
         let mut at = 0;
         while let Some((line, len)) = parse_dump_line(&buf[at..], mode).unwrap() {
             let mut key = Vec::new();
-            if let DumpLine::Key { key: r, encoding } = &line {
+            if let DumpLine::Key { key: r, encoding, .. } = &line {
                 decode_dump_key(&buf[at..][r.clone()], *encoding, &mut key).unwrap();
             }
             out.push((line, key));
@@ -168,6 +173,7 @@ key=test%20key exp=-1 la=1795310029 cas=4 fetch=yes cls=1 size=73\nEND\r\n";
         assert_eq!(got[0].1, "clé-ü".as_bytes());
         assert_eq!(got[1].1, b"test key");
         assert_eq!(got[2].0, DumpLine::End);
+        assert!(matches!(got[0].0, DumpLine::Key { size: Some(67), .. }));
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct Options {
     pub conflict: ConflictPolicy,
     /// Keys per pipelined batch.
     pub batch_keys: usize,
+    /// Item bytes per batch (as the dump reports them): large values make
+    /// smaller batches, so memory stays bounded.
+    pub batch_bytes: u64,
     /// Inactivity timeout on every connection.
     pub io_timeout: Duration,
     /// How long to wait for a source whose crawler is busy.
@@ -52,6 +55,7 @@ impl Default for Options {
         Options {
             conflict: ConflictPolicy::default(),
             batch_keys: 512,
+            batch_bytes: 1 << 20,
             io_timeout: crate::memcached::DEFAULT_TIMEOUT,
             busy_wait: Duration::from_secs(60),
             bandwidth_limit: None,

@@ -74,10 +74,11 @@ pub async fn dump_keys(
     let mut batch = KeyBatch::with_capacity(opts.batch_keys);
     let mut raw = Vec::with_capacity(256);
     let mut out = Listing::default();
+    let mut batch_bytes = 0u64;
     loop {
         let line = conn.reader.dump_line(mode).await?;
         match line {
-            DumpLine::Key { key, encoding } => {
+            DumpLine::Key { key, encoding, size } => {
                 raw.clear();
                 decode_dump_key(&conn.reader.frame()[key], encoding, &mut raw)
                     .map_err(|source_err| McError::Protocol { server: source.to_owned(), source: source_err })?;
@@ -91,7 +92,9 @@ pub async fn dump_keys(
                     continue;
                 }
                 out.listed += 1;
-                if batch.len() >= opts.batch_keys {
+                batch_bytes += u64::from(size.unwrap_or(0));
+                if batch.len() >= opts.batch_keys || batch_bytes >= opts.batch_bytes {
+                    batch_bytes = 0;
                     if let Some(p) = progress {
                         p.keys_found.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     }
