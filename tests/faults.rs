@@ -1,0 +1,117 @@
+//! Faults a resync must survive: a source that hangs with its sockets open,
+//! and a source that answers nonsense. Real memcached where it can produce
+//! the fault (SIGSTOP); a fake server for answers memcached never gives.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_stopped_mid_stream_is_abandoned_after_the_timeout_and_nothing_is_lost() {
+    let r = Resize::three_to_four();
+    let mut items = plain_items("reg\\\\sip:sigstop", 6000, 1);
+    items.iter_mut().for_each(|i| i.value = vec![b's'; 1000]);
+    load_fast(&view(&r.stable), &items).await;
+    let by_source = view(&r.resize).work_list(r.new_node(), false).by_source();
+    let victim = (0..3).max_by_key(|i| by_source[&r.old[*i]].len()).unwrap();
+    let pid = nix::unistd::Pid::from_raw(r.cluster.nodes[victim].pid() as i32);
+
+    let (node, path) = (r.new_node().to_owned(), r.resize.clone());
+    let run = std::thread::spawn(move || {
+        resync_cli(&node, &path, &["--io-timeout", "2", "--bandwidth-limit", "1000000", "--batch-keys", "64"])
+    });
+    let expected = view(&r.resize)
+        .work_list(r.new_node(), false)
+        .vbuckets
+        .keys()
+        .map(|vb| items.iter().filter(|i| astaire::view::vbucket(&i.key) == *vb).count())
+        .sum::<usize>();
+    while all_keys(r.new_node()).await.len() < expected / 10 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let stopped = Instant::now();
+    let out = run.join().unwrap();
+    let took = stopped.elapsed();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains(&format!("source {}: FAILED", r.old[victim])), "{}", text(&out));
+    assert!(text(&out).contains("no answer for 2 s"), "{}", text(&out));
+    assert!(took < Duration::from_secs(15), "no hang: {took:?}");
+    assert_eq!(all_keys(r.new_node()).await.len(), expected, "every key came from the other replicas");
+}
+
+/// A fake memcached: answers `version`, then a one-key metadump, then, to
+/// the first `mg`, whatever `reply` says.
+fn fake_source(reply: &'static [u8]) -> (String, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let handle = std::thread::spawn(move || {
+        listener.set_nonblocking(false).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for stream in listener.incoming() {
+            if Instant::now() > deadline {
+                return;
+            }
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                    let reply_bytes: &[u8] = if line.starts_with("version") {
+                        b"VERSION 1.6.18\r\n"
+                    } else if line.starts_with("lru_crawler") {
+                        b"key=reg%5C%5Cfake exp=-1 la=1 cas=1 fetch=no cls=1 size=70\nEND\r\n"
+                    } else if line.starts_with("mg ") {
+                        reply
+                    } else if line.starts_with("mn") {
+                        b"MN\r\n"
+                    } else {
+                        b""
+                    };
+                    if stream.write_all(reply_bytes).is_err() {
+                        return;
+                    }
+                    if line.starts_with("mg ") && !reply.ends_with(b"\r\n") {
+                        return; // close mid-value
+                    }
+                    line.clear();
+                }
+                let mut sink = [0u8; 64];
+                let _ = stream.read(&mut sink);
+            });
+        }
+    });
+    (addr, handle)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_answering_nonsense_fails_alone_with_a_clear_error() {
+    let cases: [(&'static [u8], &str); 5] = [
+        (b"VA 5\r\nab", "closed in the middle of a response"),
+        (b"VA 3\r\nabcdef\r\n", "not followed by CRLF"),
+        (b"VA 999999999999\r\n", "over the"),
+        (b"HELLO there\r\n", "malformed response"),
+        (b"VA 99999999\r\nxx", "closed in the middle of a response"),
+    ];
+    for (reply, expected) in cases {
+        let local = Memcached::start();
+        let (fake, _server) = fake_source(reply);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cs");
+        std::fs::write(&path, format!("servers={fake}\nnew_servers={fake},{}\n", local.name())).unwrap();
+        let started = Instant::now();
+        let out = resync_cli(&local.name(), &path, &["--io-timeout", "2"]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{:?}: {t}", String::from_utf8_lossy(reply));
+        assert!(
+            t.contains(&format!("source {fake}: FAILED")) && t.contains(expected),
+            "{:?}: {t}",
+            String::from_utf8_lossy(reply)
+        );
+        assert!(!t.contains("panicked"), "{t}");
+        assert!(started.elapsed() < Duration::from_secs(10), "no hang");
+    }
+}
