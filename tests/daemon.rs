@@ -374,3 +374,30 @@ async fn notifies_systemd_and_logs_to_a_directory() {
     assert!(files[0].file_name().unwrap().to_string_lossy().starts_with("astaire.log."), "rotated name: {files:?}");
     assert!(log.contains("astaire daemon started") && log.contains("astaire daemon stopped"), "{log}");
 }
+
+/// The local memcached restarts (empty) in the middle of a resync: that
+/// resync fails on the local side, and the daemon retries and, finding the
+/// tag missing, refills the node completely.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_memcached_restarted_mid_resync_is_refilled() {
+    let mut r = Resize::three_to_four();
+    let mut items = plain_items("reg\\\\sip:localrestart", 4000, 1);
+    items.iter_mut().for_each(|i| i.value = vec![b'l'; 1000]);
+    load_fast(&view(&r.stable), &items).await;
+    let d =
+        Daemon::start(r.new_node(), &r.resize, &["--no-agentx", "--bandwidth-limit", "1000000", "--cpu-limit", "0"]);
+    d.wait_for_state("resyncing");
+    std::thread::sleep(Duration::from_millis(700));
+    r.cluster.nodes[3].restart_empty();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let s = d.status().unwrap();
+        if s["state"] == "idle" && s["last"]["success"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not refilled: {s}\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!d.log_lines("resync failed").is_empty(), "the interrupted resync was reported: {}", d.log());
+    holds_its_keys(&view(&r.resize), r.new_node(), &items).await;
+}
