@@ -113,13 +113,12 @@ async fn compare_batch(
         proto::mg(req, batch.key(item).wire, "f v u");
     }
     proto::mn(req);
-    let mut n = 0usize;
     let mut found = Vec::with_capacity(items.len());
     local
-        .pipeline(req, |m, frame| {
-            let problem = match (m.status, items.get(n)) {
-                (_, None) => None,
-                (Status::Value, Some(item)) => {
+        .pipeline(req, items.len(), |n, m, frame| {
+            let item = items[n];
+            let problem = match m.status {
+                Status::Value => {
                     let value = m.value.clone().map(|r| &frame[r]).unwrap_or_default();
                     if value != batch.value(item) {
                         Some(Problem::ValueDiffers)
@@ -129,10 +128,9 @@ async fn compare_batch(
                         None
                     }
                 }
-                (_, Some(_)) => Some(Problem::MissingLocally),
+                _ => Some(Problem::MissingLocally),
             };
             found.push(problem);
-            n += 1;
             Ok(())
         })
         .await?;

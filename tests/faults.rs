@@ -89,7 +89,8 @@ fn fake_source(reply: &'static [u8]) -> (String, std::thread::JoinHandle<()>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_source_answering_nonsense_fails_alone_with_a_clear_error() {
-    let cases: [(&'static [u8], &str); 5] = [
+    let cases: [(&'static [u8], &str); 6] = [
+        (b"EN\r\nEN\r\n", "more than 1 responses to 1 requests"),
         (b"VA 5\r\nab", "closed in the middle of a response"),
         (b"VA 3\r\nabcdef\r\n", "not followed by CRLF"),
         (b"VA 999999999999\r\n", "over the"),

@@ -5,13 +5,13 @@
 
 use astaire::memcached::proto::{self, SetMode, WireKey};
 use astaire::memcached::{Connection, DEFAULT_TIMEOUT};
-use astaire::testdata::{key, ttl, value};
+use astaire::testdata::{self, key, ttl, value};
 use astaire::view::{vbucket, ClusterSettings, View};
 use clap::Parser;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 #[derive(Parser)]
 #[command(about = "Load Clearwater-style test data into a memcached cluster")]
@@ -39,11 +39,11 @@ async fn main() -> ExitCode {
         }
     };
     let view = View::new(&settings);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u32).unwrap_or(0);
+    let (now, stamp) = (testdata::now(), testdata::stamp());
 
-    // Requests per server, built up front, sent in pipelined chunks.
-    let mut per_server: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    // Requests per server, built up front, sent in pipelined chunks of
+    // (requests, how many).
+    let mut per_server: BTreeMap<String, Vec<(Vec<u8>, usize)>> = BTreeMap::new();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for i in args.first..args.first + args.keys {
         let k = key(i);
@@ -52,10 +52,11 @@ async fn main() -> ExitCode {
             let chunks = per_server.entry(server.clone()).or_default();
             let n = counts.entry(server).or_default();
             if *n % 1000 == 0 {
-                chunks.push(Vec::new());
+                chunks.push((Vec::new(), 0));
             }
             *n += 1;
-            let buf = chunks.last_mut().expect("pushed above");
+            let (buf, count) = chunks.last_mut().expect("pushed above");
+            *count += 1;
             proto::ms(buf, WireKey { bytes: &k, base64: false }, &v, stamp, ttl(i, now), SetMode::Set { cas: None });
         }
     }
@@ -64,9 +65,9 @@ async fn main() -> ExitCode {
     for (server, chunks) in per_server {
         tasks.spawn(async move {
             let mut conn = Connection::connect(&server, DEFAULT_TIMEOUT).await?;
-            for mut chunk in chunks {
+            for (mut chunk, count) in chunks {
                 proto::mn(&mut chunk);
-                conn.pipeline(&chunk, |_, _| Ok(())).await?;
+                conn.pipeline(&chunk, count, |_, _, _| Ok(())).await?;
             }
             Ok::<_, astaire::memcached::McError>(server)
         });

@@ -150,22 +150,33 @@ impl Connection {
         write_all(&mut self.writer, bytes, &self.server, self.timeout).await
     }
 
-    /// Sends `requests` (which must end with `mn`) and feeds every response
-    /// before the closing `MN` to `each`, while the requests are still being
-    /// written. `each` gets the parsed response and the bytes of its frame.
-    pub async fn pipeline<F>(&mut self, requests: &[u8], mut each: F) -> Result<(), McError>
+    /// Sends `requests`: `expected` non-quiet requests, each answered once,
+    /// then `mn`. Feeds every response before the closing `MN` to `each`
+    /// with its index (responses come in request order), while the requests
+    /// are still being written. Any other number of responses is a protocol
+    /// error: the stream is out of step.
+    pub async fn pipeline<F>(&mut self, requests: &[u8], expected: usize, mut each: F) -> Result<(), McError>
     where
-        F: FnMut(&Meta, &[u8]) -> Result<(), McError>,
+        F: FnMut(usize, &Meta, &[u8]) -> Result<(), McError>,
     {
         let Connection { reader, writer, server, timeout: t } = self;
         let write = write_all(writer, requests, server, *t);
+        let out_of_step = |got: String| McError::Unexpected {
+            server: server.clone(),
+            message: format!("{got} responses to {expected} requests"),
+        };
         let read = async {
+            let mut index = 0;
             loop {
                 let meta = reader.meta().await?;
                 if meta.status == Status::Noop {
-                    return Ok(());
+                    return if index == expected { Ok(()) } else { Err(out_of_step(index.to_string())) };
                 }
-                each(&meta, reader.frame())?;
+                if index == expected {
+                    return Err(out_of_step(format!("more than {expected}")));
+                }
+                each(index, &meta, reader.frame())?;
+                index += 1;
             }
         };
         tokio::try_join!(write, read).map(|_| ())
@@ -196,7 +207,7 @@ impl Connection {
         proto::mg(&mut req, WireKey { bytes: &wire, base64 }, "f t v c");
         proto::mn(&mut req);
         let mut item = None;
-        self.pipeline(&req, |m, frame| {
+        self.pipeline(&req, 1, |_, m, frame| {
             if m.status == Status::Value {
                 item = Some(Item {
                     value: m.value.clone().map(|r| frame[r].to_vec()).unwrap_or_default(),
@@ -232,7 +243,7 @@ impl Connection {
         proto::ms(&mut req, WireKey { bytes: &wire, base64 }, value, flags, ttl, mode);
         proto::mn(&mut req);
         let mut status = Status::Noop;
-        self.pipeline(&req, |m, _| {
+        self.pipeline(&req, 1, |_, m, _| {
             status = m.status;
             Ok(())
         })
@@ -248,7 +259,7 @@ impl Connection {
         proto::md(&mut req, WireKey { bytes: &wire, base64 }, None);
         proto::mn(&mut req);
         let mut found = false;
-        self.pipeline(&req, |m, _| {
+        self.pipeline(&req, 1, |_, m, _| {
             found = m.status == Status::Stored;
             Ok(())
         })

@@ -172,12 +172,8 @@ pub async fn fetch_items(
         proto::mn(&mut req);
         let expected = batch.len();
         let mut out = ItemBatch::new(batch);
-        let mut index = 0usize;
         let server = conn.server().to_owned();
-        conn.pipeline(&req, |m, frame| {
-            if index >= expected {
-                return Err(unexpected(&server, format!("more than {expected} responses to {expected} requests")));
-            }
+        conn.pipeline(&req, expected, |index, m, frame| {
             match m.status {
                 Status::Value => {
                     let value = m.value.clone().map(|r| &frame[r]).unwrap_or_default();
@@ -186,13 +182,9 @@ pub async fn fetch_items(
                 Status::Miss => out.vanished += 1,
                 other => return Err(unexpected(&server, format!("{other:?} in answer to mg"))),
             }
-            index += 1;
             Ok(())
         })
         .await?;
-        if index != expected {
-            return Err(unexpected(conn.server(), format!("{index} responses to {expected} requests")));
-        }
         if items.send(out).await.is_err() {
             break; // the injector stopped; it reports why
         }
@@ -329,12 +321,11 @@ impl<'a> Injector<'a> {
         fates: &mut [Fate],
         decide: impl Fn(&proto::Meta) -> Result<Fate, String>,
     ) -> Result<(), CopyError> {
-        let mut n = 0usize;
         let server = self.local.server().to_owned();
         let mut failures = 0u64;
         self.local
-            .pipeline(&self.req, |m, frame| {
-                let i = *which.get(n).ok_or_else(|| unexpected(&server, "more responses than requests".into()))?;
+            .pipeline(&self.req, which.len(), |n, m, frame| {
+                let i = which[n];
                 let fate = decide(m).map_err(|e| unexpected(&server, e))?;
                 if fate == Fate::Failed {
                     failures += 1;
@@ -344,15 +335,10 @@ impl<'a> Injector<'a> {
                     }
                 }
                 fates[i] = fate;
-                n += 1;
                 Ok(())
             })
             .await
-            .map_err(CopyError::Local)?;
-        if n != which.len() {
-            return Err(CopyError::Local(unexpected(&server, format!("{n} responses to {} requests", which.len()))));
-        }
-        Ok(())
+            .map_err(CopyError::Local)
     }
 
     async fn resolve_conflicts(
@@ -375,7 +361,7 @@ impl<'a> Injector<'a> {
         let mut local: Vec<Option<(u32, u64)>> = Vec::with_capacity(conflicts.len());
         let server = self.local.server().to_owned();
         self.local
-            .pipeline(&self.req, |m, _| {
+            .pipeline(&self.req, conflicts.len(), |_, m, _| {
                 match m.status {
                     Status::Stored => local.push(Some((m.flags.unwrap_or(0), m.cas.unwrap_or(0)))),
                     Status::Miss => local.push(None), // deleted locally since: leave it deleted
@@ -385,9 +371,6 @@ impl<'a> Injector<'a> {
             })
             .await
             .map_err(CopyError::Local)?;
-        if local.len() != conflicts.len() {
-            return Err(CopyError::Local(unexpected(&server, "missing responses to mg f c".into())));
-        }
         // Replace the older ones, guarded by the CAS just read: a client
         // write in between wins.
         self.req.clear();
@@ -430,38 +413,34 @@ impl<'a> Injector<'a> {
         }
         proto::mn(&mut self.req);
         let mut gone = Vec::new();
-        let mut n = 0usize;
         let server = self.recheck.server().to_owned();
         self.recheck
-            .pipeline(&self.req, |m, _| {
-                let i = *written.get(n).ok_or_else(|| unexpected(&server, "more responses than requests".into()))?;
+            .pipeline(&self.req, written.len(), |n, m, _| {
                 match m.status {
                     Status::Stored => {}
-                    Status::Miss => gone.push(i),
+                    Status::Miss => gone.push(written[n]),
                     other => return Err(unexpected(&server, format!("{other:?} in answer to mg"))),
                 }
-                n += 1;
                 Ok(())
             })
             .await
             .map_err(CopyError::Source)?;
-        if n != written.len() {
-            return Err(CopyError::Source(unexpected(&server, format!("{n} responses to {} requests", written.len()))));
-        }
         if gone.is_empty() {
             return Ok(());
         }
         // Delete exactly what we wrote: a newer client write has another CAS.
         self.req.clear();
+        let mut deletes = 0;
         for i in &gone {
             let Some(cas) = fates[*i].cas() else { continue };
             proto::md(&mut self.req, batch.key(&batch.items[*i]).wire, Some(cas));
+            deletes += 1;
         }
         proto::mn(&mut self.req);
         let mut reverted = 0;
         let local = self.local.server().to_owned();
         self.local
-            .pipeline(&self.req, |m, _| {
+            .pipeline(&self.req, deletes, |_, m, _| {
                 match m.status {
                     Status::Stored => reverted += 1,
                     Status::Exists | Status::NotFound => {}

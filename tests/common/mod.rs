@@ -227,7 +227,7 @@ pub async fn bulk_set(server: &str, items: &[TestItem]) {
             );
         }
         proto::mn(&mut req);
-        conn.pipeline(&req, |_, _| Ok(())).await.expect("bulk set");
+        conn.pipeline(&req, chunk.len(), |_, _, _| Ok(())).await.expect("bulk set");
     }
 }
 
