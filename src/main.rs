@@ -2,7 +2,7 @@
 //! and runs one mode. All the work is in the library.
 
 use astaire::resync::{self, ConflictPolicy, Options, Report};
-use astaire::snmp::inform::{InformConfig, Informer, ResyncAlarm};
+use astaire::snmp::inform::{AlarmReporter, InformConfig};
 use astaire::stats::Stats;
 use astaire::view::{ClusterSettings, View, WorkList};
 use clap::{Args, Parser, Subcommand};
@@ -212,48 +212,6 @@ impl AlarmArgs {
             eprintln!("astaire: snmp_ip: {e}");
             exit::USAGE
         })
-    }
-}
-
-/// The resync alarm and its INFORMs around one resync.
-struct Alarms {
-    alarm: ResyncAlarm,
-    informer: Option<Informer>,
-    linger: Duration,
-}
-
-impl Alarms {
-    fn start(args: &AlarmArgs) -> Result<Alarms, u8> {
-        let config = args.inform_config()?;
-        let informer = (!config.targets.is_empty()).then(|| Informer::spawn(config));
-        let (alarm, announce) = ResyncAlarm::new(args.announce_alarm_state);
-        let alarms = Alarms { alarm, informer, linger: Duration::from_secs(args.inform_linger) };
-        alarms.send(announce);
-        Ok(alarms)
-    }
-
-    fn send(&self, n: Option<astaire::snmp::inform::Notification>) {
-        if let (Some(n), Some(informer)) = (n, &self.informer) {
-            tracing::info!("alarm {}", n.describe());
-            informer.notify(n);
-        }
-    }
-
-    fn resync_started(&mut self, pairs: usize) {
-        let n = self.alarm.resync_started(pairs);
-        self.send(n);
-    }
-
-    /// Clears, then gives the receivers a bounded time to acknowledge.
-    async fn resync_ended(mut self) {
-        let n = self.alarm.resync_ended();
-        self.send(n);
-        if let Some(informer) = self.informer {
-            if !informer.flush(self.linger).await {
-                tracing::warn!("alarm state not acknowledged by every SNMP target before exit");
-            }
-            informer.shutdown();
-        }
     }
 }
 
@@ -577,8 +535,8 @@ async fn resync_cmd(args: ResyncArgs) -> u8 {
         cpu_share: args.cpu_limit.filter(|p| *p > 0.0).map(|p| astaire::throttle::share_of_one_core(p, cores)),
         ..Options::default()
     };
-    let mut alarms = match Alarms::start(&args.alarms) {
-        Ok(a) => a,
+    let mut alarms = match args.alarms.inform_config() {
+        Ok(config) => AlarmReporter::new(config, args.alarms.announce_alarm_state),
         Err(code) => return code,
     };
     let stats = Stats::new();
@@ -587,7 +545,7 @@ async fn resync_cmd(args: ResyncArgs) -> u8 {
     alarms.resync_started(work.pairs());
     let result = resync::run(&work, &opts, &stats).await;
     drop(display);
-    alarms.resync_ended().await;
+    alarms.finish(Duration::from_secs(args.alarms.inform_linger)).await;
     if let Some(agent) = agent {
         agent.shutdown().await;
     }

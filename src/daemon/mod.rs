@@ -16,7 +16,7 @@ pub mod scheduler;
 use crate::memcached::Connection;
 use crate::resync::{self, Options, ResyncError, TAG_KEY};
 use crate::snmp::agentx::{AgentConfig, Subagent};
-use crate::snmp::inform::{InformConfig, Informer, ResyncAlarm};
+use crate::snmp::inform::{AlarmReporter, InformConfig};
 use crate::stats::Stats;
 use crate::view::{ClusterSettings, View};
 use control::{ProgressStatus, Status};
@@ -87,8 +87,7 @@ struct Daemon {
     member: bool,
     local_unreachable: bool,
     stopping: bool,
-    alarm: ResyncAlarm,
-    informer: Option<Informer>,
+    alarms: Option<AlarmReporter>,
     cancel: Arc<AtomicBool>,
 }
 
@@ -140,13 +139,6 @@ impl Daemon {
         }
     }
 
-    fn notify_alarm(&self, n: Option<crate::snmp::inform::Notification>) {
-        if let (Some(n), Some(informer)) = (n, &self.informer) {
-            info!("alarm {}", n.describe());
-            informer.notify(n);
-        }
-    }
-
     /// Starts the next resync if one is due; returns its task.
     fn start_next(&mut self) -> Option<tokio::task::JoinHandle<Finished>> {
         if self.stopping {
@@ -156,39 +148,36 @@ impl Daemon {
         // SIGHUP means "re-read the files": read them now, so the latest
         // content counts. A bad file changes nothing.
         let settings = ClusterSettings::load(&self.opts.cluster_settings);
-        let failed = |error: String| Finished {
-            outcome: Outcome {
+        // A resync decided without copying anything: done at once.
+        let immediate = |error: Option<String>, member: bool| {
+            let outcome = Outcome {
                 generation,
                 kind,
-                success: false,
-                error: Some(error),
+                success: error.is_none(),
+                error,
                 failed_vbuckets: vec![],
                 keys_landed: 0,
                 seconds: 0.0,
-            },
-            local_unreachable: false,
-            member: self.member,
+            };
+            let f = Finished { outcome, local_unreachable: false, member };
+            Some(tokio::spawn(async move { f }))
         };
         let view = match settings {
             Ok(s) => View::new(&s),
             Err(e) => {
                 error!("invalid cluster settings, nothing changed: {e}");
-                let f = failed(format!("invalid cluster settings: {e}"));
-                return Some(tokio::spawn(async move { f }));
+                return immediate(Some(format!("invalid cluster settings: {e}")), self.member);
             }
         };
         let local = self.opts.local_name.clone();
         if !view.knows(&local) {
             info!(%local, "not in servers or new_servers: staying idle");
-            let mut f = failed(String::new());
-            f.outcome.success = true;
-            f.outcome.error = None;
-            f.member = false;
-            return Some(tokio::spawn(async move { f }));
+            return immediate(None, false);
         }
         let work = view.work_list(&local, kind == Kind::Full);
-        let raise = self.alarm.resync_started(work.pairs());
-        self.notify_alarm(raise);
+        if let Some(a) = self.alarms.as_mut() {
+            a.resync_started(work.pairs());
+        }
         notify_systemd(&[sd_notify::NotifyState::Status(&format!(
             "resyncing ({kind:?}, {} vbuckets)",
             work.vbuckets.len()
@@ -226,8 +215,9 @@ impl Daemon {
         if !o.success {
             warn!(generation = o.generation, kind = ?o.kind, "resync failed: {}", o.error.as_deref().unwrap_or(""));
         }
-        let clear = self.alarm.resync_ended();
-        self.notify_alarm(clear);
+        if let Some(a) = self.alarms.as_mut() {
+            a.resync_ended();
+        }
         self.scheduler.finished(f.outcome);
         notify_systemd(&[sd_notify::NotifyState::Status(&self.status().summary())]);
     }
@@ -279,8 +269,6 @@ pub async fn run(opts: DaemonOptions) -> u8 {
     };
     let stats = Stats::new();
     let agent = opts.agentx.clone().map(|c| Subagent::spawn(c, stats.clone()));
-    let informer = (!opts.inform.targets.is_empty()).then(|| Informer::spawn(opts.inform.clone()));
-    let (alarm, _) = ResyncAlarm::new(false);
     let member = view.knows(&opts.local_name);
     let mut d = Daemon {
         opts: opts.clone(),
@@ -291,8 +279,7 @@ pub async fn run(opts: DaemonOptions) -> u8 {
         member,
         local_unreachable: false,
         stopping: false,
-        alarm,
-        informer,
+        alarms: Some(AlarmReporter::new(opts.inform.clone(), false)),
         cancel: Arc::new(AtomicBool::new(false)),
     };
     info!(local = %opts.local_name, member, "astaire daemon started");
@@ -412,13 +399,9 @@ pub async fn run(opts: DaemonOptions) -> u8 {
     }
 
     notify_systemd(&[sd_notify::NotifyState::Stopping]);
-    if let Some(informer) = d.informer.take() {
-        let clear = d.alarm.resync_ended();
-        if let Some(n) = clear {
-            informer.notify(n);
-        }
-        informer.flush(Duration::from_secs(2)).await;
-        informer.shutdown();
+    // Clear what this process raised; receivers get 2 s to acknowledge.
+    if let Some(alarms) = d.alarms.take() {
+        alarms.finish(Duration::from_secs(2)).await;
     }
     if let Some(agent) = agent {
         agent.shutdown().await;
