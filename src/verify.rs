@@ -80,7 +80,7 @@ async fn verify_source(
     let (item_tx, mut item_rx) = mpsc::channel(2);
     let dump = {
         let (source, opts, wanted) = (source.to_owned(), opts.clone(), *wanted);
-        tokio::spawn(async move { dump_keys(&source, mode, &wanted, &opts, key_tx, None).await })
+        tokio::spawn(async move { dump_keys(&source, mode, &wanted, &opts, key_tx, None, None).await })
     };
     let compare = async {
         let mut req = Vec::new();

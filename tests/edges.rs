@@ -49,6 +49,57 @@ async fn clearwater_timestamp_replaces_older_local_values_and_keeps_newer_ones()
     assert_eq!(get(&mut dst, &newer_local).await.unwrap().value, b"fresh-local");
 }
 
+/// Each key is on two old replicas; the second to list it is only checked
+/// (`mg f`) once the first has landed it. When the replicas disagree the
+/// newer value must still win, whichever replica holds it, and a key only
+/// one replica holds must still arrive.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_that_disagree_give_the_newer_value_whichever_holds_it() {
+    let Resize { cluster, all, stable, resize, .. } = Resize::three_to_four();
+    let (before, during) = (view(&stable), view(&resize));
+    let items = plain_items("reg\\\\sip:agree-", 3_000, 1_000);
+    load_fast(&before, &items).await;
+    let work = during.work_list(&all[3], false);
+    let sources = |key: &[u8]| work.vbuckets[&vbucket(key)].clone();
+    let mine = |vb: u8| work.vbuckets.get(&vb).is_some_and(|s| s.len() == 2);
+    let conn = |name: String| async move { Connection::connect(&name, Duration::from_secs(5)).await.unwrap() };
+    // (key, flags on the primary, flags on the secondary); None: absent there.
+    let cases: Vec<(Vec<u8>, Option<u32>, Option<u32>)> = vec![
+        (key_in(b"reg\\\\primary-newer", mine), Some(5_000), Some(4_000)),
+        (key_in(b"reg\\\\secondary-newer", mine), Some(4_000), Some(5_000)),
+        (key_in(b"reg\\\\secondary-only", mine), None, Some(4_500)),
+        (key_in(b"reg\\\\primary-only", mine), Some(4_500), None),
+    ];
+    for (key, on_primary, on_secondary) in &cases {
+        let s = sources(key);
+        for (server, flags) in [(&s[0], on_primary), (&s[1], on_secondary)] {
+            let mut c = conn(server.clone()).await;
+            match flags {
+                Some(f) => c.set(key, format!("v{f}").as_bytes(), *f, 0).await.unwrap(),
+                None => drop(c.delete(key).await.unwrap()),
+            }
+        }
+    }
+
+    let report = resync::run(&work, &Options::default(), &Stats::new()).await.unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert!(report.counts.checked > 0, "the second replica was only checked: {:?}", report.counts);
+    let mut local = conn(all[3].clone()).await;
+    for (key, on_primary, on_secondary) in &cases {
+        let newest = on_primary.max(on_secondary).unwrap();
+        let got = get(&mut local, key).await.unwrap_or_else(|| panic!("{} missing", String::from_utf8_lossy(key)));
+        assert_eq!(
+            (got.flags, got.value),
+            (newest, format!("v{newest}").into_bytes()),
+            "{}",
+            String::from_utf8_lossy(key)
+        );
+    }
+    let moved = items.iter().filter(|i| during.target()[vbucket(&i.key) as usize].contains(&all[3])).count();
+    assert_eq!(all_keys(&all[3]).await.len(), moved + cases.len());
+    drop(cluster);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_busy_crawler_is_waited_for_and_the_resync_completes() {
     let cluster = Cluster::start(2);

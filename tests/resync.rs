@@ -270,7 +270,7 @@ async fn live_traffic_round(round: usize) {
     load(&before, &items).await;
 
     let work = during.work_list(&all[3], false);
-    let opts = Options { bandwidth_limit: Some(1_200_000), batch_keys: 64, ..Options::default() };
+    let opts = Options { bandwidth_limit: Some(600_000), batch_keys: 64, ..Options::default() };
     let stats = Stats::new();
     let resync = {
         let (work, opts, stats) = (work.clone(), opts.clone(), stats.clone());

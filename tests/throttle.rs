@@ -29,7 +29,7 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 async fn cpu_limit_5_percent_keeps_a_tenth_of_one_core_on_two_cores() {
     let _serial = serial();
     let r = Resize::three_to_four();
-    load_fast(&view(&r.stable), &plain_items("reg\\\\sip:cpu", 60_000, 1)).await;
+    load_fast(&view(&r.stable), &plain_items("reg\\\\sip:cpu", 400_000, 1)).await;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
         .args(["resync", "--quiet", "--local-name", r.new_node(), "--cluster-settings"])
         .arg(&r.resize)
@@ -59,7 +59,7 @@ async fn cpu_limit_5_percent_keeps_a_tenth_of_one_core_on_two_cores() {
 async fn the_bandwidth_limit_holds_the_rate() {
     let _serial = serial();
     let r = Resize::three_to_four();
-    let mut items = plain_items("reg\\\\sip:bw", 6000, 1);
+    let mut items = plain_items("reg\\\\sip:bw", 12_000, 1);
     items.iter_mut().for_each(|i| i.value = vec![b'b'; 1000]);
     load(&view(&r.stable), &items).await;
     let limit = 2_000_000.0;
@@ -81,7 +81,7 @@ async fn the_bandwidth_limit_holds_the_rate() {
 async fn a_throttled_resync_never_stalls_the_sources_other_clients() {
     let _serial = serial();
     let r = Resize::three_to_four();
-    let items = plain_items("reg\\\\sip:probe", 60_000, 1);
+    let items = plain_items("reg\\\\sip:probe", 500_000, 1);
     for node in &r.cluster.nodes[..3] {
         bulk_set(&node.name(), &items).await; // every source holds all keys: long dumps
     }

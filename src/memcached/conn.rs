@@ -37,7 +37,9 @@ impl Reader {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-        } else if self.start > 0 && self.end == self.buf.len() {
+        } else if self.start > 0 && self.buf.len() - self.end < self.buf.len() / 4 {
+            // Little room left at the tail: move the partial frame to the
+            // front rather than read a few bytes at a time.
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;

@@ -80,9 +80,8 @@ pub fn parse_dump_line(buf: &[u8], mode: DumpMode) -> Result<Option<(DumpLine, u
                     return Err(err());
                 }
                 // `size=` is the last field; it bounds batches by bytes.
-                let size = memchr::memrchr(b' ', line)
-                    .and_then(|i| line[i + 1..].strip_prefix(b"size="))
-                    .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
+                let size =
+                    memchr::memrchr(b' ', line).and_then(|i| line[i + 1..].strip_prefix(b"size=")).and_then(parse_u32);
                 DumpLine::Key { key: 4..4 + end, encoding: KeyEncoding::Percent, size }
             }
         }
@@ -100,6 +99,14 @@ pub fn parse_dump_line(buf: &[u8], mode: DumpMode) -> Result<Option<(DumpLine, u
         }
     };
     Ok(Some((parsed, len)))
+}
+
+/// A decimal `u32` (at most 9 digits, which every item size is).
+fn parse_u32(digits: &[u8]) -> Option<u32> {
+    if digits.is_empty() || digits.len() > 9 {
+        return None;
+    }
+    digits.iter().try_fold(0u32, |n, d| d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0')))
 }
 
 /// Appends the raw key bytes of a dumped key to `out`.

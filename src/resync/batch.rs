@@ -2,6 +2,7 @@
 //! per key, on the copy path.
 
 use crate::memcached::proto::{encode_key, KeyError, WireKey};
+use crate::view::vbucket_of;
 use std::ops::Range;
 
 /// Keys in their wire form, with their vbuckets.
@@ -17,6 +18,7 @@ struct KeyRef {
     raw_len: u16,
     vbucket: u8,
     base64: bool,
+    digest: [u8; 16],
 }
 
 /// One key of a batch.
@@ -26,6 +28,8 @@ pub struct BatchKey<'a> {
     pub vbucket: u8,
     /// Length of the key itself (not of its wire form).
     pub raw_len: usize,
+    /// MD5 of the key: see [`super::landed`].
+    pub digest: [u8; 16],
 }
 
 impl KeyBatch {
@@ -33,10 +37,11 @@ impl KeyBatch {
         KeyBatch { buf: Vec::with_capacity(keys * 48), keys: Vec::with_capacity(keys) }
     }
 
-    /// Adds a key given its raw bytes.
-    pub fn push(&mut self, raw: &[u8], vbucket: u8) -> Result<(), KeyError> {
+    /// Adds a key given its raw bytes and its digest.
+    pub fn push(&mut self, raw: &[u8], digest: [u8; 16]) -> Result<(), KeyError> {
         let base64 = encode_key(raw, &mut self.buf)?;
-        self.keys.push(KeyRef { end: self.buf.len() as u32, raw_len: raw.len() as u16, vbucket, base64 });
+        let vbucket = vbucket_of(&digest);
+        self.keys.push(KeyRef { end: self.buf.len() as u32, raw_len: raw.len() as u16, vbucket, base64, digest });
         Ok(())
     }
 
@@ -55,6 +60,7 @@ impl KeyBatch {
             wire: WireKey { bytes: &self.buf[start..k.end as usize], base64: k.base64 },
             vbucket: k.vbucket,
             raw_len: k.raw_len as usize,
+            digest: k.digest,
         }
     }
 
@@ -71,6 +77,9 @@ pub struct ItemBatch {
     pub items: Vec<FetchedItem>,
     /// Keys listed by the dump but gone by the time they were fetched.
     pub vanished: u64,
+    /// Keys already landed from another replica whose copy here is not
+    /// newer: checked, not fetched (indexes into `keys`).
+    pub checked: Vec<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -85,7 +94,7 @@ pub struct FetchedItem {
 
 impl ItemBatch {
     pub fn new(keys: KeyBatch) -> ItemBatch {
-        ItemBatch { items: Vec::with_capacity(keys.len()), keys, data: Vec::new(), vanished: 0 }
+        ItemBatch { items: Vec::with_capacity(keys.len()), keys, data: Vec::new(), vanished: 0, checked: Vec::new() }
     }
 
     pub fn push(&mut self, key: usize, flags: u32, ttl: i64, value: &[u8]) {
@@ -115,13 +124,13 @@ mod tests {
     #[test]
     fn keys_and_items_round_trip() {
         let mut keys = KeyBatch::with_capacity(2);
-        keys.push(b"reg\\\\a", 7).unwrap();
-        keys.push(b"a b", 9).unwrap();
-        assert!(keys.push(&[b'x'; 300], 1).is_err());
+        keys.push(b"reg\\\\a", [7; 16]).unwrap();
+        keys.push(b"a b", [9; 16]).unwrap();
+        assert!(keys.push(&[b'x'; 300], [1; 16]).is_err());
         assert_eq!(keys.len(), 2);
         assert_eq!(keys.get(0).wire.bytes, b"reg\\\\a");
         assert_eq!((keys.get(1).wire.bytes, keys.get(1).wire.base64), (&b"YSBi"[..], true));
-        assert_eq!((keys.get(1).vbucket, keys.get(1).raw_len), (9, 3));
+        assert_eq!((keys.get(1).vbucket, keys.get(1).raw_len, keys.get(1).digest), (9, 3, [9; 16]));
         let mut items = ItemBatch::new(keys);
         items.push(1, 5, -1, b"value");
         assert_eq!(items.value(&items.items[0]), b"value");

@@ -9,6 +9,7 @@
 //! [`ResyncError::Local`].
 
 pub mod batch;
+pub mod landed;
 pub mod rules;
 pub mod source;
 
@@ -16,6 +17,7 @@ use crate::memcached::{Connection, McError};
 use crate::stats::{Stats, BANDWIDTH_PERIOD_SECS};
 use crate::throttle::{Bandwidth, CpuBudget, Throttle};
 use crate::view::{WorkList, VBUCKETS};
+use landed::Landed;
 pub use rules::ConflictPolicy;
 pub use source::{CopyError, OWN_PREFIX};
 use std::collections::BTreeMap;
@@ -54,7 +56,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             conflict: ConflictPolicy::default(),
-            batch_keys: 512,
+            batch_keys: 1024,
             batch_bytes: 1 << 20,
             io_timeout: crate::memcached::DEFAULT_TIMEOUT,
             busy_wait: Duration::from_secs(60),
@@ -76,6 +78,9 @@ pub struct Counts {
     pub replaced: u64,
     /// Left alone: the local value was as new or newer.
     pub kept: u64,
+    /// Already landed from another source and not newer here: checked
+    /// (`mg f`) instead of read again.
+    pub checked: u64,
     /// Not copied: they would expire on arrival.
     pub skipped: u64,
     /// Listed by a dump but gone from the source before the fetch.
@@ -96,6 +101,7 @@ impl Counts {
         self.landed += o.landed;
         self.replaced += o.replaced;
         self.kept += o.kept;
+        self.checked += o.checked;
         self.skipped += o.skipped;
         self.vanished += o.vanished;
         self.reverted += o.reverted;
@@ -186,19 +192,27 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
         })
     };
 
-    let opts_arc = Arc::new(opts.clone());
-    let throttle = Arc::new(Throttle {
-        bandwidth: opts.bandwidth_limit.map(Bandwidth::new),
-        cpu: opts.cpu_share.map(CpuBudget::new),
+    let ctx = Arc::new(source::CopyContext {
+        local_name: local_name.clone(),
+        opts: opts.clone(),
+        throttle: Throttle {
+            bandwidth: opts.bandwidth_limit.map(Bandwidth::new),
+            cpu: opts.cpu_share.map(CpuBudget::new),
+        },
+        progress: Some(progress.clone()),
+        landed: Landed::new(landed::DEFAULT_CAPACITY),
+        barrier: landed::PrimaryBarrier::new(by_source.len()),
     });
+    let first = work.first_sources();
     let mut tasks = tokio::task::JoinSet::new();
     for (source, vbuckets) in &by_source {
         let mut wanted = [false; VBUCKETS];
         vbuckets.iter().for_each(|vb| wanted[*vb as usize] = true);
-        let (src, local, o, pc, pr) =
-            (source.clone(), local_name.clone(), opts_arc.clone(), throttle.clone(), Some(progress.clone()));
+        let mut primary = [false; VBUCKETS];
+        first.get(source).into_iter().flatten().for_each(|vb| primary[*vb as usize] = true);
+        let (src, ctx) = (source.clone(), ctx.clone());
         tasks.spawn(async move {
-            let (outcome, result) = source::copy_source(src.clone(), wanted, local, o, pc, pr).await;
+            let (outcome, result) = source::copy_source(src.clone(), wanted, primary, ctx).await;
             (src, outcome, result)
         });
     }

@@ -1,18 +1,24 @@
 //! Copying from one source: a dump task, a fetcher and an injector.
 //!
 //! ```text
-//!  source ──metadump──▶ dump task ──keys (unbounded)──▶ fetcher ──items (2 batches)──▶ injector ──▶ local
-//!                       (never waits)                   mg … f t v u                   ms … ME, conflicts,
-//!                                                                                      delete guard
+//!  source ──metadump──▶ dump task ──primary keys──▶ fetcher ──items (2 batches)──▶ injector ──▶ local
+//!                       (never waits) ──other keys──▶ (after    mg … f t v u        ms … ME, conflicts,
+//!                                                    the barrier) or mg f only     delete guard, record
 //! ```
 //!
 //! The dump task only reads, filters by vbucket and forwards: in 1.6.18 a
 //! metadump that is not drained holds an item lock on the source and stalls
 //! its clients, so nothing downstream may slow it down (memory grows with the
 //! wanted keys only). The fetcher and the injector are paced by each other
-//! through a small bounded channel and by the bandwidth limit.
+//! through a small bounded channel and by the throttle.
+//!
+//! Every key is on two old replicas. Each source first copies the vbuckets
+//! it is primary for; once all sources have (the [`PrimaryBarrier`]), it
+//! goes through the rest, whose keys are mostly recorded in [`Landed`] by
+//! then and need only a metadata check, not a second copy.
 
 use super::batch::{ItemBatch, KeyBatch};
+use super::landed::{Arrival, Landed, PrimaryBarrier};
 use super::rules::{inject_ttl, ConflictPolicy};
 use super::{Counts, Options};
 use crate::memcached::dump::{decode_dump_key, DumpLine, DumpMode};
@@ -20,7 +26,7 @@ use crate::memcached::proto::{self, SetMode, Status};
 use crate::memcached::{Connection, McError};
 use crate::stats::Progress;
 use crate::throttle::Throttle;
-use crate::view::vbucket;
+use crate::view::{key_digest, vbucket_of};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -60,21 +66,63 @@ pub struct Listing {
     pub unmovable: BTreeMap<u8, u64>,
 }
 
-/// Enumerates `source` and sends the keys of `wanted` vbuckets in batches.
-/// Fails unless the dump reached its end marker.
+/// Where a dump sends the keys of vbuckets this source is not the primary
+/// of, when the copy wants them after the primary ones (see
+/// [`super::landed`]).
+pub struct Later {
+    /// The vbuckets this source is listed first for.
+    pub primary: VbSet,
+    pub tx: mpsc::UnboundedSender<KeyBatch>,
+}
+
+/// A batch being filled and the channel it goes to.
+struct Outlet {
+    batch: KeyBatch,
+    bytes: u64,
+    tx: mpsc::UnboundedSender<KeyBatch>,
+}
+
+impl Outlet {
+    fn new(tx: mpsc::UnboundedSender<KeyBatch>, opts: &Options) -> Outlet {
+        Outlet { batch: KeyBatch::with_capacity(opts.batch_keys), bytes: 0, tx }
+    }
+
+    /// Sends the batch once full (or when `flush`); false once the
+    /// receiver is gone.
+    fn send_if(&mut self, flush: bool, opts: &Options, progress: Option<&Progress>) -> bool {
+        let full = self.batch.len() >= opts.batch_keys || self.bytes >= opts.batch_bytes;
+        if self.batch.is_empty() || !(full || flush) {
+            return true;
+        }
+        if let Some(p) = progress {
+            p.keys_found.fetch_add(self.batch.len() as u64, Ordering::Relaxed);
+        }
+        self.bytes = 0;
+        let batch = std::mem::replace(&mut self.batch, KeyBatch::with_capacity(opts.batch_keys));
+        self.tx.send(batch).is_ok()
+    }
+}
+
+/// Enumerates `source` and sends the keys of `wanted` vbuckets in batches
+/// to `tx`, or to `later.tx` for the vbuckets `later` says this source is
+/// not the primary of. Fails unless the dump reached its end marker.
 pub async fn dump_keys(
     source: &str,
     mode: DumpMode,
     wanted: &VbSet,
     opts: &Options,
     tx: mpsc::UnboundedSender<KeyBatch>,
+    later: Option<Later>,
     progress: Option<&Progress>,
 ) -> Result<Listing, McError> {
     let mut conn = start_dump(source, mode, opts).await?;
-    let mut batch = KeyBatch::with_capacity(opts.batch_keys);
+    let mut now = Outlet::new(tx, opts);
+    let (primary, mut later) = match later {
+        Some(l) => (l.primary, Some(Outlet::new(l.tx, opts))),
+        None => ([true; crate::view::VBUCKETS], None),
+    };
     let mut raw = Vec::with_capacity(256);
     let mut out = Listing::default();
-    let mut batch_bytes = 0u64;
     loop {
         let line = conn.reader.dump_line(mode).await?;
         match line {
@@ -82,26 +130,24 @@ pub async fn dump_keys(
                 raw.clear();
                 decode_dump_key(&conn.reader.frame()[key], encoding, &mut raw)
                     .map_err(|source_err| McError::Protocol { server: source.to_owned(), source: source_err })?;
-                let vb = vbucket(&raw);
+                let digest = key_digest(&raw);
+                let vb = vbucket_of(&digest);
                 if !wanted[vb as usize] || raw.starts_with(OWN_PREFIX) {
                     continue;
                 }
-                if let Err(e) = batch.push(&raw, vb) {
+                let outlet = match later.as_mut() {
+                    Some(l) if !primary[vb as usize] => l,
+                    _ => &mut now,
+                };
+                if let Err(e) = outlet.batch.push(&raw, digest) {
                     *out.unmovable.entry(vb).or_default() += 1;
                     warn!(source, vbucket = vb, key = %String::from_utf8_lossy(&raw), "cannot copy key: {e}");
                     continue;
                 }
                 out.listed += 1;
-                batch_bytes += u64::from(size.unwrap_or(0));
-                if batch.len() >= opts.batch_keys || batch_bytes >= opts.batch_bytes {
-                    batch_bytes = 0;
-                    if let Some(p) = progress {
-                        p.keys_found.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    let full = std::mem::replace(&mut batch, KeyBatch::with_capacity(opts.batch_keys));
-                    if tx.send(full).is_err() {
-                        return Ok(out); // the copy gave up; it reports why
-                    }
+                outlet.bytes += u64::from(size.unwrap_or(0));
+                if !outlet.send_if(false, opts, progress) {
+                    return Ok(out); // the copy gave up; it reports why
                 }
             }
             DumpLine::End => break,
@@ -113,11 +159,9 @@ pub async fn dump_keys(
             }
         }
     }
-    if let Some(p) = progress {
-        p.keys_found.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    }
-    if !batch.is_empty() {
-        let _ = tx.send(batch);
+    now.send_if(true, opts, progress);
+    if let Some(l) = later.as_mut() {
+        l.send_if(true, opts, progress);
     }
     Ok(out)
 }
@@ -165,31 +209,138 @@ pub async fn fetch_items(
         if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
             break;
         }
-        req.clear();
-        for k in batch.iter() {
-            proto::mg(&mut req, k.wire, "f t v u");
-        }
-        proto::mn(&mut req);
-        let expected = batch.len();
+        let all: Vec<usize> = (0..batch.len()).collect();
         let mut out = ItemBatch::new(batch);
-        let server = conn.server().to_owned();
-        conn.pipeline(&req, expected, |index, m, frame| {
-            match m.status {
-                Status::Value => {
-                    let value = m.value.clone().map(|r| &frame[r]).unwrap_or_default();
-                    out.push(index, m.flags.unwrap_or(0), m.ttl.unwrap_or(-1), value);
-                }
-                Status::Miss => out.vanished += 1,
-                other => return Err(unexpected(&server, format!("{other:?} in answer to mg"))),
-            }
-            Ok(())
-        })
-        .await?;
+        fetch_values(conn, &mut out, &all, &mut req).await?;
         if items.send(out).await.is_err() {
             break; // the injector stopped; it reports why
         }
     }
     Ok(())
+}
+
+/// Reads the values of keys `which` of `out.keys` into `out`.
+async fn fetch_values(
+    conn: &mut Connection,
+    out: &mut ItemBatch,
+    which: &[usize],
+    req: &mut Vec<u8>,
+) -> Result<(), McError> {
+    req.clear();
+    for i in which {
+        proto::mg(req, out.keys.get(*i).wire, "f t v u");
+    }
+    proto::mn(req);
+    let server = conn.server().to_owned();
+    conn.pipeline(req, which.len(), |n, m, frame| {
+        match m.status {
+            Status::Value => {
+                let value = m.value.clone().map(|r| &frame[r]).unwrap_or_default();
+                out.push(which[n], m.flags.unwrap_or(0), m.ttl.unwrap_or(-1), value);
+            }
+            Status::Miss => out.vanished += 1,
+            other => return Err(unexpected(&server, format!("{other:?} in answer to mg"))),
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// What the copy's fetcher hands its injector.
+#[derive(Debug)]
+pub enum Step {
+    Items(ItemBatch),
+    /// Every key of the vbuckets this source is primary for came before.
+    PrimaryDone,
+}
+
+/// The copy's fetcher: the keys of vbuckets this source is the primary of
+/// first; then, once every source has landed those ([`PrimaryBarrier`]),
+/// the others, which are mostly recorded in `landed` by then. A key that has
+/// landed already is only checked (`mg <key> f`, no value, and under
+/// add-only not even that); its value is read only when it is newer here.
+pub async fn fetch_for_copy(
+    conn: &mut Connection,
+    mut primary: mpsc::UnboundedReceiver<KeyBatch>,
+    mut later: mpsc::UnboundedReceiver<KeyBatch>,
+    ctx: &CopyContext,
+    items: mpsc::Sender<Step>,
+) -> Result<(), McError> {
+    let (landed, policy, cancel) = (&ctx.landed, ctx.opts.conflict, ctx.opts.cancel.as_deref());
+    let mut req = Vec::new();
+    let mut recorded = Vec::new();
+    let mut primary_open = true;
+    loop {
+        let batch = if primary_open {
+            match primary.recv().await {
+                Some(b) => b,
+                None => {
+                    primary_open = false;
+                    if items.send(Step::PrimaryDone).await.is_err() {
+                        break;
+                    }
+                    ctx.barrier.wait().await;
+                    continue;
+                }
+            }
+        } else {
+            match later.recv().await {
+                Some(b) => b,
+                None => break,
+            }
+        };
+        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            break;
+        }
+        landed.lookup(batch.iter().map(|k| k.digest), &mut recorded);
+        let mut out = ItemBatch::new(batch);
+        let mut copy: Vec<usize> = (0..recorded.len()).filter(|i| recorded[*i].is_none()).collect();
+        let seen: Vec<(usize, u32)> =
+            recorded.iter().enumerate().filter_map(|(i, r)| r.map(|flags| (i, flags))).collect();
+        if policy == ConflictPolicy::AddOnly {
+            // The local value always stays: nothing to read.
+            out.checked.extend(seen.iter().map(|(i, _)| *i));
+        } else if !seen.is_empty() {
+            check_newer(conn, &mut out, &seen, policy, &mut copy, &mut req).await?;
+            copy.sort_unstable();
+        }
+        if !copy.is_empty() {
+            fetch_values(conn, &mut out, &copy, &mut req).await?;
+        }
+        if items.send(Step::Items(out)).await.is_err() {
+            break; // the injector stopped; it reports why
+        }
+    }
+    Ok(())
+}
+
+/// For keys that landed already (with the recorded flags), reads this
+/// source's flags: a newer value is added to `copy`, the rest are checked.
+async fn check_newer(
+    conn: &mut Connection,
+    out: &mut ItemBatch,
+    seen: &[(usize, u32)],
+    policy: ConflictPolicy,
+    copy: &mut Vec<usize>,
+    req: &mut Vec<u8>,
+) -> Result<(), McError> {
+    req.clear();
+    for (i, _) in seen {
+        proto::mg(req, out.keys.get(*i).wire, "f u");
+    }
+    proto::mn(req);
+    let server = conn.server().to_owned();
+    conn.pipeline(req, seen.len(), |n, m, _| {
+        let (i, recorded) = seen[n];
+        match m.status {
+            Status::Stored if policy.should_replace(recorded, m.flags.unwrap_or(0)) => copy.push(i),
+            Status::Stored => out.checked.push(i),
+            Status::Miss => out.vanished += 1,
+            other => return Err(unexpected(&server, format!("{other:?} in answer to mg f"))),
+        }
+        Ok(())
+    })
+    .await
 }
 
 fn unexpected(server: &str, message: String) -> McError {
@@ -208,6 +359,10 @@ pub struct Injector<'a> {
     /// Stop between batches once set.
     pub cancel: Option<&'a AtomicBool>,
     pub progress: Option<&'a Progress>,
+    /// Where keys put on the local node are recorded for the other sources.
+    pub landed: Option<&'a Landed>,
+    /// Arrives when the primary keys are all injected.
+    pub arrival: Option<Arrival>,
     pub counts: Counts,
     req: Vec<u8>,
 }
@@ -221,7 +376,8 @@ enum Fate {
     /// An older local value replaced by ours, with the new CAS.
     Replaced(u64),
     Conflict,
-    Kept,
+    /// The local value stayed; with its flags when they were read.
+    Kept(Option<u32>),
     Failed,
 }
 
@@ -250,13 +406,24 @@ impl<'a> Injector<'a> {
             throttle: None,
             cancel: None,
             progress: None,
+            landed: None,
+            arrival: None,
             counts: Counts::default(),
             req: Vec::new(),
         }
     }
 
-    pub async fn run(&mut self, mut rx: mpsc::Receiver<ItemBatch>) -> Result<(), CopyError> {
-        while let Some(batch) = rx.recv().await {
+    pub async fn run(&mut self, mut rx: mpsc::Receiver<Step>) -> Result<(), CopyError> {
+        while let Some(step) = rx.recv().await {
+            let batch = match step {
+                Step::Items(batch) => batch,
+                Step::PrimaryDone => {
+                    if let Some(mut a) = self.arrival.take() {
+                        a.arrive();
+                    }
+                    continue;
+                }
+            };
             // A batch is injected whole, delete guard included, or not at
             // all: this is the safe point to stop at.
             if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
@@ -305,12 +472,26 @@ impl<'a> Injector<'a> {
 
         // 3. A key deleted on the source after we read it must not come back.
         let written: Vec<usize> = (0..fates.len()).filter(|i| fates[*i].cas().is_some()).collect();
-        if !written.is_empty() {
-            self.guard_deletes(batch, &written, &fates).await?;
-        }
+        let reverted =
+            if written.is_empty() { Vec::new() } else { self.guard_deletes(batch, &written, &fates).await? };
 
+        self.record(batch, &fates, &reverted);
         self.account(batch, &fates);
         Ok(())
+    }
+
+    /// Tells the other sources what the local node now holds.
+    fn record(&self, batch: &ItemBatch, fates: &[Fate], reverted: &[usize]) {
+        let Some(landed) = self.landed else { return };
+        landed.record(batch.items.iter().zip(fates).filter_map(|(item, fate)| {
+            let flags = match fate {
+                Fate::Written(_) | Fate::Replaced(_) => item.flags,
+                Fate::Kept(Some(local)) => *local,
+                _ => return None,
+            };
+            Some((batch.key(item).digest, flags))
+        }));
+        landed.forget(reverted.iter().map(|i| batch.key(&batch.items[*i]).digest));
     }
 
     /// Sends `self.req` to the local node; response `n` decides the fate of
@@ -349,7 +530,8 @@ impl<'a> Injector<'a> {
         fates: &mut [Fate],
     ) -> Result<(), CopyError> {
         if self.policy == ConflictPolicy::AddOnly {
-            conflicts.iter().for_each(|i| fates[*i] = Fate::Kept);
+            // The flags do not matter: under add-only nothing replaces.
+            conflicts.iter().for_each(|i| fates[*i] = Fate::Kept(Some(0)));
             return Ok(());
         }
         // Read the local flags (the write time) and CAS of each.
@@ -376,7 +558,7 @@ impl<'a> Injector<'a> {
         self.req.clear();
         let mut replacing = Vec::new();
         for (i, found) in conflicts.iter().zip(&local) {
-            fates[*i] = Fate::Kept;
+            fates[*i] = Fate::Kept(found.map(|(flags, _)| flags));
             let item = &batch.items[*i];
             if let Some((flags, cas)) = found {
                 if self.policy.should_replace(*flags, item.flags) {
@@ -399,14 +581,21 @@ impl<'a> Injector<'a> {
         proto::mn(&mut self.req);
         self.local_round(&replacing, fates, |m| match m.status {
             Status::Stored => Ok(Fate::Replaced(m.cas.unwrap_or(0))),
-            Status::Exists | Status::NotFound => Ok(Fate::Kept),
+            // A client wrote in between: newer than both, flags unknown.
+            Status::Exists | Status::NotFound => Ok(Fate::Kept(None)),
             Status::ServerError => Ok(Fate::Failed),
             other => Err(format!("{other:?} in answer to ms MS C")),
         })
         .await
     }
 
-    async fn guard_deletes(&mut self, batch: &ItemBatch, written: &[usize], fates: &[Fate]) -> Result<(), CopyError> {
+    /// Returns the items deleted again.
+    async fn guard_deletes(
+        &mut self,
+        batch: &ItemBatch,
+        written: &[usize],
+        fates: &[Fate],
+    ) -> Result<Vec<usize>, CopyError> {
         self.req.clear();
         for i in written {
             proto::mg(&mut self.req, batch.key(&batch.items[*i]).wire, "u");
@@ -426,23 +615,23 @@ impl<'a> Injector<'a> {
             .await
             .map_err(CopyError::Source)?;
         if gone.is_empty() {
-            return Ok(());
+            return Ok(gone);
         }
         // Delete exactly what we wrote: a newer client write has another CAS.
         self.req.clear();
-        let mut deletes = 0;
+        let mut deleting = Vec::new();
         for i in &gone {
             let Some(cas) = fates[*i].cas() else { continue };
             proto::md(&mut self.req, batch.key(&batch.items[*i]).wire, Some(cas));
-            deletes += 1;
+            deleting.push(*i);
         }
         proto::mn(&mut self.req);
-        let mut reverted = 0;
+        let mut reverted = Vec::new();
         let local = self.local.server().to_owned();
         self.local
-            .pipeline(&self.req, deletes, |_, m, _| {
+            .pipeline(&self.req, deleting.len(), |n, m, _| {
                 match m.status {
-                    Status::Stored => reverted += 1,
+                    Status::Stored => reverted.push(deleting[n]),
                     Status::Exists | Status::NotFound => {}
                     other => return Err(unexpected(&local, format!("{other:?} in answer to md C"))),
                 }
@@ -450,8 +639,8 @@ impl<'a> Injector<'a> {
             })
             .await
             .map_err(CopyError::Local)?;
-        self.counts.reverted += reverted;
-        Ok(())
+        self.counts.reverted += reverted.len() as u64;
+        Ok(reverted)
     }
 
     fn account(&mut self, batch: &ItemBatch, fates: &[Fate]) {
@@ -464,7 +653,7 @@ impl<'a> Injector<'a> {
             match fate {
                 Fate::Written(_) => c.landed += 1,
                 Fate::Replaced(_) => c.replaced += 1,
-                Fate::Kept => c.kept += 1,
+                Fate::Kept(_) => c.kept += 1,
                 Fate::Failed => {
                     c.failed += 1;
                     *c.failed_vbuckets.entry(key.vbucket).or_default() += 1;
@@ -477,8 +666,15 @@ impl<'a> Injector<'a> {
             slot.0 += 1;
             slot.1 += bytes;
         }
+        c.checked += batch.checked.len() as u64;
+        for i in &batch.checked {
+            let key = batch.keys.get(*i);
+            let slot = &mut per_vb[key.vbucket as usize];
+            slot.0 += 1;
+            slot.1 += key.raw_len as u64;
+        }
         if let Some(p) = self.progress {
-            p.total.add(batch.items.len() as u64, per_vb.iter().map(|s| s.1).sum());
+            p.total.add(per_vb.iter().map(|s| s.0).sum(), per_vb.iter().map(|s| s.1).sum());
             if let Some(conn) = p.connection(self.source) {
                 for (vb, (entries, bytes)) in per_vb.iter().enumerate() {
                     if *entries > 0 {
@@ -492,54 +688,70 @@ impl<'a> Injector<'a> {
     }
 }
 
-/// Copies every wanted vbucket of `source` into `local`. The counts are
-/// returned even when the copy failed part way: what landed stays landed.
+/// What the copies of a resync share.
+pub struct CopyContext {
+    pub local_name: String,
+    pub opts: Options,
+    pub throttle: Throttle,
+    pub progress: Option<Arc<Progress>>,
+    pub landed: Landed,
+    /// One arrival per source.
+    pub barrier: Arc<PrimaryBarrier>,
+}
+
+/// Copies every `wanted` vbucket of `source` into the local node, those it
+/// is the `primary` of first. The counts are returned even when the copy
+/// failed part way: what landed stays landed.
 pub async fn copy_source(
     source: String,
     wanted: VbSet,
-    local_name: String,
-    opts: Arc<Options>,
-    throttle: Arc<Throttle>,
-    progress: Option<Arc<Progress>>,
+    primary: VbSet,
+    ctx: Arc<CopyContext>,
 ) -> (SourceOutcome, Result<(), CopyError>) {
     let mut outcome = SourceOutcome::default();
-    let result = copy(&source, wanted, &local_name, opts, throttle, progress, &mut outcome).await;
+    let result = copy(&source, wanted, primary, ctx, &mut outcome).await;
     (outcome, result)
 }
 
 async fn copy(
     source: &str,
     wanted: VbSet,
-    local_name: &str,
-    opts: Arc<Options>,
-    throttle: Arc<Throttle>,
-    progress: Option<Arc<Progress>>,
+    primary: VbSet,
+    ctx: Arc<CopyContext>,
     outcome: &mut SourceOutcome,
 ) -> Result<(), CopyError> {
+    let (opts, local_name) = (&ctx.opts, ctx.local_name.as_str());
+    // Arrives however this copy ends, so the others never wait for it forever.
+    let arrival = Arrival::new(ctx.barrier.clone());
     let mut fetch_conn = Connection::connect(source, opts.io_timeout).await.map_err(CopyError::Source)?;
     let mode = DumpMode::for_version(&fetch_conn.version().await.map_err(CopyError::Source)?);
     let mut recheck = Connection::connect(source, opts.io_timeout).await.map_err(CopyError::Source)?;
     let mut local = Connection::connect(local_name, opts.io_timeout).await.map_err(CopyError::Local)?;
 
     let (key_tx, key_rx) = mpsc::unbounded_channel();
+    let (later_tx, later_rx) = mpsc::unbounded_channel();
     let (item_tx, item_rx) = mpsc::channel(2);
     let dump = {
-        let (source, opts, progress) = (source.to_owned(), opts.clone(), progress.clone());
-        tokio::spawn(async move { dump_keys(&source, mode, &wanted, &opts, key_tx, progress.as_deref()).await })
+        let (source, ctx) = (source.to_owned(), ctx.clone());
+        tokio::spawn(async move {
+            let later = Some(Later { primary, tx: later_tx });
+            dump_keys(&source, mode, &wanted, &ctx.opts, key_tx, later, ctx.progress.as_deref()).await
+        })
     };
     let inject = {
-        let (source, progress, cancel) = (source.to_owned(), progress.clone(), opts.cancel.clone());
-        let policy = opts.conflict;
+        let (source, ctx) = (source.to_owned(), ctx.clone());
         tokio::spawn(async move {
-            let mut injector = Injector::new(&source, &mut local, &mut recheck, policy);
-            injector.throttle = (!throttle.is_unlimited()).then_some(&*throttle);
-            injector.cancel = cancel.as_deref();
-            injector.progress = progress.as_deref();
+            let mut injector = Injector::new(&source, &mut local, &mut recheck, ctx.opts.conflict);
+            injector.throttle = (!ctx.throttle.is_unlimited()).then_some(&ctx.throttle);
+            injector.cancel = ctx.opts.cancel.as_deref();
+            injector.progress = ctx.progress.as_deref();
+            injector.landed = Some(&ctx.landed);
+            injector.arrival = Some(arrival);
             let result = injector.run(item_rx).await;
             (result, injector.counts)
         })
     };
-    let fetched = fetch_items(&mut fetch_conn, key_rx, item_tx, opts.cancel.as_deref()).await;
+    let fetched = fetch_for_copy(&mut fetch_conn, key_rx, later_rx, &ctx, item_tx).await;
     let injected = match inject.await {
         Ok((result, counts)) => {
             outcome.counts = counts;

@@ -9,7 +9,7 @@ mod settings;
 
 use std::collections::BTreeMap;
 
-pub use ring::{vbucket, Ring, VBUCKETS};
+pub use ring::{key_digest, vbucket, vbucket_of, Ring, VBUCKETS};
 pub use settings::{split_host_port, validate_server, ClusterSettings, SettingsError};
 
 /// Replicas per vbucket.
@@ -118,6 +118,18 @@ impl WorkList {
         let mut out: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         for (vb, sources) in &self.vbuckets {
             for s in sources {
+                out.entry(s.clone()).or_default().push(*vb);
+            }
+        }
+        out
+    }
+
+    /// Every source with the vbuckets it is listed first for (their
+    /// primary), in name order; sources listed first for none are absent.
+    pub fn first_sources(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut out: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for (vb, sources) in &self.vbuckets {
+            if let Some(s) = sources.first() {
                 out.entry(s.clone()).or_default().push(*vb);
             }
         }

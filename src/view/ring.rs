@@ -10,7 +10,17 @@ pub const VBUCKETS: usize = 128;
 
 /// The vbucket of a key: the first byte of its MD5 digest, masked to 0..128.
 pub fn vbucket(key: &[u8]) -> u8 {
-    Md5::digest(key)[0] & 0x7f
+    vbucket_of(&key_digest(key))
+}
+
+/// A key's MD5 digest: its vbucket, and (for the resync) its identity.
+pub fn key_digest(key: &[u8]) -> [u8; 16] {
+    Md5::digest(key).into()
+}
+
+/// The vbucket of a key given its digest.
+pub fn vbucket_of(digest: &[u8; 16]) -> u8 {
+    digest[0] & 0x7f
 }
 
 /// A ring over `n` nodes: `ring[slot]` is the node index owning that slot.

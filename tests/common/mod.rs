@@ -160,7 +160,7 @@ pub async fn load(view: &View, items: &[TestItem]) {
 pub async fn all_keys(server: &str) -> BTreeSet<Vec<u8>> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let opts = Options::default();
-    dump_keys(server, DumpMode::Metadump, &[true; VBUCKETS], &opts, tx, None).await.expect("dump");
+    dump_keys(server, DumpMode::Metadump, &[true; VBUCKETS], &opts, tx, None, None).await.expect("dump");
     let mut keys = BTreeSet::new();
     while let Ok(batch) = rx.try_recv() {
         for k in batch.iter() {
