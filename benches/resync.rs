@@ -10,7 +10,9 @@
 //! - `memcached-tool <source> dump | nc <target>`, the copy a user would do;
 //! - the target's ingest ceiling: the landing keys as a prebuilt
 //!   `ms … ME q` stream replayed with `nc`;
-//! - the source's `mg` ceiling the same way.
+//! - the source's `mg` ceiling the same way;
+//! - the listing floor: the three sources' metadumps alone, concurrently,
+//!   copying nothing (no metadump-based copy can beat it).
 //! Plus a 4→3 run at 100 B. Prints a table, writes CSV and a PNG chart to
 //! `target/bench/`. `BENCH_SCALE=0.1` runs a tenth of the data.
 
@@ -205,9 +207,12 @@ fn load(settings: &Path, keys: u64, size: usize) {
 }
 
 /// Runs `astaire resync` for `local`, with probes on `src` and `dst`.
-fn astaire(scenario: &str, tool: &str, settings: &Path, local: &str, extra: &[&str], src: u16, dst: u16) -> Row {
+/// Probes on a source and on the target, or none (`None`).
+type ProbePorts = Option<(u16, u16)>;
+
+fn astaire(scenario: &str, tool: &str, settings: &Path, local: &str, extra: &[&str], probes: ProbePorts) -> Row {
     let stop = Arc::new(AtomicBool::new(false));
-    let (ps, pd) = (probe(src, stop.clone()), probe(dst, stop.clone()));
+    let probes = probes.map(|(src, dst)| (probe(src, stop.clone()), probe(dst, stop.clone())));
     std::thread::sleep(Duration::from_millis(200));
     let m = measure(
         Command::new(bin("astaire"))
@@ -216,7 +221,7 @@ fn astaire(scenario: &str, tool: &str, settings: &Path, local: &str, extra: &[&s
             .args(extra),
     );
     stop.store(true, Ordering::Relaxed);
-    let (ps, pd) = (ps.join().unwrap(), pd.join().unwrap());
+    let probes = probes.map(|(ps, pd)| (summarize(ps.join().unwrap()), summarize(pd.join().unwrap())));
     assert_eq!(m.code, 0, "astaire resync failed: {}", m.stdout);
     let report: serde_json::Value = serde_json::from_str(m.stdout.trim()).expect("JSON report");
     let landed = report["counts"]["landed"].as_u64().unwrap_or(0) + report["counts"]["replaced"].as_u64().unwrap_or(0);
@@ -224,12 +229,12 @@ fn astaire(scenario: &str, tool: &str, settings: &Path, local: &str, extra: &[&s
         scenario: scenario.into(),
         tool: tool.into(),
         keys: landed,
-        bytes: report["counts"]["bytes"].as_u64().unwrap_or(0) / 2, // read from two replicas
+        bytes: report["counts"]["bytes"].as_u64().unwrap_or(0), // read from the sources
         wall: m.wall,
         cpu: Some(m.cpu),
         rss_mib: Some(m.rss_kib as f64 / 1024.0),
-        probe_src: Some(summarize(ps)),
-        probe_dst: Some(summarize(pd)),
+        probe_src: probes.map(|p| p.0),
+        probe_dst: probes.map(|p| p.1),
     }
 }
 
@@ -279,6 +284,45 @@ fn replay(scenario: &str, tool: &str, stream: &[u8], port: u16, keys: u64, bytes
     Row { scenario: scenario.into(), tool: tool.into(), keys, bytes, wall: m.wall, ..Row::default() }
 }
 
+/// What any metadump-based copy must do before anything else: list every
+/// key of the three sources (concurrently, as a resync does), copying
+/// nothing. `keys` is what the resync lands, so keys/s is an upper bound on
+/// its rate.
+fn listing_floor(scenario: &str, sources: &[u16], keys: u64) -> Row {
+    use std::io::Read;
+    let start = Instant::now();
+    let dumps: Vec<_> = sources
+        .iter()
+        .map(|port| {
+            let port = *port;
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                s.write_all(b"lru_crawler metadump hash\r\n").unwrap();
+                let (mut buf, mut tail, mut lines) = (vec![0u8; 1 << 20], Vec::new(), 0u64);
+                loop {
+                    let n = s.read(&mut buf).unwrap();
+                    assert!(n > 0, "dump of {port} ended early");
+                    lines += memchr_count(&buf[..n]);
+                    tail.extend_from_slice(&buf[..n]);
+                    let keep = tail.len().saturating_sub(8);
+                    tail.drain(..keep);
+                    if tail.ends_with(b"END\r\n") {
+                        return lines;
+                    }
+                }
+            })
+        })
+        .collect();
+    let lines: u64 = dumps.into_iter().map(|d| d.join().unwrap()).sum();
+    let wall = start.elapsed().as_secs_f64();
+    eprintln!("   listing floor: {lines} dump lines from {} sources in {wall:.2} s", sources.len());
+    Row { scenario: scenario.into(), tool: "listing floor (3 metadumps)".into(), keys, wall, ..Row::default() }
+}
+
+fn memchr_count(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|b| **b == b'\n').count() as u64
+}
+
 fn size_name(size: usize) -> String {
     if size >= 1024 {
         format!("{} KB", size / 1024)
@@ -304,9 +348,14 @@ fn three_to_four(keys: u64, size: usize) -> Vec<Row> {
     let landing: Vec<u64> = (0..keys).filter(|i| work.vbuckets.contains_key(&vbucket(&testdata::key(*i)))).collect();
     let (src, dst) = (nodes[0].port, nodes[3].port);
     let mut rows = vec![baseline(&scenario, src, dst)];
-    rows.push(astaire(&scenario, "astaire", &resize, &names[3], &[], src, dst));
+    // Unthrottled alone (the speed), then again with the probes running (the
+    // latency clients see), then throttled with the probes.
+    rows.push(astaire(&scenario, "astaire", &resize, &names[3], &[], None));
     nodes[3].restart();
-    rows.push(astaire(&scenario, "astaire --cpu-limit 5", &resize, &names[3], &["--cpu-limit", "5"], src, dst));
+    rows.push(astaire(&scenario, "astaire, probed", &resize, &names[3], &[], Some((src, dst))));
+    nodes[3].restart();
+    let throttled = ["--cpu-limit", "5"];
+    rows.push(astaire(&scenario, "astaire --cpu-limit 5", &resize, &names[3], &throttled, Some((src, dst))));
 
     // Peers.
     nodes[3].restart();
@@ -336,6 +385,7 @@ fn three_to_four(keys: u64, size: usize) -> Vec<Row> {
     mg.extend_from_slice(b"mn\r\n");
     let n = from_src.len() as u64;
     rows.push(replay(&scenario, "source mg ceiling (mg | nc)", &mg, src, n, n * size as u64));
+    rows.push(listing_floor(&scenario, &[nodes[0].port, nodes[1].port, nodes[2].port], landing.len() as u64));
     rows
 }
 
@@ -352,14 +402,7 @@ fn four_to_three(keys: u64, size: usize) -> Vec<Row> {
     load(&stable, keys, size);
     let view = View::new(&ClusterSettings::load(&resize).unwrap());
     let local = (0..3).max_by_key(|i| view.work_list(&names[*i], false).vbuckets.len()).unwrap();
-    let src = view
-        .work_list(&names[local], false)
-        .by_source()
-        .keys()
-        .next()
-        .map(|s| s.rsplit(':').next().unwrap().parse().unwrap())
-        .unwrap();
-    vec![astaire(&scenario, "astaire", &resize, &names[local], &[], src, nodes[local].port)]
+    vec![astaire(&scenario, "astaire", &resize, &names[local], &[], None)]
 }
 
 fn main() {
@@ -442,10 +485,22 @@ fn report(rows: &[Row]) {
                 a.keys_per_s() / c.keys_per_s()
             ));
         }
+        if let Some(f) = find(s, "listing floor (3 metadumps)") {
+            out.push_str(&format!(
+                "  {s}: astaire / listing floor keys/s = {:.2}× (the floor only lists the keys)\n",
+                a.keys_per_s() / f.keys_per_s()
+            ));
+        }
         if let Some(us) = a.us_per_key() {
             out.push_str(&format!(
                 "  {s}: astaire CPU per key landed = {us:.2} µs; peak RSS {:.1} MiB\n",
                 a.rss_mib.unwrap_or(0.0)
+            ));
+        }
+        if let Some(p) = find(s, "astaire, probed").and_then(|p| p.probe_src.zip(p.probe_dst)) {
+            out.push_str(&format!(
+                "  {s}: unthrottled: probe p99 source {:.2} ms, target {:.2} ms\n",
+                p.0.p99, p.1.p99
             ));
         }
         if let Some(t) = find(s, "astaire --cpu-limit 5") {
@@ -493,8 +548,20 @@ fn chart(rows: &[Row], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")?;
     let font: &'static [u8] = Box::leak(font.into_boxed_slice());
     plotters::style::register_font("sans-serif", FontStyle::Normal, font).map_err(|_| "font")?;
-    let tools = ["astaire", "astaire --cpu-limit 5", "memcached-tool dump | nc", "ingest ceiling (ms ME q | nc)"];
-    let colors = [RGBColor(31, 119, 180), RGBColor(174, 199, 232), RGBColor(214, 39, 40), RGBColor(120, 120, 120)];
+    let tools = [
+        "astaire",
+        "astaire --cpu-limit 5",
+        "memcached-tool dump | nc",
+        "ingest ceiling (ms ME q | nc)",
+        "listing floor (3 metadumps)",
+    ];
+    let colors = [
+        RGBColor(31, 119, 180),
+        RGBColor(174, 199, 232),
+        RGBColor(214, 39, 40),
+        RGBColor(120, 120, 120),
+        RGBColor(44, 44, 44),
+    ];
     let scenarios: Vec<String> =
         rows.iter().filter(|r| r.scenario.contains("3→4")).map(|r| r.scenario.clone()).fold(Vec::new(), |mut v, s| {
             if !v.contains(&s) {

@@ -84,6 +84,9 @@ async fn replicas_that_disagree_give_the_newer_value_whichever_holds_it() {
     let report = resync::run(&work, &Options::default(), &Stats::new()).await.unwrap();
     assert!(report.succeeded(), "{report:?}");
     assert!(report.counts.checked > 0, "the second replica was only checked: {:?}", report.counts);
+    // No client removed anything during the resync: the delete guard had
+    // nothing to re-check.
+    assert_eq!(report.counts.rechecked, 0, "{:?}", report.counts);
     let mut local = conn(all[3].clone()).await;
     for (key, on_primary, on_secondary) in &cases {
         let newest = on_primary.max(on_secondary).unwrap();

@@ -43,8 +43,8 @@ async fn a_source_stopped_mid_stream_is_abandoned_after_the_timeout_and_nothing_
     assert_eq!(all_keys(r.new_node()).await.len(), expected, "every key came from the other replicas");
 }
 
-/// A fake memcached: answers `version`, then a one-key metadump, then, to
-/// the first `mg`, whatever `reply` says.
+/// A fake memcached: answers `version`, `stats` and a one-key metadump,
+/// then, to the first `mg`, whatever `reply` says.
 fn fake_source(reply: &'static [u8]) -> (String, std::thread::JoinHandle<()>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -68,6 +68,8 @@ fn fake_source(reply: &'static [u8]) -> (String, std::thread::JoinHandle<()>) {
                         reply
                     } else if line.starts_with("mn") {
                         b"MN\r\n"
+                    } else if line.starts_with("stats") {
+                        b"STAT pid 1\r\nSTAT delete_hits 0\r\nEND\r\n"
                     } else {
                         b""
                     };

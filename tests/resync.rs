@@ -317,6 +317,7 @@ async fn live_traffic_round(round: usize) {
     let report = resync.await.unwrap().expect("resync ran");
     assert!(report.succeeded(), "{report:?}");
     assert!(report.seconds > 1.0, "the resync overlapped the traffic ({:.2} s)", report.seconds);
+    assert!(report.counts.rechecked > 0, "clients deleted: the guard re-checked: {:?}", report.counts);
 
     let mut conn = cluster.nodes[3].conn().await;
     let (mut stale, mut revived, mut missing, mut checked) = (0, 0, 0, 0);

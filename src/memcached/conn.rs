@@ -184,6 +184,45 @@ impl Connection {
         tokio::try_join!(write, read).map(|_| ())
     }
 
+    /// How many items clients have removed on this server so far: the sum
+    /// of `delete_hits`, `touch_hits` (a touch can make an item expire) and
+    /// `cmd_flush` from `stats`. Unchanged between two reads, no client
+    /// removed anything in between.
+    pub async fn removals(&mut self) -> Result<u64, McError> {
+        self.send(b"stats\r\n").await?;
+        let mut total = 0u64;
+        loop {
+            let line = self
+                .reader
+                .next(|b| {
+                    let window = &b[..b.len().min(MAX_LINE)];
+                    match memchr::memchr(b'\n', window) {
+                        Some(nl) => Ok(Some((nl + 1, nl + 1))),
+                        None if b.len() >= MAX_LINE => Err(ProtoError::LineTooLong),
+                        None => Ok(None),
+                    }
+                })
+                .await?;
+            let text = self.reader.frame()[..line].trim_ascii_end();
+            if text == b"END" {
+                return Ok(total);
+            }
+            let mut fields = text.split(|c| *c == b' ');
+            match (fields.next(), fields.next(), fields.next()) {
+                (Some(b"STAT"), Some(b"delete_hits" | b"touch_hits" | b"cmd_flush"), Some(value)) => {
+                    let value = std::str::from_utf8(value).ok().and_then(|v| v.parse::<u64>().ok());
+                    total += value.ok_or_else(|| {
+                        self.reader.protocol(ProtoError::Malformed(String::from_utf8_lossy(text).into_owned()))
+                    })?;
+                }
+                (Some(b"STAT"), _, _) => {}
+                _ => {
+                    return Err(self.reader.protocol(ProtoError::Malformed(String::from_utf8_lossy(text).into_owned())))
+                }
+            }
+        }
+    }
+
     /// `version`: the server's version string.
     pub async fn version(&mut self) -> Result<String, McError> {
         self.send(b"version\r\n").await?;

@@ -85,8 +85,26 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..b.len().min(200)]).into_owned()
 }
 
-fn parse_num<T: std::str::FromStr>(tok: &[u8], line: &[u8]) -> Result<T, ProtoError> {
-    std::str::from_utf8(tok).ok().and_then(|s| s.parse().ok()).ok_or_else(|| ProtoError::Malformed(lossy(line)))
+fn parse_num<T: TryFrom<i128>>(tok: &[u8], line: &[u8]) -> Result<T, ProtoError> {
+    let (negative, digits) = match tok.strip_prefix(b"-") {
+        Some(rest) => (true, rest),
+        None => (false, tok),
+    };
+    let magnitude = if digits.is_empty() {
+        None
+    } else {
+        digits.iter().try_fold(0u64, |n, d| {
+            if d.is_ascii_digit() {
+                n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+            } else {
+                None
+            }
+        })
+    };
+    magnitude
+        .map(|m| if negative { -i128::from(m) } else { i128::from(m) })
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| ProtoError::Malformed(lossy(line)))
 }
 
 /// Parses one meta response from the front of `buf`.
@@ -308,6 +326,16 @@ mod tests {
 
     fn one(buf: &[u8]) -> Meta {
         parse_meta(buf).unwrap().unwrap()
+    }
+
+    #[test]
+    fn numbers_parse_in_range_and_nothing_else() {
+        let m = one(b"HD f4294967295 t-1 c18446744073709551615\r\n");
+        assert_eq!((m.flags, m.ttl, m.cas), (Some(u32::MAX), Some(-1), Some(u64::MAX)));
+        for bad in [&b"HD f4294967296\r\n"[..], b"HD f-1\r\n", b"HD f\r\n", b"HD f1a\r\n", b"HD f+1\r\n", b"HD t-\r\n"]
+        {
+            assert!(parse_meta(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

@@ -80,6 +80,11 @@ pub struct ItemBatch {
     /// Keys already landed from another replica whose copy here is not
     /// newer: checked, not fetched (indexes into `keys`).
     pub checked: Vec<usize>,
+    /// The source's removal count read just before the values
+    /// ([`crate::memcached::Connection::removals`]).
+    pub removals_before: Option<u64>,
+    /// Keys of vbuckets the source is primary for (see [`super::landed`]).
+    pub primary: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -94,7 +99,15 @@ pub struct FetchedItem {
 
 impl ItemBatch {
     pub fn new(keys: KeyBatch) -> ItemBatch {
-        ItemBatch { items: Vec::with_capacity(keys.len()), keys, data: Vec::new(), vanished: 0, checked: Vec::new() }
+        ItemBatch {
+            items: Vec::with_capacity(keys.len()),
+            keys,
+            data: Vec::new(),
+            vanished: 0,
+            checked: Vec::new(),
+            removals_before: None,
+            primary: false,
+        }
     }
 
     pub fn push(&mut self, key: usize, flags: u32, ttl: i64, value: &[u8]) {

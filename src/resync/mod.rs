@@ -85,6 +85,9 @@ pub struct Counts {
     pub skipped: u64,
     /// Listed by a dump but gone from the source before the fetch.
     pub vanished: u64,
+    /// Re-checked on their source after landing, because clients removed
+    /// items there meanwhile (the delete guard).
+    pub rechecked: u64,
     /// Removed again because the source deleted them meanwhile.
     pub reverted: u64,
     /// Could not be copied (local refused, or unexpressible key).
@@ -104,6 +107,7 @@ impl Counts {
         self.checked += o.checked;
         self.skipped += o.skipped;
         self.vanished += o.vanished;
+        self.rechecked += o.rechecked;
         self.reverted += o.reverted;
         self.failed += o.failed;
         self.bytes += o.bytes;

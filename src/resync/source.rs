@@ -26,7 +26,7 @@ use crate::memcached::proto::{self, SetMode, Status};
 use crate::memcached::{Connection, McError};
 use crate::stats::Progress;
 use crate::throttle::Throttle;
-use crate::view::{key_digest, vbucket_of};
+use crate::view::{lanes, vbucket_of};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -116,38 +116,31 @@ pub async fn dump_keys(
     progress: Option<&Progress>,
 ) -> Result<Listing, McError> {
     let mut conn = start_dump(source, mode, opts).await?;
-    let mut now = Outlet::new(tx, opts);
-    let (primary, mut later) = match later {
-        Some(l) => (l.primary, Some(Outlet::new(l.tx, opts))),
-        None => ([true; crate::view::VBUCKETS], None),
+    let mut sorter = Sorter {
+        source,
+        wanted,
+        opts,
+        progress,
+        now: Outlet::new(tx, opts),
+        primary: [true; crate::view::VBUCKETS],
+        later: None,
+        listing: Listing::default(),
+        pending: Pending::default(),
     };
-    let mut raw = Vec::with_capacity(256);
-    let mut out = Listing::default();
+    if let Some(l) = later {
+        sorter.primary = l.primary;
+        sorter.later = Some(Outlet::new(l.tx, opts));
+    }
     loop {
         let line = conn.reader.dump_line(mode).await?;
         match line {
             DumpLine::Key { key, encoding, size } => {
-                raw.clear();
-                decode_dump_key(&conn.reader.frame()[key], encoding, &mut raw)
+                decode_dump_key(&conn.reader.frame()[key], encoding, &mut sorter.pending.raw)
                     .map_err(|source_err| McError::Protocol { server: source.to_owned(), source: source_err })?;
-                let digest = key_digest(&raw);
-                let vb = vbucket_of(&digest);
-                if !wanted[vb as usize] || raw.starts_with(OWN_PREFIX) {
-                    continue;
-                }
-                let outlet = match later.as_mut() {
-                    Some(l) if !primary[vb as usize] => l,
-                    _ => &mut now,
-                };
-                if let Err(e) = outlet.batch.push(&raw, digest) {
-                    *out.unmovable.entry(vb).or_default() += 1;
-                    warn!(source, vbucket = vb, key = %String::from_utf8_lossy(&raw), "cannot copy key: {e}");
-                    continue;
-                }
-                out.listed += 1;
-                outlet.bytes += u64::from(size.unwrap_or(0));
-                if !outlet.send_if(false, opts, progress) {
-                    return Ok(out); // the copy gave up; it reports why
+                sorter.pending.ends.push(sorter.pending.raw.len());
+                sorter.pending.sizes.push(size.unwrap_or(0));
+                if sorter.pending.ends.len() == PENDING && !sorter.sort() {
+                    return Ok(sorter.listing); // the copy gave up; it reports why
                 }
             }
             DumpLine::End => break,
@@ -159,11 +152,76 @@ pub async fn dump_keys(
             }
         }
     }
-    now.send_if(true, opts, progress);
-    if let Some(l) = later.as_mut() {
-        l.send_if(true, opts, progress);
+    if sorter.sort() {
+        sorter.now.send_if(true, opts, progress);
+        if let Some(l) = sorter.later.as_mut() {
+            l.send_if(true, opts, progress);
+        }
     }
-    Ok(out)
+    Ok(sorter.listing)
+}
+
+/// Dumped keys hashed together ([`lanes`]).
+const PENDING: usize = 64;
+
+/// Decoded keys waiting to be hashed, back to back.
+#[derive(Default)]
+struct Pending {
+    raw: Vec<u8>,
+    ends: Vec<usize>,
+    sizes: Vec<u32>,
+    digests: Vec<[u8; 16]>,
+}
+
+/// Sends each dumped key where it goes, or nowhere.
+struct Sorter<'a> {
+    source: &'a str,
+    wanted: &'a VbSet,
+    opts: &'a Options,
+    progress: Option<&'a Progress>,
+    now: Outlet,
+    /// Keys of vbuckets not in `primary` go to `later`, if there is one.
+    primary: VbSet,
+    later: Option<Outlet>,
+    listing: Listing,
+    pending: Pending,
+}
+
+impl Sorter<'_> {
+    /// Hashes the pending keys and sorts them; false once nobody listens.
+    fn sort(&mut self) -> bool {
+        let p = &mut self.pending;
+        let mut keys: Vec<&[u8]> = Vec::with_capacity(p.ends.len());
+        let mut start = 0;
+        for end in &p.ends {
+            keys.push(&p.raw[start..*end]);
+            start = *end;
+        }
+        lanes::digests(&keys, &mut p.digests);
+        let mut listening = true;
+        for ((raw, digest), size) in keys.iter().zip(&p.digests).zip(&p.sizes) {
+            let vb = vbucket_of(digest);
+            if !self.wanted[vb as usize] || raw.starts_with(OWN_PREFIX) {
+                continue;
+            }
+            let outlet = match self.later.as_mut() {
+                Some(l) if !self.primary[vb as usize] => l,
+                _ => &mut self.now,
+            };
+            if let Err(e) = outlet.batch.push(raw, *digest) {
+                *self.listing.unmovable.entry(vb).or_default() += 1;
+                warn!(source = self.source, vbucket = vb, key = %String::from_utf8_lossy(raw), "cannot copy key: {e}");
+                continue;
+            }
+            self.listing.listed += 1;
+            outlet.bytes += u64::from(*size);
+            listening &= outlet.send_if(false, self.opts, self.progress);
+        }
+        p.raw.clear();
+        p.ends.clear();
+        p.sizes.clear();
+        listening
+    }
 }
 
 /// Opens a connection and starts a dump on it, waiting out `BUSY` (another
@@ -292,8 +350,16 @@ pub async fn fetch_for_copy(
         if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
             break;
         }
-        landed.lookup(batch.iter().map(|k| k.digest), &mut recorded);
+        // Each vbucket has one primary: before the barrier nothing of these
+        // vbuckets can have landed from another source.
+        if primary_open {
+            recorded.clear();
+            recorded.resize(batch.len(), None);
+        } else {
+            landed.lookup(batch.iter().map(|k| k.digest), &mut recorded);
+        }
         let mut out = ItemBatch::new(batch);
+        out.primary = primary_open;
         let mut copy: Vec<usize> = (0..recorded.len()).filter(|i| recorded[*i].is_none()).collect();
         let seen: Vec<(usize, u32)> =
             recorded.iter().enumerate().filter_map(|(i, r)| r.map(|flags| (i, flags))).collect();
@@ -305,6 +371,7 @@ pub async fn fetch_for_copy(
             copy.sort_unstable();
         }
         if !copy.is_empty() {
+            out.removals_before = Some(conn.removals().await?);
             fetch_values(conn, &mut out, &copy, &mut req).await?;
         }
         if items.send(Step::Items(out)).await.is_err() {
@@ -480,9 +547,10 @@ impl<'a> Injector<'a> {
         Ok(())
     }
 
-    /// Tells the other sources what the local node now holds.
+    /// Tells the other sources what the local node now holds. Only the
+    /// primary's copies matter: the others are the last source of their key.
     fn record(&self, batch: &ItemBatch, fates: &[Fate], reverted: &[usize]) {
-        let Some(landed) = self.landed else { return };
+        let Some(landed) = self.landed.filter(|_| batch.primary) else { return };
         landed.record(batch.items.iter().zip(fates).filter_map(|(item, fate)| {
             let flags = match fate {
                 Fate::Written(_) | Fate::Replaced(_) => item.flags,
@@ -596,6 +664,15 @@ impl<'a> Injector<'a> {
         written: &[usize],
         fates: &[Fate],
     ) -> Result<Vec<usize>, CopyError> {
+        // No client removed anything on the source since before the values
+        // were read: nothing written can be a deleted key coming back.
+        // (Clients delete on the old replicas first, so a delete that could
+        // race our write is counted there before we look.)
+        let removals = self.recheck.removals().await.map_err(CopyError::Source)?;
+        if batch.removals_before == Some(removals) {
+            return Ok(Vec::new());
+        }
+        self.counts.rechecked += written.len() as u64;
         self.req.clear();
         for i in written {
             proto::mg(&mut self.req, batch.key(&batch.items[*i]).wire, "u");
