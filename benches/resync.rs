@@ -571,7 +571,7 @@ fn chart(rows: &[Row], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         });
     let root = BitMapBackend::new(path, (1000, 520)).into_drawing_area();
     root.fill(&WHITE)?;
-    let max = rows.iter().filter(|r| r.keys > 0).map(Row::keys_per_s).fold(1.0, f64::max) * 2.0;
+    let max = rows.iter().filter(|r| r.keys > 0).map(Row::keys_per_s).fold(1.0, f64::max) * 12.0; // headroom for the legend
     let mut chart = ChartBuilder::on(&root)
         .caption("Keys moved per second, 3→4 resize (log scale, same run)", ("sans-serif", 22))
         .margin(15)

@@ -595,9 +595,15 @@ fn print_summary(work: &WorkList, r: &Report) {
         c.bytes as f64 / 1e6 / r.seconds.max(1e-9)
     );
     println!(
-        "  landed {}, replaced older {}, kept (local as new or newer) {}, skipped expiring {}, vanished {}, reverted deletes {}, failed {}",
-        c.landed, c.replaced, c.kept, c.skipped, c.vanished, c.reverted, c.failed
+        "  landed {}, replaced older {}, kept (local as new or newer) {}, second replica checked {}, skipped expiring {}, vanished {}, reverted deletes {}, failed {}",
+        c.landed, c.replaced, c.kept, c.checked, c.skipped, c.vanished, c.reverted, c.failed
     );
+    if r.local_evictions > 0 {
+        println!(
+            "  warning: the local memcached evicted {} items during the resync: it is too small for its share (raise its -m)",
+            r.local_evictions
+        );
+    }
     for s in &r.sources {
         match &s.error {
             None => println!("  source {}: {} vbuckets, {} keys", s.source, s.vbuckets.len(), s.listed),

@@ -156,6 +156,44 @@ async fn signals_during_a_resync_queue_one_more_and_never_overlap() {
     assert_eq!(events, ["start", "end", "start", "end"], "exactly one extra resync, never overlapping:\n{log}");
 }
 
+/// The file rewritten while a resync runs, then SIGHUP: the running resync
+/// finishes on the view it started with, the next one reads the new file.
+#[tokio::test(flavor = "multi_thread")]
+async fn settings_rewritten_mid_resync_apply_to_the_next_resync_only() {
+    let r = Resize::three_to_four();
+    let mut items = plain_items("reg\\\\sip:rewrite", 4000, 1);
+    items.iter_mut().for_each(|i| i.value = vec![b'w'; 1000]);
+    load(&view(&r.stable), &items).await;
+    let live = r.cluster.dir.path().join("cluster_settings");
+    std::fs::copy(&r.resize, &live).unwrap();
+    let d = Daemon::start(r.new_node(), &live, &["--no-agentx", "--bandwidth-limit", "1500000", "--cpu-limit", "0"]);
+    d.wait_for_state("resyncing");
+
+    // A fifth node joins as well (never started: it is no source), so the
+    // new node now pulls fewer vbuckets.
+    let rewritten = r.cluster.dir.path().join("rewritten");
+    let mut five = r.all.clone();
+    five.push("127.0.0.1:9".into());
+    std::fs::write(&rewritten, format!("servers={}\nnew_servers={}\n", r.old.join(","), five.join(","))).unwrap();
+    std::fs::copy(&rewritten, &live).unwrap();
+    d.signal(Signal::SIGHUP);
+    let (code, out) = d.wait_sync(60);
+    assert_eq!(code, Some(0), "{out}\n{}", d.log());
+
+    let (first, second) = (view(&r.resize), view(&rewritten));
+    let counts =
+        [first.work_list(r.new_node(), false).vbuckets.len(), second.work_list(r.new_node(), false).vbuckets.len()];
+    assert_ne!(counts[0], counts[1]);
+    let started = d.log_lines("resync started");
+    assert_eq!(started.len(), 2, "{}", d.log());
+    for (line, n) in started.iter().zip(counts) {
+        assert!(line.contains(&format!("vbuckets={n}")), "expected {n} vbuckets: {line}");
+    }
+    assert_eq!(d.log_lines("resync completed").len(), 2, "the first ran to its end: {}", d.log());
+    // Everything the first view gave the node arrived.
+    holds_its_keys(&first, r.new_node(), &items).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_local_memcached_restarted_empty_is_refilled_within_10_s() {
     let mut r = Resize::three_to_four();

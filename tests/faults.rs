@@ -118,3 +118,32 @@ async fn a_source_answering_nonsense_fails_alone_with_a_clear_error() {
         assert!(started.elapsed() < Duration::from_secs(10), "no hang");
     }
 }
+
+/// The local memcached too small for its share. With evictions (the
+/// default) the resync completes and says how much the node evicted; with
+/// `-M` (no evictions) every refused item is a failure naming its vbucket.
+/// Either way it ends promptly.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_local_memcached_is_reported_and_never_hangs() {
+    let cases: [(&[&str], i32, &str); 2] =
+        [(&["-m", "8"], 0, "evicted"), (&["-m", "8", "-M"], 1, "items could not be stored")];
+    for (limits, code, says) in cases {
+        let source = Memcached::start();
+        let local = Memcached::start_with(limits);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cs");
+        let (s, l) = (source.name(), local.name());
+        std::fs::write(&path, format!("servers={s}\nnew_servers={s},{l}\n")).unwrap();
+        // 40 MB for an 8 MB node: with two nodes and two replicas it holds everything.
+        let mut items = plain_items("reg\\\\sip:full", 20_000, 1);
+        items.iter_mut().for_each(|i| i.value = vec![b'f'; 2000]);
+        bulk_set(&s, &items).await;
+        let started = Instant::now();
+        let out = resync_cli(&l, &path, &["--io-timeout", "5"]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(code), "{limits:?}: {t}");
+        assert!(t.contains(says), "{limits:?}: {t}");
+        assert!(!t.contains("panicked"), "{t}");
+        assert!(started.elapsed() < Duration::from_secs(60), "no hang: {:?}", started.elapsed());
+    }
+}

@@ -26,6 +26,9 @@ pub struct Status {
     pub pending: Option<Kind>,
     pub last: Option<Outcome>,
     pub progress: Option<ProgressStatus>,
+    /// Tasks alive in the daemon's runtime (for soak tests: no growth).
+    #[serde(default)]
+    pub tasks: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -136,6 +136,7 @@ impl Daemon {
             pending: self.scheduler.pending(),
             last: self.scheduler.last().cloned(),
             progress,
+            tasks: tokio::runtime::Handle::current().metrics().num_alive_tasks(),
         }
     }
 

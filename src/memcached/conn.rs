@@ -189,6 +189,16 @@ impl Connection {
     /// `cmd_flush` from `stats`. Unchanged between two reads, no client
     /// removed anything in between.
     pub async fn removals(&mut self) -> Result<u64, McError> {
+        self.stats_sum(&[b"delete_hits", b"touch_hits", b"cmd_flush"]).await
+    }
+
+    /// Items evicted so far to make room (`evictions`).
+    pub async fn evictions(&mut self) -> Result<u64, McError> {
+        self.stats_sum(&[b"evictions"]).await
+    }
+
+    /// The sum of the named counters of `stats`.
+    async fn stats_sum(&mut self, names: &[&[u8]]) -> Result<u64, McError> {
         self.send(b"stats\r\n").await?;
         let mut total = 0u64;
         loop {
@@ -209,7 +219,7 @@ impl Connection {
             }
             let mut fields = text.split(|c| *c == b' ');
             match (fields.next(), fields.next(), fields.next()) {
-                (Some(b"STAT"), Some(b"delete_hits" | b"touch_hits" | b"cmd_flush"), Some(value)) => {
+                (Some(b"STAT"), Some(name), Some(value)) if names.contains(&name) => {
                     let value = std::str::from_utf8(value).ok().and_then(|v| v.parse::<u64>().ok());
                     total += value.ok_or_else(|| {
                         self.reader.protocol(ProtoError::Malformed(String::from_utf8_lossy(text).into_owned()))

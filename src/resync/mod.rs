@@ -137,6 +137,9 @@ pub struct Report {
     /// Vbuckets not fully pulled, with why.
     pub failed_vbuckets: BTreeMap<u8, String>,
     pub seconds: f64,
+    /// Items the local memcached evicted during the resync: it is too small
+    /// for its share (what was evicted is gone from this node).
+    pub local_evictions: u64,
 }
 
 impl Report {
@@ -170,6 +173,7 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
     let started = Instant::now();
     let local_name = work.local_name.clone();
     let mut local = Connection::connect(&local_name, opts.io_timeout).await.map_err(ResyncError::Local)?;
+    let evictions_before = local.evictions().await.map_err(ResyncError::Local)?;
 
     let by_source = work.by_source();
     let mut addrs = BTreeMap::new();
@@ -274,6 +278,14 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
     let tag = local.set(TAG_KEY, TAG_VALUE, 0, 0).await;
     stats.finish();
     tag.map_err(ResyncError::Local)?;
+    let local_evictions = local.evictions().await.map_err(ResyncError::Local)?.saturating_sub(evictions_before);
+    if local_evictions > 0 {
+        warn!(
+            local = %local_name,
+            evicted = local_evictions,
+            "the local memcached evicted items during the resync: it is too small for its share of the cluster"
+        );
+    }
 
     let report = Report {
         vbuckets: work.vbuckets.len(),
@@ -290,6 +302,7 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
         counts,
         failed_vbuckets,
         seconds: started.elapsed().as_secs_f64(),
+        local_evictions,
     };
     if report.succeeded() {
         info!(

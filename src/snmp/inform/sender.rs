@@ -100,7 +100,7 @@ impl InformConfig {
             timeout: Duration::from_secs(1),
             tries: 5,
             first_backoff: Duration::from_secs(2),
-            max_backoff: Duration::from_secs(60),
+            max_backoff: Duration::from_secs(15),
         })
     }
 }
