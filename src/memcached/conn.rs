@@ -94,6 +94,16 @@ impl Reader {
         .await
     }
 
+    /// The next text line (at most [`MAX_LINE`] bytes), as [`Reader::frame`].
+    pub async fn line(&mut self) -> Result<(), McError> {
+        self.next(|b| match memchr::memchr(b'\n', &b[..b.len().min(MAX_LINE)]) {
+            Some(nl) => Ok(Some(((), nl + 1))),
+            None if b.len() >= MAX_LINE => Err(ProtoError::LineTooLong),
+            None => Ok(None),
+        })
+        .await
+    }
+
     /// The next dump line.
     pub async fn dump_line(&mut self, mode: DumpMode) -> Result<DumpLine, McError> {
         self.next(|b| parse_dump_line(b, mode)).await
@@ -202,26 +212,15 @@ impl Connection {
         self.send(b"stats\r\n").await?;
         let mut total = 0u64;
         loop {
-            let line = self
-                .reader
-                .next(|b| {
-                    let window = &b[..b.len().min(MAX_LINE)];
-                    match memchr::memchr(b'\n', window) {
-                        Some(nl) => Ok(Some((nl + 1, nl + 1))),
-                        None if b.len() >= MAX_LINE => Err(ProtoError::LineTooLong),
-                        None => Ok(None),
-                    }
-                })
-                .await?;
-            let text = self.reader.frame()[..line].trim_ascii_end();
+            self.reader.line().await?;
+            let text = self.reader.frame().trim_ascii_end();
             if text == b"END" {
                 return Ok(total);
             }
             let mut fields = text.split(|c| *c == b' ');
             match (fields.next(), fields.next(), fields.next()) {
                 (Some(b"STAT"), Some(name), Some(value)) if names.contains(&name) => {
-                    let value = std::str::from_utf8(value).ok().and_then(|v| v.parse::<u64>().ok());
-                    total += value.ok_or_else(|| {
+                    total += proto::parse_decimal::<u64>(value).ok_or_else(|| {
                         self.reader.protocol(ProtoError::Malformed(String::from_utf8_lossy(text).into_owned()))
                     })?;
                 }
@@ -236,15 +235,8 @@ impl Connection {
     /// `version`: the server's version string.
     pub async fn version(&mut self) -> Result<String, McError> {
         self.send(b"version\r\n").await?;
-        let line = self
-            .reader
-            .next(|b| {
-                let Some(nl) = b.iter().position(|c| *c == b'\n') else {
-                    return Ok(None);
-                };
-                Ok(Some((String::from_utf8_lossy(&b[..nl]).trim().to_owned(), nl + 1)))
-            })
-            .await?;
+        self.reader.line().await?;
+        let line = String::from_utf8_lossy(self.reader.frame()).trim().to_owned();
         line.strip_prefix("VERSION ")
             .map(str::to_owned)
             .ok_or_else(|| self.reader.protocol(ProtoError::Malformed(line)))

@@ -5,7 +5,7 @@
 //! bare `\n` and closes with `END\r\n`; `mgdump` (1.6.19+) prints
 //! `mg <key>[ b]\r\n` lines and closes with `EN\r\n`.
 
-use super::proto::{ProtoError, MAX_LINE};
+use super::proto::{parse_decimal, ProtoError, MAX_LINE};
 use std::ops::Range;
 
 /// Which enumeration command a server gets.
@@ -80,8 +80,9 @@ pub fn parse_dump_line(buf: &[u8], mode: DumpMode) -> Result<Option<(DumpLine, u
                     return Err(err());
                 }
                 // `size=` is the last field; it bounds batches by bytes.
-                let size =
-                    memchr::memrchr(b' ', line).and_then(|i| line[i + 1..].strip_prefix(b"size=")).and_then(parse_u32);
+                let size = memchr::memrchr(b' ', line)
+                    .and_then(|i| line[i + 1..].strip_prefix(b"size="))
+                    .and_then(parse_decimal::<u32>);
                 DumpLine::Key { key: 4..4 + end, encoding: KeyEncoding::Percent, size }
             }
         }
@@ -99,14 +100,6 @@ pub fn parse_dump_line(buf: &[u8], mode: DumpMode) -> Result<Option<(DumpLine, u
         }
     };
     Ok(Some((parsed, len)))
-}
-
-/// A decimal `u32` (at most 9 digits, which every item size is).
-fn parse_u32(digits: &[u8]) -> Option<u32> {
-    if digits.is_empty() || digits.len() > 9 {
-        return None;
-    }
-    digits.iter().try_fold(0u32, |n, d| d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0')))
 }
 
 /// Appends the raw key bytes of a dumped key to `out`.

@@ -86,6 +86,12 @@ fn lossy(b: &[u8]) -> String {
 }
 
 fn parse_num<T: TryFrom<i128>>(tok: &[u8], line: &[u8]) -> Result<T, ProtoError> {
+    parse_decimal(tok).ok_or_else(|| ProtoError::Malformed(lossy(line)))
+}
+
+/// A decimal number with an optional `-`, if it fits `T`; nothing else
+/// (no `+`, no spaces, no empty string).
+pub fn parse_decimal<T: TryFrom<i128>>(tok: &[u8]) -> Option<T> {
     let (negative, digits) = match tok.strip_prefix(b"-") {
         Some(rest) => (true, rest),
         None => (false, tok),
@@ -101,10 +107,7 @@ fn parse_num<T: TryFrom<i128>>(tok: &[u8], line: &[u8]) -> Result<T, ProtoError>
             }
         })
     };
-    magnitude
-        .map(|m| if negative { -i128::from(m) } else { i128::from(m) })
-        .and_then(|n| T::try_from(n).ok())
-        .ok_or_else(|| ProtoError::Malformed(lossy(line)))
+    magnitude.map(|m| if negative { -i128::from(m) } else { i128::from(m) }).and_then(|n| T::try_from(n).ok())
 }
 
 /// Parses one meta response from the front of `buf`.
