@@ -13,6 +13,7 @@
 //! - the source's `mg` ceiling the same way;
 //! - the listing floor: the three sources' metadumps alone, concurrently,
 //!   copying nothing (no metadump-based copy can beat it).
+//!
 //! Plus a 4→3 run at 100 B. Prints a table, writes CSV and a PNG chart to
 //! `target/bench/`. `BENCH_SCALE=0.1` runs a tenth of the data.
 

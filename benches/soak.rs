@@ -217,7 +217,7 @@ fn client(view: Arc<Mutex<View>>, stop: Arc<AtomicBool>, paused: Arc<AtomicBool>
         let key = astaire::testdata::key(i % KEYS);
         let servers = view.lock().unwrap().write_set(vbucket(&key));
         let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u32;
-        let request = if deletes() && i % 10 == 0 {
+        let request = if deletes() && i.is_multiple_of(10) {
             format!("md {}\r\n", String::from_utf8_lossy(&key)).into_bytes()
         } else {
             let value = format!("soak-{stamp}-{:0>180}", i % 1000);

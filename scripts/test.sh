@@ -7,6 +7,19 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 cargo build --all-targets --quiet
+
+# The lint: modules that read network or file input deny unwrap, expect,
+# panic and indexing outside tests (their `#![cfg_attr(not(test), deny(…))]`).
+# A toolchain without clippy (rustup's minimal profile) gets it added first.
+if ! cargo clippy --version >/dev/null 2>&1 && command -v rustup >/dev/null; then
+    rustup component add clippy >/dev/null 2>&1 || true
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+    cargo clippy --all-targets --quiet -- -D warnings
+else
+    echo "test: clippy is not available: the lint was skipped" >&2
+fi
+
 cargo test --quiet "$@"
 
 # In CI (root, throwaway machine): build the Debian package, install it,

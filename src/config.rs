@@ -7,6 +7,8 @@
 //! assignments win, as in a shell. Anything else is reported with its file
 //! and line and ignored; a malformed assignment or a missing unguarded
 //! include is an error, and then nothing from the file is used.
+// Reads network or file input: no panicking access outside tests (issue 7).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@ use astaire::snmp::inform::{AlarmReporter, InformConfig};
 use astaire::stats::Stats;
 use astaire::view::{ClusterSettings, View, WorkList};
 use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -502,7 +502,7 @@ async fn wait_cmd(args: WaitArgs) -> u8 {
 }
 
 /// Loads the settings and the work list, or the exit code to stop with.
-fn load_work(local_name: &str, settings: &PathBuf, full: bool) -> Result<(View, WorkList), u8> {
+fn load_work(local_name: &str, settings: &Path, full: bool) -> Result<(View, WorkList), u8> {
     let settings = ClusterSettings::load(settings).map_err(|e| {
         eprintln!("astaire: invalid cluster settings: {e}");
         tracing::error!("invalid cluster settings: {e}");

@@ -1,6 +1,8 @@
 //! Read-only check that a node holds what it should: every key of its
 //! vbuckets that a source holds is present locally with the same value and
 //! flags. Uses the resync's dump and fetch stages; never writes.
+// Reads network or file input: no panicking access outside tests (issue 7).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use crate::memcached::dump::DumpMode;
 use crate::memcached::proto::{self, decode_key, Status};
@@ -56,7 +58,11 @@ pub async fn verify(work: &WorkList, opts: &Options) -> Result<VerifyReport, McE
     let mut report = VerifyReport::default();
     for (source, vbuckets) in work.by_source() {
         let mut wanted = [false; VBUCKETS];
-        vbuckets.iter().for_each(|vb| wanted[*vb as usize] = true);
+        for vb in &vbuckets {
+            if let Some(w) = wanted.get_mut(*vb as usize) {
+                *w = true;
+            }
+        }
         if let Err(e) = verify_source(&source, &wanted, &mut local, opts, &mut report).await {
             if e.server() == work.local_name {
                 return Err(e);
@@ -114,12 +120,16 @@ async fn compare_batch(
     }
     proto::mn(req);
     let mut found = Vec::with_capacity(items.len());
+    let local_name = local.server().to_owned();
     local
         .pipeline(req, items.len(), |n, m, frame| {
-            let item = items[n];
+            let Some(item) = items.get(n).copied() else {
+                let message = format!("answer {n} to {} requests", items.len());
+                return Err(McError::Unexpected { server: local_name.clone(), message });
+            };
             let problem = match m.status {
                 Status::Value => {
-                    let value = m.value.clone().map(|r| &frame[r]).unwrap_or_default();
+                    let value = m.value.clone().and_then(|r| frame.get(r)).unwrap_or_default();
                     if value != batch.value(item) {
                         Some(Problem::ValueDiffers)
                     } else if m.flags.unwrap_or(0) != item.flags {

@@ -141,7 +141,7 @@ async fn a_silent_receiver_is_retried_in_the_log_and_nothing_blocks_the_exit() {
         &["--snmp-ip", &target, "--snmp-community", "wrong", "--inform-linger", "2"],
     );
     let took = started.elapsed();
-    let t = format!("{}", text(&out));
+    let t = text(&out).to_string();
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(took < Duration::from_secs(8), "exit after {took:?}");
     assert!(t.contains("alarm state not acknowledged by every SNMP target before exit"), "{t}");
@@ -181,7 +181,8 @@ fn the_raise_matches_snmpinform_byte_for_byte() {
 
     let (_, parsed) = snmp_parser::parse_snmp_v2c(&captured).expect("snmp-parser reads net-snmp's INFORM");
     let snmp_parser::SnmpPdu::Generic(pdu) = &parsed.pdu else { panic!("not a generic PDU") };
-    let ours = encode_inform(b"clearwater", pdu.req_id as i32, 4200, &Notification { index: 5501, raised: true });
+    let ours =
+        encode_inform(b"clearwater", pdu.req_id as i32, 4200, &Notification { index: 5501, raised: true }).unwrap();
     assert_eq!(ours, captured, "\nours:     {ours:02x?}\nsnmpinform: {captured:02x?}");
 
     let (_, mine) = snmp_parser::parse_snmp_v2c(&ours).unwrap();

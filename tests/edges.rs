@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// A one-source, one-target cluster: `local` is the new node.
 fn two_nodes(cluster: &Cluster) -> (std::path::PathBuf, String, String) {
     let (source, local) = (cluster.nodes[0].name(), cluster.nodes[1].name());
-    let path = cluster.settings("cs", &[source.clone()], Some(&[source.clone(), local.clone()]));
+    let path = cluster.settings("cs", std::slice::from_ref(&source), Some(&[source.clone(), local.clone()]));
     (path, source, local)
 }
 
@@ -159,7 +159,7 @@ async fn a_source_that_forbids_dumps_is_reported_clearly() {
     let local = Memcached::start();
     let cluster = Cluster { nodes: vec![], dir: tempfile::tempdir().unwrap() };
     let (s, l) = (forbidding.name(), local.name());
-    let path = cluster.settings("cs", &[s.clone()], Some(&[s.clone(), l.clone()]));
+    let path = cluster.settings("cs", std::slice::from_ref(&s), Some(&[s.clone(), l.clone()]));
     let out = astaire(&["resync", "--local-name", &l, "--cluster-settings", path.to_str().unwrap(), "--quiet"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains(&format!("source {s}: FAILED")), "{}", text(&out));

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 /// These tests measure shares and latencies: they run one at a time, so
 /// they do not compete with each other for the two cores.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
 }
 
 /// utime + stime of a process, in seconds, from /proc.
@@ -27,7 +27,7 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cpu_limit_5_percent_keeps_a_tenth_of_one_core_on_two_cores() {
-    let _serial = serial();
+    let _serial = serial().await;
     let r = Resize::three_to_four();
     load_fast(&view(&r.stable), &plain_items("reg\\\\sip:cpu", 400_000, 1)).await;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
@@ -57,7 +57,7 @@ async fn cpu_limit_5_percent_keeps_a_tenth_of_one_core_on_two_cores() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_bandwidth_limit_holds_the_rate() {
-    let _serial = serial();
+    let _serial = serial().await;
     let r = Resize::three_to_four();
     let mut items = plain_items("reg\\\\sip:bw", 12_000, 1);
     items.iter_mut().for_each(|i| i.value = vec![b'b'; 1000]);
@@ -79,7 +79,7 @@ async fn the_bandwidth_limit_holds_the_rate() {
 /// clients of the source would stall. The dump is read at full speed.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_throttled_resync_never_stalls_the_sources_other_clients() {
-    let _serial = serial();
+    let _serial = serial().await;
     let r = Resize::three_to_four();
     let items = plain_items("reg\\\\sip:probe", 500_000, 1);
     for node in &r.cluster.nodes[..3] {

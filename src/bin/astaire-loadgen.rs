@@ -51,7 +51,7 @@ async fn main() -> ExitCode {
         for server in view.write_set(vbucket(&k)) {
             let chunks = per_server.entry(server.clone()).or_default();
             let n = counts.entry(server).or_default();
-            if *n % 1000 == 0 {
+            if n.is_multiple_of(1000) {
                 chunks.push((Vec::new(), 0));
             }
             *n += 1;

@@ -6,6 +6,8 @@
 //! server blocked on a full socket while we are still writing. Every read and
 //! write has an inactivity timeout: a stopped server (SIGSTOP, a dead link)
 //! becomes an error, never a hang.
+// Reads network or file input: no panicking access outside tests (issue 7).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use super::dump::{parse_dump_line, DumpLine, DumpMode};
 use super::proto::{self, Meta, ProtoError, Status, WireKey, MAX_LINE};
@@ -51,7 +53,8 @@ impl Reader {
             }
             self.buf.resize(grown, 0);
         }
-        let read = self.inner.read(&mut self.buf[self.end..]);
+        // end < len here; an empty tail would read as a close.
+        let read = self.inner.read(self.buf.get_mut(self.end..).unwrap_or_default());
         let n = timeout(self.timeout, read)
             .await
             .map_err(|_| McError::Timeout { server: self.server.clone(), secs: self.timeout.as_secs() })?
@@ -67,7 +70,7 @@ impl Reader {
     /// The next frame, parsed by `parse` (which returns the frame length).
     async fn next<T>(&mut self, parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, ProtoError>) -> Result<T, McError> {
         loop {
-            match parse(&self.buf[self.start..self.end]) {
+            match parse(self.buf.get(self.start..self.end).unwrap_or_default()) {
                 Ok(Some((item, len))) => {
                     self.frame = self.start..self.start + len;
                     self.start += len;
@@ -96,12 +99,7 @@ impl Reader {
 
     /// The next text line (at most [`MAX_LINE`] bytes), as [`Reader::frame`].
     pub async fn line(&mut self) -> Result<(), McError> {
-        self.next(|b| match memchr::memchr(b'\n', &b[..b.len().min(MAX_LINE)]) {
-            Some(nl) => Ok(Some(((), nl + 1))),
-            None if b.len() >= MAX_LINE => Err(ProtoError::LineTooLong),
-            None => Ok(None),
-        })
-        .await
+        self.next(|b| Ok(proto::first_line(b)?.map(|(_, len)| ((), len)))).await
     }
 
     /// The next dump line.
@@ -116,7 +114,7 @@ impl Reader {
 
     /// The bytes of the frame returned last; valid until the next read.
     pub fn frame(&self) -> &[u8] {
-        &self.buf[self.frame.clone()]
+        self.buf.get(self.frame.clone()).unwrap_or_default()
     }
 }
 
@@ -253,7 +251,7 @@ impl Connection {
         self.pipeline(&req, 1, |_, m, frame| {
             if m.status == Status::Value {
                 item = Some(Item {
-                    value: m.value.clone().map(|r| frame[r].to_vec()).unwrap_or_default(),
+                    value: m.value.clone().and_then(|r| frame.get(r)).unwrap_or_default().to_vec(),
                     flags: m.flags.unwrap_or(0),
                     ttl: m.ttl.unwrap_or(-1),
                     cas: m.cas.unwrap_or(0),

@@ -4,8 +4,10 @@
 //! `key=<uri-encoded> exp=… la=… cas=… fetch=… cls=… size=…` lines ended by a
 //! bare `\n` and closes with `END\r\n`; `mgdump` (1.6.19+) prints
 //! `mg <key>[ b]\r\n` lines and closes with `EN\r\n`.
+// Reads network or file input: no panicking access outside tests (issue 7).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
-use super::proto::{parse_decimal, ProtoError, MAX_LINE};
+use super::proto::{first_line, lossy, parse_decimal, ProtoError};
 use std::ops::Range;
 
 /// Which enumeration command a server gets.
@@ -55,14 +57,10 @@ pub enum KeyEncoding {
 
 /// A dump line with its length (newline included), or `None` for "need more".
 pub fn parse_dump_line(buf: &[u8], mode: DumpMode) -> Result<Option<(DumpLine, usize)>, ProtoError> {
-    let window = &buf[..buf.len().min(MAX_LINE)];
-    let Some(nl) = memchr::memchr(b'\n', window) else {
-        return if buf.len() >= MAX_LINE { Err(ProtoError::LineTooLong) } else { Ok(None) };
+    let Some((line, len)) = first_line(buf)? else {
+        return Ok(None);
     };
-    let line = &buf[..nl];
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let len = nl + 1;
-    let err = || ProtoError::Malformed(String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned());
+    let err = || ProtoError::Malformed(lossy(line));
     if line.starts_with(b"BUSY") {
         return Ok(Some((DumpLine::Busy, len)));
     }
@@ -81,7 +79,7 @@ pub fn parse_dump_line(buf: &[u8], mode: DumpMode) -> Result<Option<(DumpLine, u
                 }
                 // `size=` is the last field; it bounds batches by bytes.
                 let size = memchr::memrchr(b' ', line)
-                    .and_then(|i| line[i + 1..].strip_prefix(b"size="))
+                    .and_then(|i| line.get(i + 1..)?.strip_prefix(b"size="))
                     .and_then(parse_decimal::<u32>);
                 DumpLine::Key { key: 4..4 + end, encoding: KeyEncoding::Percent, size }
             }
@@ -130,16 +128,20 @@ fn percent_decode(text: &[u8], out: &mut Vec<u8>) {
         }
     }
     let mut rest = text;
-    while let Some(i) = memchr::memchr(b'%', rest) {
-        out.extend_from_slice(&rest[..i]);
-        match (rest.get(i + 1).copied().and_then(hex), rest.get(i + 2).copied().and_then(hex)) {
-            (Some(h), Some(l)) => {
-                out.push(h << 4 | l);
-                rest = &rest[i + 3..];
+    while let Some((before, escape)) = memchr::memchr(b'%', rest).map(|i| rest.split_at(i)) {
+        out.extend_from_slice(before);
+        let decoded = match escape {
+            [_, h, l, after @ ..] => hex(*h).zip(hex(*l)).map(|(h, l)| (h << 4 | l, after)),
+            _ => None,
+        };
+        match decoded {
+            Some((byte, after)) => {
+                out.push(byte);
+                rest = after;
             }
-            _ => {
+            None => {
                 out.push(b'%');
-                rest = &rest[i + 1..];
+                rest = escape.get(1..).unwrap_or_default();
             }
         }
     }

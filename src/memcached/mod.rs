@@ -1,6 +1,8 @@
 //! The memcached client: the meta text protocol ([`proto`]), key enumeration
 //! ([`dump`]) and a tokio connection ([`conn`]). Nothing here knows about
 //! vbuckets or resyncs.
+// Reads network or file input: no panicking access outside tests (issue 7).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod conn;
 pub mod dump;

@@ -5,6 +5,8 @@
 //! (`Ok(None)` asks for more bytes). Parsed frames carry offsets into the
 //! frame rather than borrowed slices, which lets the connection hand them out
 //! without tying up its buffer.
+// Reads network or file input: no panicking access outside tests (issue 7).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use std::ops::Range;
 
@@ -68,21 +70,26 @@ pub struct Meta {
     pub message: Option<Range<usize>>,
 }
 
-fn line_end(buf: &[u8]) -> Result<Option<usize>, ProtoError> {
-    let window = &buf[..buf.len().min(MAX_LINE)];
-    match memchr::memchr(b'\n', window) {
-        Some(i) => Ok(Some(i)),
+/// At most the first `n` bytes of `b`.
+pub fn head(b: &[u8], n: usize) -> &[u8] {
+    b.get(..n).unwrap_or(b)
+}
+
+/// The first line of `buf` without its `\n` (nor a `\r` before it) and the
+/// length with the `\n`, looking at no more than [`MAX_LINE`] bytes;
+/// `None` while the line is incomplete.
+pub fn first_line(buf: &[u8]) -> Result<Option<(&[u8], usize)>, ProtoError> {
+    let window = head(buf, MAX_LINE);
+    match memchr::memchr(b'\n', window).map(|nl| window.split_at(nl)) {
+        Some((line, _)) => Ok(Some((line.strip_suffix(b"\r").unwrap_or(line), line.len() + 1))),
         None if buf.len() >= MAX_LINE => Err(ProtoError::LineTooLong),
         None => Ok(None),
     }
 }
 
-fn trim_cr(line: &[u8]) -> &[u8] {
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(&b[..b.len().min(200)]).into_owned()
+/// Up to 200 bytes of `b`, for an error message.
+pub fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(head(b, 200)).into_owned()
 }
 
 fn parse_num<T: TryFrom<i128>>(tok: &[u8], line: &[u8]) -> Result<T, ProtoError> {
@@ -112,13 +119,12 @@ pub fn parse_decimal<T: TryFrom<i128>>(tok: &[u8]) -> Option<T> {
 
 /// Parses one meta response from the front of `buf`.
 pub fn parse_meta(buf: &[u8]) -> Result<Option<Meta>, ProtoError> {
-    let Some(nl) = line_end(buf)? else {
+    let Some((line, line_len)) = first_line(buf)? else {
         return Ok(None);
     };
-    let line = trim_cr(&buf[..nl]);
     let mut meta = Meta {
         status: Status::Stored,
-        len: nl + 1,
+        len: line_len,
         flags: None,
         ttl: None,
         cas: None,
@@ -158,7 +164,7 @@ pub fn parse_meta(buf: &[u8]) -> Result<Option<Meta>, ProtoError> {
         value_len = Some(n);
     }
     for tok in tokens {
-        let (flag, arg) = (tok[0], &tok[1..]);
+        let Some((&flag, arg)) = tok.split_first() else { continue };
         match flag {
             b'f' => meta.flags = Some(parse_num(arg, line)?),
             b't' => meta.ttl = Some(parse_num(arg, line)?),
@@ -172,12 +178,12 @@ pub fn parse_meta(buf: &[u8]) -> Result<Option<Meta>, ProtoError> {
         }
     }
     if let Some(n) = value_len {
-        let start = nl + 1;
+        let start = line_len;
         let end = start + n;
-        if buf.len() < end + 2 {
+        let Some(terminator) = buf.get(end..end + 2) else {
             return Ok(None);
-        }
-        if &buf[end..end + 2] != b"\r\n" {
+        };
+        if terminator != b"\r\n" {
             return Err(ProtoError::Malformed(format!("value of {n} bytes not followed by CRLF")));
         }
         meta.value = Some(start..end);

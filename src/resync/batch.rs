@@ -1,5 +1,7 @@
 //! Batches of keys and items in flat buffers: one allocation per batch, not
 //! per key, on the copy path.
+// Reads network or file input: no panicking access outside tests (issue 7).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use crate::memcached::proto::{encode_key, KeyError, WireKey};
 use crate::view::vbucket_of;
@@ -53,6 +55,8 @@ impl KeyBatch {
         self.keys.is_empty()
     }
 
+    /// Key `i`, which must be below [`KeyBatch::len`].
+    #[expect(clippy::indexing_slicing, reason = "callers pass positions of keys they pushed; `end`s only grow")]
     pub fn get(&self, i: usize) -> BatchKey<'_> {
         let k = self.keys[i];
         let start = if i == 0 { 0 } else { self.keys[i - 1].end as usize };
@@ -117,11 +121,16 @@ impl ItemBatch {
     }
 
     pub fn value(&self, item: &FetchedItem) -> &[u8] {
-        &self.data[item.value.clone()]
+        self.data.get(item.value.clone()).unwrap_or_default()
     }
 
     pub fn key(&self, item: &FetchedItem) -> BatchKey<'_> {
         self.keys.get(item.key)
+    }
+
+    /// The key of item `i`, if there is one.
+    pub fn key_at(&self, i: usize) -> Option<BatchKey<'_>> {
+        self.items.get(i).map(|item| self.key(item))
     }
 
     /// Key and value bytes of the batch.

@@ -215,7 +215,11 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
     let mut tasks = tokio::task::JoinSet::new();
     for (source, vbuckets) in &by_source {
         let mut wanted = [false; VBUCKETS];
-        vbuckets.iter().for_each(|vb| wanted[*vb as usize] = true);
+        for vb in vbuckets {
+            if let Some(w) = wanted.get_mut(*vb as usize) {
+                *w = true;
+            }
+        }
         let mut primary = [false; VBUCKETS];
         first.get(source).into_iter().flatten().for_each(|vb| primary[*vb as usize] = true);
         let (src, ctx) = (source.clone(), ctx.clone());

@@ -16,6 +16,8 @@
 //! it is primary for; once all sources have (the [`PrimaryBarrier`]), it
 //! goes through the rest, whose keys are mostly recorded in [`Landed`] by
 //! then and need only a metadata check, not a second copy.
+// Reads network or file input: no panicking access outside tests (issue 7).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use super::batch::{ItemBatch, KeyBatch};
 use super::landed::{Arrival, Landed, PrimaryBarrier};
@@ -135,7 +137,7 @@ pub async fn dump_keys(
         let line = conn.reader.dump_line(mode).await?;
         match line {
             DumpLine::Key { key, encoding, size } => {
-                decode_dump_key(&conn.reader.frame()[key], encoding, &mut sorter.pending.raw)
+                decode_dump_key(conn.reader.frame().get(key).unwrap_or_default(), encoding, &mut sorter.pending.raw)
                     .map_err(|source_err| McError::Protocol { server: source.to_owned(), source: source_err })?;
                 sorter.pending.ends.push(sorter.pending.raw.len());
                 sorter.pending.sizes.push(size.unwrap_or(0));
@@ -194,18 +196,18 @@ impl Sorter<'_> {
         let mut keys: Vec<&[u8]> = Vec::with_capacity(p.ends.len());
         let mut start = 0;
         for end in &p.ends {
-            keys.push(&p.raw[start..*end]);
+            keys.push(p.raw.get(start..*end).unwrap_or_default());
             start = *end;
         }
         lanes::digests(&keys, &mut p.digests);
         let mut listening = true;
         for ((raw, digest), size) in keys.iter().zip(&p.digests).zip(&p.sizes) {
             let vb = vbucket_of(digest);
-            if !self.wanted[vb as usize] || raw.starts_with(OWN_PREFIX) {
+            if self.wanted.get(vb as usize) != Some(&true) || raw.starts_with(OWN_PREFIX) {
                 continue;
             }
             let outlet = match self.later.as_mut() {
-                Some(l) if !self.primary[vb as usize] => l,
+                Some(l) if self.primary.get(vb as usize) != Some(&true) => l,
                 _ => &mut self.now,
             };
             if let Err(e) = outlet.batch.push(raw, *digest) {
@@ -293,8 +295,8 @@ async fn fetch_values(
     conn.pipeline(req, which.len(), |n, m, frame| {
         match m.status {
             Status::Value => {
-                let value = m.value.clone().map(|r| &frame[r]).unwrap_or_default();
-                out.push(which[n], m.flags.unwrap_or(0), m.ttl.unwrap_or(-1), value);
+                let value = m.value.clone().and_then(|r| frame.get(r)).unwrap_or_default();
+                out.push(nth(which, n, &server)?, m.flags.unwrap_or(0), m.ttl.unwrap_or(-1), value);
             }
             Status::Miss => out.vanished += 1,
             other => return Err(unexpected(&server, format!("{other:?} in answer to mg"))),
@@ -360,7 +362,7 @@ pub async fn fetch_for_copy(
         }
         let mut out = ItemBatch::new(batch);
         out.primary = primary_open;
-        let mut copy: Vec<usize> = (0..recorded.len()).filter(|i| recorded[*i].is_none()).collect();
+        let mut copy: Vec<usize> = recorded.iter().enumerate().filter(|(_, r)| r.is_none()).map(|(i, _)| i).collect();
         let seen: Vec<(usize, u32)> =
             recorded.iter().enumerate().filter_map(|(i, r)| r.map(|flags| (i, flags))).collect();
         if policy == ConflictPolicy::AddOnly {
@@ -398,7 +400,7 @@ async fn check_newer(
     proto::mn(req);
     let server = conn.server().to_owned();
     conn.pipeline(req, seen.len(), |n, m, _| {
-        let (i, recorded) = seen[n];
+        let (i, recorded) = nth(seen, n, &server)?;
         match m.status {
             Status::Stored if policy.should_replace(recorded, m.flags.unwrap_or(0)) => copy.push(i),
             Status::Stored => out.checked.push(i),
@@ -412,6 +414,16 @@ async fn check_newer(
 
 fn unexpected(server: &str, message: String) -> McError {
     McError::Unexpected { server: server.to_owned(), message }
+}
+
+/// Indexes of the fates matching `pred`.
+fn positions(fates: &[Fate], pred: impl Fn(&Fate) -> bool) -> Vec<usize> {
+    fates.iter().enumerate().filter(|(_, f)| pred(f)).map(|(i, _)| i).collect()
+}
+
+/// What answer `n` of a pipeline is about; an error past the requests.
+fn nth<T: Copy>(requests: &[T], n: usize, server: &str) -> Result<T, McError> {
+    requests.get(n).copied().ok_or_else(|| unexpected(server, format!("answer {n} to {} requests", requests.len())))
 }
 
 /// Injects fetched items into the local node, resolving conflicts and
@@ -512,11 +524,11 @@ impl<'a> Injector<'a> {
         // 1. Add mode: a value a client wrote first is never overwritten.
         self.req.clear();
         let mut sent = Vec::with_capacity(batch.items.len());
-        for (i, item) in batch.items.iter().enumerate() {
+        for ((i, item), slot) in batch.items.iter().enumerate().zip(&mut ttls) {
             match inject_ttl(item.ttl, now) {
                 None => self.counts.skipped += 1,
                 Some(ttl) => {
-                    ttls[i] = ttl;
+                    *slot = ttl;
                     proto::ms(&mut self.req, batch.key(item).wire, batch.value(item), item.flags, ttl, SetMode::Add);
                     sent.push(i);
                 }
@@ -532,13 +544,13 @@ impl<'a> Injector<'a> {
         .await?;
 
         // 2. The key was there already: keep it, or replace an older one.
-        let conflicts: Vec<usize> = (0..fates.len()).filter(|i| fates[*i] == Fate::Conflict).collect();
+        let conflicts: Vec<usize> = positions(&fates, |f| *f == Fate::Conflict);
         if !conflicts.is_empty() {
             self.resolve_conflicts(batch, &conflicts, &ttls, &mut fates).await?;
         }
 
         // 3. A key deleted on the source after we read it must not come back.
-        let written: Vec<usize> = (0..fates.len()).filter(|i| fates[*i].cas().is_some()).collect();
+        let written: Vec<usize> = positions(&fates, |f| f.cas().is_some());
         let reverted =
             if written.is_empty() { Vec::new() } else { self.guard_deletes(batch, &written, &fates).await? };
 
@@ -559,7 +571,7 @@ impl<'a> Injector<'a> {
             };
             Some((batch.key(item).digest, flags))
         }));
-        landed.forget(reverted.iter().map(|i| batch.key(&batch.items[*i]).digest));
+        landed.forget(reverted.iter().filter_map(|i| batch.key_at(*i)).map(|k| k.digest));
     }
 
     /// Sends `self.req` to the local node; response `n` decides the fate of
@@ -574,22 +586,25 @@ impl<'a> Injector<'a> {
         let mut failures = 0u64;
         self.local
             .pipeline(&self.req, which.len(), |n, m, frame| {
-                let i = which[n];
+                let i = nth(which, n, &server)?;
                 let fate = decide(m).map_err(|e| unexpected(&server, e))?;
                 if fate == Fate::Failed {
                     failures += 1;
                     if failures <= 3 {
-                        let msg = m.message.clone().map(|r| String::from_utf8_lossy(&frame[r]).into_owned());
-                        warn!(local = %server, "item not stored: {}", msg.unwrap_or_default());
+                        let msg = m.message.clone().and_then(|r| frame.get(r)).unwrap_or_default();
+                        warn!(local = %server, "item not stored: {}", String::from_utf8_lossy(msg));
                     }
                 }
-                fates[i] = fate;
+                if let Some(slot) = fates.get_mut(i) {
+                    *slot = fate;
+                }
                 Ok(())
             })
             .await
             .map_err(CopyError::Local)
     }
 
+    #[expect(clippy::indexing_slicing, reason = "`conflicts` are positions in `fates`, one per batch item")]
     async fn resolve_conflicts(
         &mut self,
         batch: &ItemBatch,
@@ -658,6 +673,7 @@ impl<'a> Injector<'a> {
     }
 
     /// Returns the items deleted again.
+    #[expect(clippy::indexing_slicing, reason = "`written` are positions in `fates`, one per batch item")]
     async fn guard_deletes(
         &mut self,
         batch: &ItemBatch,
@@ -684,7 +700,7 @@ impl<'a> Injector<'a> {
             .pipeline(&self.req, written.len(), |n, m, _| {
                 match m.status {
                     Status::Stored => {}
-                    Status::Miss => gone.push(written[n]),
+                    Status::Miss => gone.push(nth(written, n, &server)?),
                     other => return Err(unexpected(&server, format!("{other:?} in answer to mg"))),
                 }
                 Ok(())
@@ -708,7 +724,7 @@ impl<'a> Injector<'a> {
         self.local
             .pipeline(&self.req, deleting.len(), |n, m, _| {
                 match m.status {
-                    Status::Stored => reverted.push(deleting[n]),
+                    Status::Stored => reverted.push(nth(&deleting, n, &local)?),
                     Status::Exists | Status::NotFound => {}
                     other => return Err(unexpected(&local, format!("{other:?} in answer to md C"))),
                 }
@@ -739,16 +755,18 @@ impl<'a> Injector<'a> {
             }
             let bytes = (key.raw_len + batch.value(item).len()) as u64;
             c.bytes += bytes;
-            let slot = &mut per_vb[key.vbucket as usize];
-            slot.0 += 1;
-            slot.1 += bytes;
+            if let Some(slot) = per_vb.get_mut(key.vbucket as usize) {
+                slot.0 += 1;
+                slot.1 += bytes;
+            }
         }
         c.checked += batch.checked.len() as u64;
         for i in &batch.checked {
             let key = batch.keys.get(*i);
-            let slot = &mut per_vb[key.vbucket as usize];
-            slot.0 += 1;
-            slot.1 += key.raw_len as u64;
+            if let Some(slot) = per_vb.get_mut(key.vbucket as usize) {
+                slot.0 += 1;
+                slot.1 += key.raw_len as u64;
+            }
         }
         if let Some(p) = self.progress {
             p.total.add(per_vb.iter().map(|s| s.0).sum(), per_vb.iter().map(|s| s.1).sum());

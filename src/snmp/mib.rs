@@ -1,6 +1,8 @@
 //! The Astaire subtree of PROJECT-CLEARWATER-MIB as a sorted OID space,
 //! computed from a [`Snapshot`], with Get, GetNext and GetBulk as pure
 //! functions. OIDs, types and index encodings follow `shared/spec/snmp.md`.
+// Reads network or file input: no panicking access outside tests (issue 7).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use super::agentx::pdu::{Oid, SearchRange, Value, VarBind};
 use crate::stats::Snapshot;
@@ -54,9 +56,14 @@ impl MibView {
         self.values.push(value);
     }
 
+    /// The OID of instance `i` (empty past the end).
     fn oid_at(&self, i: usize) -> &[u32] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.subids[start..self.ends[i] as usize]
+        let start = match i.checked_sub(1) {
+            Some(before) => self.ends.get(before).map_or(0, |e| *e as usize),
+            None => 0,
+        };
+        let end = self.ends.get(i).map_or(0, |e| *e as usize);
+        self.subids.get(start..end).unwrap_or_default()
     }
 
     /// Index of `oid`, or where it would be inserted.
@@ -128,7 +135,7 @@ impl MibView {
     /// The value of exactly `name`.
     pub fn get(&self, name: &Oid) -> Value {
         match self.search(&name.0) {
-            Ok(i) => Value::Gauge32(self.values[i]),
+            Ok(i) => self.values.get(i).map_or(Value::NoSuchInstance, |v| Value::Gauge32(*v)),
             Err(_) => {
                 let rel = name.0.strip_prefix(&ASTAIRE[..]).unwrap_or(&[]);
                 if OBJECTS.iter().any(|o| rel.starts_with(o) && rel.len() > o.len()) {
@@ -148,10 +155,10 @@ impl MibView {
             Ok(i) => i + 1,
             Err(i) => i,
         };
-        if i < self.len() {
+        if let Some(value) = self.values.get(i) {
             let name = self.oid_at(i);
             if range.end.is_null() || name < range.end.0.as_slice() {
-                return VarBind { name: Oid(name.to_vec()), value: Value::Gauge32(self.values[i]) };
+                return VarBind { name: Oid(name.to_vec()), value: Value::Gauge32(*value) };
             }
         }
         VarBind { name: range.start.clone(), value: Value::EndOfMibView }
@@ -160,9 +167,9 @@ impl MibView {
     /// RFC 2741 7.2.3.2: the first `non_repeaters` ranges once, then the
     /// others `max_repetitions` times, each continuing after the last.
     pub fn get_bulk(&self, non_repeaters: u16, max_repetitions: u16, ranges: &[SearchRange]) -> Vec<VarBind> {
-        let n = (non_repeaters as usize).min(ranges.len());
-        let mut out: Vec<VarBind> = ranges[..n].iter().map(|r| self.get_next(r)).collect();
-        let mut cursors: Vec<SearchRange> = ranges[n..].to_vec();
+        let (once, repeated) = ranges.split_at((non_repeaters as usize).min(ranges.len()));
+        let mut out: Vec<VarBind> = once.iter().map(|r| self.get_next(r)).collect();
+        let mut cursors: Vec<SearchRange> = repeated.to_vec();
         for _ in 0..max_repetitions {
             if cursors.is_empty() {
                 break;

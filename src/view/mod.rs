@@ -89,7 +89,7 @@ impl View {
             }
             let mut sources: Vec<String> = Vec::new();
             for s in &self.current[vb] {
-                if !sources.contains(s) && !(full && s == local) {
+                if !sources.contains(s) && (!full || s != local) {
                     sources.push(s.clone());
                 }
             }

@@ -3,6 +3,8 @@
 //! Parsing is all-or-nothing: any bad line makes the whole file invalid and
 //! the error names the file, the line and the reason, so a half-written file
 //! can never change what a node does (see `shared/spec/cluster.md`).
+// Reads network or file input: no panicking access outside tests (issue 7).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -11,6 +11,8 @@
 //! one): it models octet strings as UTF-8 `String`s, so binary values fail
 //! to decode, and its Response error type cannot carry SNMP errors such as
 //! notWritable(17), which set requests must receive.
+// Reads network or file input: no panicking access outside tests (issue 7).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use std::fmt;
 
@@ -246,19 +248,20 @@ impl Pdu {
 /// for "need more". Errors when the header cannot start a valid PDU: the
 /// stream cannot be resynchronised after that.
 pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
-    if buf.len() < HEADER_LEN {
+    let Some(header) = buf.first_chunk::<HEADER_LEN>() else {
         return Ok(None);
+    };
+    let [version, type_code, hflags, _, .., l0, l1, l2, l3] = *header;
+    if version != 1 {
+        return Err(err(format!("version {version} (expected 1)")));
     }
-    if buf[0] != 1 {
-        return Err(err(format!("version {} (expected 1)", buf[0])));
+    if !(1..=18).contains(&type_code) {
+        return Err(err(format!("unknown PDU type {type_code}")));
     }
-    if !(1..=18).contains(&buf[1]) {
-        return Err(err(format!("unknown PDU type {}", buf[1])));
-    }
-    let raw: [u8; 4] = [buf[16], buf[17], buf[18], buf[19]];
-    let len = if buf[2] & flags::NETWORK_BYTE_ORDER != 0 { u32::from_be_bytes(raw) } else { u32::from_le_bytes(raw) };
+    let raw = [l0, l1, l2, l3];
+    let len = if hflags & flags::NETWORK_BYTE_ORDER != 0 { u32::from_be_bytes(raw) } else { u32::from_le_bytes(raw) };
     let len = len as usize;
-    if len % 4 != 0 {
+    if !len.is_multiple_of(4) {
         return Err(err(format!("payload length {len} is not a multiple of 4")));
     }
     if len > MAX_PAYLOAD {
@@ -275,26 +278,29 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
-        let end = self.at.checked_add(n).filter(|e| *e <= self.buf.len());
-        let end = end.ok_or_else(|| err(format!("truncated {what}")))?;
-        let s = &self.buf[self.at..end];
-        self.at = end;
+        let s = self.at.checked_add(n).and_then(|end| self.buf.get(self.at..end));
+        let s = s.ok_or_else(|| err(format!("truncated {what}")))?;
+        self.at += n;
         Ok(s)
     }
 
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], DecodeError> {
+        let b = self.take(N, what)?;
+        b.try_into().map_err(|_| err(format!("truncated {what}")))
+    }
+
     fn u8(&mut self, what: &str) -> Result<u8, DecodeError> {
-        Ok(self.take(1, what)?[0])
+        let [b] = self.array(what)?;
+        Ok(b)
     }
 
     fn u16(&mut self, what: &str) -> Result<u16, DecodeError> {
-        let b = self.take(2, what)?;
-        let raw = [b[0], b[1]];
+        let raw = self.array(what)?;
         Ok(if self.big { u16::from_be_bytes(raw) } else { u16::from_le_bytes(raw) })
     }
 
     fn u32(&mut self, what: &str) -> Result<u32, DecodeError> {
-        let b = self.take(4, what)?;
-        let raw = [b[0], b[1], b[2], b[3]];
+        let raw = self.array(what)?;
         Ok(if self.big { u32::from_be_bytes(raw) } else { u32::from_le_bytes(raw) })
     }
 
@@ -333,7 +339,7 @@ impl<'a> Cursor<'a> {
         let len = self.u32(what)? as usize;
         let padded = len.checked_add(3).map(|l| l & !3).ok_or_else(|| err(format!("{what}: bad length")))?;
         let bytes = self.take(padded, what)?;
-        Ok(bytes[..len].to_vec())
+        Ok(bytes.get(..len).unwrap_or(bytes).to_vec())
     }
 
     fn ranges(&mut self) -> Result<Vec<SearchRange>, DecodeError> {
@@ -377,9 +383,11 @@ impl<'a> Cursor<'a> {
 /// Decodes exactly one PDU (`buf` as delimited by [`frame_len`]).
 pub fn decode(buf: &[u8]) -> Result<Pdu, DecodeError> {
     let total = frame_len(buf)?.ok_or_else(|| err("PDU truncated"))?;
-    let header = &buf[..HEADER_LEN];
-    let (type_code, hflags) = (header[1], header[2]);
-    let mut c = Cursor { buf: &buf[..total], at: 4, big: hflags & flags::NETWORK_BYTE_ORDER != 0 };
+    let (frame, header) = (buf.get(..total), buf.first_chunk::<HEADER_LEN>());
+    let (Some(frame), Some(&[_, type_code, hflags, ..])) = (frame, header) else {
+        return Err(err("PDU truncated"));
+    };
+    let mut c = Cursor { buf: frame, at: 4, big: hflags & flags::NETWORK_BYTE_ORDER != 0 };
     let session_id = c.u32("header")?;
     let transaction_id = c.u32("header")?;
     let packet_id = c.u32("header")?;
@@ -601,7 +609,9 @@ pub fn encode(pdu: &Pdu, out: &mut Vec<u8>) {
     }
     let len = (out.len() - start - HEADER_LEN) as u32;
     let len = if pdu.network_order { len.to_be_bytes() } else { len.to_le_bytes() };
-    out[start + 16..start + 20].copy_from_slice(&len);
+    if let Some(field) = out.get_mut(start + 16..start + 20) {
+        field.copy_from_slice(&len);
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 //! disconnect, Close, framing error or unanswered Ping ends the session;
 //! the subagent then reconnects with backoff and registers again. On
 //! shutdown it sends Close(shutdown).
+// Reads network or file input: no panicking access outside tests (issue 7).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use super::pdu::{self, close_reason, errors, Oid, Payload, Pdu};
 use crate::snmp::mib::{MibView, ASTAIRE};
@@ -186,11 +188,9 @@ const VIEW_REUSE: Duration = Duration::from_millis(20);
 
 impl Session<'_> {
     fn view(&mut self) -> &MibView {
-        let fresh = self.view.as_ref().is_some_and(|(at, _)| at.elapsed() < VIEW_REUSE);
-        if !fresh {
-            self.view = Some((std::time::Instant::now(), MibView::new(&self.stats.snapshot())));
-        }
-        &self.view.as_ref().expect("just set").1
+        let fresh = self.view.take().filter(|(at, _)| at.elapsed() < VIEW_REUSE);
+        let made = || (std::time::Instant::now(), MibView::new(&self.stats.snapshot()));
+        &self.view.insert(fresh.unwrap_or_else(made)).1
     }
 
     async fn run(&mut self, stop: &mut watch::Receiver<bool>) -> End {
@@ -361,22 +361,17 @@ impl Session<'_> {
 
 /// A parseError Response for a well-delimited but malformed PDU.
 fn parse_error_reply(frame: &[u8]) -> Option<Pdu> {
-    if frame.len() < pdu::HEADER_LEN || frame[1] == 18 {
+    let header = frame.first_chunk::<{ pdu::HEADER_LEN }>()?;
+    let [_, type_code, hflags, _, s0, s1, s2, s3, t0, t1, t2, t3, p0, p1, p2, p3, ..] = *header;
+    if type_code == 18 {
         return None; // never answer a Response
     }
-    let big = frame[2] & pdu::flags::NETWORK_BYTE_ORDER != 0;
-    let word = |i: usize| {
-        let raw = [frame[i], frame[i + 1], frame[i + 2], frame[i + 3]];
-        if big {
-            u32::from_be_bytes(raw)
-        } else {
-            u32::from_le_bytes(raw)
-        }
-    };
+    let big = hflags & pdu::flags::NETWORK_BYTE_ORDER != 0;
+    let word = |raw: [u8; 4]| if big { u32::from_be_bytes(raw) } else { u32::from_le_bytes(raw) };
     let mut reply = Pdu::new(
-        word(4),
-        word(8),
-        word(12),
+        word([s0, s1, s2, s3]),
+        word([t0, t1, t2, t3]),
+        word([p0, p1, p2, p3]),
         Payload::Response { sys_uptime: 0, error: errors::PARSE_ERROR, index: 0, varbinds: Vec::new() },
     );
     reply.network_order = big;
@@ -388,11 +383,7 @@ fn parse_error_reply(frame: &[u8]) -> Option<Pdu> {
 async fn read_frame(stream: &mut Box<dyn Stream>, buf: &mut Vec<u8>) -> Result<Vec<u8>, String> {
     loop {
         match pdu::frame_len(buf) {
-            Ok(Some(n)) => {
-                let frame = buf[..n].to_vec();
-                buf.drain(..n);
-                return Ok(frame);
-            }
+            Ok(Some(n)) => return Ok(buf.drain(..n).collect()),
             Ok(None) => {}
             Err(e) => return Err(e.to_string()),
         }
@@ -401,6 +392,6 @@ async fn read_frame(stream: &mut Box<dyn Stream>, buf: &mut Vec<u8>) -> Result<V
         if n == 0 {
             return Err("the master closed the connection".into());
         }
-        buf.extend_from_slice(&chunk[..n]);
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
     }
 }

@@ -1,5 +1,7 @@
 //! The RFC 3877 alarm INFORM as an SNMPv2c message, encoded and its
 //! acknowledgement decoded with rasn / rasn-snmp (BER).
+// Reads network or file input: no panicking access outside tests (issue 7).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use super::alarm::Notification;
 use rasn::types::{Integer, ObjectIdentifier, OctetString};
@@ -17,8 +19,9 @@ pub const ALARM_MODEL_STATE: [u32; 13] = [1, 3, 6, 1, 2, 1, 118, 1, 1, 2, 1, 3, 
 /// alarmActiveResourceId.0
 pub const ALARM_ACTIVE_RESOURCE_ID: [u32; 13] = [1, 3, 6, 1, 2, 1, 118, 1, 2, 2, 1, 10, 0];
 
+/// One of the constant OIDs above (all valid: they start 1.3.6.1 or are 0.0).
 fn oid(arcs: &[u32]) -> ObjectIdentifier {
-    ObjectIdentifier::new(arcs.to_vec()).expect("constant OIDs are valid")
+    ObjectIdentifier::new_unchecked(arcs.to_vec().into())
 }
 
 fn oid_value(arcs: &[u32]) -> VarBindValue {
@@ -44,7 +47,12 @@ pub fn varbinds(n: &Notification, uptime_centis: u32) -> Vec<VarBind> {
 }
 
 /// `SEQ{1, community, InformRequest{request_id, 0, 0, varbinds}}` in BER.
-pub fn encode_inform(community: &[u8], request_id: i32, uptime_centis: u32, n: &Notification) -> Vec<u8> {
+pub fn encode_inform(
+    community: &[u8],
+    request_id: i32,
+    uptime_centis: u32,
+    n: &Notification,
+) -> Result<Vec<u8>, rasn::error::EncodeError> {
     let message = Message {
         version: Integer::from(1),
         community: OctetString::from(community.to_vec()),
@@ -55,7 +63,7 @@ pub fn encode_inform(community: &[u8], request_id: i32, uptime_centis: u32, n: &
             variable_bindings: varbinds(n, uptime_centis),
         })),
     };
-    rasn::ber::encode(&message).expect("an INFORM always encodes")
+    rasn::ber::encode(&message)
 }
 
 /// The fields of an acknowledgement that decide whether it is ours.
@@ -94,7 +102,7 @@ mod tests {
     #[test]
     fn raise_round_trips_and_matches_the_spec_layout() {
         let n = Notification { index: RESYNC_ALARM_INDEX, raised: true };
-        let bytes = encode_inform(b"clearwater", 1234, 4200, &n);
+        let bytes = encode_inform(b"clearwater", 1234, 4200, &n).unwrap();
         assert_eq!(&bytes[..2], &[0x30, bytes.len() as u8 - 2], "one short SEQUENCE");
         let decoded: Message<Pdus> = rasn::ber::decode(&bytes).unwrap();
         assert_eq!(decoded.community.as_ref(), b"clearwater");
@@ -133,7 +141,7 @@ mod tests {
         assert!(!acknowledges(&ok, b"clearwater", 8), "other request-id");
         assert!(!acknowledges(&decode_ack(&response(1, b"public", 7)).unwrap(), b"clearwater", 7));
         assert!(!acknowledges(&decode_ack(&response(0, b"clearwater", 7)).unwrap(), b"clearwater", 7));
-        let inform = encode_inform(b"clearwater", 7, 0, &Notification { index: 5501, raised: false });
+        let inform = encode_inform(b"clearwater", 7, 0, &Notification { index: 5501, raised: false }).unwrap();
         assert_eq!(decode_ack(&inform), None, "an INFORM is not an acknowledgement");
         assert_eq!(decode_ack(b"\x30\x03garbage"), None);
         assert_eq!(decode_ack(&[]), None);

@@ -7,6 +7,8 @@
 //! `max_backoff`, until a matching Response arrives (same version,
 //! community, source address and request-id) or something newer comes.
 //! Nothing here can block the caller: `notify` only updates a watch channel.
+// Reads network or file input: no panicking access outside tests (issue 7).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use super::alarm::Notification;
 use super::message::{acknowledges, decode_ack, encode_inform};
@@ -16,7 +18,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Default INFORM port.
 pub const DEFAULT_PORT: u16 = 162;
@@ -175,6 +177,8 @@ enum Outcome {
     Acknowledged,
     Superseded,
     Stopped,
+    /// The INFORM could not be encoded (never seen: the message is fixed).
+    Unencodable,
 }
 
 impl Target {
@@ -201,6 +205,7 @@ impl Target {
                         debug!(target = %self.name(), "INFORM superseded by a newer state")
                     }
                     Outcome::Stopped => return,
+                    Outcome::Unencodable => acked = seq,
                 },
                 _ => {
                     if self.latest.changed().await.is_err() {
@@ -214,7 +219,13 @@ impl Target {
     async fn deliver(&mut self, n: Notification) -> Outcome {
         let request_id = next_request_id();
         let community = self.config.community.clone().into_bytes();
-        let bytes = encode_inform(&community, request_id, uptime_centis(), &n);
+        let bytes = match encode_inform(&community, request_id, uptime_centis(), &n) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                error!(target = %self.name(), "INFORM cannot be encoded ({}): {e}", n.describe());
+                return Outcome::Unencodable;
+            }
+        };
         let mut backoff = self.config.first_backoff;
         let mut warned = false;
         let mut socket: Option<(UdpSocket, SocketAddr)> = None;
@@ -296,7 +307,7 @@ async fn wait_ack(sock: &UdpSocket, addr: SocketAddr, community: &[u8], request_
         if from != addr {
             continue;
         }
-        if let Some(ack) = decode_ack(&buf[..n]) {
+        if let Some(ack) = buf.get(..n).and_then(decode_ack) {
             if acknowledges(&ack, community, request_id) {
                 return;
             }
