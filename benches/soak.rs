@@ -10,6 +10,19 @@
 //! its counters are back to 0 (idle, no progress). Writes
 //! `target/soak/samples.csv` and prints a summary: growth after warm-up,
 //! verify failures, resizes done.
+//!
+//! Node 0's daemon is also an SNMP citizen for the whole run: an AgentX
+//! subagent of a private snmpd (its four scalars are read with `snmpget`
+//! after every resize and must be 0) and INFORMs to a private snmptrapd
+//! (at the end every raise must have been cleared, the last one received
+//! being a clear).
+
+#[allow(dead_code)] // the tests' helpers; the soak uses a few
+#[path = "../tests/common/snmpd.rs"]
+mod snmpd;
+#[allow(dead_code)]
+#[path = "../tests/common/snmptrapd.rs"]
+mod snmptrapd;
 
 use astaire::view::{vbucket, ClusterSettings, View};
 use std::io::{Read, Write};
@@ -23,6 +36,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const BASE_PORT: u16 = 23311;
 const NODES: usize = 5;
 const KEYS: u64 = 100_000;
+/// astaireBucketsNeedingResync and the three other scalars, as `-On` names them.
+const SCALARS: [&str; 4] = [
+    ".1.2.826.0.1.1578918.9.9.1.0",
+    ".1.2.826.0.1.1578918.9.9.2.0",
+    ".1.2.826.0.1.1578918.9.9.3.0",
+    ".1.2.826.0.1.1578918.9.9.4.0",
+];
 
 fn bin(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release").join(name)
@@ -67,18 +87,20 @@ impl Node {
         }
     }
 
-    fn start_daemon(&mut self, i: usize) {
+    /// `snmp`: the AgentX master and the INFORM target, or none.
+    fn start_daemon(&mut self, i: usize, snmp: Option<(&str, &str)>) {
         let log = std::fs::File::create(dir().join(format!("daemon.{i}.log"))).expect("log");
-        let child = Command::new(bin("astaire"))
-            .args(["--log-level", "3", "daemon", "--local-name", &self.name, "--cluster-settings"])
+        let mut cmd = Command::new(bin("astaire"));
+        cmd.args(["--log-level", "3", "daemon", "--local-name", &self.name, "--cluster-settings"])
             .arg(&self.settings)
             .arg("--control-socket")
             .arg(&self.control)
-            .args(["--config", "/dev/null", "--no-agentx", "--cpu-limit", "0", "--nice", "0"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("astaire daemon");
+            .args(["--config", "/dev/null", "--cpu-limit", "0", "--nice", "0"]);
+        match snmp {
+            Some((agentx, informs)) => cmd.args(["--agentx", agentx, "--snmp-ip", informs]),
+            None => cmd.arg("--no-agentx"),
+        };
+        let child = cmd.stdout(Stdio::null()).stderr(log).spawn().expect("astaire daemon");
         self.daemon = Some(child);
     }
 
@@ -257,8 +279,11 @@ fn main() {
         .status()
         .expect("loadgen");
     assert!(loaded.success());
+    let snmpd = snmpd::Snmpd::start();
+    let trapd = snmptrapd::Snmptrapd::start(snmptrapd::free_udp_port(), "clearwater");
+    let informs = format!("127.0.0.1:{}", trapd.port);
     for (i, n) in nodes.iter_mut().enumerate() {
-        n.start_daemon(i);
+        n.start_daemon(i, (i == 0).then_some((snmpd.agentx_address().as_str(), informs.as_str())));
     }
     std::thread::sleep(Duration::from_secs(1));
     assert!(nodes.iter().all(|n| n.wait_sync() == 0), "daemons settle");
@@ -336,9 +361,17 @@ fn main() {
             let status = n.status().unwrap_or_default();
             let tasks = status["tasks"].as_u64().unwrap_or(0);
             let state = status["state"].as_str().unwrap_or("?").to_owned();
-            let zero = status["progress"].is_null() && status["running"].is_null();
+            let mut zero = status["progress"].is_null() && status["running"].is_null();
             if !zero {
                 failures.push(format!("resize {resizes}: node {i} counters not back to 0: {status}"));
+            }
+            if i == 0 {
+                let got = snmpd.get(&SCALARS);
+                let zeros = got.lines().filter(|l| l.ends_with("= Gauge32: 0")).count();
+                if zeros != SCALARS.len() {
+                    zero = false;
+                    failures.push(format!("resize {resizes}: node 0 over SNMP: {}", got.replace('\n', " | ")));
+                }
             }
             let v = verify.get(i).map(|c| c.to_string()).unwrap_or_default();
             csv.push_str(&format!("{elapsed:.1},{resizes},{i},{rss},{fds},{threads},{tasks},{state},{zero},{v}\n"));
@@ -361,7 +394,34 @@ fn main() {
     stop.store(true, Ordering::Relaxed);
     let _ = load.join();
 
+    // Every raise cleared; the last INFORM a clear (delivery is
+    // asynchronous: give the last one a moment).
+    let tally = || {
+        let got = trapd.received();
+        let trap = |r: &snmptrapd::Received| r.1.get(1).map(|v| v.1.clone()).unwrap_or_default();
+        let raises = got.iter().filter(|r| trap(r).ends_with(".118.0.2")).count();
+        let clears = got.iter().filter(|r| trap(r).ends_with(".118.0.3")).count();
+        let last = match got.last().map(trap) {
+            Some(t) if t.ends_with(".118.0.3") => "clear",
+            Some(_) => "raise",
+            None => "none",
+        };
+        (raises, clears, last)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (raises, clears, last_inform) = loop {
+        let t = tally();
+        if t.2 != "raise" || Instant::now() > deadline {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    if last_inform == "raise" || raises > clears {
+        failures.push(format!("INFORMs: {raises} raises, {clears} clears, the last one a {last_inform}"));
+    }
+
     println!("\nsoak: {resizes} resizes in {:.1} min, {} client ops", minutes, ops.load(Ordering::Relaxed));
+    println!("node 0 over SNMP: scalars read 0 after each resize; INFORMs: {raises} raises, {clears} clears, last a {last_inform}");
     if let Some(first) = first {
         println!("per daemon, after warm-up → end: RSS KiB, fds, threads, tasks");
         for (i, (a, b)) in first.iter().zip(&last).enumerate() {
@@ -377,5 +437,7 @@ fn main() {
     println!("samples: target/soak/samples.csv");
     let ok = failures.is_empty();
     drop(nodes); // stops the daemons and memcached (exit would skip it)
+    drop(snmpd);
+    drop(trapd);
     std::process::exit(if ok { 0 } else { 1 });
 }

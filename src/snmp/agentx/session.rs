@@ -85,20 +85,33 @@ impl AgentConfig {
 /// A running subagent; stop it with [`Subagent::shutdown`].
 pub struct Subagent {
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    done: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl Subagent {
+    /// Runs the subagent on a thread of its own, with a one-thread runtime
+    /// of its own: net-snmp drops a subagent that misses its timeout (1 s
+    /// by default), and the resync on the main thread must never cause that.
     pub fn spawn(config: AgentConfig, stats: Arc<Stats>) -> Subagent {
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(config, stats, stopped));
-        Subagent { stop, task }
+        let (finished, done) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new().name("agentx".into()).spawn(move || {
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(run(config, stats, stopped)),
+                Err(e) => warn!("AgentX subagent not started: no runtime: {e}"),
+            }
+            let _ = finished.send(());
+        });
+        if let Err(e) = thread {
+            warn!("AgentX subagent not started: no thread: {e}");
+        }
+        Subagent { stop, done }
     }
 
-    /// Closes the session (Close, reason shutdown) and waits for the task.
+    /// Closes the session (Close, reason shutdown) and waits for the thread.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        if tokio::time::timeout(Duration::from_secs(2), self.task).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(2), self.done).await.is_err() {
             debug!("AgentX subagent did not stop in time");
         }
     }
