@@ -411,3 +411,50 @@ async fn exit_codes_for_an_unknown_local_name_and_an_unreachable_local_node() {
     let usage = astaire(&["resync", "--bogus"]);
     assert_eq!(usage.status.code(), Some(2));
 }
+
+/// Everything a memcached counts as a write: sets (`ms` included), touches,
+/// deletes, arithmetic, CAS and flushes.
+async fn writes_seen(nodes: &[String]) -> Vec<u64> {
+    const WRITES: [&[u8]; 12] = [
+        b"cmd_set",
+        b"cmd_touch",
+        b"cmd_flush",
+        b"delete_hits",
+        b"delete_misses",
+        b"incr_hits",
+        b"incr_misses",
+        b"decr_hits",
+        b"decr_misses",
+        b"cas_hits",
+        b"cas_misses",
+        b"cas_badval",
+    ];
+    let mut seen = Vec::new();
+    for node in nodes {
+        let mut conn = Connection::connect(node, Duration::from_secs(5)).await.unwrap();
+        seen.push(conn.stats_sum(&WRITES).await.unwrap());
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_and_verify_never_write_and_a_resync_writes_only_to_its_local_node() {
+    let Resize { cluster: _cluster, all, resize, stable, .. } = Resize::three_to_four();
+    load(&view(&stable), &plain_items("reg\\\\sip:readonly", 2000, 1)).await;
+    let settings = resize.to_str().unwrap();
+    let before = writes_seen(&all).await;
+    for node in &all {
+        let plan = astaire(&["plan", "--local-name", node, "--cluster-settings", settings]);
+        assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+        // The new node lacks its keys: verify says so (exit 1), and only reads.
+        let verify = astaire(&["verify", "--local-name", node, "--cluster-settings", settings]);
+        assert!(matches!(verify.status.code(), Some(0 | 1)), "{}", text(&verify));
+    }
+    assert_eq!(writes_seen(&all).await, before, "plan and verify wrote nothing");
+
+    let out = astaire(&["resync", "--local-name", &all[3], "--cluster-settings", settings, "--quiet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let after = writes_seen(&all).await;
+    assert_eq!(after[..3], before[..3], "the sources were only read");
+    assert!(after[3] > before[3] + 500, "the local node was written: {before:?} → {after:?}");
+}

@@ -206,7 +206,7 @@ impl Connection {
     }
 
     /// The sum of the named counters of `stats`.
-    async fn stats_sum(&mut self, names: &[&[u8]]) -> Result<u64, McError> {
+    pub async fn stats_sum(&mut self, names: &[&[u8]]) -> Result<u64, McError> {
         self.send(b"stats\r\n").await?;
         let mut total = 0u64;
         loop {
