@@ -221,6 +221,17 @@ impl Daemon {
         }
         self.scheduler.finished(f.outcome);
         notify_systemd(&[sd_notify::NotifyState::Status(&self.status().summary())]);
+        release_freed_memory();
+    }
+}
+
+/// Gives the heap a finished resync freed back to the system: the daemon
+/// then idles for hours, and glibc would otherwise keep the batches' pages.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
