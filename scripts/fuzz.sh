@@ -25,7 +25,7 @@ for target in $targets; do
     # Prefix every libFuzzer line with the seconds since start.
     RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="$seconds" -print_final_stats=1 2>&1 |
         while IFS= read -r line; do printf '%d %s\n' "$(($(date +%s) - start))" "$line"; done >"$log" || status=1
-    grep -E 'panicked|ERROR|crash-' "$log" | head -5 || true
+    grep -E 'panicked at|==[0-9]+== ?ERROR|deadly signal|Test unit written' "$log" | head -5 || true
     awk -v target="$target" '
         / cov: / { for (i = 1; i <= NF; i++) { if ($i == "cov:") cov = $(i + 1); if ($i == "ft:") ft = $(i + 1) }
                    if (cov != lastcov) { covgrew = $1; lastcov = cov }

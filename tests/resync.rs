@@ -412,10 +412,11 @@ async fn exit_codes_for_an_unknown_local_name_and_an_unreachable_local_node() {
     assert_eq!(usage.status.code(), Some(2));
 }
 
-/// Everything a memcached counts as a write: sets (`ms` included), touches,
-/// deletes, arithmetic, CAS and flushes.
+/// Everything a memcached counts as a write: items stored (however),
+/// sets (`ms` included), touches, deletes, arithmetic, CAS and flushes.
 async fn writes_seen(nodes: &[String]) -> Vec<u64> {
-    const WRITES: [&[u8]; 12] = [
+    const WRITES: [&[u8]; 13] = [
+        b"total_items",
         b"cmd_set",
         b"cmd_touch",
         b"cmd_flush",
@@ -448,7 +449,12 @@ async fn plan_and_verify_never_write_and_a_resync_writes_only_to_its_local_node(
         assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
         // The new node lacks its keys: verify says so (exit 1), and only reads.
         let verify = astaire(&["verify", "--local-name", node, "--cluster-settings", settings]);
-        assert!(matches!(verify.status.code(), Some(0 | 1)), "{}", text(&verify));
+        let t = text(&verify);
+        assert!(matches!(verify.status.code(), Some(0 | 1)), "{t}");
+        assert!(!t.contains("could not be read"), "every source was read: {t}");
+        if node == &all[3] {
+            assert!(t.contains("MissingLocally") && verify.status.code() == Some(1), "{t}");
+        }
     }
     assert_eq!(writes_seen(&all).await, before, "plan and verify wrote nothing");
 

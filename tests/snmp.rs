@@ -241,29 +241,34 @@ async fn an_unthrottled_resync_never_makes_the_agent_late() {
     let (node, path, agentx) = (all[3].clone(), resize.clone(), snmpd.agentx_address());
     let run = std::thread::spawn(move || resync_cli(&node, &path, &["--agentx", &agentx]));
     let s = snmpd.clone();
-    let (answers, slowest, out) = blocking(move || {
+    let (answers, mut took, out) = blocking(move || {
         let entries = format!("{A}.3.0");
         s.wait_served(&entries, Duration::from_secs(10));
-        let (mut answers, mut slowest) = (Vec::new(), Duration::ZERO);
+        let (mut answers, mut took) = (Vec::new(), Vec::new());
         while !run.is_finished() {
             let asked = Instant::now();
             let got = s.get(&[&entries]);
-            slowest = slowest.max(asked.elapsed());
+            took.push(asked.elapsed());
             assert!(!got.contains("Timeout"), "{got}");
             if let Some(n) = got.trim().rsplit_once("Gauge32: ").and_then(|(_, n)| n.parse::<u64>().ok()) {
                 answers.push(n);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        (answers, slowest, run.join().unwrap())
+        (answers, took, run.join().unwrap())
     })
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(answers.len() >= 5, "answered during the resync: {answers:?}");
+    assert!(answers.len() >= 3, "answered during the resync: {answers:?}");
     assert!(answers.iter().max() > answers.first(), "entries grow while it runs: {answers:?}");
-    // On the main thread's runtime the slowest was 0.4-0.9 s; on its own
-    // thread about 20 ms.
-    assert!(slowest < Duration::from_millis(250), "slowest snmpget {slowest:?}");
+    // snmpd waits 1 s for a subagent (agentXTimeout). On its own thread the
+    // agent keeps every snmpget (process start included) well under that:
+    // at most 0.1-0.26 s in 6 runs, median 11-17 ms. Sharing the resync's
+    // thread, 3 runs in 7 went over 0.9 s (up to 1.5 s).
+    took.sort();
+    let (median, slowest) = (took[took.len() / 2], took[took.len() - 1]);
+    assert!(slowest < Duration::from_millis(900), "slowest snmpget {slowest:?} of {took:?}");
+    assert!(median < Duration::from_millis(100), "median snmpget {median:?} of {took:?}");
     assert!(!snmpd.log().contains("timed out"), "{}", snmpd.log());
 }
 

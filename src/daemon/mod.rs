@@ -221,7 +221,6 @@ impl Daemon {
         }
         self.scheduler.finished(f.outcome);
         notify_systemd(&[sd_notify::NotifyState::Status(&self.status().summary())]);
-        release_freed_memory();
     }
 }
 
@@ -348,6 +347,7 @@ pub async fn run(opts: DaemonOptions) -> u8 {
                     }
                     Err(e) => error!("resync task failed: {e}"),
                 }
+                release_freed_memory();
                 if d.stopping {
                     break;
                 }
