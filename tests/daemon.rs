@@ -56,8 +56,7 @@ async fn a_stable_node_settles_idle_and_serves_zero_counters() {
 #[tokio::test(flavor = "multi_thread")]
 async fn wait_sync_exits_1_when_the_resync_failed_and_2_on_timeout() {
     let mut r = Resize::three_to_four();
-    let mut items = plain_items("reg\\sip:waitcodes", 4000, 1);
-    items.iter_mut().for_each(|i| i.value = vec![b'v'; 1000]);
+    let items = filled_items("reg\\sip:waitcodes", 4000, 1, &[b'v'; 1000]);
     load_fast(&view(&r.stable), &items).await;
     let slow =
         Daemon::start(r.new_node(), &r.resize, &["--no-agentx", "--bandwidth-limit", "500000", "--cpu-limit", "0"]);
@@ -109,17 +108,23 @@ async fn sighup_after_a_resize_resyncs_and_wait_sync_sees_it() {
     assert!(got[0].1[1].1.ends_with("118.0.2") && got[1].1[1].1.ends_with("118.0.3"), "{got:?}");
 }
 
+/// A daemon on the new node, reading a copy of the resize file the test
+/// may rewrite, slowed to 1.5 MB/s (about 3.4 MB of 4,000 × 1 KB items to
+/// pull, so there is time to act during it), once it is resyncing.
+fn resyncing_slowly_from_a_live_copy(r: &Resize) -> (std::path::PathBuf, Daemon) {
+    let live = r.cluster.dir.path().join("cluster_settings");
+    std::fs::copy(&r.resize, &live).unwrap();
+    let d = Daemon::start(r.new_node(), &live, &["--no-agentx", "--bandwidth-limit", "1500000", "--cpu-limit", "0"]);
+    d.wait_for_state("resyncing");
+    (live, d)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn signals_during_a_resync_queue_one_more_and_never_overlap() {
     let r = Resize::three_to_four();
-    let mut items = plain_items("reg\\\\sip:twice", 4000, 1);
-    items.iter_mut().for_each(|i| i.value = vec![b'v'; 1000]);
+    let items = filled_items("reg\\\\sip:twice", 4000, 1, &[b'v'; 1000]);
     load(&view(&r.stable), &items).await;
-    let live = r.cluster.dir.path().join("cluster_settings");
-    std::fs::copy(&r.resize, &live).unwrap();
-    // Slow enough (about 3.4 MB at 1.5 MB/s) to signal during it.
-    let d = Daemon::start(r.new_node(), &live, &["--no-agentx", "--bandwidth-limit", "1500000", "--cpu-limit", "0"]);
-    d.wait_for_state("resyncing");
+    let (_live, d) = resyncing_slowly_from_a_live_copy(&r);
     d.signal(Signal::SIGHUP);
     std::thread::sleep(Duration::from_millis(100));
     let between = std::thread::spawn({
@@ -161,13 +166,9 @@ async fn signals_during_a_resync_queue_one_more_and_never_overlap() {
 #[tokio::test(flavor = "multi_thread")]
 async fn settings_rewritten_mid_resync_apply_to_the_next_resync_only() {
     let r = Resize::three_to_four();
-    let mut items = plain_items("reg\\\\sip:rewrite", 4000, 1);
-    items.iter_mut().for_each(|i| i.value = vec![b'w'; 1000]);
+    let items = filled_items("reg\\\\sip:rewrite", 4000, 1, &[b'w'; 1000]);
     load(&view(&r.stable), &items).await;
-    let live = r.cluster.dir.path().join("cluster_settings");
-    std::fs::copy(&r.resize, &live).unwrap();
-    let d = Daemon::start(r.new_node(), &live, &["--no-agentx", "--bandwidth-limit", "1500000", "--cpu-limit", "0"]);
-    d.wait_for_state("resyncing");
+    let (live, d) = resyncing_slowly_from_a_live_copy(&r);
 
     // A fifth node joins as well (never started: it is no source), so the
     // new node now pulls fewer vbuckets.
@@ -221,8 +222,7 @@ async fn a_local_memcached_restarted_empty_is_refilled_within_10_s() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_mid_resync_exits_cleanly_and_a_restart_completes_it() {
     let r = Resize::three_to_four();
-    let mut items = plain_items("reg\\\\sip:term", 4000, 1);
-    items.iter_mut().for_each(|i| i.value = vec![b'v'; 1000]);
+    let items = filled_items("reg\\\\sip:term", 4000, 1, &[b'v'; 1000]);
     load(&view(&r.stable), &items).await;
     let snmpd = Snmpd::start();
     let slow = ["--bandwidth-limit", "1000000", "--cpu-limit", "0", "--agentx"];
@@ -419,8 +419,7 @@ async fn notifies_systemd_and_logs_to_a_directory() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_local_memcached_restarted_mid_resync_is_refilled() {
     let mut r = Resize::three_to_four();
-    let mut items = plain_items("reg\\\\sip:localrestart", 4000, 1);
-    items.iter_mut().for_each(|i| i.value = vec![b'l'; 1000]);
+    let items = filled_items("reg\\\\sip:localrestart", 4000, 1, &[b'l'; 1000]);
     load_fast(&view(&r.stable), &items).await;
     let d =
         Daemon::start(r.new_node(), &r.resize, &["--no-agentx", "--bandwidth-limit", "1000000", "--cpu-limit", "0"]);

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 #[tokio::test(flavor = "multi_thread")]
 async fn a_source_stopped_mid_stream_is_abandoned_after_the_timeout_and_nothing_is_lost() {
     let r = Resize::three_to_four();
-    let mut items = plain_items("reg\\\\sip:sigstop", 6000, 1);
-    items.iter_mut().for_each(|i| i.value = vec![b's'; 1000]);
+    let items = filled_items("reg\\\\sip:sigstop", 6000, 1, &[b's'; 1000]);
     load_fast(&view(&r.stable), &items).await;
     let by_source = view(&r.resize).work_list(r.new_node(), false).by_source();
     let victim = (0..3).max_by_key(|i| by_source[&r.old[*i]].len()).unwrap();
@@ -135,8 +134,7 @@ async fn a_full_local_memcached_is_reported_and_never_hangs() {
         let (s, l) = (source.name(), local.name());
         std::fs::write(&path, format!("servers={s}\nnew_servers={s},{l}\n")).unwrap();
         // 40 MB for an 8 MB node: with two nodes and two replicas it holds everything.
-        let mut items = plain_items("reg\\\\sip:full", 20_000, 1);
-        items.iter_mut().for_each(|i| i.value = vec![b'f'; 2000]);
+        let items = filled_items("reg\\\\sip:full", 20_000, 1, &[b'f'; 2000]);
         bulk_set(&s, &items).await;
         let started = Instant::now();
         let out = resync_cli(&l, &path, &["--io-timeout", "5"]);

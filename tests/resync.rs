@@ -196,8 +196,7 @@ async fn a_source_dead_before_the_resync_is_covered_by_the_other_replica() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_source_killed_mid_stream_is_covered_by_the_other_replica() {
     let Resize { mut cluster, old, all, stable, resize } = Resize::three_to_four();
-    let mut items = plain_items("reg\\\\sip:midstream", 6000, 3);
-    items.iter_mut().for_each(|i| i.value = vec![b'v'; 1000]);
+    let items = filled_items("reg\\\\sip:midstream", 6000, 3, &[b'v'; 1000]);
     load(&view(&stable), &items).await;
     let expected = expected_for(&view(&resize), &all[3], &items);
     // The source serving the most vbuckets is the last to finish.

@@ -176,8 +176,7 @@ async fn set_requests_are_refused_as_not_writable() {
 async fn a_live_resync_is_observable_over_snmp_and_reads_zero_after() {
     let snmpd = Arc::new(Snmpd::start());
     let Resize { cluster, all, stable, resize, .. } = Resize::three_to_four();
-    let mut items = plain_items("reg\\\\sip:snmp", 6000, 1);
-    items.iter_mut().for_each(|i| i.value = vec![b'v'; 1000]);
+    let items = filled_items("reg\\\\sip:snmp", 6000, 1, &[b'v'; 1000]);
     load(&view(&stable), &items).await;
 
     // The real command, slowed down so it can be watched.

@@ -59,8 +59,7 @@ async fn cpu_limit_5_percent_keeps_a_tenth_of_one_core_on_two_cores() {
 async fn the_bandwidth_limit_holds_the_rate() {
     let _serial = serial().await;
     let r = Resize::three_to_four();
-    let mut items = plain_items("reg\\\\sip:bw", 12_000, 1);
-    items.iter_mut().for_each(|i| i.value = vec![b'b'; 1000]);
+    let items = filled_items("reg\\\\sip:bw", 12_000, 1, &[b'b'; 1000]);
     load(&view(&r.stable), &items).await;
     let limit = 2_000_000.0;
     let out = resync_cli(r.new_node(), &r.resize, &["--json", "--bandwidth-limit", "2000000", "--cpu-limit", "0"]);

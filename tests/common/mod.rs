@@ -196,6 +196,13 @@ pub fn plain_items(prefix: &str, n: usize, flags: u32) -> Vec<TestItem> {
         .collect()
 }
 
+/// [`plain_items`] whose values are all `value`.
+pub fn filled_items(prefix: &str, n: usize, flags: u32, value: &[u8]) -> Vec<TestItem> {
+    let mut items = plain_items(prefix, n, flags);
+    items.iter_mut().for_each(|i| i.value = value.to_vec());
+    items
+}
+
 /// A key starting with `stem` whose vbucket satisfies `wanted`.
 pub fn key_in(stem: &[u8], wanted: impl Fn(u8) -> bool) -> Vec<u8> {
     for i in 0u32.. {
