@@ -17,17 +17,20 @@
 //! Plus a 4→3 run at 100 B. Prints a table, writes CSV and a PNG chart to
 //! `target/bench/`. `BENCH_SCALE=0.1` runs a tenth of the data.
 
+#[path = "../tests/common/mod.rs"]
+mod common; // the tests' private memcached processes
+
 use astaire::testdata;
 use astaire::view::{vbucket, ClusterSettings, View};
+use common::Memcached;
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const BASE_PORT: u16 = 22211;
 const MEMCACHED_TOOL: &str = "/usr/share/memcached/scripts/memcached-tool";
 
 fn bin(name: &str) -> PathBuf {
@@ -38,46 +41,6 @@ fn out_dir() -> PathBuf {
     let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&d).expect("target/bench");
     d
-}
-
-struct Memcached {
-    port: u16,
-    child: Child,
-}
-
-impl Memcached {
-    fn start(port: u16) -> Memcached {
-        let mut cmd = Command::new("memcached");
-        cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0", "-m", "2048", "-t", "2", "-I", "2m"]);
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            cmd.args(["-u", "root"]);
-        }
-        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("memcached");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "memcached {port} did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Memcached { port, child }
-    }
-
-    fn name(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        *self = Memcached::start(self.port);
-    }
-}
-
-impl Drop for Memcached {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Wall time, CPU (user + sys) and peak RSS of a child, from wait4.
@@ -336,7 +299,7 @@ fn size_name(size: usize) -> String {
 fn three_to_four(keys: u64, size: usize) -> Vec<Row> {
     let scenario = format!("{} keys × {} (3→4)", keys, size_name(size));
     eprintln!("== {scenario}");
-    let mut nodes: Vec<Memcached> = (0..4).map(|i| Memcached::start(BASE_PORT + i)).collect();
+    let mut nodes: Vec<Memcached> = (0..4).map(|_| Memcached::start_with(&["-m", "2048"])).collect();
     let names: Vec<String> = nodes.iter().map(Memcached::name).collect();
     let dir = out_dir();
     let (stable, resize) = (dir.join("cs-stable"), dir.join("cs-resize"));
@@ -352,18 +315,18 @@ fn three_to_four(keys: u64, size: usize) -> Vec<Row> {
     // Unthrottled alone (the speed), then again with the probes running (the
     // latency clients see), then throttled with the probes.
     rows.push(astaire(&scenario, "astaire", &resize, &names[3], &[], None));
-    nodes[3].restart();
+    nodes[3].restart_empty();
     rows.push(astaire(&scenario, "astaire, probed", &resize, &names[3], &[], Some((src, dst))));
-    nodes[3].restart();
+    nodes[3].restart_empty();
     let throttled = ["--cpu-limit", "5"];
     rows.push(astaire(&scenario, "astaire --cpu-limit 5", &resize, &names[3], &throttled, Some((src, dst))));
 
     // Peers.
-    nodes[3].restart();
+    nodes[3].restart_empty();
     let on_src =
         (0..keys).filter(|i| view.current[vbucket(&testdata::key(*i)) as usize].contains(&names[0])).count() as u64;
     rows.push(memcached_tool(&scenario, &nodes[0], &nodes[3], on_src, size));
-    nodes[3].restart();
+    nodes[3].restart_empty();
     let (now, stamp) = (testdata::now(), testdata::stamp());
     let mut stream = Vec::with_capacity(landing.len() * (size + 60));
     for i in &landing {
@@ -394,7 +357,7 @@ fn three_to_four(keys: u64, size: usize) -> Vec<Row> {
 fn four_to_three(keys: u64, size: usize) -> Vec<Row> {
     let scenario = format!("{} keys × {} (4→3)", keys, size_name(size));
     eprintln!("== {scenario}");
-    let nodes: Vec<Memcached> = (0..4).map(|i| Memcached::start(BASE_PORT + i)).collect();
+    let nodes: Vec<Memcached> = (0..4).map(|_| Memcached::start_with(&["-m", "2048"])).collect();
     let names: Vec<String> = nodes.iter().map(Memcached::name).collect();
     let dir = out_dir();
     let (stable, resize) = (dir.join("cs-stable4"), dir.join("cs-resize43"));

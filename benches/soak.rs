@@ -16,12 +16,10 @@
 //! after every resize and must be 0) and INFORMs to a private snmptrapd
 //! (at the end: raises received, the last INFORM received a clear).
 
-#[allow(dead_code)] // the tests' helpers; the soak uses a few
-#[path = "../tests/common/snmpd.rs"]
-mod snmpd;
-#[allow(dead_code)]
-#[path = "../tests/common/snmptrapd.rs"]
-mod snmptrapd;
+#[path = "../tests/common/mod.rs"]
+mod common; // the tests' private memcached, snmpd and snmptrapd processes
+
+use common::{snmpd, snmptrapd, Memcached};
 
 use astaire::view::{vbucket, ClusterSettings, View};
 use std::io::{Read, Write};
@@ -32,7 +30,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const BASE_PORT: u16 = 23311;
 const NODES: usize = 5;
 const KEYS: u64 = 100_000;
 /// astaireBucketsNeedingResync and the three other scalars, as `-On` names them.
@@ -54,8 +51,7 @@ fn dir() -> PathBuf {
 }
 
 struct Node {
-    name: String,
-    memcached: Child,
+    memcached: Memcached,
     daemon: Option<Child>,
     settings: PathBuf,
     control: PathBuf,
@@ -63,22 +59,9 @@ struct Node {
 
 impl Node {
     fn start(i: usize) -> Node {
-        let port = BASE_PORT + i as u16;
-        let mut cmd = Command::new("memcached");
-        cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0", "-m", "512", "-t", "2"]);
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            cmd.args(["-u", "root"]);
-        }
-        let memcached = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("memcached");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "memcached {port} did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let memcached = Memcached::start_with(&["-m", "512"]);
         let d = dir();
         Node {
-            name: format!("127.0.0.1:{port}"),
             memcached,
             daemon: None,
             settings: d.join(format!("cluster_settings.{i}")),
@@ -86,11 +69,15 @@ impl Node {
         }
     }
 
+    fn name(&self) -> String {
+        self.memcached.name()
+    }
+
     /// `snmp`: the AgentX master and the INFORM target, or none.
     fn start_daemon(&mut self, i: usize, snmp: Option<(&str, &str)>) {
         let log = std::fs::File::create(dir().join(format!("daemon.{i}.log"))).expect("log");
         let mut cmd = Command::new(bin("astaire"));
-        cmd.args(["--log-level", "3", "daemon", "--local-name", &self.name, "--cluster-settings"])
+        cmd.args(["--log-level", "3", "daemon", "--local-name", &self.name(), "--cluster-settings"])
             .arg(&self.settings)
             .arg("--control-socket")
             .arg(&self.control)
@@ -132,7 +119,7 @@ impl Node {
     /// no resync can see (the node never heard of the delete).
     fn drop_orphans(&self, view: &View) -> usize {
         use astaire::memcached::dump::{decode_dump_key, parse_dump_line, DumpLine, DumpMode};
-        let mut s = TcpStream::connect(&self.name).expect("connect");
+        let mut s = TcpStream::connect(self.name()).expect("connect");
         s.write_all(DumpMode::Metadump.command()).unwrap();
         let (mut buf, mut chunk, mut orphans) = (Vec::new(), vec![0u8; 1 << 16], Vec::new());
         'dump: loop {
@@ -145,7 +132,7 @@ impl Node {
                     DumpLine::Key { key, encoding, .. } => {
                         let mut raw = Vec::new();
                         decode_dump_key(&buf[at..][key], encoding, &mut raw).unwrap();
-                        let owned = view.target()[vbucket(&raw) as usize].contains(&self.name);
+                        let owned = view.target()[vbucket(&raw) as usize].contains(&self.name());
                         if !owned && !raw.starts_with(b"astaire") {
                             orphans.push(raw);
                         }
@@ -158,7 +145,7 @@ impl Node {
             buf.drain(..at);
         }
         drop(s);
-        let mut c = TcpStream::connect(&self.name).expect("connect");
+        let mut c = TcpStream::connect(self.name()).expect("connect");
         for key in &orphans {
             c.write_all(format!("md {} q\r\n", String::from_utf8_lossy(key)).as_bytes()).unwrap();
         }
@@ -173,7 +160,7 @@ impl Node {
     }
 
     fn flush(&self) {
-        let mut s = TcpStream::connect(&self.name).expect("connect");
+        let mut s = TcpStream::connect(self.name()).expect("connect");
         s.write_all(b"flush_all\r\n").unwrap();
         let mut buf = [0u8; 16];
         let _ = s.read(&mut buf);
@@ -186,8 +173,6 @@ impl Drop for Node {
             let _ = d.kill();
             let _ = d.wait();
         }
-        let _ = self.memcached.kill();
-        let _ = self.memcached.wait();
     }
 }
 
@@ -267,7 +252,7 @@ fn main() {
     let minutes: f64 = std::env::var("SOAK_MINUTES").ok().and_then(|s| s.parse().ok()).unwrap_or(30.0);
     assert!(bin("astaire").exists(), "build the release binaries first (scripts/soak.sh does)");
     let mut nodes: Vec<Node> = (0..NODES).map(Node::start).collect();
-    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    let names: Vec<String> = nodes.iter().map(|n| n.name()).collect();
     let stable3 = settings_text(&names, 3, None);
     for n in &nodes {
         std::fs::write(&n.settings, &stable3).unwrap();
@@ -318,7 +303,7 @@ fn main() {
         let mut verify = Vec::new();
         for n in &nodes[..next] {
             let out = Command::new(bin("astaire"))
-                .args(["verify", "--log-level", "1", "--local-name", &n.name, "--cluster-settings"])
+                .args(["verify", "--log-level", "1", "--local-name", &n.name(), "--cluster-settings"])
                 .arg(&n.settings)
                 .output()
                 .expect("verify");
@@ -326,7 +311,7 @@ fn main() {
             if code != 0 {
                 failures.push(format!(
                     "resize {resizes} {current}→{next}: verify {} exit {code}: {}",
-                    n.name,
+                    n.name(),
                     String::from_utf8_lossy(&out.stdout).lines().take(5).collect::<Vec<_>>().join(" | ")
                 ));
             }
