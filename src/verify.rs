@@ -9,7 +9,7 @@ use crate::memcached::proto::{self, decode_key, Status};
 use crate::memcached::{Connection, McError};
 use crate::resync::batch::ItemBatch;
 use crate::resync::rules::inject_ttl;
-use crate::resync::source::{dump_keys, fetch_items};
+use crate::resync::source::{dump_keys, fetch_items, nth};
 use crate::resync::Options;
 use crate::view::{WorkList, VBUCKETS};
 use tokio::sync::mpsc;
@@ -123,10 +123,7 @@ async fn compare_batch(
     let local_name = local.server().to_owned();
     local
         .pipeline(req, items.len(), |n, m, frame| {
-            let Some(item) = items.get(n).copied() else {
-                let message = format!("answer {n} to {} requests", items.len());
-                return Err(McError::Unexpected { server: local_name.clone(), message });
-            };
+            let item = nth(&items, n, &local_name)?;
             let problem = match m.status {
                 Status::Value => {
                     let value = m.value.clone().and_then(|r| frame.get(r)).unwrap_or_default();

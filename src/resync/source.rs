@@ -422,7 +422,7 @@ fn positions(fates: &[Fate], pred: impl Fn(&Fate) -> bool) -> Vec<usize> {
 }
 
 /// What answer `n` of a pipeline is about; an error past the requests.
-fn nth<T: Copy>(requests: &[T], n: usize, server: &str) -> Result<T, McError> {
+pub(crate) fn nth<T: Copy>(requests: &[T], n: usize, server: &str) -> Result<T, McError> {
     requests.get(n).copied().ok_or_else(|| unexpected(server, format!("answer {n} to {} requests", requests.len())))
 }
 
