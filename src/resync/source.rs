@@ -154,6 +154,7 @@ pub async fn dump_keys(
             }
         }
     }
+    debug!(source, listed = sorter.listing.listed, "dump complete");
     if sorter.sort() {
         sorter.now.send_if(true, opts, progress);
         if let Some(l) = sorter.later.as_mut() {
@@ -340,6 +341,7 @@ pub async fn fetch_for_copy(
                         break;
                     }
                     ctx.barrier.wait().await;
+                    debug!(source = conn.server(), "past the primary barrier");
                     continue;
                 }
             }
@@ -498,6 +500,7 @@ impl<'a> Injector<'a> {
                 Step::Items(batch) => batch,
                 Step::PrimaryDone => {
                     if let Some(mut a) = self.arrival.take() {
+                        debug!(source = self.source, "primary vbuckets injected");
                         a.arrive();
                     }
                     continue;

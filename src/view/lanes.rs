@@ -3,8 +3,9 @@
 //! Every key a source lists is hashed to find its vbucket: about 2,000,000
 //! digests for a 1,000,000-key 3→4 resize, a fifth of Astaire's CPU with
 //! one key at a time. One MD5 is a chain of 64 dependent steps, but eight
-//! keys are eight independent chains: computed side by side on `[u32; 8]`
-//! lanes, the compiler turns each step into SIMD instructions. Keys that
+//! (or sixteen) keys are independent chains: computed side by side on
+//! `[u32; N]` lanes, the compiler turns each step into SIMD instructions,
+//! for the widest vectors the CPU has (chosen at run time). Keys that
 //! fit one block (≤ 55 bytes, nearly every Clearwater key) go this way;
 //! longer ones, and the tail of a batch, go through the `md-5` crate. The
 //! tests compare both on every length from 0 to 300 bytes.
@@ -15,8 +16,14 @@
 
 use md5::{Digest, Md5};
 
-/// Keys hashed side by side.
+/// Keys hashed side by side where the CPU has no wider vectors (eight
+/// `u32` lanes fill two SSE2 registers or one AVX2 register).
 pub const LANES: usize = 8;
+
+/// Keys hashed side by side with AVX-512: one 512-bit register, with native
+/// rotates and three-input logic for MD5's mixing functions.
+#[cfg(target_arch = "x86_64")]
+const WIDE_LANES: usize = 16;
 
 /// The longest key that fits one 64-byte block with its padding.
 const ONE_BLOCK: usize = 55;
@@ -36,13 +43,45 @@ const SHIFT: [[u32; 4]; 4] = [[7, 12, 17, 22], [5, 9, 14, 20], [4, 11, 16, 23], 
 
 const INIT: [u32; 4] = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476];
 
-type Lane = [u32; LANES];
-
 /// The digests of `keys` (any number, any lengths), in order, into `out`.
+///
+/// The release build targets plain x86-64 (SSE2), so the widest vectors the
+/// CPU has are chosen here, at run time: AVX-512 hashes sixteen keys per
+/// step, AVX2 eight, anything else eight on SSE2 (or scalar elsewhere).
 pub fn digests(keys: &[&[u8]], out: &mut Vec<[u8; 16]>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { digests_avx512(keys, out) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { digests_avx2(keys, out) };
+        }
+    }
+    digests_in::<LANES>(keys, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn digests_avx512(keys: &[&[u8]], out: &mut Vec<[u8; 16]>) {
+    digests_in::<WIDE_LANES>(keys, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn digests_avx2(keys: &[&[u8]], out: &mut Vec<[u8; 16]>) {
+    digests_in::<LANES>(keys, out);
+}
+
+/// [`digests`] with `N` lanes, compiled into each of the CPU-specific
+/// functions above.
+#[inline(always)]
+fn digests_in<const N: usize>(keys: &[&[u8]], out: &mut Vec<[u8; 16]>) {
     out.clear();
     out.resize(keys.len(), [0; 16]);
-    let mut group = [0usize; LANES];
+    let mut group = [0usize; N];
     let mut n = 0;
     for (i, key) in keys.iter().enumerate() {
         if key.len() > ONE_BLOCK {
@@ -51,7 +90,7 @@ pub fn digests(keys: &[&[u8]], out: &mut Vec<[u8; 16]>) {
         }
         group[n] = i;
         n += 1;
-        if n == LANES {
+        if n == N {
             one_block_lanes(keys, &group, out);
             n = 0;
         }
@@ -61,10 +100,11 @@ pub fn digests(keys: &[&[u8]], out: &mut Vec<[u8; 16]>) {
     }
 }
 
-/// MD5 of `LANES` keys of at most [`ONE_BLOCK`] bytes each.
-fn one_block_lanes(keys: &[&[u8]], which: &[usize; LANES], out: &mut [[u8; 16]]) {
+/// MD5 of `N` keys of at most [`ONE_BLOCK`] bytes each.
+#[inline(always)]
+fn one_block_lanes<const N: usize>(keys: &[&[u8]], which: &[usize; N], out: &mut [[u8; 16]]) {
     // The padded block of each key as 16 little-endian words, word-major.
-    let mut m = [[0u32; LANES]; 16];
+    let mut m = [[0u32; N]; 16];
     for (lane, &i) in which.iter().enumerate() {
         let key = keys[i];
         let mut block = [0u8; 64];
@@ -75,33 +115,21 @@ fn one_block_lanes(keys: &[&[u8]], which: &[usize; LANES], out: &mut [[u8; 16]])
             m[w][lane] = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
         }
     }
-    let (mut a, mut b, mut c, mut d): (Lane, Lane, Lane, Lane) =
-        ([INIT[0]; LANES], [INIT[1]; LANES], [INIT[2]; LANES], [INIT[3]; LANES]);
-    for step in 0..64 {
-        let (round, g) = match step {
-            0..=15 => (0, step),
-            16..=31 => (1, (5 * step + 1) % 16),
-            32..=47 => (2, (3 * step + 5) % 16),
-            _ => (3, (7 * step) % 16),
-        };
-        let s = SHIFT[round][step % 4];
-        let mut f = [0u32; LANES];
-        for l in 0..LANES {
-            let (x, y, z) = (b[l], c[l], d[l]);
-            let mix = match round {
-                0 => (x & y) | (!x & z),
-                1 => (z & x) | (!z & y),
-                2 => x ^ y ^ z,
-                _ => y ^ (x | !z),
-            };
-            f[l] = mix.wrapping_add(a[l]).wrapping_add(K[step]).wrapping_add(m[g][l]);
-        }
-        a = d;
-        d = c;
-        c = b;
-        for l in 0..LANES {
-            b[l] = b[l].wrapping_add(f[l].rotate_left(s));
-        }
+    let (mut a, mut b, mut c, mut d) = ([INIT[0]; N], [INIT[1]; N], [INIT[2]; N], [INIT[3]; N]);
+    // One loop per round, so that each has a single mixing function and
+    // its lane loop compiles to straight vector code (a `match` inside the
+    // lane loop kept it scalar).
+    for step in 0..16 {
+        md5_step(&mut a, &mut b, &mut c, &mut d, step, &m[step], |x, y, z| (x & y) | (!x & z));
+    }
+    for step in 16..32 {
+        md5_step(&mut a, &mut b, &mut c, &mut d, step, &m[(5 * step + 1) % 16], |x, y, z| (z & x) | (!z & y));
+    }
+    for step in 32..48 {
+        md5_step(&mut a, &mut b, &mut c, &mut d, step, &m[(3 * step + 5) % 16], |x, y, z| x ^ y ^ z);
+    }
+    for step in 48..64 {
+        md5_step(&mut a, &mut b, &mut c, &mut d, step, &m[(7 * step) % 16], |x, y, z| y ^ (x | !z));
     }
     for (lane, &i) in which.iter().enumerate() {
         let words = [
@@ -116,6 +144,30 @@ fn one_block_lanes(keys: &[&[u8]], which: &[usize; LANES], out: &mut [[u8; 16]])
     }
 }
 
+/// One of MD5's 64 steps on `N` lanes, with mixing function `mix`.
+#[inline(always)]
+fn md5_step<const N: usize>(
+    a: &mut [u32; N],
+    b: &mut [u32; N],
+    c: &mut [u32; N],
+    d: &mut [u32; N],
+    step: usize,
+    word: &[u32; N],
+    mix: impl Fn(u32, u32, u32) -> u32,
+) {
+    let s = SHIFT[step / 16][step % 4];
+    let mut f = [0u32; N];
+    for l in 0..N {
+        f[l] = mix(b[l], c[l], d[l]).wrapping_add(a[l]).wrapping_add(K[step]).wrapping_add(word[l]);
+    }
+    *a = *d;
+    *d = *c;
+    *c = *b;
+    for l in 0..N {
+        b[l] = b[l].wrapping_add(f[l].rotate_left(s));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,37 +177,63 @@ mod tests {
         keys.iter().map(|k| Md5::digest(k).into()).collect()
     }
 
+    /// The digests from every kernel this CPU can run (the portable one
+    /// always), each named.
+    fn every_kernel(keys: &[&[u8]]) -> Vec<(&'static str, Vec<[u8; 16]>)> {
+        let mut results = Vec::new();
+        let mut out = Vec::new();
+        digests_in::<LANES>(keys, &mut out);
+        results.push(("portable", out.clone()));
+        digests(keys, &mut out);
+        results.push(("dispatched", out.clone()));
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2, checked just above.
+                unsafe { digests_avx2(keys, &mut out) };
+                results.push(("avx2", out.clone()));
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F, checked just above.
+                unsafe { digests_avx512(keys, &mut out) };
+                results.push(("avx512", out.clone()));
+            }
+        }
+        results
+    }
+
     #[test]
     fn every_length_matches_md5() {
         let keys: Vec<Vec<u8>> = (0..=300).map(|n| (0..n).map(|i| (i * 7 + n) as u8).collect()).collect();
         let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-        let mut out = Vec::new();
-        digests(&refs, &mut out);
-        assert_eq!(out, reference(&keys));
+        for (kernel, out) in every_kernel(&refs) {
+            assert_eq!(out, reference(&keys), "{kernel}");
+        }
     }
 
     #[test]
     fn known_vectors() {
-        // Nine keys: the first eight go through the lanes, the ninth not.
-        let keys: Vec<&[u8]> = [&b""[..], b"abc", b"message digest"].into_iter().cycle().take(9).collect();
-        let mut out = Vec::new();
-        digests(&keys, &mut out);
-        let hex: Vec<String> = out.iter().map(|d| d.iter().map(|b| format!("{b:02x}")).collect()).collect();
+        // 17 keys: the first 16 go through the lanes (two groups of eight,
+        // or one of sixteen), the last one not.
+        let keys: Vec<&[u8]> = [&b""[..], b"abc", b"message digest"].into_iter().cycle().take(17).collect();
         let expected = [
             "d41d8cd98f00b204e9800998ecf8427e",
             "900150983cd24fb0d6963f7d28e17f72",
             "f96b697d7cb7938d525a2f31aaf161d0",
         ];
-        assert_eq!(hex, expected.into_iter().cycle().take(9).collect::<Vec<_>>());
+        for (kernel, out) in every_kernel(&keys) {
+            let hex: Vec<String> = out.iter().map(|d| d.iter().map(|b| format!("{b:02x}")).collect()).collect();
+            assert_eq!(hex, expected.into_iter().cycle().take(17).collect::<Vec<_>>(), "{kernel}");
+        }
     }
 
     proptest! {
         #[test]
         fn any_batch_matches_md5(keys in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 0..40)) {
             let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-            let mut out = Vec::new();
-            digests(&refs, &mut out);
-            prop_assert_eq!(out, reference(&keys));
+            for (kernel, out) in every_kernel(&refs) {
+                prop_assert_eq!(out, reference(&keys), "{}", kernel);
+            }
         }
     }
 }
