@@ -119,8 +119,8 @@ fn one_block_lanes<const N: usize>(keys: &[&[u8]], which: &[usize; N], out: &mut
     // One loop per round, so that each has a single mixing function and
     // its lane loop compiles to straight vector code (a `match` inside the
     // lane loop kept it scalar).
-    for step in 0..16 {
-        md5_step(&mut a, &mut b, &mut c, &mut d, step, &m[step], |x, y, z| (x & y) | (!x & z));
+    for (step, word) in m.iter().enumerate() {
+        md5_step(&mut a, &mut b, &mut c, &mut d, step, word, |x, y, z| (x & y) | (!x & z));
     }
     for step in 16..32 {
         md5_step(&mut a, &mut b, &mut c, &mut d, step, &m[(5 * step + 1) % 16], |x, y, z| (z & x) | (!z & y));
