@@ -138,6 +138,9 @@ struct Row {
     rss_mib: Option<f64>,
     probe_src: Option<Probe>,
     probe_dst: Option<Probe>,
+    /// memcached's CPU seconds while Astaire ran: crawler threads (the
+    /// metadumps), and everything else (the workers serving the requests).
+    mc_cpu: Option<(f64, f64)>,
 }
 
 impl Row {
@@ -170,20 +173,54 @@ fn load(settings: &Path, keys: u64, size: usize) {
     assert_eq!(m.code, 0, "loadgen failed");
 }
 
+/// CPU seconds (user + system) of the memcached processes `pids` so far:
+/// their crawler threads, and all their other threads.
+fn memcached_cpu(pids: &[u32]) -> (f64, f64) {
+    // SAFETY: sysconf only reads a system constant.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let (mut crawler, mut other) = (0.0, 0.0);
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { continue };
+        for task in tasks.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // Fields after the parenthesised name: utime and stime are 14 and 15.
+            let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, f)| f.split_whitespace().collect()).unwrap_or_default();
+            let ticks: f64 = [11, 12].iter().filter_map(|i| fields.get(*i)?.parse::<f64>().ok()).sum();
+            if comm.trim() == "mc-itemcrawler" {
+                crawler += ticks / tick;
+            } else {
+                other += ticks / tick;
+            }
+        }
+    }
+    (crawler, other)
+}
+
 /// Runs `astaire resync` for `local`, with probes on `src` and `dst`.
 /// Probes on a source and on the target, or none (`None`).
 type ProbePorts = Option<(u16, u16)>;
 
-fn astaire(scenario: &str, tool: &str, settings: &Path, local: &str, extra: &[&str], probes: ProbePorts) -> Row {
+fn astaire(
+    scenario: &str,
+    tool: &str,
+    settings: &Path,
+    local: &str,
+    extra: &[&str],
+    probes: ProbePorts,
+    memcached: &[u32],
+) -> Row {
     let stop = Arc::new(AtomicBool::new(false));
     let probes = probes.map(|(src, dst)| (probe(src, stop.clone()), probe(dst, stop.clone())));
     std::thread::sleep(Duration::from_millis(200));
+    let mc_before = memcached_cpu(memcached);
     let m = measure(
         Command::new(bin("astaire"))
             .args(["resync", "--json", "--quiet", "--local-name", local, "--cluster-settings"])
             .arg(settings)
             .args(extra),
     );
+    let mc_after = memcached_cpu(memcached);
     stop.store(true, Ordering::Relaxed);
     let probes = probes.map(|(ps, pd)| (summarize(ps.join().unwrap()), summarize(pd.join().unwrap())));
     assert_eq!(m.code, 0, "astaire resync failed: {}", m.stdout);
@@ -199,6 +236,7 @@ fn astaire(scenario: &str, tool: &str, settings: &Path, local: &str, extra: &[&s
         rss_mib: Some(m.rss_kib as f64 / 1024.0),
         probe_src: probes.map(|p| p.0),
         probe_dst: probes.map(|p| p.1),
+        mc_cpu: Some((mc_after.0 - mc_before.0, mc_after.1 - mc_before.1)),
     }
 }
 
@@ -314,12 +352,14 @@ fn three_to_four(keys: u64, size: usize) -> Vec<Row> {
     let mut rows = vec![baseline(&scenario, src, dst)];
     // Unthrottled alone (the speed), then again with the probes running (the
     // latency clients see), then throttled with the probes.
-    rows.push(astaire(&scenario, "astaire", &resize, &names[3], &[], None));
+    let pids = |nodes: &[Memcached]| nodes.iter().map(Memcached::pid).collect::<Vec<u32>>();
+    rows.push(astaire(&scenario, "astaire", &resize, &names[3], &[], None, &pids(&nodes)));
     nodes[3].restart_empty();
-    rows.push(astaire(&scenario, "astaire, probed", &resize, &names[3], &[], Some((src, dst))));
+    rows.push(astaire(&scenario, "astaire, probed", &resize, &names[3], &[], Some((src, dst)), &pids(&nodes)));
     nodes[3].restart_empty();
     let throttled = ["--cpu-limit", "5"];
-    rows.push(astaire(&scenario, "astaire --cpu-limit 5", &resize, &names[3], &throttled, Some((src, dst))));
+    let probed = Some((src, dst));
+    rows.push(astaire(&scenario, "astaire --cpu-limit 5", &resize, &names[3], &throttled, probed, &pids(&nodes)));
 
     // Peers.
     nodes[3].restart_empty();
@@ -366,7 +406,8 @@ fn four_to_three(keys: u64, size: usize) -> Vec<Row> {
     load(&stable, keys, size);
     let view = View::new(&ClusterSettings::load(&resize).unwrap());
     let local = (0..3).max_by_key(|i| view.work_list(&names[*i], false).vbuckets.len()).unwrap();
-    vec![astaire(&scenario, "astaire", &resize, &names[local], &[], None)]
+    let pids: Vec<u32> = nodes.iter().map(Memcached::pid).collect();
+    vec![astaire(&scenario, "astaire", &resize, &names[local], &[], None, &pids)]
 }
 
 fn main() {
@@ -461,6 +502,15 @@ fn report(rows: &[Row]) {
                 a.rss_mib.unwrap_or(0.0)
             ));
         }
+        if let Some(((crawl, work), own)) = a.mc_cpu.zip(a.cpu) {
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+            let total = crawl + work + own;
+            out.push_str(&format!(
+                "  {s}: machine CPU during the resync: memcached crawlers {crawl:.2} s + memcached workers {work:.2} s + astaire {own:.2} s = {total:.2} s in {:.2} s wall ({:.0}% of {cores} cores)\n",
+                a.wall,
+                100.0 * total / (a.wall * cores)
+            ));
+        }
         if let Some(p) = find(s, "astaire, probed").and_then(|p| p.probe_src.zip(p.probe_dst)) {
             out.push_str(&format!(
                 "  {s}: unthrottled: probe p99 source {:.2} ms, target {:.2} ms\n",
@@ -478,13 +528,13 @@ fn report(rows: &[Row]) {
     print!("{out}");
     std::fs::write(out_dir().join("results.txt"), &out).unwrap();
 
-    let mut csv = String::from("scenario,tool,keys,bytes,wall_s,keys_per_s,mb_per_s,cpu_s,us_cpu_per_key,peak_rss_mib,src_p50_ms,src_p99_ms,src_max_ms,dst_p50_ms,dst_p99_ms,dst_max_ms\n");
+    let mut csv = String::from("scenario,tool,keys,bytes,wall_s,keys_per_s,mb_per_s,cpu_s,us_cpu_per_key,peak_rss_mib,src_p50_ms,src_p99_ms,src_max_ms,dst_p50_ms,dst_p99_ms,dst_max_ms,memcached_crawler_cpu_s,memcached_worker_cpu_s\n");
     for r in rows {
         let pr = |p: Option<Probe>| {
             p.map(|p| format!("{:.3},{:.3},{:.3}", p.p50, p.p99, p.max)).unwrap_or_else(|| ",,".into())
         };
         csv.push_str(&format!(
-            "{},{},{},{},{:.3},{:.0},{:.2},{},{},{},{},{}\n",
+            "{},{},{},{},{:.3},{:.0},{:.2},{},{},{},{},{},{},{}\n",
             r.scenario,
             r.tool,
             r.keys,
@@ -496,7 +546,9 @@ fn report(rows: &[Row]) {
             o(r.us_per_key(), 3),
             o(r.rss_mib, 1),
             pr(r.probe_src),
-            pr(r.probe_dst)
+            pr(r.probe_dst),
+            o(r.mc_cpu.map(|c| c.0), 3),
+            o(r.mc_cpu.map(|c| c.1), 3)
         ));
     }
     std::fs::write(out_dir().join("results.csv"), csv).unwrap();
