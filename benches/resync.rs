@@ -185,7 +185,8 @@ fn memcached_cpu(pids: &[u32]) -> (f64, f64) {
             let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
             let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
             // Fields after the parenthesised name: utime and stime are 14 and 15.
-            let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, f)| f.split_whitespace().collect()).unwrap_or_default();
+            let fields: Vec<&str> =
+                stat.rsplit_once(')').map(|(_, f)| f.split_whitespace().collect()).unwrap_or_default();
             let ticks: f64 = [11, 12].iter().filter_map(|i| fields.get(*i)?.parse::<f64>().ok()).sum();
             if comm.trim() == "mc-itemcrawler" {
                 crawler += ticks / tick;
