@@ -25,7 +25,10 @@ work=$(mktemp -d /tmp/astaire-demo.XXXXXX)
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
+    # Wait for them to exit before removing their directory: snmpd writes
+    # its persistent state on the way out.
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$work" || echo "demo: could not remove $work" >&2
 }
 trap cleanup EXIT
 

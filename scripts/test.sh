@@ -22,8 +22,17 @@ fi
 
 cargo test --quiet "$@"
 
-# In CI (root, throwaway machine): build the Debian package, install it,
-# check it, purge it.
+# In CI (root, throwaway machine): run the README's demo on fewer keys (it
+# exits non-zero if the resync, wait-sync or the verification fails, or if
+# it cannot clean up), then build the Debian package, install it, check it,
+# purge it.
 if [ "${CI:-}" = true ] && [ "$(id -u)" -eq 0 ]; then
+    mkdir -p target
+    if ! DEMO_KEYS=30000 scripts/demo.sh >target/demo.log 2>&1; then
+        tail -n 40 target/demo.log >&2
+        echo "test: scripts/demo.sh failed (log: target/demo.log)" >&2
+        exit 1
+    fi
+    grep -E '^verify .* 0 differences$' target/demo.log
     scripts/package.sh --install-check
 fi
