@@ -12,7 +12,14 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 seconds=${2:-60}
-targets=${1:-$(cd fuzz && cargo fuzz list)}
+known=$(cd fuzz && cargo fuzz list)
+targets=${1:-$known}
+for target in $targets; do
+    if ! grep -qx "$target" <<<"$known"; then
+        echo "fuzz: no target named '$target'; the targets are:" $known >&2
+        exit 2
+    fi
+done
 logs=$PWD/target/fuzz-logs
 mkdir -p "$logs"
 cd fuzz
@@ -20,7 +27,12 @@ status=0
 for target in $targets; do
     echo "== $target, $seconds s"
     log=$logs/$target.log
-    RUSTC_BOOTSTRAP=1 cargo fuzz build "$target" 2>&1 | grep -E '^error' || true
+    if ! RUSTC_BOOTSTRAP=1 cargo fuzz build "$target" >"$log" 2>&1; then
+        grep -E '^error' "$log" | head -5 >&2
+        echo "fuzz: $target did not build (log: $log)" >&2
+        status=1
+        continue
+    fi
     start=$(date +%s)
     # Prefix every libFuzzer line with the seconds since start.
     RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="$seconds" -print_final_stats=1 2>&1 |
