@@ -484,6 +484,7 @@ fn main() {
         std::env::var("BENCH_SIZES").ok().map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect());
     let sizes: Vec<(u64, usize)> =
         sizes.into_iter().filter(|(_, s)| only.as_ref().is_none_or(|o| o.contains(s))).collect();
+    assert!(!sizes.is_empty(), "BENCH_SIZES selects none of the sizes 100, 1024, 10240");
     let mut rows = Vec::new();
     for &(keys, size) in &sizes {
         rows.extend(three_to_four((keys as f64 * scale) as u64, size));
