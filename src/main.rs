@@ -8,6 +8,8 @@ use astaire::view::{ClusterSettings, View, WorkList};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Exit codes, for orchestrators.
@@ -18,6 +20,8 @@ mod exit {
     pub const USAGE: u8 = 2;
     pub const BAD_SETTINGS: u8 = 3;
     pub const LOCAL_UNREACHABLE: u8 = 4;
+    /// Stopped by SIGINT or SIGTERM at a safe point (128 + SIGINT).
+    pub const INTERRUPTED: u8 = 130;
 }
 
 const DEFAULT_SETTINGS: &str = "/etc/clearwater/cluster_settings";
@@ -440,6 +444,8 @@ fn daemon_main(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf
         control_socket: args.control_socket,
         agentx,
         inform,
+        announce_alarm_state: args.alarms.announce_alarm_state,
+        inform_linger: Duration::from_secs(args.alarms.inform_linger),
         resync: Options {
             conflict: args.conflict,
             io_timeout: Duration::from_secs(args.io_timeout.max(1)),
@@ -531,8 +537,21 @@ async fn resync_cmd(args: ResyncArgs) -> u8 {
         eprintln!("astaire: --cpu-limit {p} is not a percentage (0-100; 0 disables it)");
         return exit::USAGE;
     }
+    // SIGINT/SIGTERM stop the copy at the next safe point, so the alarm is
+    // cleared and the AgentX session closed; a second one exits at once.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let registered =
+            signal_hook::flag::register_conditional_shutdown(signal, exit::INTERRUPTED.into(), stop.clone())
+                .and_then(|_| signal_hook::flag::register(signal, stop.clone()));
+        if let Err(e) = registered {
+            eprintln!("astaire: cannot install signal handlers: {e}");
+            return exit::USAGE;
+        }
+    }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let opts = Options {
+        cancel: Some(stop),
         conflict: args.conflict,
         batch_keys: args.batch_keys.max(1),
         io_timeout: Duration::from_secs(t.io_timeout.max(1)),
@@ -555,6 +574,10 @@ async fn resync_cmd(args: ResyncArgs) -> u8 {
         agent.shutdown().await;
     }
     match result {
+        Err(resync::ResyncError::Cancelled) => {
+            eprintln!("astaire: stopped by a signal before the resync finished; run it again to complete it");
+            exit::INTERRUPTED
+        }
         Err(e) => {
             eprintln!("astaire: {e}");
             exit::LOCAL_UNREACHABLE

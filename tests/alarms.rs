@@ -195,3 +195,60 @@ fn the_raise_matches_snmpinform_byte_for_byte() {
         ["1.3.6.1.2.1.1.3.0", "1.3.6.1.6.3.1.1.4.1.0", "1.3.6.1.2.1.118.1.2.2.1.13.0", "1.3.6.1.2.1.118.1.2.2.1.10.0"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_one_shot_resync_stopped_by_sigterm_clears_its_alarm_and_exits_130() {
+    let r = Resize::three_to_four();
+    load_fast(&view(&r.stable), &plain_items("reg\\\\sip:stop", 20_000, 1)).await;
+    let trapd = Snmptrapd::start(free_udp_port(), "clearwater");
+    let target = format!("127.0.0.1:{}", trapd.port);
+    let settings = r.resize.to_str().expect("utf-8 path");
+    // 100 kB/s: the copy (about 1 MB for the new node) takes about 10 s.
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
+        .args(["resync", "--quiet", "--local-name", r.new_node(), "--cluster-settings", settings])
+        .args(["--bandwidth-limit", "100000", "--snmp-ip", &target])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run astaire");
+    let raised = trapd.wait_for(1, Duration::from_secs(5));
+    assert_eq!(raised.len(), 1, "the raise arrives while the resync runs: {raised:?}");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let sent = Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let out = child.wait_with_output().expect("wait");
+    let t = text(&out);
+    assert!(sent.elapsed() < Duration::from_secs(5), "stopped within a batch, not at the end: {t}");
+    assert_eq!(out.status.code(), Some(130), "{t}");
+    assert!(t.contains("stopped by a signal before the resync finished"), "{t}");
+    let got = trapd.wait_for(2, Duration::from_secs(5));
+    assert_eq!(got.len(), 2, "a raise then a clear: {got:?}");
+    assert_alarm(&got[0], &RAISE);
+    assert_alarm(&got[1], &CLEAR);
+    assert!(t.contains("INFORM delivered: ASTAIRE_RESYNC_IN_PROGRESS cleared"), "{t}");
+    // Stopped part way: the restart tag is not written, so the node is not
+    // taken as complete.
+    let mut local =
+        astaire::memcached::Connection::connect(r.new_node(), Duration::from_secs(2)).await.expect("connect");
+    assert!(get(&mut local, astaire::resync::TAG_KEY).await.is_none(), "no tag after an interrupted resync");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_announces_the_cleared_state_at_start_when_asked() {
+    let cluster = Cluster::start(3);
+    let names = cluster.names(0..3);
+    let settings = cluster.settings("cs3", &names, None);
+    load_fast(&view(&settings), &plain_items("reg\\\\sip:announce", 300, 1)).await;
+    let trapd = Snmptrapd::start(free_udp_port(), "clearwater");
+    let target = format!("127.0.0.1:{}", trapd.port);
+    // The local memcached has no restart tag, so the daemon also runs a
+    // full resync at start: the announced clear, then its raise and clear.
+    let extra = ["--snmp-ip", &target, "--announce-alarm-state", "--no-agentx", "--inform-linger", "1"];
+    let mut d = common::daemon::Daemon::start(&names[0], &settings, &extra);
+    let got = trapd.wait_for(3, Duration::from_secs(10));
+    assert_eq!(got.len(), 3, "{got:?}\n{}", d.log());
+    assert_alarm(&got[0], &CLEAR);
+    assert_alarm(&got[1], &RAISE);
+    assert_alarm(&got[2], &CLEAR);
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+}

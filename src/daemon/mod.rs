@@ -43,6 +43,10 @@ pub struct DaemonOptions {
     pub control_socket: PathBuf,
     pub agentx: Option<AgentConfig>,
     pub inform: InformConfig,
+    /// Also send the alarm's current (cleared) state at start.
+    pub announce_alarm_state: bool,
+    /// At stop, how long receivers get to acknowledge the clear.
+    pub inform_linger: Duration,
     pub resync: Options,
     /// How often the restart tag is checked while idle.
     pub tag_poll: Duration,
@@ -290,7 +294,7 @@ pub async fn run(opts: DaemonOptions) -> u8 {
         member,
         local_unreachable: false,
         stopping: false,
-        alarms: Some(AlarmReporter::new(opts.inform.clone(), false)),
+        alarms: Some(AlarmReporter::new(opts.inform.clone(), opts.announce_alarm_state)),
         cancel: Arc::new(AtomicBool::new(false)),
     };
     info!(local = %opts.local_name, member, "astaire daemon started");
@@ -411,9 +415,10 @@ pub async fn run(opts: DaemonOptions) -> u8 {
     }
 
     notify_systemd(&[sd_notify::NotifyState::Stopping]);
-    // Clear what this process raised; receivers get 2 s to acknowledge.
+    // Clear what this process raised; receivers get --inform-linger to
+    // acknowledge.
     if let Some(alarms) = d.alarms.take() {
-        alarms.finish(Duration::from_secs(2)).await;
+        alarms.finish(opts.inform_linger).await;
     }
     if let Some(agent) = agent {
         agent.shutdown().await;
