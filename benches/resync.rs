@@ -608,8 +608,8 @@ fn report(rows: &[Row]) {
         };
         csv.push_str(&format!(
             "{},{},{},{},{:.3},{:.0},{:.2},{},{},{},{},{},{},{},{},{:.3},{:.3}\n",
-            r.scenario,
-            r.tool,
+            csv_field(&r.scenario),
+            csv_field(&r.tool),
             r.keys,
             r.bytes,
             r.wall,
@@ -632,6 +632,15 @@ fn report(rows: &[Row]) {
         eprintln!("chart not drawn: {e}");
     }
     eprintln!("written: target/bench/results.txt, results.csv, resync.png");
+}
+
+/// A CSV field, quoted when it holds a comma or a quote (RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 /// Keys per second per tool and scenario, log scale.

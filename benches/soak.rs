@@ -245,7 +245,7 @@ fn client(view: Arc<Mutex<View>>, stop: Arc<AtomicBool>, paused: Arc<AtomicBool>
 /// the node owns it again (no TTL in the soak; Clearwater's registrations
 /// expire): `drop_orphans` stands in for expiry then.
 fn deletes() -> bool {
-    std::env::var_os("SOAK_DELETES").is_some()
+    std::env::var("SOAK_DELETES").is_ok_and(|v| !matches!(v.trim(), "" | "0"))
 }
 
 fn main() {

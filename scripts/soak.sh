@@ -8,4 +8,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 cargo build --release --quiet --bins
-SOAK_MINUTES="${SOAK_MINUTES:-${1:-30}}" cargo bench --quiet --bench soak
+SOAK_MINUTES="${1:-${SOAK_MINUTES:-30}}" cargo bench --quiet --bench soak

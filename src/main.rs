@@ -33,7 +33,7 @@ const DEFAULT_SETTINGS: &str = "/etc/clearwater/cluster_settings";
     about = "Active resynchronisation of Clearwater-style memcached clusters",
     after_help = "The original positional form `astaire HOST:PORT CLUSTER_SETTINGS` runs `resync`.\n\
 Exit codes: 0 success, 1 vbuckets failed / differences found, 2 usage, \
-3 invalid cluster_settings, 4 local memcached unreachable."
+3 invalid cluster_settings, 4 local memcached unreachable, 130 resync stopped by SIGINT/SIGTERM."
 )]
 struct Cli {
     /// 0 error, 1 warning, 2 status (default), 3 info, 4 verbose, 5 debug.
@@ -102,7 +102,8 @@ struct DaemonArgs {
     /// Detach from the terminal (for init scripts; systemd needs none).
     #[arg(long)]
     daemon: bool,
-    #[arg(long, default_value_t = 10, hide = true)]
+    /// Seconds without progress before a server counts as dead.
+    #[arg(long, default_value_t = 10)]
     io_timeout: u64,
     /// Seconds between restart-tag checks while idle.
     #[arg(long, default_value_t = 10, hide = true)]

@@ -27,6 +27,26 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.unwrap()
 }
 
+/// The shipped snmpd snippet, added to Debian's stock snmpd.conf as the
+/// README says: the stock `public` community (view `systemonly`) reads the
+/// counters, as orchestrators and `snmpwalk -c public` expect.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_packaged_snippet_lets_the_stock_public_community_read_the_counters() {
+    let snippet = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/snmpd-astaire.conf"))
+        .expect("packaging/snmpd-astaire.conf");
+    let snmpd = Arc::new(Snmpd::start_debian_stock(&snippet));
+    let agent = agent_for(&snmpd, &Stats::new());
+    let s = snmpd.clone();
+    let (get, walk) = blocking(move || {
+        s.wait_served(&format!("{A}.1.0"), Duration::from_secs(5));
+        (s.get(&[&format!("{A}.1.0")]), s.walk(A))
+    })
+    .await;
+    assert_eq!(parse(&get), vec![(format!("{A}.1.0"), "Gauge32".into(), "0".into())], "{get}");
+    assert_eq!(parse(&walk).len(), 5, "four scalars and the bandwidth row: {walk}");
+    agent.shutdown().await;
+}
+
 /// Over a unix socket, as with Debian's /var/agentx/master.
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_scalars_read_gauge32_zero() {

@@ -46,6 +46,49 @@ impl Snmpd {
             "agentAddress udp:127.0.0.1:{udp_port}\nmaster agentx\n{socket}\n\
              agentXTimeout 1\nagentXRetries 2\nrocommunity public 127.0.0.1\nrwcommunity private 127.0.0.1\n"
         );
+        Self::with_conf(dir, udp_port, agentx_port, agentx_socket, &conf)
+    }
+
+    /// Debian's stock `/etc/snmp/snmpd.conf` as the package installs it,
+    /// with `snippet` where its `includeDir /etc/snmp/snmpd.conf.d` reads
+    /// the files an operator adds. Only what cannot be shared with the
+    /// system's snmpd changes: the listening address (a private port), and
+    /// the AgentX socket path and its owner (a private socket).
+    pub fn start_debian_stock(snippet: &str) -> Snmpd {
+        let stock = std::fs::read_to_string("/etc/snmp/snmpd.conf").expect("/etc/snmp/snmpd.conf (package snmpd)");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let udp_port = free_udp_port();
+        let socket = dir.path().join("agentx.sock");
+        let mut conf = String::new();
+        for line in stock.lines() {
+            let first = line.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+            match first.as_str() {
+                "agentaddress" => conf.push_str(&format!("agentAddress udp:127.0.0.1:{udp_port}\n")),
+                "includedir" => {
+                    for l in snippet.lines() {
+                        let l = l.replace("/var/agentx/master", &socket.display().to_string());
+                        let perms = l.trim_start().to_ascii_lowercase().starts_with("agentxperms");
+                        conf.push_str(if perms { "agentXPerms 777 777" } else { &l });
+                        conf.push('\n');
+                    }
+                }
+                _ => {
+                    conf.push_str(line);
+                    conf.push('\n');
+                }
+            }
+        }
+        assert!(conf.contains(&socket.display().to_string()), "the snippet names /var/agentx/master:\n{conf}");
+        Self::with_conf(dir, udp_port, 0, Some(socket), &conf)
+    }
+
+    fn with_conf(
+        dir: tempfile::TempDir,
+        udp_port: u16,
+        agentx_port: u16,
+        agentx_socket: Option<PathBuf>,
+        conf: &str,
+    ) -> Snmpd {
         // snmpd rewrites <persistent dir>/snmpd.conf on exit: keep ours apart.
         std::fs::create_dir(dir.path().join("conf")).expect("conf dir");
         std::fs::create_dir(dir.path().join("persistent")).expect("persistent dir");
