@@ -120,6 +120,10 @@ grep -E "resync (started|completed|failed)|alarm|INFORM delivered|SIGHUP" "$work
 echo
 echo "== what snmpwalk of the Astaire subtree showed 2 s into the resync (first rows of $(wc -l < "$work/walk.txt"))"
 head -9 "$work/walk.txt" | sed 's/^/   /'
+if ! grep -q 'astaireBucketsNeedingResync.0 = Gauge32' "$work/walk.txt"; then
+    echo "demo: snmpd did not serve the Astaire counters (snmpd log: $(tail -3 "$work/snmp/snmpd.log" | tr '\n' ' '))" >&2
+    exit 1
+fi
 echo
 echo "== what snmptrapd logged: the raise (118.0.2, model state 5501.4 minor) and the clear (118.0.3, 5501.1)"
 grep '^INFORM' "$work/snmp/traps.log" | sed 's/^/   /'
