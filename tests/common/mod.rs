@@ -41,13 +41,23 @@ impl Memcached {
     }
 
     /// Starts memcached with extra arguments (e.g. `-X`).
+    ///
+    /// The port is free when chosen, but another test running in parallel
+    /// may bind it before memcached does (the kernel hands a just-released
+    /// port out again): memcached then exits, and something else answers
+    /// there. So readiness means this child is alive and answers `version`;
+    /// otherwise a new port is tried.
     pub fn start_with(extra: &[&str]) -> Memcached {
-        let port = free_port();
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let child = Self::spawn(port, &args);
-        let m = Memcached { port, child, args };
-        m.wait_ready();
-        m
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Self::spawn(port, &args);
+            let mut m = Memcached { port, child, args: args.clone() };
+            if m.ready() {
+                return m;
+            }
+        }
+        panic!("memcached did not start on any of 5 ports");
     }
 
     fn spawn(port: u16, extra: &[String]) -> Child {
@@ -61,12 +71,38 @@ impl Memcached {
             .unwrap_or_else(|e| panic!("cannot start memcached ({e}): install it, or run scripts/test.sh which does"))
     }
 
-    fn wait_ready(&self) {
+    /// Whether this child came up: the memcached answering on its port
+    /// within 10 s reports this child's pid (`stats`).
+    fn ready(&mut self) -> bool {
+        use std::io::{Read, Write};
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "memcached on port {} did not start", self.port);
+        let ours = format!("STAT pid {}\r\n", self.child.id());
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return false; // exited: most likely the port was taken
+            }
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let (mut got, mut buf) = (Vec::new(), [0u8; 4096]);
+                if s.write_all(b"stats\r\n").is_ok() {
+                    while !got.ends_with(b"END\r\n") {
+                        match s.read(&mut buf) {
+                            Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                            _ => break,
+                        }
+                    }
+                }
+                // Anything else on the port (another test's server, or a
+                // memcached that won the port) is not ours.
+                return String::from_utf8_lossy(&got).contains(&ours);
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        false
+    }
+
+    fn wait_ready(&mut self) {
+        assert!(self.ready(), "memcached on port {} did not start", self.port);
     }
 
     pub fn name(&self) -> String {
