@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Debian package (target/debian/astaire_*.deb) with cargo-deb.
 # With --install-check (CI, as root): installs it with dpkg -i, checks the
-# installed files, the user and `astaire --version`, then purges it.
+# installed files, the user and `astaire --version`, runs the README's SNMP
+# set-up with the installed snippet (stock snmpd.conf, snmpd as Debian-snmp,
+# the daemon as astaire, a private UDP port), then purges it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -13,7 +15,16 @@ echo "package: $deb"
 [ "${1:-}" = "--install-check" ] || exit 0
 
 dpkg -i "$deb" >/dev/null
-trap 'dpkg --purge astaire >/dev/null 2>&1 || true' EXIT
+check=$(mktemp -d /tmp/astaire-package-check.XXXXXX)
+snippet=/etc/snmp/snmpd.conf.d/astaire-package-check.conf
+cleanup() {
+    for pid in ${check_pids:-}; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+    rm -f "$snippet"
+    rm -rf "$check"
+    if [ -n "${made_socket:-}" ]; then rm -f /var/agentx/master; rmdir /var/agentx 2>/dev/null || true; fi
+    dpkg --purge astaire >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 fail() { echo "package check FAILED: $*" >&2; exit 1; }
 for f in /usr/bin/astaire /usr/share/snmp/mibs/PROJECT-CLEARWATER-MIB /lib/systemd/system/astaire.service \
          /usr/share/doc/astaire/examples/snmpd-astaire.conf /usr/share/doc/astaire/examples/config; do
@@ -27,4 +38,40 @@ grep -q '^Type=notify' /lib/systemd/system/astaire.service || fail "unit is not 
 MIBS="" snmptranslate -M "+$PWD/../shared/mibs:/usr/share/snmp/mibs" -m PROJECT-CLEARWATER-MIB -On \
     PROJECT-CLEARWATER-MIB::astaireBucketsNeedingResync.0 2>/dev/null | grep -q '^.1.2.826.0.1.1578918.9.9.1.0$' \
     || fail "installed MIB does not resolve"
-echo "package check passed: $version, $(du -h "$deb" | cut -f1) package, files, user, unit and MIB in place"
+
+# The README's SNMP set-up, as on a node: the shipped snippet beside Debian's
+# stock snmpd.conf, snmpd run as Debian runs it (user Debian-snmp; only the
+# listening port is private), and the daemon as the astaire user. The
+# stock `public` community must read the counters through
+# /var/agentx/master with the snippet's permissions.
+[ -e /var/agentx/master ] && fail "/var/agentx/master exists: is a system snmpd running?"
+made_socket=1
+port=21391
+mkdir -p /etc/snmp/snmpd.conf.d
+cp /usr/share/doc/astaire/examples/snmpd-astaire.conf "$snippet"
+/usr/sbin/snmpd -Lf "$check/snmpd.log" -u Debian-snmp -g Debian-snmp -I -smux,mteTrigger,mteTriggerConf -f \
+    -p "$check/snmpd.pid" "udp:127.0.0.1:$port" &
+check_pids="$!"
+chmod 0755 "$check"
+echo "servers=127.0.0.1:21392" >"$check/cluster_settings"
+mkdir "$check/run" && chown astaire:astaire "$check/run"
+runuser -u astaire -- /usr/bin/astaire daemon --local-name 127.0.0.1:21393 --config /dev/null --nice 0 \
+    --cluster-settings "$check/cluster_settings" --control-socket "$check/run/control" 2>"$check/daemon.log" &
+check_pids="$! $check_pids"
+served=""
+for _ in $(seq 100); do
+    served=$(snmpget -v2c -c public -On -t 1 -r 0 "127.0.0.1:$port" .1.2.826.0.1.1578918.9.9.1.0 2>&1 || true)
+    case "$served" in *"Gauge32: 0"*) break ;; esac
+    sleep 0.1
+done
+case "$served" in
+    *"Gauge32: 0"*) ;;
+    *) fail "public community did not read astaireBucketsNeedingResync through the shipped snippet: $served
+snmpd: $(tail -5 "$check/snmpd.log")
+daemon: $(tail -5 "$check/daemon.log")" ;;
+esac
+perms=$(stat -c '%U:%G %a' /var/agentx/master)
+[ "$perms" = "Debian-snmp:astaire 660" ] || fail "/var/agentx/master is $perms"
+
+echo "package check passed: $version, $(du -h "$deb" | cut -f1) package, files, user, unit and MIB in place;" \
+    "the stock snmpd with the shipped snippet serves the counters to 'public' from a daemon run as astaire ($perms socket)"
