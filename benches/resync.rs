@@ -145,7 +145,7 @@ struct Row {
     /// metadumps), and everything else (the workers serving the requests).
     mc_cpu: Option<(f64, f64)>,
     /// Wall times of every repetition, shortest first (`wall` is their
-    /// median); one entry for rows measured once.
+    /// median); empty for rows measured once.
     walls: Vec<f64>,
 }
 

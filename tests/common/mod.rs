@@ -45,8 +45,8 @@ impl Memcached {
     /// The port is free when chosen, but another test running in parallel
     /// may bind it before memcached does (the kernel hands a just-released
     /// port out again): memcached then exits, and something else answers
-    /// there. So readiness means this child is alive and answers `version`;
-    /// otherwise a new port is tried.
+    /// there. So readiness means the server on the port reports this
+    /// child's pid; otherwise a new port is tried.
     pub fn start_with(extra: &[&str]) -> Memcached {
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         for _ in 0..5 {
