@@ -138,6 +138,7 @@ impl Node {
                         }
                     }
                     DumpLine::End => break 'dump,
+                    DumpLine::Started => {}
                     DumpLine::Busy => panic!("crawler busy"),
                 }
                 at += len;

@@ -35,7 +35,11 @@ for target in $targets; do
     fi
     start=$(date +%s)
     # Prefix every libFuzzer line with the seconds since start.
-    RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="$seconds" -print_final_stats=1 2>&1 |
+    # fuzz/seeds/TARGET (checked in: real lines of each memcached version)
+    # seeds the working corpus in fuzz/corpus/TARGET.
+    seeds=()
+    [ -d "seeds/$target" ] && seeds=("corpus/$target" "seeds/$target") && mkdir -p "corpus/$target"
+    RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "${seeds[@]}" -- -max_total_time="$seconds" -print_final_stats=1 2>&1 |
         while IFS= read -r line; do printf '%d %s\n' "$(($(date +%s) - start))" "$line"; done >"$log" || status=1
     grep -E 'panicked at|==[0-9]+== ?ERROR|deadly signal|Test unit written' "$log" | head -5 || true
     awk -v target="$target" '

@@ -162,6 +162,10 @@ struct ResyncArgs {
     /// Keys per pipelined batch.
     #[arg(long, default_value_t = 1024, hide = true)]
     batch_keys: usize,
+    /// How to list a source's keys (default: mgdump on memcached 1.6.19 and
+    /// later, metadump before).
+    #[arg(long, value_enum, value_name = "COMMAND")]
+    dump_command: Option<astaire::memcached::dump::DumpMode>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -555,6 +559,7 @@ async fn resync_cmd(args: ResyncArgs) -> u8 {
         cancel: Some(stop),
         conflict: args.conflict,
         batch_keys: args.batch_keys.max(1),
+        dump: args.dump_command,
         io_timeout: Duration::from_secs(t.io_timeout.max(1)),
         bandwidth_limit: args.bandwidth_limit,
         cpu_share: args.cpu_limit.filter(|p| *p > 0.0).map(|p| astaire::throttle::share_of_one_core(p, cores)),

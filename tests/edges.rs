@@ -163,7 +163,9 @@ async fn a_source_that_forbids_dumps_is_reported_clearly() {
     let out = astaire(&["resync", "--local-name", &l, "--cluster-settings", path.to_str().unwrap(), "--quiet"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains(&format!("source {s}: FAILED")), "{}", text(&out));
-    assert!(text(&out).contains("metadump not allowed"), "{}", text(&out));
+    // 1.6.18 says "metadump not allowed", 1.6.38+ "key dump not allowed".
+    assert!(text(&out).contains("dump not allowed"), "{}", text(&out));
+    assert!(text(&out).contains("restart it without -X"), "{}", text(&out));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -45,6 +45,12 @@ async fn a_source_stopped_mid_stream_is_abandoned_after_the_timeout_and_nothing_
 /// A fake memcached: answers `version`, `stats` and a one-key metadump,
 /// then, to the first `mg`, whatever `reply` says.
 fn fake_source(reply: &'static [u8]) -> (String, std::thread::JoinHandle<()>) {
+    fake_source_claiming(b"VERSION 1.6.18\r\n", reply)
+}
+
+/// [`fake_source`] answering `version` with `version`; it does not know
+/// `lru_crawler mgdump` (a bare `ERROR`, as for any unknown command).
+fn fake_source_claiming(version: &'static [u8], reply: &'static [u8]) -> (String, std::thread::JoinHandle<()>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let handle = std::thread::spawn(move || {
@@ -60,7 +66,9 @@ fn fake_source(reply: &'static [u8]) -> (String, std::thread::JoinHandle<()>) {
                 let mut line = String::new();
                 while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
                     let reply_bytes: &[u8] = if line.starts_with("version") {
-                        b"VERSION 1.6.18\r\n"
+                        version
+                    } else if line.starts_with("lru_crawler mgdump") {
+                        b"ERROR\r\n"
                     } else if line.starts_with("lru_crawler") {
                         b"key=reg%5C%5Cfake exp=-1 la=1 cas=1 fetch=no cls=1 size=70\nEND\r\n"
                     } else if line.starts_with("mg ") {
@@ -116,6 +124,28 @@ async fn a_source_answering_nonsense_fails_alone_with_a_clear_error() {
         assert!(!t.contains("panicked"), "{t}");
         assert!(started.elapsed() < Duration::from_secs(10), "no hang");
     }
+}
+
+/// A server whose version promises `mgdump` but that does not know it (a
+/// fork, or a proxy that reports its own version) is listed with
+/// `metadump`: what the server answers decides, not the version alone. Forced
+/// with `--dump-command mgdump`, the same server fails with the fix named.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_without_mgdump_is_listed_with_metadump_whatever_its_version() {
+    let local = Memcached::start();
+    let (fake, _server) = fake_source_claiming(b"VERSION 1.6.40\r\n", b"VA 5 f7 t-1\r\nhello\r\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cs");
+    std::fs::write(&path, format!("servers={fake}\nnew_servers={fake},{}\n", local.name())).unwrap();
+    let out = resync_cli(&local.name(), &path, &["--io-timeout", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mut conn = local.conn().await;
+    let got = get(&mut conn, b"reg\\\\fake").await.expect("the key listed by metadump landed");
+    assert_eq!((got.value.as_slice(), got.flags), (&b"hello"[..], 7));
+
+    let out = resync_cli(&local.name(), &path, &["--io-timeout", "2", "--dump-command", "mgdump"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("does not know lru_crawler mgdump"), "{}", text(&out));
 }
 
 /// The local memcached too small for its share. With evictions (the

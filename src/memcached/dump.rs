@@ -1,9 +1,20 @@
 //! Key enumeration output: `lru_crawler metadump` and `lru_crawler mgdump`.
 //!
-//! Pure parsing of one line at a time. `metadump` (all 1.6.x) prints
-//! `key=<uri-encoded> exp=… la=… cas=… fetch=… cls=… size=…` lines ended by a
-//! bare `\n` and closes with `END\r\n`; `mgdump` (1.6.19+) prints
-//! `mg <key>[ b]\r\n` lines and closes with `EN\r\n`.
+//! Pure parsing of one line at a time, as each version prints it:
+//!
+//! | version | `metadump` | `mgdump` |
+//! |---|---|---|
+//! | 1.6.18 | `key=<uri-encoded> exp=… la=… cas=… fetch=… cls=… size=…\n`, then `END\r\n` | none |
+//! | 1.6.19–1.6.23 | the same | `mg <key>\r\n` or `mg <base64> b\r\n`, then `EN\r\n` |
+//! | 1.6.24–1.6.38 | ` flags=…` after `size=` | the same |
+//! | 1.6.39+ | the fields end with a space (`… flags=… \n`), `ext_page=`/`ext_offset=` may follow | the same |
+//! | 1.6.43+ | `OK\r\n` first | `OK\r\n` first |
+//!
+//! So fields are found by name, never by position, and an `OK` is accepted
+//! only as the first line (protocol.txt of every 1.6 release documents
+//! "OK to indicate successful launch"; 1.6.43 is the first to send it).
+//! Either command may also end with `ERROR locked try again later` or
+//! answer `BUSY …` instead of starting.
 // Reads network or file input: no panicking access outside tests (issue 7).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
@@ -11,9 +22,11 @@ use super::proto::{first_line, lossy, parse_decimal, ProtoError};
 use std::ops::Range;
 
 /// Which enumeration command a server gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DumpMode {
+    /// `lru_crawler metadump` (every 1.6 release; sizes, and flags from 1.6.24).
     Metadump,
+    /// `lru_crawler mgdump` (1.6.19+; shorter lines, raw keys).
     Mgdump,
 }
 
@@ -40,8 +53,11 @@ impl DumpMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DumpLine {
     /// A key as printed: percent-encoded (metadump), or plain / base64
-    /// (mgdump), with the item's size in memory when the dump says it.
-    Key { key: Range<usize>, encoding: KeyEncoding, size: Option<u32> },
+    /// (mgdump), with the item's size in memory and its client flags when
+    /// the dump says them (metadump; flags from 1.6.24).
+    Key { key: Range<usize>, encoding: KeyEncoding, size: Option<u32>, flags: Option<u32> },
+    /// `OK`: the crawler started (1.6.43+). Valid only as the first line.
+    Started,
     /// The dump finished: every live item was listed.
     End,
     /// Another crawl is running on this server; try again later.
@@ -64,6 +80,9 @@ pub fn parse_dump_line(buf: &[u8], mode: DumpMode) -> Result<Option<(DumpLine, u
     if line.starts_with(b"BUSY") {
         return Ok(Some((DumpLine::Busy, len)));
     }
+    if line == b"OK" {
+        return Ok(Some((DumpLine::Started, len)));
+    }
     if line.starts_with(b"ERROR") || line.starts_with(b"CLIENT_ERROR") || line.starts_with(b"SERVER_ERROR") {
         return Err(ProtoError::Refused(String::from_utf8_lossy(line).into_owned()));
     }
@@ -77,11 +96,8 @@ pub fn parse_dump_line(buf: &[u8], mode: DumpMode) -> Result<Option<(DumpLine, u
                 if end == 0 {
                     return Err(err());
                 }
-                // `size=` is the last field; it bounds batches by bytes.
-                let size = memchr::memrchr(b' ', line)
-                    .and_then(|i| line.get(i + 1..)?.strip_prefix(b"size="))
-                    .and_then(parse_decimal::<u32>);
-                DumpLine::Key { key: 4..4 + end, encoding: KeyEncoding::Percent, size }
+                let (size, flags) = metadump_fields(rest.get(end..).unwrap_or_default());
+                DumpLine::Key { key: 4..4 + end, encoding: KeyEncoding::Percent, size, flags }
             }
         }
         DumpMode::Mgdump => {
@@ -93,11 +109,43 @@ pub fn parse_dump_line(buf: &[u8], mode: DumpMode) -> Result<Option<(DumpLine, u
                 let key = tokens.next().filter(|k| !k.is_empty()).ok_or_else(err)?;
                 let base64 = tokens.any(|t| t == b"b");
                 let encoding = if base64 { KeyEncoding::Base64 } else { KeyEncoding::Plain };
-                DumpLine::Key { key: 3..3 + key.len(), encoding, size: None }
+                DumpLine::Key { key: 3..3 + key.len(), encoding, size: None, flags: None }
             }
         }
     };
     Ok(Some((parsed, len)))
+}
+
+/// `size=` and `flags=` from the fields after a metadump key, wherever they
+/// stand (1.6.24 added `flags=` after `size=`, 1.6.39 a trailing space). A
+/// field that is absent or not a number is `None`: the copy then fetches
+/// what it needs rather than trusting a guess.
+fn metadump_fields(fields: &[u8]) -> (Option<u32>, Option<u32>) {
+    let (mut size, mut flags) = (None, None);
+    for field in fields.split(|b| *b == b' ') {
+        if let Some(v) = field.strip_prefix(b"size=") {
+            size = parse_decimal::<u32>(v);
+        } else if let Some(v) = field.strip_prefix(b"flags=") {
+            flags = parse_decimal::<u32>(v);
+        }
+    }
+    (size, flags)
+}
+
+/// What an operator can do about a server refusing a dump, from its answer:
+/// `-X` turns the dump commands off (1.6.18 says "metadump not allowed",
+/// 1.6.38+ "key dump not allowed"), and a bare `ERROR` is a server that
+/// does not know the command at all (before 1.4.33, or a fork without it).
+pub fn refusal_hint(answer: &str, mode: DumpMode) -> Option<&'static str> {
+    if answer.contains("not allowed") {
+        Some("the server was started with -X, which disables key dumps; restart it without -X")
+    } else if answer.trim() != "ERROR" {
+        None
+    } else if mode == DumpMode::Mgdump {
+        Some("the server does not know lru_crawler mgdump (memcached 1.6.19+); use --dump-command metadump")
+    } else {
+        Some("the server cannot list its keys (lru_crawler metadump needs memcached 1.4.33 or later)")
+    }
 }
 
 /// Appends the raw key bytes of a dumped key to `out`.
@@ -178,6 +226,87 @@ key=test%20key exp=-1 la=1795310029 cas=4 fetch=yes cls=1 size=73\nEND\r\n";
         assert!(matches!(got[0].0, DumpLine::Key { size: Some(67), .. }));
     }
 
+    /// Real transcripts of `lru_crawler metadump hash` / `mgdump hash` for
+    /// the same three items: a text key with an escape and a UTF-8 byte,
+    /// a binary key (set with `b`), and one with flags 2^32-1 and a TTL.
+    const METADUMP_1_6_38: &[u8] = b"key=binary%20key exp=-1 la=1796021175 cas=4 fetch=no cls=1 size=72 flags=0\n\
+key=k%2520%C3%A9 exp=-1 la=1796021174 cas=2 fetch=no cls=1 size=72 flags=5\n\
+key=plain exp=1796021274 la=1796021174 cas=3 fetch=no cls=1 size=69 flags=4294967295\nEND\r\n";
+    const METADUMP_1_6_45: &[u8] =
+        b"OK\r\nkey=binary%20key exp=-1 la=1796021180 cas=4 fetch=no cls=1 size=72 flags=0 \n\
+key=k%2520%C3%A9 exp=-1 la=1796021179 cas=2 fetch=no cls=1 size=72 flags=5 \n\
+key=plain exp=1796021279 la=1796021179 cas=3 fetch=no cls=1 size=69 flags=4294967295 \nEND\r\n";
+    const MGDUMP_1_6_38: &[u8] = b"mg YmluYXJ5IGtleQ== b\r\nmg k%20\xc3\xa9\r\nmg plain\r\nEN\r\n";
+    const MGDUMP_1_6_45: &[u8] = b"OK\r\nmg YmluYXJ5IGtleQ== b\r\nmg k%20\xc3\xa9\r\nmg plain\r\nEN\r\n";
+
+    fn keys_and_fields(buf: &[u8], mode: DumpMode) -> Vec<(Vec<u8>, Option<u32>, Option<u32>)> {
+        lines(buf, mode)
+            .into_iter()
+            .filter_map(|(line, key)| match line {
+                DumpLine::Key { size, flags, .. } => Some((key, size, flags)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn metadump_of_every_version_gives_the_same_keys_sizes_and_flags() {
+        let want = |flags: [Option<u32>; 3]| {
+            vec![
+                (b"binary key".to_vec(), Some(72), flags[0]),
+                ("k%20é".as_bytes().to_vec(), Some(72), flags[1]),
+                (b"plain".to_vec(), Some(69), flags[2]),
+            ]
+        };
+        let old = b"key=binary%20key exp=-1 la=1796021170 cas=3 fetch=no cls=1 size=72\n\
+key=k%2520%C3%A9 exp=-1 la=1796021169 cas=1 fetch=no cls=1 size=72\n\
+key=plain exp=1796021269 la=1796021169 cas=2 fetch=no cls=1 size=69\nEND\r\n";
+        assert_eq!(keys_and_fields(old, DumpMode::Metadump), want([None; 3]), "1.6.18: no flags= yet");
+        let with_flags = want([Some(0), Some(5), Some(u32::MAX)]);
+        assert_eq!(keys_and_fields(METADUMP_1_6_38, DumpMode::Metadump), with_flags, "1.6.38");
+        assert_eq!(
+            keys_and_fields(METADUMP_1_6_45, DumpMode::Metadump),
+            with_flags,
+            "1.6.45: OK first, trailing space"
+        );
+        for buf in [&old[..], METADUMP_1_6_38, METADUMP_1_6_45] {
+            assert_eq!(lines(buf, DumpMode::Metadump).last().unwrap().0, DumpLine::End);
+        }
+        assert_eq!(lines(METADUMP_1_6_45, DumpMode::Metadump)[0].0, DumpLine::Started);
+    }
+
+    #[test]
+    fn mgdump_of_every_version_gives_the_same_keys() {
+        for buf in [MGDUMP_1_6_38, MGDUMP_1_6_45] {
+            let keys: Vec<Vec<u8>> = keys_and_fields(buf, DumpMode::Mgdump).into_iter().map(|k| k.0).collect();
+            assert_eq!(keys, [b"binary key".to_vec(), "k%20é".as_bytes().to_vec(), b"plain".to_vec()]);
+            assert_eq!(lines(buf, DumpMode::Mgdump).last().unwrap().0, DumpLine::End);
+        }
+        assert_eq!(lines(MGDUMP_1_6_45, DumpMode::Mgdump)[0].0, DumpLine::Started);
+    }
+
+    #[test]
+    fn fields_are_found_by_name_and_bad_numbers_are_unknown() {
+        let one = |line: &[u8]| keys_and_fields(line, DumpMode::Metadump).pop().unwrap();
+        assert_eq!(
+            one(b"key=a exp=-1 la=1 cas=1 fetch=no cls=1 size=70 flags=9 ext_page=3 ext_offset=8 \n").1,
+            Some(70)
+        );
+        assert_eq!(one(b"key=a exp=-1 la=1 cas=1 fetch=no cls=1 flags=9 size=70\n").2, Some(9));
+        assert_eq!(one(b"key=a size=x flags=-1\n"), (b"a".to_vec(), None, None));
+        assert_eq!(one(b"key=a flags=4294967296\n").2, None, "over 32 bits");
+        assert_eq!(one(b"key=a\n"), (b"a".to_vec(), None, None));
+    }
+
+    #[test]
+    fn ok_and_error_lines_are_not_keys() {
+        assert_eq!(parse_dump_line(b"OK\r\n", DumpMode::Mgdump).unwrap(), Some((DumpLine::Started, 4)));
+        assert!(parse_dump_line(b"OK then\r\n", DumpMode::Mgdump).is_err());
+        assert!(parse_dump_line(b"OKkey=a\n", DumpMode::Metadump).is_err());
+        let locked = parse_dump_line(b"ERROR locked try again later\r\n", DumpMode::Mgdump);
+        assert!(matches!(locked, Err(ProtoError::Refused(m)) if m.contains("locked")));
+    }
+
     #[test]
     fn mgdump_plain_and_base64_keys() {
         let got = lines(b"mg foo\r\nmg dGVzdCBrZXk= b\r\nEN\r\n", DumpMode::Mgdump);
@@ -195,6 +324,16 @@ key=test%20key exp=-1 la=1795310029 cas=4 fetch=yes cls=1 size=73\nEND\r\n";
         assert!(parse_dump_line(b"garbage\n", DumpMode::Metadump).is_err());
         assert!(parse_dump_line(b"key= exp=1\n", DumpMode::Metadump).is_err());
         assert_eq!(parse_dump_line(b"key=abc exp", DumpMode::Metadump).unwrap(), None);
+    }
+
+    #[test]
+    fn refusals_name_the_fix() {
+        let meta = DumpMode::Metadump;
+        assert!(refusal_hint("ERROR metadump not allowed", meta).unwrap().contains("-X"));
+        assert!(refusal_hint("ERROR key dump not allowed", DumpMode::Mgdump).unwrap().contains("-X"));
+        assert!(refusal_hint("ERROR", meta).unwrap().contains("1.4.33"));
+        assert!(refusal_hint("ERROR", DumpMode::Mgdump).unwrap().contains("--dump-command metadump"));
+        assert_eq!(refusal_hint("CLIENT_ERROR bad command line format", meta), None);
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct Options {
     pub cpu_share: Option<f64>,
     /// Set to stop the resync at the next safe point (between batches).
     pub cancel: Option<Arc<AtomicBool>>,
+    /// The key listing command; `None` picks by each source's version.
+    pub dump: Option<crate::memcached::dump::DumpMode>,
 }
 
 impl Default for Options {
@@ -63,6 +65,7 @@ impl Default for Options {
             bandwidth_limit: None,
             cpu_share: None,
             cancel: None,
+            dump: None,
         }
     }
 }

@@ -23,8 +23,8 @@ use super::batch::{ItemBatch, KeyBatch};
 use super::landed::{Arrival, Landed, PrimaryBarrier};
 use super::rules::{inject_ttl, ConflictPolicy};
 use super::{Counts, Options};
-use crate::memcached::dump::{decode_dump_key, DumpLine, DumpMode};
-use crate::memcached::proto::{self, SetMode, Status};
+use crate::memcached::dump::{decode_dump_key, refusal_hint, DumpLine, DumpMode};
+use crate::memcached::proto::{self, lossy, ProtoError, SetMode, Status};
 use crate::memcached::{Connection, McError};
 use crate::stats::Progress;
 use crate::throttle::Throttle;
@@ -117,7 +117,7 @@ pub async fn dump_keys(
     later: Option<Later>,
     progress: Option<&Progress>,
 ) -> Result<Listing, McError> {
-    let mut conn = start_dump(source, mode, opts).await?;
+    let (mut conn, mode) = start_dump(source, mode, opts).await?;
     let mut sorter = Sorter {
         source,
         wanted,
@@ -136,7 +136,7 @@ pub async fn dump_keys(
     loop {
         let line = conn.reader.dump_line(mode).await?;
         match line {
-            DumpLine::Key { key, encoding, size } => {
+            DumpLine::Key { key, encoding, size, .. } => {
                 decode_dump_key(conn.reader.frame().get(key).unwrap_or_default(), encoding, &mut sorter.pending.raw)
                     .map_err(|source_err| McError::Protocol { server: source.to_owned(), source: source_err })?;
                 sorter.pending.ends.push(sorter.pending.raw.len());
@@ -146,10 +146,10 @@ pub async fn dump_keys(
                 }
             }
             DumpLine::End => break,
-            DumpLine::Busy => {
+            DumpLine::Busy | DumpLine::Started => {
                 return Err(McError::Unexpected {
                     server: source.to_owned(),
-                    message: "BUSY in the middle of a dump".into(),
+                    message: format!("{:?} in the middle of a dump", lossy(conn.reader.frame())),
                 })
             }
         }
@@ -228,8 +228,11 @@ impl Sorter<'_> {
 }
 
 /// Opens a connection and starts a dump on it, waiting out `BUSY` (another
-/// crawl running on that server) with backoff.
-async fn start_dump(source: &str, mode: DumpMode, opts: &Options) -> Result<Connection, McError> {
+/// crawl running on that server) with backoff. Returns the command that
+/// started: a server whose version promised `mgdump` but that does not
+/// know it (a fork, or a proxy reporting its own version) gets `metadump`,
+/// unless the operator chose the command.
+async fn start_dump(source: &str, mut mode: DumpMode, opts: &Options) -> Result<(Connection, DumpMode), McError> {
     let deadline = tokio::time::Instant::now() + opts.busy_wait;
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -248,9 +251,25 @@ async fn start_dump(source: &str, mode: DumpMode, opts: &Options) -> Result<Conn
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
+            // 1.6.43+ acknowledge the start; older servers begin with a key.
+            Ok(DumpLine::Started) => return Ok((conn, mode)),
             Ok(_) => {
                 conn.reader.unread_frame();
-                return Ok(conn);
+                return Ok((conn, mode));
+            }
+            Err(McError::Protocol { source: ProtoError::Refused(answer), .. })
+                if mode == DumpMode::Mgdump && opts.dump.is_none() && answer.trim() == "ERROR" =>
+            {
+                debug!(source, "mgdump unknown to this server: using metadump");
+                mode = DumpMode::Metadump;
+            }
+            Err(McError::Protocol { server, source: ProtoError::Refused(answer) }) => {
+                return Err(match refusal_hint(&answer, mode) {
+                    Some(hint) => {
+                        McError::Unexpected { server, message: format!("refused the key dump ({answer:?}): {hint}") }
+                    }
+                    None => McError::Protocol { server, source: ProtoError::Refused(answer) },
+                })
             }
             Err(e) => return Err(e),
         }
@@ -822,7 +841,10 @@ async fn copy(
     // Arrives however this copy ends, so the others never wait for it forever.
     let arrival = Arrival::new(ctx.barrier.clone());
     let mut fetch_conn = Connection::connect(source, opts.io_timeout).await.map_err(CopyError::Source)?;
-    let mode = DumpMode::for_version(&fetch_conn.version().await.map_err(CopyError::Source)?);
+    let mode = match opts.dump {
+        Some(forced) => forced,
+        None => DumpMode::for_version(&fetch_conn.version().await.map_err(CopyError::Source)?),
+    };
     let mut recheck = Connection::connect(source, opts.io_timeout).await.map_err(CopyError::Source)?;
     let mut local = Connection::connect(local_name, opts.io_timeout).await.map_err(CopyError::Local)?;
 
