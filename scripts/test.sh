@@ -2,6 +2,13 @@
 # The whole test suite: unit, property and integration tests against real
 # memcached processes (started by the tests on loopback high ports).
 # Usage: scripts/test.sh [extra cargo test arguments]
+#
+# Every suite runs on the memcached on PATH (Debian 12's 1.6.18); then the
+# suites that talk to memcached in depth (resync and its client races,
+# faults, edges, daemon) run again on each memcached that
+# scripts/memcached-versions.sh builds from Debian's source packages:
+# MEMCACHED_SUITES (default "trixie sid", i.e. 1.6.38 and the newest; empty
+# to skip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -20,7 +27,22 @@ else
     echo "test: clippy is not available: the lint was skipped" >&2
 fi
 
+base_version=$(memcached -V | awk '{ print $2 }')
+echo "test: every suite on memcached $base_version ($(command -v memcached))"
 cargo test --quiet "$@"
+
+tested=("$base_version (every suite)")
+suites=${MEMCACHED_SUITES-trixie sid}
+if [ -n "$suites" ]; then
+    # shellcheck disable=SC2086 # the suites are words
+    versions=$(scripts/memcached-versions.sh $suites)
+    while read -r suite version path; do
+        echo "test: resync, faults, edges and daemon suites on memcached $version ($suite, $path)"
+        ASTAIRE_TEST_MEMCACHED=$path cargo test --quiet --test resync --test faults --test edges --test daemon "$@"
+        tested+=("$version ($suite: resync, faults, edges, daemon)")
+    done <<<"$versions"
+fi
+printf 'test: memcached versions tested: %s\n' "$(IFS=';'; echo "${tested[*]}" | sed 's/;/; /g')"
 
 # In CI (root, throwaway machine): run the README's demo on fewer keys (it
 # exits non-zero if the resync, wait-sync or the verification fails, or if

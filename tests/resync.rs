@@ -258,23 +258,52 @@ async fn vbuckets_whose_sources_all_fail_are_reported_and_the_resync_ends() {
     assert!(text(&out).contains(&format!("FAILED for {both_dead} vbuckets")), "{}", text(&out));
 }
 
-/// Clients keep writing newer values and deleting keys while the new node
-/// is being filled: afterwards no stale value and no revived delete.
-async fn live_traffic_round(round: usize) {
-    let Resize { cluster, all, stable, resize, .. } = Resize::three_to_four();
+/// A resize with its settings files and the nodes that gain vbuckets.
+struct Race {
+    cluster: Cluster,
+    stable: std::path::PathBuf,
+    resize: std::path::PathBuf,
+    /// The nodes that run a resync: every node that gains vbuckets.
+    targets: Vec<String>,
+    /// Slows each resync so that it outlasts the clients' traffic.
+    bandwidth: u64,
+}
+
+impl Race {
+    fn three_to_four() -> Race {
+        let Resize { cluster, all, stable, resize, .. } = Resize::three_to_four();
+        Race { cluster, stable, resize, targets: vec![all[3].clone()], bandwidth: 600_000 }
+    }
+
+    fn four_to_three() -> Race {
+        let cluster = Cluster::start(4);
+        let (all, remaining) = (cluster.names(0..4), cluster.names(0..3));
+        let stable = cluster.settings("cs4", &all, None);
+        let resize = cluster.settings("cs43", &all, Some(&remaining));
+        // Each remaining node gains about a third of what a joining node would.
+        Race { cluster, stable, resize, targets: remaining, bandwidth: 200_000 }
+    }
+}
+
+/// Clients keep writing newer values and deleting keys while the nodes
+/// that gain vbuckets are being filled (concurrently, as an orchestrator
+/// runs them): afterwards no stale value and no revived delete anywhere.
+async fn live_traffic_round(race: Race, label: &str) {
+    let Race { cluster, stable, resize, targets, bandwidth } = race;
     let (before, during) = (view(&stable), view(&resize));
     const OLD_STAMP: u32 = 1_000;
     const NEW_STAMP: u32 = 2_000;
-    let items = plain_items(&format!("reg\\\\sip:live{round}-"), 20_000, OLD_STAMP);
+    let items = plain_items(&format!("reg\\\\sip:live{label}-"), 20_000, OLD_STAMP);
     load(&before, &items).await;
 
-    let work = during.work_list(&all[3], false);
-    let opts = Options { bandwidth_limit: Some(600_000), batch_keys: 64, ..Options::default() };
-    let stats = Stats::new();
-    let resync = {
-        let (work, opts, stats) = (work.clone(), opts.clone(), stats.clone());
-        tokio::spawn(async move { resync::run(&work, &opts, &stats).await })
-    };
+    let opts = Options { bandwidth_limit: Some(bandwidth), batch_keys: 64, ..Options::default() };
+    let resyncs: Vec<_> = targets
+        .iter()
+        .map(|node| {
+            let (work, opts, stats) = (during.work_list(node, false), opts.clone(), Stats::new());
+            tokio::spawn(async move { resync::run(&work, &opts, &stats).await })
+        })
+        .collect();
 
     // Clients: i % 4 == 1 rewritten (to old and new replicas), i % 4 == 2
     // deleted (old replicas first, then the new one).
@@ -313,42 +342,48 @@ async fn live_traffic_round(round: usize) {
         })
     };
     traffic.await.unwrap();
-    let report = resync.await.unwrap().expect("resync ran");
-    assert!(report.succeeded(), "{report:?}");
-    assert!(report.seconds > 1.0, "the resync overlapped the traffic ({:.2} s)", report.seconds);
-    assert!(report.counts.rechecked > 0, "clients deleted: the guard re-checked: {:?}", report.counts);
+    let mut rechecked = 0;
+    for (node, resync) in targets.iter().zip(resyncs) {
+        let report = resync.await.unwrap().expect("resync ran");
+        assert!(report.succeeded(), "{label} {node}: {report:?}");
+        assert!(report.seconds > 1.0, "{label} {node}: the resync overlapped the traffic ({:.2} s)", report.seconds);
+        rechecked += report.counts.rechecked;
+    }
+    assert!(rechecked > 0, "{label}: clients deleted: the guard re-checked");
 
-    let mut conn = cluster.nodes[3].conn().await;
     let (mut stale, mut revived, mut missing, mut checked) = (0, 0, 0, 0);
-    for (i, item) in items.iter().enumerate() {
-        if !during.target()[vbucket(&item.key) as usize].contains(&all[3]) {
-            continue;
-        }
-        checked += 1;
-        let got = get(&mut conn, &item.key).await;
-        match (i % 4, got) {
-            (1, Some(g)) if g.value == format!("newer-{i}").as_bytes() => {}
-            (1, _) => stale += 1,
-            (2, Some(_)) => revived += 1,
-            (2, None) => {}
-            (_, Some(g)) if g.value == item.value => {}
-            (_, _) => missing += 1,
+    for node in &targets {
+        let memcached = cluster.nodes.iter().find(|m| &m.name() == node).unwrap();
+        let mut conn = memcached.conn().await;
+        for (i, item) in items.iter().enumerate() {
+            if !during.target()[vbucket(&item.key) as usize].contains(node) {
+                continue;
+            }
+            checked += 1;
+            let got = get(&mut conn, &item.key).await;
+            match (i % 4, got) {
+                (1, Some(g)) if g.value == format!("newer-{i}").as_bytes() => {}
+                (1, _) => stale += 1,
+                (2, Some(_)) => revived += 1,
+                (2, None) => {}
+                (_, Some(g)) if g.value == item.value => {}
+                (_, _) => missing += 1,
+            }
         }
     }
     assert!(checked > 5000, "checked {checked}");
-    assert_eq!(
-        (stale, revived, missing),
-        (0, 0, 0),
-        "round {round}: stale, revived, missing of {checked}; {:?}",
-        report.counts
-    );
+    assert_eq!((stale, revived, missing), (0, 0, 0), "{label}: stale, revived, missing of {checked}");
 }
 
-/// The race is timing-dependent: three rounds, each on a fresh cluster.
+/// The race is timing-dependent: three rounds growing, two shrinking, each
+/// on a fresh cluster.
 #[tokio::test(flavor = "multi_thread")]
 async fn live_traffic_during_the_resync_leaves_nothing_stale_and_nothing_revived() {
     for round in 0..3 {
-        live_traffic_round(round).await;
+        live_traffic_round(Race::three_to_four(), &format!("3to4-{round}")).await;
+    }
+    for round in 0..2 {
+        live_traffic_round(Race::four_to_three(), &format!("4to3-{round}")).await;
     }
 }
 

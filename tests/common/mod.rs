@@ -22,7 +22,14 @@ use std::time::{Duration, Instant};
 pub struct Memcached {
     pub port: u16,
     child: Child,
+    binary: String,
     args: Vec<String>,
+}
+
+/// The memcached binary the tests run: `ASTAIRE_TEST_MEMCACHED` (a path,
+/// as `scripts/memcached-versions.sh` builds them), or `memcached` on PATH.
+pub fn memcached_binary() -> String {
+    std::env::var("ASTAIRE_TEST_MEMCACHED").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "memcached".into())
 }
 
 fn free_port() -> u16 {
@@ -48,11 +55,16 @@ impl Memcached {
     /// there. So readiness means the server on the port reports this
     /// child's pid; otherwise a new port is tried.
     pub fn start_with(extra: &[&str]) -> Memcached {
+        Self::start_binary(&memcached_binary(), extra)
+    }
+
+    /// [`Memcached::start_with`] for a given memcached binary.
+    pub fn start_binary(binary: &str, extra: &[&str]) -> Memcached {
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         for _ in 0..5 {
             let port = free_port();
-            let child = Self::spawn(port, &args);
-            let mut m = Memcached { port, child, args: args.clone() };
+            let child = Self::spawn(binary, port, &args);
+            let mut m = Memcached { port, child, binary: binary.to_owned(), args: args.clone() };
             if m.ready() {
                 return m;
             }
@@ -60,15 +72,15 @@ impl Memcached {
         panic!("memcached did not start on any of 5 ports");
     }
 
-    fn spawn(port: u16, extra: &[String]) -> Child {
-        let mut cmd = Command::new("memcached");
+    fn spawn(binary: &str, port: u16, extra: &[String]) -> Child {
+        let mut cmd = Command::new(binary);
         cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0", "-m", "128", "-I", "2m", "-t", "2"]);
         if is_root() {
             cmd.args(["-u", "root"]);
         }
         cmd.args(extra).stdout(Stdio::null()).stderr(Stdio::null());
         cmd.spawn()
-            .unwrap_or_else(|e| panic!("cannot start memcached ({e}): install it, or run scripts/test.sh which does"))
+            .unwrap_or_else(|e| panic!("cannot start {binary} ({e}): install it, or run scripts/test.sh which does"))
     }
 
     /// Whether this child came up: the memcached answering on its port
@@ -109,6 +121,12 @@ impl Memcached {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// What `memcached -V` says of this binary, e.g. "1.6.38".
+    pub fn version(&self) -> String {
+        let out = Command::new(&self.binary).arg("-V").output().expect("memcached -V");
+        String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).unwrap_or("?").to_owned()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -121,7 +139,7 @@ impl Memcached {
     /// Kills and starts it again, empty, on the same port.
     pub fn restart_empty(&mut self) {
         self.kill();
-        self.child = Self::spawn(self.port, &self.args);
+        self.child = Self::spawn(&self.binary, self.port, &self.args);
         self.wait_ready();
     }
 
