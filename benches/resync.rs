@@ -329,7 +329,13 @@ fn replay(scenario: &str, tool: &str, file: &Path, port: u16, keys: u64, bytes: 
 /// nothing. `keys` is what the resync lands, so keys/s is an upper bound on
 /// its rate.
 fn listing_floor(scenario: &str, sources: &[u16], keys: u64) -> Row {
+    listing_floor_with(scenario, "metadump", sources, keys)
+}
+
+/// [`listing_floor`] with `lru_crawler <command>` (`metadump` or `mgdump`).
+fn listing_floor_with(scenario: &str, command: &'static str, sources: &[u16], keys: u64) -> Row {
     use std::io::Read;
+    let end: &'static [u8] = if command == "mgdump" { b"\nEN\r\n" } else { b"END\r\n" };
     let start = Instant::now();
     let dumps: Vec<_> = sources
         .iter()
@@ -337,7 +343,7 @@ fn listing_floor(scenario: &str, sources: &[u16], keys: u64) -> Row {
             let port = *port;
             std::thread::spawn(move || {
                 let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-                s.write_all(b"lru_crawler metadump hash\r\n").unwrap();
+                s.write_all(format!("lru_crawler {command} hash\r\n").as_bytes()).unwrap();
                 let (mut buf, mut tail, mut lines) = (vec![0u8; 1 << 20], Vec::new(), 0u64);
                 loop {
                     let n = s.read(&mut buf).unwrap();
@@ -346,7 +352,7 @@ fn listing_floor(scenario: &str, sources: &[u16], keys: u64) -> Row {
                     tail.extend_from_slice(&buf[..n]);
                     let keep = tail.len().saturating_sub(8);
                     tail.drain(..keep);
-                    if tail.ends_with(b"END\r\n") {
+                    if tail.ends_with(end) {
                         return lines;
                     }
                 }
@@ -356,7 +362,7 @@ fn listing_floor(scenario: &str, sources: &[u16], keys: u64) -> Row {
     let lines: u64 = dumps.into_iter().map(|d| d.join().unwrap()).sum();
     let wall = start.elapsed().as_secs_f64();
     eprintln!("   listing floor: {lines} dump lines from {} sources in {wall:.2} s", sources.len());
-    Row { scenario: scenario.into(), tool: "listing floor (3 metadumps)".into(), keys, wall, ..Row::default() }
+    Row { scenario: scenario.into(), tool: format!("listing floor (3 {command}s)"), keys, wall, ..Row::default() }
 }
 
 fn memchr_count(bytes: &[u8]) -> u64 {
@@ -376,6 +382,12 @@ fn three_to_four(keys: u64, size: usize) -> Vec<Row> {
     let scenario = format!("{} keys × {} (3→4)", keys, size_name(size));
     eprintln!("== {scenario}");
     let mut nodes: Vec<Memcached> = (0..4).map(|_| Memcached::start_with(&["-m", "2048"])).collect();
+    three_to_four_on(&mut nodes, &scenario, keys, size)
+}
+
+/// The 3→4 rows on `nodes` (three loaded, the fourth joining).
+fn three_to_four_on(nodes: &mut [Memcached], scenario: &str, keys: u64, size: usize) -> Vec<Row> {
+    let scenario = scenario.to_owned();
     let names: Vec<String> = nodes.iter().map(Memcached::name).collect();
     let dir = out_dir();
     let (stable, resize) = (dir.join("cs-stable"), dir.join("cs-resize"));
@@ -407,7 +419,7 @@ fn three_to_four(keys: u64, size: usize) -> Vec<Row> {
         if rep > 0 {
             nodes[3].restart_empty();
         }
-        ours.push(astaire(&scenario, "astaire", &resize, &names[3], &[], None, &pids(&nodes)));
+        ours.push(astaire(&scenario, "astaire", &resize, &names[3], &[], None, &pids(nodes)));
         nodes[3].restart_empty();
         let tool = "ingest ceiling (ms ME q | nc)";
         ceiling.push(replay(&scenario, tool, &ingest, dst, landing.len() as u64, bytes));
@@ -417,11 +429,11 @@ fn three_to_four(keys: u64, size: usize) -> Vec<Row> {
     // The latency clients see: with the probes running, unthrottled and
     // throttled.
     nodes[3].restart_empty();
-    rows.push(astaire(&scenario, "astaire, probed", &resize, &names[3], &[], Some((src, dst)), &pids(&nodes)));
+    rows.push(astaire(&scenario, "astaire, probed", &resize, &names[3], &[], Some((src, dst)), &pids(nodes)));
     nodes[3].restart_empty();
     let throttled = ["--cpu-limit", "5"];
     let probed = Some((src, dst));
-    rows.push(astaire(&scenario, "astaire --cpu-limit 5", &resize, &names[3], &throttled, probed, &pids(&nodes)));
+    rows.push(astaire(&scenario, "astaire --cpu-limit 5", &resize, &names[3], &throttled, probed, &pids(nodes)));
 
     // The other peers.
     let on_src =
@@ -455,6 +467,71 @@ fn three_to_four(keys: u64, size: usize) -> Vec<Row> {
     rows
 }
 
+/// One memcached version: the same 3→4 at 100 B, with Astaire's default
+/// dump command and the alternatives it did not choose, the listing floors
+/// of both dump commands and the ingest ceiling. `binary` is that version's
+/// memcached (`BENCH_VERSIONS`, from `scripts/memcached-versions.sh`).
+fn version_rows(binary: &str, keys: u64) -> Vec<Row> {
+    let mut nodes: Vec<Memcached> = (0..4).map(|_| Memcached::start_binary(binary, &["-m", "2048"])).collect();
+    let version = nodes[0].version();
+    let scenario = format!("memcached {version}: {keys} keys × 100 B (3→4)");
+    eprintln!("== {scenario}");
+    let names: Vec<String> = nodes.iter().map(Memcached::name).collect();
+    let dir = out_dir();
+    let (stable, resize) = (dir.join("cs-stable"), dir.join("cs-resize"));
+    write_settings(&stable, &names[..3], None);
+    write_settings(&resize, &names[..3], Some(&names));
+    load(&stable, keys, 100);
+    let view = View::new(&ClusterSettings::load(&resize).unwrap());
+    let work = view.work_list(&names[3], false);
+    let landing: Vec<u64> = (0..keys).filter(|i| work.vbuckets.contains_key(&vbucket(&testdata::key(*i)))).collect();
+    let (now, stamp) = (testdata::now(), testdata::stamp());
+    let mut stream = Vec::with_capacity(landing.len() * 160);
+    for i in &landing {
+        testdata::push_ms_quiet(&mut stream, *i, 100, stamp, now, true);
+    }
+    stream.extend_from_slice(b"mn\r\n");
+    let ingest = stream_file("ingest.bin", &stream);
+    drop(stream);
+    let pids: Vec<u32> = nodes.iter().map(Memcached::pid).collect();
+    let has_mgdump =
+        astaire::memcached::dump::DumpMode::for_version(&version) == astaire::memcached::dump::DumpMode::Mgdump;
+    // Astaire as it runs, and the choices it did not make: the other dump
+    // command (metadump gives flags from 1.6.24, which could replace the
+    // second replica's `mg f` check), and add-only, which makes no such
+    // check at all: the most that check could ever save.
+    let mut variants: Vec<(&str, Vec<&str>)> = vec![("astaire", vec![])];
+    if has_mgdump {
+        variants.push(("astaire --dump-command metadump", vec!["--dump-command", "metadump"]));
+    }
+    variants.push(("astaire --conflict add-only", vec!["--conflict", "add-only"]));
+    let mut runs: Vec<Vec<Row>> = vec![Vec::new(); variants.len() + 1];
+    for _ in 0..repeats() {
+        for (v, (tool, args)) in variants.iter().enumerate() {
+            nodes[3].restart_empty();
+            runs[v].push(astaire(&scenario, tool, &resize, &names[3], args, None, &pids));
+        }
+        nodes[3].restart_empty();
+        let bytes = landing.len() as u64 * 100;
+        runs[variants.len()].push(replay(
+            &scenario,
+            "ingest ceiling (ms ME q | nc)",
+            &ingest,
+            nodes[3].port,
+            landing.len() as u64,
+            bytes,
+        ));
+    }
+    let mut rows: Vec<Row> = runs.into_iter().map(median).collect();
+    let sources = [nodes[0].port, nodes[1].port, nodes[2].port];
+    let n = landing.len() as u64;
+    rows.push(median((0..repeats()).map(|_| listing_floor_with(&scenario, "metadump", &sources, n)).collect()));
+    if has_mgdump {
+        rows.push(median((0..repeats()).map(|_| listing_floor_with(&scenario, "mgdump", &sources, n)).collect()));
+    }
+    rows
+}
+
 /// 4→3 at one size: a remaining node pulls what it newly owns.
 fn four_to_three(keys: u64, size: usize) -> Vec<Row> {
     let scenario = format!("{} keys × {} (4→3)", keys, size_name(size));
@@ -485,6 +562,18 @@ fn main() {
     let sizes: Vec<(u64, usize)> =
         sizes.into_iter().filter(|(_, s)| only.as_ref().is_none_or(|o| o.contains(s))).collect();
     assert!(!sizes.is_empty(), "BENCH_SIZES selects none of the sizes 100, 1024, 10240");
+    // BENCH_VERSIONS=1.6.18=/usr/bin/memcached,1.6.38=…: the per-version
+    // rows instead (scripts/bench.sh versions builds them).
+    if let Ok(versions) = std::env::var("BENCH_VERSIONS") {
+        let keys = (1_000_000.0 * scale) as u64;
+        let rows: Vec<Row> = versions
+            .split(',')
+            .filter(|v| !v.is_empty())
+            .flat_map(|v| version_rows(v.split_once('=').map_or(v, |(_, b)| b), keys))
+            .collect();
+        report(&rows, "versions");
+        return;
+    }
     let mut rows = Vec::new();
     for &(keys, size) in &sizes {
         rows.extend(three_to_four((keys as f64 * scale) as u64, size));
@@ -492,10 +581,12 @@ fn main() {
     if sizes.iter().any(|(_, s)| *s == 100) {
         rows.extend(four_to_three((1_000_000.0 * scale) as u64, 100));
     }
-    report(&rows);
+    report(&rows, "results");
 }
 
-fn report(rows: &[Row]) {
+/// Prints the table and ratios; writes `target/bench/NAME.txt`, `.csv` and
+/// the chart (`resync.png` for the main run, `NAME.png` otherwise).
+fn report(rows: &[Row], name: &str) {
     let mut out = String::new();
     let p =
         |p: Option<Probe>| p.map(|p| format!("{:.2}/{:.2}/{:.2}", p.p50, p.p99, p.max)).unwrap_or_else(|| "-".into());
@@ -563,11 +654,18 @@ fn report(rows: &[Row]) {
                 c.wall_range()
             ));
         }
-        if let Some(f) = find(s, "listing floor (3 metadumps)") {
-            out.push_str(&format!(
-                "  {s}: astaire / listing floor keys/s = {:.2}× (the floor only lists the keys)\n",
-                a.keys_per_s() / f.keys_per_s()
-            ));
+        for command in ["metadump", "mgdump"] {
+            if let Some(f) = find(s, &format!("listing floor (3 {command}s)")) {
+                out.push_str(&format!(
+                    "  {s}: astaire / listing floor ({command}) keys/s = {:.2}× (the floor only lists the keys)\n",
+                    a.keys_per_s() / f.keys_per_s()
+                ));
+            }
+        }
+        for other in ["astaire --dump-command metadump", "astaire --conflict add-only"] {
+            if let Some((us, theirs)) = a.us_per_key().zip(find(s, other).and_then(Row::us_per_key)) {
+                out.push_str(&format!("  {s}: CPU per key landed: astaire {us:.2} µs, {other} {theirs:.2} µs\n"));
+            }
         }
         if let Some(us) = a.us_per_key() {
             out.push_str(&format!(
@@ -599,7 +697,7 @@ fn report(rows: &[Row]) {
         }
     }
     print!("{out}");
-    std::fs::write(out_dir().join("results.txt"), &out).unwrap();
+    std::fs::write(out_dir().join(format!("{name}.txt")), &out).unwrap();
 
     let mut csv = String::from("scenario,tool,keys,bytes,wall_s,keys_per_s,mb_per_s,cpu_s,us_cpu_per_key,peak_rss_mib,src_p50_ms,src_p99_ms,src_max_ms,dst_p50_ms,dst_p99_ms,dst_max_ms,memcached_crawler_cpu_s,memcached_worker_cpu_s,runs,wall_min_s,wall_max_s\n");
     for r in rows {
@@ -627,11 +725,12 @@ fn report(rows: &[Row]) {
             r.walls.last().unwrap_or(&r.wall)
         ));
     }
-    std::fs::write(out_dir().join("results.csv"), csv).unwrap();
-    if let Err(e) = chart(rows, &out_dir().join("resync.png")) {
+    std::fs::write(out_dir().join(format!("{name}.csv")), csv).unwrap();
+    let png = if name == "results" { "resync.png".to_owned() } else { format!("{name}.png") };
+    if let Err(e) = chart(rows, &out_dir().join(&png)) {
         eprintln!("chart not drawn: {e}");
     }
-    eprintln!("written: target/bench/results.txt, results.csv, resync.png");
+    eprintln!("written: target/bench/{name}.txt, {name}.csv, {png}");
 }
 
 /// A CSV field, quoted when it holds a comma or a quote (RFC 4180).

@@ -2,6 +2,14 @@
 # The resync benchmark: Astaire beside memcached-tool | nc and the servers'
 # own ceilings, on the same data in the same run. Writes target/bench/
 # results.txt, results.csv and resync.png. BENCH_SCALE=0.1 for a quick run.
+#
+# Usage: scripts/bench.sh [versions | dump_stall]
+#   versions    the per-version rows instead: the same 3→4 at 100 B on the
+#               memcached on PATH and on each that scripts/memcached-versions.sh
+#               builds (MEMCACHED_SUITES, default "trixie sid"); writes
+#               target/bench/versions.{txt,csv,png}
+#   dump_stall  whether a dump left unread stalls the source's clients, per
+#               version and dump command; writes target/bench/dump-stall.txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -13,4 +21,24 @@ if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then apt-get install -y -qq "${missing[@]}" >/dev/null; else sudo apt-get install -y -qq "${missing[@]}" >/dev/null; fi
 fi
 cargo build --release --quiet --bins
-cargo bench --quiet --bench resync
+case "${1:-}" in
+"")
+    cargo bench --quiet --bench resync
+    ;;
+versions | dump_stall)
+    versions="$(memcached -V | awk '{ print $2 }')=$(command -v memcached)"
+    # shellcheck disable=SC2086 # the suites are words
+    while read -r _suite version path; do
+        versions="$versions,$version=$path"
+    done < <(scripts/memcached-versions.sh ${MEMCACHED_SUITES-trixie sid})
+    if [ "$1" = versions ]; then
+        BENCH_VERSIONS=$versions cargo bench --quiet --bench resync
+    else
+        BENCH_VERSIONS=$versions cargo bench --quiet --bench dump_stall
+    fi
+    ;;
+*)
+    echo "usage: scripts/bench.sh [versions | dump_stall]" >&2
+    exit 2
+    ;;
+esac
