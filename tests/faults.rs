@@ -126,6 +126,27 @@ async fn a_source_answering_nonsense_fails_alone_with_a_clear_error() {
     }
 }
 
+/// A source reporting a remaining TTL no memcached can store (issue 15:
+/// the local node answered `CLIENT_ERROR` and every source was aborted,
+/// exit 4): the item lands with the latest expiry memcached accepts.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_out_of_range_ttl_from_a_source_is_clamped_and_the_item_lands() {
+    let local = Memcached::start();
+    let (fake, _server) = fake_source(b"VA 5 f7 t9223372036854775807\r\nhello\r\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cs");
+    std::fs::write(&path, format!("servers={fake}\nnew_servers={fake},{}\n", local.name())).unwrap();
+    let out = resync_cli(&local.name(), &path, &["--io-timeout", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mut conn = local.conn().await;
+    let got = get(&mut conn, b"reg\\\\fake").await.expect("the item landed");
+    assert_eq!(got.value, b"hello");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let until_2038 = astaire::resync::rules::TTL_MAX as i64 - now;
+    let left = got.ttl;
+    assert!((until_2038 - left).abs() < 60, "expires in January 2038: {left} s left, {until_2038} s expected");
+}
+
 /// A server whose version promises `mgdump` but that does not know it (a
 /// fork, or a proxy that reports its own version) is listed with
 /// `metadump`: what the server answers decides, not the version alone. Forced

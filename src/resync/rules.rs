@@ -4,14 +4,22 @@
 /// memcached reads an expiry above this many seconds as an absolute time.
 pub const RELATIVE_TTL_MAX: i64 = 30 * 24 * 3600;
 
+/// The largest `T` memcached accepts (it parses the token as a 32-bit
+/// signed number and answers `CLIENT_ERROR bad token` above it): as an
+/// absolute time, January 2038.
+pub const TTL_MAX: u64 = i32::MAX as u64;
+
 /// The `T` to store for an item whose remaining TTL on the source is `t`
 /// (`-1`: none), at unix time `now`. `None`: skip it, it would expire on
-/// arrival.
+/// arrival. A remaining TTL past what memcached can store (a real server
+/// never reports one; a hostile or broken one may) is clamped to the
+/// latest expiry memcached accepts, so one bad item never fails the
+/// local node.
 pub fn inject_ttl(t: i64, now: u64) -> Option<u64> {
     match t {
         t if t < 0 => Some(0),
         0 | 1 => None,
-        t if t > RELATIVE_TTL_MAX => Some(now + t as u64),
+        t if t > RELATIVE_TTL_MAX => Some(now.saturating_add(t.unsigned_abs()).min(TTL_MAX)),
         t => Some(t as u64),
     }
 }
@@ -54,6 +62,9 @@ mod tests {
         assert_eq!(inject_ttl(RELATIVE_TTL_MAX, now), Some(RELATIVE_TTL_MAX as u64));
         let forty_days = 40 * 24 * 3600;
         assert_eq!(inject_ttl(forty_days, now), Some(now + forty_days as u64), "over 30 days becomes absolute");
+        assert_eq!(inject_ttl(i64::MAX, now), Some(TTL_MAX), "clamped, never wrapped");
+        assert_eq!(inject_ttl(i64::MAX, u64::MAX), Some(TTL_MAX));
+        assert_eq!(inject_ttl(i64::MIN, now), Some(0), "a negative TTL is no expiry");
     }
 
     #[test]
