@@ -19,6 +19,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+/// Lines of a `stats` answer read before giving up on its `END`.
+pub const MAX_STAT_LINES: usize = 4096;
+
 /// Default inactivity timeout for reads, writes and connecting.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -205,11 +208,13 @@ impl Connection {
         self.stats_sum(&[b"evictions"]).await
     }
 
-    /// The sum of the named counters of `stats`.
+    /// The sum of the named counters of `stats`. A sum past `u64` or an
+    /// answer of more than [`MAX_STAT_LINES`] lines (memcached prints about
+    /// 90) is a protocol error, never a wrapped or endless count.
     pub async fn stats_sum(&mut self, names: &[&[u8]]) -> Result<u64, McError> {
         self.send(b"stats\r\n").await?;
         let mut total = 0u64;
-        loop {
+        for _ in 0..MAX_STAT_LINES {
             self.reader.line().await?;
             let text = self.reader.frame().trim_ascii_end();
             if text == b"END" {
@@ -218,7 +223,7 @@ impl Connection {
             let mut fields = text.split(|c| *c == b' ');
             match (fields.next(), fields.next(), fields.next()) {
                 (Some(b"STAT"), Some(name), Some(value)) if names.contains(&name) => {
-                    total += proto::parse_decimal::<u64>(value).ok_or_else(|| {
+                    total = proto::parse_decimal::<u64>(value).and_then(|v| total.checked_add(v)).ok_or_else(|| {
                         self.reader.protocol(ProtoError::Malformed(String::from_utf8_lossy(text).into_owned()))
                     })?;
                 }
@@ -228,6 +233,7 @@ impl Connection {
                 }
             }
         }
+        Err(self.reader.protocol(ProtoError::Malformed(format!("stats: no END within {MAX_STAT_LINES} lines"))))
     }
 
     /// `version`: the server's version string.
@@ -327,4 +333,46 @@ async fn write_all(w: &mut OwnedWriteHalf, bytes: &[u8], server: &str, t: Durati
         .await
         .map_err(|_| McError::Timeout { server: server.to_owned(), secs: t.as_secs() })?
         .map_err(|source| McError::Io { server: server.to_owned(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// A server that answers one `stats` with `answer`.
+    async fn answering(answer: Vec<u8>) -> Connection {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut req = [0u8; 7];
+            s.read_exact(&mut req).await.unwrap();
+            let _ = s.write_all(&answer).await;
+            let _ = s.read(&mut req).await;
+        });
+        Connection::connect(&addr, Duration::from_secs(2)).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn stats_sums_the_named_counters() {
+        let mut c = answering(b"STAT pid 9\r\nSTAT delete_hits 5\r\nSTAT touch_hits 2\r\nEND\r\n".to_vec()).await;
+        assert_eq!(c.removals().await.unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_stats_sum_past_u64_is_an_error_not_a_wrap() {
+        let answer = format!("STAT delete_hits {}\r\nSTAT touch_hits 2\r\nEND\r\n", u64::MAX);
+        let mut c = answering(answer.into_bytes()).await;
+        let err = c.removals().await.unwrap_err().to_string();
+        assert!(err.contains("malformed response \"STAT touch_hits 2\""), "{err}");
+    }
+
+    #[tokio::test]
+    async fn endless_stats_are_an_error() {
+        let answer = b"STAT curr_items 1\r\n".repeat(MAX_STAT_LINES + 10);
+        let mut c = answering(answer).await;
+        let err = c.removals().await.unwrap_err().to_string();
+        assert!(err.contains("no END within 4096 lines"), "{err}");
+    }
 }
