@@ -67,6 +67,21 @@ pub struct AgentConfig {
     /// Reconnect backoff bounds.
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// A session that lasted this long was a real session: losing it
+    /// reconnects at once and is worth a warning. A shorter one (a master
+    /// that accepts and closes, or refuses the registration) keeps the
+    /// backoff growing, quietly.
+    pub stable_after: Duration,
+}
+
+/// The pause before the next connection attempt after one that ended with
+/// a session of `lasted` (`None`: no session at all), when the last pause
+/// was `last`.
+pub fn next_backoff(config: &AgentConfig, last: Duration, lasted: Option<Duration>) -> Duration {
+    match lasted {
+        Some(l) if l >= config.stable_after => config.min_backoff,
+        _ => (last * 2).clamp(config.min_backoff, config.max_backoff),
+    }
 }
 
 impl AgentConfig {
@@ -78,6 +93,7 @@ impl AgentConfig {
             response_timeout: Duration::from_secs(5),
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(2),
+            stable_after: Duration::from_secs(10),
         }
     }
 }
@@ -138,12 +154,14 @@ enum End {
 }
 
 async fn run(config: AgentConfig, stats: Arc<Stats>, mut stop: watch::Receiver<bool>) {
-    let mut backoff = config.min_backoff;
+    // The first attempt waits `min_backoff` after it fails.
+    let mut backoff = config.min_backoff / 2;
     let mut reported_absent = false;
     loop {
         if *stop.borrow() {
             return;
         }
+        let mut lasted = None;
         let connected = tokio::time::timeout(config.response_timeout, connect(&config.master)).await;
         match connected {
             Ok(Ok(stream)) => {
@@ -157,11 +175,17 @@ async fn run(config: AgentConfig, stats: Arc<Stats>, mut stop: watch::Receiver<b
                     packet_id: 0,
                     view: None,
                 };
+                let began = tokio::time::Instant::now();
                 match session.run(&mut stop).await {
                     End::Shutdown => return,
                     End::Lost(why) => {
-                        warn!(master = %config.master, "AgentX session lost: {why}; reconnecting");
-                        backoff = config.min_backoff;
+                        let l = began.elapsed();
+                        lasted = Some(l);
+                        if l >= config.stable_after {
+                            warn!(master = %config.master, "AgentX session lost: {why}; reconnecting");
+                        } else {
+                            debug!(master = %config.master, "AgentX session lost after {l:?}: {why}; backing off");
+                        }
                     }
                 }
             }
@@ -174,11 +198,11 @@ async fn run(config: AgentConfig, stats: Arc<Stats>, mut stop: watch::Receiver<b
             }
             Err(_) => debug!(master = %config.master, "AgentX connect timed out"),
         }
+        backoff = next_backoff(&config, backoff, lasted);
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = stop.changed() => return,
         }
-        backoff = (backoff * 2).min(config.max_backoff);
     }
 }
 
@@ -406,5 +430,55 @@ async fn read_frame(stream: &mut Box<dyn Stream>, buf: &mut Vec<u8>) -> Result<V
             return Err("the master closed the connection".into());
         }
         buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(master: MasterAddress) -> AgentConfig {
+        AgentConfig {
+            min_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(400),
+            stable_after: Duration::from_secs(10),
+            ..AgentConfig::new(master)
+        }
+    }
+
+    #[test]
+    fn backoff_grows_until_a_session_lasts() {
+        let c = config(MasterAddress::Tcp("127.0.0.1:1".into()));
+        let ms = Duration::from_millis;
+        assert_eq!(next_backoff(&c, ms(25), None), ms(50), "the first failure waits the minimum");
+        assert_eq!(next_backoff(&c, ms(50), None), ms(100), "no session: doubles");
+        assert_eq!(next_backoff(&c, ms(100), Some(ms(3))), ms(200), "a session closed at once: doubles");
+        assert_eq!(next_backoff(&c, ms(400), Some(Duration::from_secs(9))), ms(400), "capped");
+        assert_eq!(next_backoff(&c, ms(400), Some(Duration::from_secs(10))), ms(50), "a lasting session: at once");
+    }
+
+    /// A master that accepts and closes at once (issue 15: 103 reconnects
+    /// and as many warnings in 20 s): the subagent keeps backing off.
+    #[tokio::test]
+    async fn a_master_that_closes_at_once_is_not_stormed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let accepts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepts.clone();
+        let master = tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                drop(s);
+            }
+        });
+        let agent = Subagent::spawn(config(MasterAddress::Unix(path)), Arc::new(Stats::default()));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        agent.shutdown().await;
+        master.abort();
+        let n = accepts.load(std::sync::atomic::Ordering::Relaxed);
+        // 50, 100, 200, 400, 400 … ms apart: about 10 in 3 s; resetting to
+        // the minimum after each closed session would make about 60.
+        assert!((5..=14).contains(&n), "{n} connections in 3 s");
     }
 }
