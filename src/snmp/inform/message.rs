@@ -89,9 +89,11 @@ pub fn decode_ack(bytes: &[u8]) -> Option<Ack> {
     })
 }
 
-/// Whether `ack` acknowledges our INFORM `request_id` sent with `community`.
+/// Whether `ack` acknowledges our INFORM `request_id` sent with `community`:
+/// a Response with an error (say `tooBig` or `genErr`) means the receiver
+/// did not take the notification, so it is no acknowledgement.
 pub fn acknowledges(ack: &Ack, community: &[u8], request_id: i32) -> bool {
-    ack.version == 1 && ack.community == community && ack.request_id == request_id
+    ack.version == 1 && ack.community == community && ack.request_id == request_id && ack.error_status == 0
 }
 
 #[cfg(test)]

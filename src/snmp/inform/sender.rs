@@ -37,15 +37,17 @@ pub fn uptime_centis() -> u32 {
     (STARTED.get_or_init(Instant::now).elapsed().as_millis() / 10) as u32
 }
 
-/// A fresh request-id in 0..=i32::MAX.
+/// A fresh, unpredictable request-id in 0..=i32::MAX, so that an off-path
+/// sender cannot forge the acknowledgement of the next INFORM: a counter
+/// hashed with the process's random SipHash keys (std's `RandomState`,
+/// seeded from the OS), rather than a new dependency for 31 random bits.
 fn next_request_id() -> i32 {
-    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
-    let next = NEXT.get_or_init(|| {
-        let seed =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(1);
-        AtomicU32::new(seed)
-    });
-    (next.fetch_add(1, Ordering::Relaxed) & 0x7fff_ffff) as i32
+    use std::hash::{BuildHasher, Hasher};
+    static KEYS: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    static COUNT: AtomicU32 = AtomicU32::new(0);
+    let mut h = KEYS.get_or_init(std::collections::hash_map::RandomState::new).build_hasher();
+    h.write_u32(COUNT.fetch_add(1, Ordering::Relaxed));
+    (h.finish() & 0x7fff_ffff) as i32
 }
 
 /// A target from `snmp_ip`: `host`, `host:port`, `[v6]:port` or a bare IPv6
@@ -228,21 +230,21 @@ impl Target {
         };
         let mut backoff = self.config.first_backoff;
         let mut warned = false;
-        let mut socket: Option<(UdpSocket, SocketAddr)> = None;
+        let mut socket: Option<UdpSocket> = None;
         loop {
             for attempt in 1..=self.config.tries.max(1) {
                 if socket.is_none() {
                     socket = self.open().await;
                 }
-                if let Some((sock, addr)) = &socket {
-                    if let Err(e) = sock.send_to(&bytes, addr).await {
+                if let Some(sock) = &socket {
+                    if let Err(e) = sock.send(&bytes).await {
                         debug!(target = %self.name(), "INFORM send failed: {e}");
                     }
                     debug!(target = %self.name(), request_id, attempt, "INFORM sent: {}", n.describe());
                 }
                 let wait = async {
                     match &socket {
-                        Some((sock, addr)) => wait_ack(sock, *addr, &community, request_id).await,
+                        Some(sock) => wait_ack(sock, &community, request_id).await,
                         None => std::future::pending().await,
                     }
                 };
@@ -277,8 +279,9 @@ impl Target {
         }
     }
 
-    /// Resolves the target and binds a socket of its family.
-    async fn open(&self) -> Option<(UdpSocket, SocketAddr)> {
+    /// Resolves the target and opens a socket connected to it: the kernel
+    /// then delivers only the target's datagrams to us.
+    async fn open(&self) -> Option<UdpSocket> {
         let addr = match tokio::net::lookup_host((self.host.as_str(), self.port)).await {
             Ok(mut addrs) => addrs.next()?,
             Err(e) => {
@@ -287,29 +290,42 @@ impl Target {
             }
         };
         let local: SocketAddr = if addr.is_ipv6() { "[::]:0".parse().ok()? } else { "0.0.0.0:0".parse().ok()? };
-        match UdpSocket::bind(local).await {
-            Ok(sock) => Some((sock, addr)),
+        let sock = match UdpSocket::bind(local).await {
+            Ok(sock) => sock,
             Err(e) => {
                 debug!(target = %self.name(), "cannot open a UDP socket: {e}");
+                return None;
+            }
+        };
+        match sock.connect(addr).await {
+            Ok(()) => Some(sock),
+            Err(e) => {
+                debug!(target = %self.name(), "cannot connect a UDP socket to {addr}: {e}");
                 None
             }
         }
     }
 }
 
-/// Receives until a Response from `addr` acknowledges `request_id`.
-async fn wait_ack(sock: &UdpSocket, addr: SocketAddr, community: &[u8], request_id: i32) {
+/// Receives (on a socket connected to the target) until a Response
+/// acknowledges `request_id`. A receive error (an ICMP port unreachable
+/// while nobody listens) waits a moment rather than spin.
+async fn wait_ack(sock: &UdpSocket, community: &[u8], request_id: i32) {
     let mut buf = vec![0u8; 65536];
     loop {
-        let Ok((n, from)) = sock.recv_from(&mut buf).await else {
-            continue;
+        let n = match sock.recv(&mut buf).await {
+            Ok(n) => n,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
-        if from != addr {
-            continue;
-        }
         if let Some(ack) = buf.get(..n).and_then(decode_ack) {
             if acknowledges(&ack, community, request_id) {
                 return;
+            }
+            if ack.request_id == request_id && ack.error_status != 0 {
+                debug!(request_id, error_status = ack.error_status, "INFORM answered with an error");
             }
         }
     }
@@ -318,6 +334,71 @@ async fn wait_ack(sock: &UdpSocket, addr: SocketAddr, community: &[u8], request_
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rasn_snmp::v2::{Pdu, Pdus, Response};
+    use rasn_snmp::v2c::Message;
+
+    /// The request-id of an INFORM, and a Response to it with `error`.
+    fn answer(inform: &[u8], error: u32) -> (i32, Vec<u8>) {
+        let m: Message<Pdus> = rasn::ber::decode(inform).unwrap();
+        let Pdus::InformRequest(req) = m.data else { panic!("not an INFORM") };
+        let pdu = Pdu { error_status: error, ..req.0 };
+        let id = pdu.request_id;
+        let reply = Message { version: m.version, community: m.community, data: Pdus::Response(Response(pdu)) };
+        (id, rasn::ber::encode(&reply).unwrap())
+    }
+
+    fn quick(port: u16) -> InformConfig {
+        InformConfig {
+            targets: vec![("127.0.0.1".into(), port)],
+            community: "clearwater".into(),
+            timeout: Duration::from_millis(100),
+            tries: 2,
+            first_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(200),
+        }
+    }
+
+    /// Issue 15: a Response with a non-zero error-status was taken as an
+    /// acknowledgement, and so was one from another address (now the
+    /// socket is connected). Only error 0 from the target itself counts.
+    #[tokio::test]
+    async fn only_an_error_free_response_from_the_target_acknowledges() {
+        use super::super::alarm::{Notification, RESYNC_ALARM_INDEX};
+        let sink = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let spoofer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let informer = Informer::spawn(quick(sink.local_addr().unwrap().port()));
+        informer.notify(Notification { index: RESYNC_ALARM_INDEX, raised: true });
+        let mut buf = vec![0u8; 65536];
+        let mut ids = Vec::new();
+        // genErr from the target, then a clean answer from another port.
+        for phase in ["error", "spoofed"] {
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(700);
+            while let Ok(Ok((n, from))) = tokio::time::timeout_at(deadline, sink.recv_from(&mut buf)).await {
+                let (id, reply) = answer(&buf[..n], if phase == "error" { 5 } else { 0 });
+                ids.push(id);
+                let via = if phase == "error" { &sink } else { &spoofer };
+                via.send_to(&reply, from).await.unwrap();
+            }
+            assert!(!informer.flush(Duration::from_millis(10)).await, "{phase}: taken as delivered");
+        }
+        // The target itself, error 0: delivered.
+        let (n, from) = sink.recv_from(&mut buf).await.unwrap();
+        let (id, reply) = answer(&buf[..n], 0);
+        sink.send_to(&reply, from).await.unwrap();
+        assert!(informer.flush(Duration::from_secs(2)).await, "a clean answer from the target is an acknowledgement");
+        assert!(ids.iter().all(|i| *i == id), "retries keep the request-id: {ids:?} then {id}");
+        informer.shutdown();
+    }
+
+    #[test]
+    fn request_ids_are_not_sequential() {
+        let ids: Vec<i32> = (0..64).map(|_| next_request_id()).collect();
+        assert!(ids.iter().all(|i| *i >= 0));
+        let steps_of_one = ids.windows(2).filter(|w| w[1].wrapping_sub(w[0]) == 1).count();
+        assert!(steps_of_one < 3, "{ids:?}");
+        let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+    }
 
     #[test]
     fn targets_parse_with_default_port() {
