@@ -7,10 +7,19 @@
 use super::scheduler::{Kind, Outcome};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+/// The pause after a failed `accept`.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// Default path of the control socket.
 pub const DEFAULT_SOCKET: &str = "/run/astaire/control";
+
+/// The longest request line read (`status\n` is 7 bytes): a client that
+/// sends more gets an error at once, and the daemon holds no more of it.
+pub const MAX_REQUEST: u64 = 64;
+/// The longest answer `query` reads from whatever listens at the path.
+pub const MAX_ANSWER: u64 = 1 << 20;
 
 /// What the daemon reports.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -93,7 +102,7 @@ pub async fn query(path: &Path) -> Result<Status, Unreachable> {
         let mut stream = tokio::net::UnixStream::connect(path).await.map_err(|e| fail(e.to_string()))?;
         stream.write_all(b"status\n").await.map_err(|e| fail(e.to_string()))?;
         let mut line = String::new();
-        BufReader::new(stream).read_line(&mut line).await.map_err(|e| fail(e.to_string()))?;
+        BufReader::new(stream.take(MAX_ANSWER)).read_line(&mut line).await.map_err(|e| fail(e.to_string()))?;
         serde_json::from_str(&line).map_err(|e| fail(format!("bad answer: {e}")))
     };
     tokio::time::timeout(Duration::from_secs(5), ask).await.map_err(|_| fail("no answer in 5 s".into()))?
@@ -149,17 +158,29 @@ pub async fn wait_sync(path: &Path, timeout: Option<Duration>, mut report: impl 
 }
 
 /// Binds the control socket at `path` (replacing a stale one), mode 0660.
+/// Only a socket is ever removed: anything else at the path (a file, a
+/// directory, a symlink, which is not followed) is an error, untouched.
 pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    if path.exists() {
-        // A socket nobody answers on is left over from a crash.
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "another daemon answers on it"));
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            // A socket nobody answers on is left over from a crash.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "another daemon answers on it"));
+            }
+            std::fs::remove_file(path)?;
         }
-        std::fs::remove_file(path)?;
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "something other than a socket is there; not removing it",
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
     }
     let listener = tokio::net::UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
@@ -173,13 +194,29 @@ where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Option<Status>> + Send,
 {
+    let mut failing = false;
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                failing = false;
+                stream
+            }
+            Err(e) => {
+                // Out of descriptors (EMFILE) or memory: nothing to accept
+                // until something closes. Wait rather than spin a core.
+                if !failing {
+                    tracing::warn!("control socket: cannot accept: {e}");
+                    failing = true;
+                }
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
+            }
+        };
         let answer = answer.clone();
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
-            let mut reader = BufReader::new(read);
+            let mut reader = BufReader::new(read.take(MAX_REQUEST));
             let request = tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
             if !matches!(request, Ok(Ok(_))) || line.trim() != "status" {
                 let _ = write.write_all(b"{\"error\":\"unknown request\"}\n").await;
@@ -191,5 +228,65 @@ where
                 let _ = write.write_all(text.as_bytes()).await;
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileTypeExt;
+
+    /// Issue 15: `bind` removed any file at the path that did not answer.
+    #[tokio::test]
+    async fn bind_replaces_a_stale_socket_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("control");
+        std::fs::write(&file, b"precious").unwrap();
+        let err = bind(&file).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
+        assert_eq!(std::fs::read(&file).unwrap(), b"precious", "left alone");
+
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"also precious").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(bind(&link).is_err());
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the symlink stays");
+        assert_eq!(std::fs::read(&target).unwrap(), b"also precious");
+
+        let stale = dir.path().join("stale");
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap()); // leaves the socket file
+        let listener = bind(&stale).expect("a socket nobody answers on is replaced");
+        assert!(std::fs::symlink_metadata(&stale).unwrap().file_type().is_socket());
+        let again = bind(&stale).unwrap_err();
+        assert_eq!(again.kind(), std::io::ErrorKind::AddrInUse, "a live one is not");
+        drop(listener);
+    }
+
+    /// Issue 15: `read_line` had no limit (20 clients sending 200 MB each
+    /// took 2.8 GB). Past 64 bytes without a newline the answer is an error,
+    /// at once, while the client is still sending.
+    #[tokio::test]
+    async fn an_endless_request_gets_an_error_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control");
+        let listener = bind(&path).unwrap();
+        tokio::spawn(serve(listener, || async { None }));
+        let stream = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let (read, mut write) = stream.into_split();
+        let flood = tokio::spawn(async move {
+            let chunk = vec![b'a'; 1 << 16];
+            let mut sent = 0usize;
+            while sent < 64 << 20 && write.write_all(&chunk).await.is_ok() {
+                sent += chunk.len();
+            }
+            sent
+        });
+        let mut line = String::new();
+        let answered = tokio::time::timeout(Duration::from_secs(2), BufReader::new(read).read_line(&mut line)).await;
+        assert!(matches!(answered, Ok(Ok(_))), "answered within 2 s (the request timeout is 5 s)");
+        assert_eq!(line, "{\"error\":\"unknown request\"}\n");
+        let sent = flood.await.unwrap();
+        assert!(sent < 64 << 20, "the daemon stopped reading: the flood was cut off after {sent} bytes");
     }
 }
