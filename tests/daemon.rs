@@ -438,3 +438,46 @@ async fn a_local_memcached_restarted_mid_resync_is_refilled() {
     assert!(!d.log_lines("resync failed").is_empty(), "the interrupted resync was reported: {}", d.log());
     holds_its_keys(&view(&r.resize), r.new_node(), &items).await;
 }
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    // SAFETY: sysconf only reads a system constant.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / tick
+}
+
+/// Issue 15: when the daemon ran out of descriptors, `accept` failed at once
+/// and the control loop retried at once, spinning a core. Now it waits, and
+/// answers again once descriptors are free.
+#[tokio::test(flavor = "multi_thread")]
+async fn out_of_descriptors_the_control_socket_waits_instead_of_spinning() {
+    let r = Resize::three_to_four();
+    let d = Daemon::start(&r.old[0], &r.stable, &["--no-agentx"]);
+    assert_eq!(d.wait_sync(30).0, Some(0));
+    let open = std::fs::read_dir(format!("/proc/{}/fd", d.pid())).unwrap().count() as u64;
+    let set = |limit: u64| {
+        let new = libc::rlimit { rlim_cur: limit, rlim_max: limit.max(4096) };
+        // SAFETY: prlimit reads `new` and writes nothing (old is null).
+        let rc = unsafe { libc::prlimit(d.pid(), libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) };
+        assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    };
+    set(open + 3);
+    // More clients than descriptors left; they send nothing, so the ones
+    // accepted stay open for the request timeout (5 s).
+    let clients: Vec<_> = (0..12).map(|_| std::os::unix::net::UnixStream::connect(&d.control).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_seconds(d.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_seconds(d.pid()) - before;
+    assert!(used < 0.5, "the daemon used {used:.2} CPU-s in 2 s out of descriptors: it spins");
+    drop(clients);
+    set(4096);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.status().is_none() {
+        assert!(Instant::now() < deadline, "the control socket never answered again: {}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(d.log().contains("cannot accept"), "said once: {}", d.log());
+}
