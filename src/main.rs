@@ -296,12 +296,22 @@ fn normalise_args(mut args: Vec<String>) -> Vec<String> {
 }
 
 fn main() -> ExitCode {
+    // Files and directories we create are never world-readable or
+    // group-writable, whatever umask we were started with (a service
+    // manager's, an operator's 000): log files 0640, directories 0750.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
     astaire::snmp::inform::sender::mark_process_start();
     let cli = Cli::parse_from(normalise_args(std::env::args().collect()));
     let code = match cli.command {
         Command::Daemon(args) => daemon_main(args, cli.log_level, cli.log_file),
         command => {
-            let _guard = init_logging(cli.log_level.unwrap_or(2), cli.log_file.as_deref());
+            let _guard = match init_logging(cli.log_level.unwrap_or(2), cli.log_file.as_deref()) {
+                Ok(guard) => guard,
+                Err(e) => {
+                    eprintln!("astaire: {e}");
+                    return ExitCode::from(exit::USAGE);
+                }
+            };
             with_runtime(async move {
                 match command {
                     Command::Resync(args) => resync_cmd(args).await,
@@ -333,7 +343,38 @@ fn with_runtime(work: impl std::future::Future<Output = u8>) -> u8 {
 }
 
 /// Logs to stderr, or to `DIR/astaire.log.<date>` when a directory is given.
-fn init_logging(level: u8, dir: Option<&std::path::Path>) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+/// A log directory that others can write to would let them plant a
+/// symlink named like the next log file, which this process (root, for the
+/// init script) would then write through. So it must not be writable by
+/// other users; it is created 0750 when missing.
+fn private_log_dir(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let shown = dir.display();
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .map_err(|e| format!("log directory {shown}: cannot create it: {e}"))?;
+    }
+    let meta = std::fs::metadata(dir).map_err(|e| format!("log directory {shown}: {e}"))?;
+    if !meta.is_dir() {
+        return Err(format!("log directory {shown}: not a directory"));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o002 != 0 {
+        return Err(format!(
+            "log directory {shown}: writable by every user (mode {mode:04o}), so anyone could plant a symlink where the \
+             log goes; use a directory only this service writes (chmod o-w)"
+        ));
+    }
+    Ok(())
+}
+
+fn init_logging(
+    level: u8,
+    dir: Option<&std::path::Path>,
+) -> Result<Option<tracing_appender::non_blocking::WorkerGuard>, String> {
     let filter = match level {
         0 => "error",
         1 => "warn",
@@ -345,10 +386,11 @@ fn init_logging(level: u8, dir: Option<&std::path::Path>) -> Option<tracing_appe
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("astaire={filter}")));
     match dir {
         Some(dir) => {
+            private_log_dir(dir)?;
             let appender = tracing_appender::rolling::daily(dir, "astaire.log");
             let (writer, guard) = tracing_appender::non_blocking(appender);
             tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(false).init();
-            Some(guard)
+            Ok(Some(guard))
         }
         None => {
             tracing_subscriber::fmt()
@@ -356,7 +398,7 @@ fn init_logging(level: u8, dir: Option<&std::path::Path>) -> Option<tracing_appe
                 .with_writer(astaire::progress::LogWriter)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
-            None
+            Ok(None)
         }
     }
 }
@@ -433,7 +475,10 @@ fn daemon_main(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf
     if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, args.nice) } != 0 {
         eprintln!("astaire: cannot set nice {}: {}", args.nice, std::io::Error::last_os_error());
     }
-    let _guard = init_logging(level, log_file.as_deref());
+    let _guard = match init_logging(level, log_file.as_deref()) {
+        Ok(guard) => guard,
+        Err(e) => return fail(e),
+    };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let agentx = (!args.no_agentx).then(|| {
         let master = args.agentx.clone().unwrap_or_else(|| {
@@ -475,8 +520,21 @@ fn daemon_main(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf
 /// Creates `path`, takes an exclusive lock on it and writes our pid.
 fn lock_pidfile(path: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
     use std::io::Write;
-    let file =
-        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(|e| e.to_string())?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NOFOLLOW: a symlink planted at the pidfile's path is refused, never
+    // written through (the daemon may run as root). 0640 after the umask:
+    // written by us only, read by root's tools and the service's group.
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => "is a symlink; refusing to write through it".to_owned(),
+            _ => e.to_string(),
+        })?;
     let mut locked = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
         .map_err(|(_, e)| format!("already locked by another process ({e})"))?;
     locked.set_len(0).map_err(|e| e.to_string())?;

@@ -481,3 +481,71 @@ async fn out_of_descriptors_the_control_socket_waits_instead_of_spinning() {
     }
     assert!(d.log().contains("cannot accept"), "said once: {}", d.log());
 }
+
+/// Issue 15: under umask 000 the pidfile and logs were created 0666 and
+/// their directory 0777, and the pidfile followed a symlink another user
+/// had planted. Now: 0640, 0640 and 0750 whatever the umask; a symlinked
+/// pidfile and a log directory every user can write to are refused, and
+/// what the symlink points at is untouched.
+#[tokio::test(flavor = "multi_thread")]
+async fn files_are_private_whatever_the_umask_and_symlinks_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let memcached = Memcached::start();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("cs");
+    std::fs::write(&settings, format!("servers={}\n", memcached.name())).unwrap();
+    let daemon = |pidfile: &std::path::Path, logs: &std::path::Path| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"));
+        cmd.arg("--log-file").arg(logs).args(["daemon", "--no-agentx", "--config", "/dev/null", "--nice", "0"]);
+        cmd.args(["--local-name", &memcached.name(), "--cluster-settings"]).arg(&settings);
+        cmd.arg("--control-socket").arg(dir.path().join("ctl")).arg("--pidfile").arg(pidfile);
+        // SAFETY: umask is async-signal-safe and touches nothing else.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::umask(0);
+                Ok(())
+            });
+        }
+        cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+        cmd
+    };
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+
+    // A planted symlink at the pidfile's path.
+    let precious = dir.path().join("precious");
+    std::fs::write(&precious, b"keep me").unwrap();
+    std::fs::set_permissions(&precious, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let link = dir.path().join("astaire.pid");
+    std::os::unix::fs::symlink(&precious, &link).unwrap();
+    let out = daemon(&link, &dir.path().join("logs")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("is a symlink"), "{}", text(&out));
+    assert_eq!((std::fs::read(&precious).unwrap(), mode(&precious)), (b"keep me".to_vec(), 0o600));
+
+    // A log directory anyone can write to.
+    let open_dir = dir.path().join("open");
+    std::fs::create_dir(&open_dir).unwrap();
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = daemon(&dir.path().join("p1"), &open_dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("writable by every user") && text(&out).contains("open"), "{}", text(&out));
+    assert_eq!(std::fs::read_dir(&open_dir).unwrap().count(), 0, "nothing written there");
+
+    // Under umask 000: private modes all the same.
+    let (pidfile, logs) = (dir.path().join("run.pid"), dir.path().join("logs"));
+    let mut child = daemon(&pidfile, &logs).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let found = std::fs::read_dir(&logs).ok().and_then(|mut d| d.next()).and_then(Result::ok);
+        if let (Some(f), true) = (found, pidfile.exists()) {
+            break f.path();
+        }
+        assert!(Instant::now() < deadline, "no pidfile or log file");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let modes = (mode(&pidfile), mode(&logs), mode(&log));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(modes, (0o640, 0o750, 0o640), "pidfile, log directory, log file");
+}
