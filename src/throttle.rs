@@ -1,7 +1,9 @@
 //! Pacing the copy: a byte rate shared by all sources, and a CPU budget
-//! measured from the process's own CPU time (getrusage), so the process is
-//! slowed, never stopped, and sockets keep being drained. The dump readers
-//! are never paced (see the metadump hazard in `resync::source`).
+//! measured from the copy's own CPU time (getrusage of the thread that runs
+//! it), so the copy is slowed, never stopped, and sockets keep being
+//! drained. The AgentX subagent has a thread of its own, and its work (a
+//! GetNext flood, say) is not charged to the copy. The dump readers are
+//! never paced (see the metadump hazard in `resync::source`).
 
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -33,8 +35,17 @@ impl Bandwidth {
 
 /// CPU time used by this process (all threads), user + system.
 pub fn process_cpu_time() -> Duration {
-    use nix::sys::resource::{getrusage, UsageWho};
-    match getrusage(UsageWho::RUSAGE_SELF) {
+    cpu_time(nix::sys::resource::UsageWho::RUSAGE_SELF)
+}
+
+/// CPU time used by the calling thread, user + system.
+pub fn thread_cpu_time() -> Duration {
+    cpu_time(nix::sys::resource::UsageWho::RUSAGE_THREAD)
+}
+
+fn cpu_time(who: nix::sys::resource::UsageWho) -> Duration {
+    use nix::sys::resource::getrusage;
+    match getrusage(who) {
         Ok(u) => {
             let tv = |t: nix::sys::time::TimeVal| {
                 Duration::new(t.tv_sec().max(0) as u64, (t.tv_usec().max(0) * 1000) as u32)
@@ -61,21 +72,42 @@ pub fn cpu_delay(cpu: Duration, wall: Duration, share: f64) -> Duration {
     Duration::from_secs_f64((allowed_wall - wall.as_secs_f64()).max(0.0))
 }
 
-/// Keeps the process within a share of one core since it was created.
+/// Keeps the copy within a share of one core since it was created. The
+/// copy runs on one thread (the CLI's and the daemon's current-thread
+/// runtime), the one that creates the budget: only that thread's CPU
+/// counts. Paced from another thread (a multi-thread runtime), it counts
+/// the whole process instead, never a mix of two threads' clocks.
 #[derive(Debug)]
 pub struct CpuBudget {
     share: f64,
-    start_cpu: Duration,
+    thread: std::thread::ThreadId,
+    start_thread_cpu: Duration,
+    start_process_cpu: Duration,
     start: Instant,
 }
 
 impl CpuBudget {
     pub fn new(share_of_one_core: f64) -> CpuBudget {
-        CpuBudget { share: share_of_one_core, start_cpu: process_cpu_time(), start: Instant::now() }
+        CpuBudget {
+            share: share_of_one_core,
+            thread: std::thread::current().id(),
+            start_thread_cpu: thread_cpu_time(),
+            start_process_cpu: process_cpu_time(),
+            start: Instant::now(),
+        }
+    }
+
+    /// The CPU the copy has used since the budget was created.
+    pub fn used(&self) -> Duration {
+        if std::thread::current().id() == self.thread {
+            thread_cpu_time().saturating_sub(self.start_thread_cpu)
+        } else {
+            process_cpu_time().saturating_sub(self.start_process_cpu)
+        }
     }
 
     pub async fn pace(&self) {
-        let used = process_cpu_time().saturating_sub(self.start_cpu);
+        let used = self.used();
         let delay = cpu_delay(used, self.start.elapsed(), self.share);
         if !delay.is_zero() {
             tokio::time::sleep(delay.min(Duration::from_secs(5))).await;
@@ -123,6 +155,26 @@ mod tests {
         let d = cpu_delay(s(0.2), s(1.0), 0.1);
         assert!((d.as_secs_f64() - 1.0).abs() < 1e-9, "0.2 s of CPU needs 2 s of wall: {d:?}");
         assert_eq!(cpu_delay(s(5.0), s(0.0), 0.0), Duration::ZERO, "no budget means no limit");
+    }
+
+    fn burn(ms: u64) {
+        let until = Instant::now() + Duration::from_millis(ms);
+        let mut x = 0u64;
+        while Instant::now() < until {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+        }
+    }
+
+    /// Issue 15: the budget used RUSAGE_SELF, so a GetNext flood on the
+    /// AgentX thread slowed a 6 s resync to 91 s. Another thread's CPU is
+    /// not the copy's.
+    #[test]
+    fn another_threads_cpu_is_not_charged_to_the_copy() {
+        let budget = CpuBudget::new(0.1);
+        std::thread::spawn(|| burn(300)).join().unwrap();
+        assert!(budget.used() < Duration::from_millis(100), "charged {:?} for another thread", budget.used());
+        burn(200);
+        assert!(budget.used() >= Duration::from_millis(150), "its own CPU counts: {:?}", budget.used());
     }
 
     #[test]
