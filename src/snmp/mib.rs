@@ -166,12 +166,16 @@ impl MibView {
 
     /// RFC 2741 7.2.3.2: the first `non_repeaters` ranges once, then the
     /// others `max_repetitions` times, each continuing after the last.
+    /// Whole repetitions stop once the answer would pass
+    /// [`MAX_BULK_VARBINDS`] (at least one is always given): GetBulk may
+    /// answer fewer repetitions than asked, and a large `max_repetitions`
+    /// over many ranges must not make a reply hundreds of times the request.
     pub fn get_bulk(&self, non_repeaters: u16, max_repetitions: u16, ranges: &[SearchRange]) -> Vec<VarBind> {
         let (once, repeated) = ranges.split_at((non_repeaters as usize).min(ranges.len()));
         let mut out: Vec<VarBind> = once.iter().map(|r| self.get_next(r)).collect();
         let mut cursors: Vec<SearchRange> = repeated.to_vec();
-        for _ in 0..max_repetitions {
-            if cursors.is_empty() {
+        for repetition in 0..max_repetitions {
+            if cursors.is_empty() || (repetition > 0 && out.len() + cursors.len() > MAX_BULK_VARBINDS) {
                 break;
             }
             let mut all_ended = true;
@@ -191,6 +195,11 @@ impl MibView {
         out
     }
 }
+
+/// The most varbinds a GetBulk answer grows to by repetition (net-snmp's
+/// own walks ask for 10 to 50 at a time; the whole subtree of a big
+/// resync has a few thousand instances).
+pub const MAX_BULK_VARBINDS: usize = 2048;
 
 #[cfg(test)]
 mod tests {
@@ -307,6 +316,26 @@ mod tests {
                 "A.8.1.6.1.4.10.0.0.2.11211.9.1",
             ]
         );
+        let ended = view.get_bulk(0, 5, &[r(&format!("{A}.8.1.6.1.4.10.0.0.2.11211.9.1"))]);
+        assert_eq!(ended.len(), 1, "stops once every repeater has ended");
+        assert_eq!(ended[0].value, Value::EndOfMibView);
+    }
+
+    /// Issue 15: a 1 MiB GetBulk with a large max-repetitions was answered
+    /// in full (42 MB idle, 285 MB during a resync).
+    #[test]
+    fn getbulk_answers_whole_repetitions_up_to_the_cap() {
+        let view = MibView::new(&snapshot());
+        // Ranges that never end: each repetition of this many ranges
+        // starting before the subtree finds the first scalar again.
+        let r = |s: &str| SearchRange { start: o(s), include: false, end: Oid::default() };
+        let ranges: Vec<SearchRange> = (0..700).map(|_| r(&format!("{A}.1"))).collect();
+        let out = view.get_bulk(0, u16::MAX, &ranges);
+        assert!(out.len() <= MAX_BULK_VARBINDS, "{} varbinds", out.len());
+        assert_eq!(out.len() % ranges.len(), 0, "whole repetitions only: {}", out.len());
+        let huge: Vec<SearchRange> = (0..3000).map(|_| r(&format!("{A}.1"))).collect();
+        assert_eq!(view.get_bulk(0, u16::MAX, &huge).len(), 3000, "one repetition is always answered");
+        assert_eq!(view.get_bulk(10, u16::MAX, &huge).len(), 3000, "non-repeaters once, then one repetition");
         let ended = view.get_bulk(0, 5, &[r(&format!("{A}.8.1.6.1.4.10.0.0.2.11211.9.1"))]);
         assert_eq!(ended.len(), 1, "stops once every repeater has ended");
         assert_eq!(ended[0].value, Value::EndOfMibView);
