@@ -150,7 +150,7 @@ async fn compare_batch(
             report.differences.push(Difference {
                 vbucket: key.vbucket,
                 source: source.to_owned(),
-                key: String::from_utf8_lossy(&decode_key(key.wire)).into_owned(),
+                key: crate::memcached::proto::printable(&decode_key(key.wire)),
                 problem,
             });
         }

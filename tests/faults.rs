@@ -51,6 +51,15 @@ fn fake_source(reply: &'static [u8]) -> (String, std::thread::JoinHandle<()>) {
 /// [`fake_source`] answering `version` with `version`; it does not know
 /// `lru_crawler mgdump` (a bare `ERROR`, as for any unknown command).
 fn fake_source_claiming(version: &'static [u8], reply: &'static [u8]) -> (String, std::thread::JoinHandle<()>) {
+    fake_source_listing(version, b"key=reg%5C%5Cfake exp=-1 la=1 cas=1 fetch=no cls=1 size=70\nEND\r\n", reply)
+}
+
+/// [`fake_source_claiming`] whose metadump answers `dump`.
+fn fake_source_listing(
+    version: &'static [u8],
+    dump: &'static [u8],
+    reply: &'static [u8],
+) -> (String, std::thread::JoinHandle<()>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let handle = std::thread::spawn(move || {
@@ -70,7 +79,7 @@ fn fake_source_claiming(version: &'static [u8], reply: &'static [u8]) -> (String
                     } else if line.starts_with("lru_crawler mgdump") {
                         b"ERROR\r\n"
                     } else if line.starts_with("lru_crawler") {
-                        b"key=reg%5C%5Cfake exp=-1 la=1 cas=1 fetch=no cls=1 size=70\nEND\r\n"
+                        dump
                     } else if line.starts_with("mg ") {
                         reply
                     } else if line.starts_with("mn") {
@@ -145,6 +154,40 @@ async fn an_out_of_range_ttl_from_a_source_is_clamped_and_the_item_lands() {
     let until_2038 = astaire::resync::rules::TTL_MAX as i64 - now;
     let left = got.ttl;
     assert!((until_2038 - left).abs() < 60, "expires in January 2038: {left} s left, {until_2038} s expected");
+}
+
+/// Issue 15: a dumped key holding `%0A` forged a log line, ESC bytes went
+/// to the terminal raw, and every bad key had its own warning. Keys that
+/// cannot be copied (here: over 250 bytes) are named once per vbucket,
+/// printable, and counted in one summary line per vbucket.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_keys_neither_forge_log_lines_nor_flood_the_log() {
+    let raw = |i: usize| format!("{}\nFORGED INFO all good\x1b[2J{i}", "x".repeat(260)).into_bytes();
+    let mut dump = Vec::new();
+    for i in 0..40 {
+        let encoded: String = raw(i).iter().map(|b| format!("%{b:02X}")).collect();
+        dump.extend_from_slice(format!("key={encoded} exp=-1 la=1 cas=1 fetch=no cls=1 size=400\n").as_bytes());
+    }
+    dump.extend_from_slice(b"END\r\n");
+    let local = Memcached::start();
+    let (fake, _server) = fake_source_listing(b"VERSION 1.6.18\r\n", Vec::leak(dump), b"EN\r\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cs");
+    std::fs::write(&path, format!("servers={fake}\nnew_servers={fake},{}\n", local.name())).unwrap();
+    let out = resync_cli(&local.name(), &path, &["--io-timeout", "2"]);
+    let t = text(&out);
+    assert!(!t.lines().any(|l| l.starts_with("FORGED")), "a forged line: {t}");
+    assert!(!t.contains('\x1b'), "a raw escape byte: {t}");
+    assert!(t.contains("\\x0aFORGED INFO all good\\x1b[2J"), "the key, printable: {t}");
+    let mut per_vb = std::collections::BTreeMap::<u8, usize>::new();
+    for i in 0..40 {
+        *per_vb.entry(astaire::view::vbucket(&raw(i))).or_default() += 1;
+    }
+    let named = t.lines().filter(|l| l.contains("cannot copy key")).count();
+    assert_eq!(named, per_vb.len(), "one warning per vbucket: {t}");
+    let summed = t.lines().filter(|l| l.contains("keys of this vbucket cannot be copied")).count();
+    assert_eq!(summed, per_vb.values().filter(|n| **n > 1).count(), "{t}");
+    assert_ne!(out.status.code(), Some(0), "keys left behind is no success: {t}");
 }
 
 /// A server whose version promises `mgdump` but that does not know it (a

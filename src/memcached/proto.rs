@@ -92,6 +92,24 @@ pub fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(head(b, 200)).into_owned()
 }
 
+/// A key (or any bytes from a server) as it may appear in a log line or on
+/// a terminal: printable ASCII as is, every other byte as `\xNN`, so a key
+/// holding a newline or an escape sequence can neither forge a log line
+/// nor drive the terminal. Backslashes stay single: Clearwater's keys are
+/// full of them.
+pub fn printable(b: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(b.len());
+    for &c in b {
+        if (0x20..0x7f).contains(&c) {
+            out.push(c as char);
+        } else {
+            let _ = write!(out, "\\x{c:02x}");
+        }
+    }
+    out
+}
+
 fn parse_num<T: TryFrom<i128>>(tok: &[u8], line: &[u8]) -> Result<T, ProtoError> {
     parse_decimal(tok).ok_or_else(|| ProtoError::Malformed(lossy(line)))
 }
@@ -333,6 +351,14 @@ pub fn mn(out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_keys_cannot_forge_lines_or_drive_terminals() {
+        assert_eq!(printable(b"reg\\\\sip:a@b"), "reg\\\\sip:a@b");
+        assert_eq!(printable(b"k\n2026 INFO forged\x1b[31m"), "k\\x0a2026 INFO forged\\x1b[31m");
+        assert_eq!(printable("é".as_bytes()), "\\xc3\\xa9");
+        assert!(printable(&(0u8..=255).collect::<Vec<_>>()).chars().all(|c| (' '..='~').contains(&c)));
+    }
 
     fn one(buf: &[u8]) -> Meta {
         parse_meta(buf).unwrap().unwrap()

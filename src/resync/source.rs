@@ -161,6 +161,9 @@ pub async fn dump_keys(
             l.send_if(true, opts, progress);
         }
     }
+    for (vb, n) in sorter.listing.unmovable.iter().filter(|(_, n)| **n > 1) {
+        warn!(source, vbucket = vb, keys = n, "{n} keys of this vbucket cannot be copied (the first is named above)");
+    }
     Ok(sorter.listing)
 }
 
@@ -212,8 +215,15 @@ impl Sorter<'_> {
                 _ => &mut self.now,
             };
             if let Err(e) = outlet.batch.push(raw, *digest) {
-                *self.listing.unmovable.entry(vb).or_default() += 1;
-                warn!(source = self.source, vbucket = vb, key = %String::from_utf8_lossy(raw), "cannot copy key: {e}");
+                // One warning per vbucket (the rest are counted, and
+                // summed up when the dump ends), the key made printable.
+                let count = self.listing.unmovable.entry(vb).or_default();
+                *count += 1;
+                if *count == 1 {
+                    warn!(source = self.source, vbucket = vb, key = %proto::printable(raw), "cannot copy key: {e}");
+                } else {
+                    debug!(source = self.source, vbucket = vb, key = %proto::printable(raw), "cannot copy key: {e}");
+                }
                 continue;
             }
             self.listing.listed += 1;
@@ -614,7 +624,7 @@ impl<'a> Injector<'a> {
                     failures += 1;
                     if failures <= 3 {
                         let msg = m.message.clone().and_then(|r| frame.get(r)).unwrap_or_default();
-                        warn!(local = %server, "item not stored: {}", String::from_utf8_lossy(msg));
+                        warn!(local = %server, "item not stored: {}", proto::printable(msg));
                     }
                 }
                 if let Some(slot) = fates.get_mut(i) {
