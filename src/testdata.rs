@@ -38,10 +38,11 @@ pub fn push_ms_quiet(out: &mut Vec<u8>, i: u64, size: usize, flags: u32, now: u6
         flags,
         ttl(i, now),
         if add { SetMode::Add } else { SetMode::Set { cas: None } },
+        0,
     );
-    // `ms <key> <len> F T ME c\r\n` → `… ME q\r\n`: quiet, no CAS.
+    // `ms <key> <len> F T ME c O0\r\n` → `… ME q\r\n`: quiet, no CAS, no opaque.
     let header_end = line.windows(2).position(|w| w == b"\r\n").unwrap_or(line.len());
-    let header = String::from_utf8_lossy(&line[..header_end]).replace(" c", " q");
+    let header = String::from_utf8_lossy(&line[..header_end]).replace(" c O0", " q");
     out.extend_from_slice(header.as_bytes());
     out.extend_from_slice(&line[header_end..]);
 }

@@ -115,8 +115,8 @@ async fn compare_batch(
     // Items about to expire are not copied, so not expected either.
     let items: Vec<_> = batch.items.iter().filter(|i| inject_ttl(i.ttl, 0).is_some()).collect();
     req.clear();
-    for item in &items {
-        proto::mg(req, batch.key(item).wire, "f v u");
+    for (n, item) in items.iter().enumerate() {
+        proto::mg(req, batch.key(item).wire, "f v u", n);
     }
     proto::mn(req);
     let mut found = Vec::with_capacity(items.len());

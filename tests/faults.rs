@@ -107,8 +107,12 @@ fn fake_source_listing(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_source_answering_nonsense_fails_alone_with_a_clear_error() {
-    let cases: [(&'static [u8], &str); 6] = [
-        (b"EN\r\nEN\r\n", "more than 1 responses to 1 requests"),
+    let cases: [(&'static [u8], &str); 8] = [
+        (b"EN O0\r\nEN O0\r\n", "more than 1 responses to 1 requests"),
+        // Issue 15: answers were matched by position only (`k0` got `k3`'s
+        // value); each request's position comes back as its opaque.
+        (b"VA 5 f1 t-1 O3\r\nhello\r\n", "answer 0 is for request 3 (responses out of order)"),
+        (b"VA 5 f1 t-1\r\nhello\r\n", "answer 0 is for request unknown: no O token"),
         (b"VA 5\r\nab", "closed in the middle of a response"),
         (b"VA 3\r\nabcdef\r\n", "not followed by CRLF"),
         (b"VA 999999999999\r\n", "over the"),
@@ -141,7 +145,7 @@ async fn a_source_answering_nonsense_fails_alone_with_a_clear_error() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_out_of_range_ttl_from_a_source_is_clamped_and_the_item_lands() {
     let local = Memcached::start();
-    let (fake, _server) = fake_source(b"VA 5 f7 t9223372036854775807\r\nhello\r\n");
+    let (fake, _server) = fake_source(b"VA 5 f7 t9223372036854775807 O0\r\nhello\r\n");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cs");
     std::fs::write(&path, format!("servers={fake}\nnew_servers={fake},{}\n", local.name())).unwrap();
@@ -197,7 +201,7 @@ async fn hostile_keys_neither_forge_log_lines_nor_flood_the_log() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_without_mgdump_is_listed_with_metadump_whatever_its_version() {
     let local = Memcached::start();
-    let (fake, _server) = fake_source_claiming(b"VERSION 1.6.40\r\n", b"VA 5 f7 t-1\r\nhello\r\n");
+    let (fake, _server) = fake_source_claiming(b"VERSION 1.6.40\r\n", b"VA 5 f7 t-1 O0\r\nhello\r\n");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cs");
     std::fs::write(&path, format!("servers={fake}\nnew_servers={fake},{}\n", local.name())).unwrap();

@@ -56,8 +56,16 @@ async fn main() -> ExitCode {
             }
             *n += 1;
             let (buf, count) = chunks.last_mut().expect("pushed above");
+            proto::ms(
+                buf,
+                WireKey { bytes: &k, base64: false },
+                &v,
+                stamp,
+                ttl(i, now),
+                SetMode::Set { cas: None },
+                *count,
+            );
             *count += 1;
-            proto::ms(buf, WireKey { bytes: &k, base64: false }, &v, stamp, ttl(i, now), SetMode::Set { cas: None });
         }
     }
     let started = Instant::now();

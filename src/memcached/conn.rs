@@ -163,8 +163,8 @@ impl Connection {
         write_all(&mut self.writer, bytes, &self.server, self.timeout).await
     }
 
-    /// Sends `requests`: `expected` non-quiet requests, each answered once,
-    /// then `mn`. Feeds every response before the closing `MN` to `each`
+    /// Sends `requests`: `expected` non-quiet requests, each answered once
+    /// and each carrying its position as its opaque (`O0`, `O1`, …), then `mn`. Feeds every response before the closing `MN` to `each`
     /// with its index (responses come in request order), while the requests
     /// are still being written. Any other number of responses is a protocol
     /// error: the stream is out of step.
@@ -187,6 +187,23 @@ impl Connection {
                 }
                 if index == expected {
                     return Err(out_of_step(format!("more than {expected}")));
+                }
+                // Every request carries its position as `O`, and memcached
+                // echoes it on every answer but a SERVER_ERROR: an answer
+                // that is not the next one's is a stream out of step, never
+                // a value for the wrong key.
+                match meta.opaque {
+                    Some(o) if o as usize == index => {}
+                    None if meta.status == Status::ServerError => {}
+                    other => {
+                        return Err(McError::Unexpected {
+                            server: server.clone(),
+                            message: format!(
+                                "answer {index} is for request {} (responses out of order)",
+                                other.map_or_else(|| "unknown: no O token".to_owned(), |o| o.to_string())
+                            ),
+                        })
+                    }
                 }
                 each(index, &meta, reader.frame())?;
                 index += 1;
@@ -251,7 +268,7 @@ impl Connection {
         let mut req = Vec::new();
         let mut wire = Vec::new();
         let base64 = self.key(raw_key, &mut wire)?;
-        proto::mg(&mut req, WireKey { bytes: &wire, base64 }, "f t v c");
+        proto::mg(&mut req, WireKey { bytes: &wire, base64 }, "f t v c", 0);
         proto::mn(&mut req);
         let mut item = None;
         self.pipeline(&req, 1, |_, m, frame| {
@@ -287,7 +304,7 @@ impl Connection {
         let mut req = Vec::new();
         let mut wire = Vec::new();
         let base64 = self.key(raw_key, &mut wire)?;
-        proto::ms(&mut req, WireKey { bytes: &wire, base64 }, value, flags, ttl, mode);
+        proto::ms(&mut req, WireKey { bytes: &wire, base64 }, value, flags, ttl, mode, 0);
         proto::mn(&mut req);
         let mut status = Status::Noop;
         self.pipeline(&req, 1, |_, m, _| {
@@ -303,7 +320,7 @@ impl Connection {
         let mut req = Vec::new();
         let mut wire = Vec::new();
         let base64 = self.key(raw_key, &mut wire)?;
-        proto::md(&mut req, WireKey { bytes: &wire, base64 }, None);
+        proto::md(&mut req, WireKey { bytes: &wire, base64 }, None, 0);
         proto::mn(&mut req);
         let mut found = false;
         self.pipeline(&req, 1, |_, m, _| {

@@ -68,6 +68,8 @@ pub struct Meta {
     pub value: Option<Range<usize>>,
     /// The message of a `SERVER_ERROR`.
     pub message: Option<Range<usize>>,
+    /// The `O` token echoed back: the request's position in its batch.
+    pub opaque: Option<u32>,
 }
 
 /// At most the first `n` bytes of `b`.
@@ -150,6 +152,7 @@ pub fn parse_meta(buf: &[u8]) -> Result<Option<Meta>, ProtoError> {
         base64: false,
         value: None,
         message: None,
+        opaque: None,
     };
     if let Some(rest) = line.strip_prefix(b"SERVER_ERROR") {
         meta.status = Status::ServerError;
@@ -188,11 +191,12 @@ pub fn parse_meta(buf: &[u8]) -> Result<Option<Meta>, ProtoError> {
             b't' => meta.ttl = Some(parse_num(arg, line)?),
             b'c' => meta.cas = Some(parse_num(arg, line)?),
             b'b' => meta.base64 = true,
+            b'O' => meta.opaque = Some(parse_num(arg, line)?),
             b'k' => {
                 let start = tok.as_ptr() as usize - buf.as_ptr() as usize + 1;
                 meta.key = Some(start..start + arg.len());
             }
-            _ => {} // flags we did not ask for (s, O, W, Z, …) are not ours to judge
+            _ => {} // flags we did not ask for (s, W, Z, …) are not ours to judge
         }
     }
     if let Some(n) = value_len {
@@ -289,13 +293,16 @@ fn push_num(out: &mut Vec<u8>, prefix: &[u8], n: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-/// `mg <key> <flags>`: `flags` is the space-separated flag list, e.g. `"f t v u"`.
-pub fn mg(out: &mut Vec<u8>, key: WireKey<'_>, flags: &str) {
+/// `mg <key> <flags> O<opaque>`: `flags` is the space-separated flag list,
+/// e.g. `"f t v u"`; `opaque` is the request's position in its batch, which
+/// every answer carries back ([`super::Connection::pipeline`] checks it).
+pub fn mg(out: &mut Vec<u8>, key: WireKey<'_>, flags: &str, opaque: usize) {
     push_key(out, b"mg ", key);
     if !flags.is_empty() {
         out.push(b' ');
         out.extend_from_slice(flags.as_bytes());
     }
+    push_num(out, b" O", opaque);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -308,9 +315,9 @@ pub enum SetMode {
     Set { cas: Option<u64> },
 }
 
-/// `ms <key> <len> F<flags> T<ttl> <mode> c` + value. Always asks for the new
+/// `ms <key> <len> F<flags> T<ttl> <mode> c O<opaque>` + value. Always asks for the new
 /// CAS (`c`) so the delete guard can target exactly what was written.
-pub fn ms(out: &mut Vec<u8>, key: WireKey<'_>, value: &[u8], flags: u32, ttl: u64, mode: SetMode) {
+pub fn ms(out: &mut Vec<u8>, key: WireKey<'_>, value: &[u8], flags: u32, ttl: u64, mode: SetMode, opaque: usize) {
     // The data length must be the token right after the key, before `b`.
     out.extend_from_slice(b"ms ");
     out.extend_from_slice(key.bytes);
@@ -321,25 +328,27 @@ pub fn ms(out: &mut Vec<u8>, key: WireKey<'_>, value: &[u8], flags: u32, ttl: u6
     push_num(out, b" F", flags);
     push_num(out, b" T", ttl);
     match mode {
-        SetMode::Add => out.extend_from_slice(b" ME c\r\n"),
+        SetMode::Add => out.extend_from_slice(b" ME c"),
         SetMode::Set { cas } => {
             out.extend_from_slice(b" MS c");
             if let Some(cas) = cas {
                 push_num(out, b" C", cas);
             }
-            out.extend_from_slice(b"\r\n");
         }
     }
+    push_num(out, b" O", opaque);
+    out.extend_from_slice(b"\r\n");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
-/// `md <key> [C<cas>]`.
-pub fn md(out: &mut Vec<u8>, key: WireKey<'_>, cas: Option<u64>) {
+/// `md <key> [C<cas>] O<opaque>`.
+pub fn md(out: &mut Vec<u8>, key: WireKey<'_>, cas: Option<u64>, opaque: usize) {
     push_key(out, b"md ", key);
     if let Some(cas) = cas {
         push_num(out, b" C", cas);
     }
+    push_num(out, b" O", opaque);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -458,15 +467,15 @@ mod tests {
         let key = WireKey { bytes: b"k", base64: false };
         let b64 = WireKey { bytes: b"YSBr", base64: true };
         let mut out = Vec::new();
-        mg(&mut out, b64, "f t v u");
-        ms(&mut out, key, b"hi", 7, 0, SetMode::Add);
-        ms(&mut out, key, b"", 7, 30, SetMode::Set { cas: Some(5) });
-        ms(&mut out, b64, b"x", 0, 0, SetMode::Add);
-        md(&mut out, key, Some(9));
+        mg(&mut out, b64, "f t v u", 0);
+        ms(&mut out, key, b"hi", 7, 0, SetMode::Add, 1);
+        ms(&mut out, key, b"", 7, 30, SetMode::Set { cas: Some(5) }, 2);
+        ms(&mut out, b64, b"x", 0, 0, SetMode::Add, 3);
+        md(&mut out, key, Some(9), 4);
         mn(&mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "mg YSBr b f t v u\r\nms k 2 F7 T0 ME c\r\nhi\r\nms k 0 F7 T30 MS c C5\r\n\r\nms YSBr 1 b F0 T0 ME c\r\nx\r\nmd k C9\r\nmn\r\n"
+            "mg YSBr b f t v u O0\r\nms k 2 F7 T0 ME c O1\r\nhi\r\nms k 0 F7 T30 MS c C5 O2\r\n\r\nms YSBr 1 b F0 T0 ME c O3\r\nx\r\nmd k C9 O4\r\nmn\r\n"
         );
     }
 }

@@ -317,8 +317,8 @@ async fn fetch_values(
     req: &mut Vec<u8>,
 ) -> Result<(), McError> {
     req.clear();
-    for i in which {
-        proto::mg(req, out.keys.get(*i).wire, "f t v u");
+    for (n, i) in which.iter().enumerate() {
+        proto::mg(req, out.keys.get(*i).wire, "f t v u", n);
     }
     proto::mn(req);
     let server = conn.server().to_owned();
@@ -425,8 +425,8 @@ async fn check_newer(
     req: &mut Vec<u8>,
 ) -> Result<(), McError> {
     req.clear();
-    for (i, _) in seen {
-        proto::mg(req, out.keys.get(*i).wire, "f u");
+    for (n, (i, _)) in seen.iter().enumerate() {
+        proto::mg(req, out.keys.get(*i).wire, "f u", n);
     }
     proto::mn(req);
     let server = conn.server().to_owned();
@@ -561,7 +561,8 @@ impl<'a> Injector<'a> {
                 None => self.counts.skipped += 1,
                 Some(ttl) => {
                     *slot = ttl;
-                    proto::ms(&mut self.req, batch.key(item).wire, batch.value(item), item.flags, ttl, SetMode::Add);
+                    let wire = batch.key(item).wire;
+                    proto::ms(&mut self.req, wire, batch.value(item), item.flags, ttl, SetMode::Add, sent.len());
                     sent.push(i);
                 }
             }
@@ -651,8 +652,8 @@ impl<'a> Injector<'a> {
         }
         // Read the local flags (the write time) and CAS of each.
         self.req.clear();
-        for i in conflicts {
-            proto::mg(&mut self.req, batch.key(&batch.items[*i]).wire, "f c");
+        for (n, i) in conflicts.iter().enumerate() {
+            proto::mg(&mut self.req, batch.key(&batch.items[*i]).wire, "f c", n);
         }
         proto::mn(&mut self.req);
         let mut local: Vec<Option<(u32, u64)>> = Vec::with_capacity(conflicts.len());
@@ -685,6 +686,7 @@ impl<'a> Injector<'a> {
                         item.flags,
                         ttls[*i],
                         SetMode::Set { cas: Some(*cas) },
+                        replacing.len(),
                     );
                     replacing.push(*i);
                 }
@@ -722,8 +724,8 @@ impl<'a> Injector<'a> {
         }
         self.counts.rechecked += written.len() as u64;
         self.req.clear();
-        for i in written {
-            proto::mg(&mut self.req, batch.key(&batch.items[*i]).wire, "u");
+        for (n, i) in written.iter().enumerate() {
+            proto::mg(&mut self.req, batch.key(&batch.items[*i]).wire, "u", n);
         }
         proto::mn(&mut self.req);
         let mut gone = Vec::new();
@@ -747,7 +749,7 @@ impl<'a> Injector<'a> {
         let mut deleting = Vec::new();
         for i in &gone {
             let Some(cas) = fates[*i].cas() else { continue };
-            proto::md(&mut self.req, batch.key(&batch.items[*i]).wire, Some(cas));
+            proto::md(&mut self.req, batch.key(&batch.items[*i]).wire, Some(cas), deleting.len());
             deleting.push(*i);
         }
         proto::mn(&mut self.req);

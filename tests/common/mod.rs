@@ -275,7 +275,7 @@ pub async fn bulk_set(server: &str, items: &[TestItem]) {
     let mut conn = Connection::connect(server, DEFAULT_TIMEOUT).await.expect("connect");
     for chunk in items.chunks(1000) {
         let mut req = Vec::new();
-        for item in chunk {
+        for (n, item) in chunk.iter().enumerate() {
             let mut wire = Vec::new();
             let base64 = encode_key(&item.key, &mut wire).expect("sendable key");
             proto::ms(
@@ -285,6 +285,7 @@ pub async fn bulk_set(server: &str, items: &[TestItem]) {
                 item.flags,
                 item.ttl,
                 SetMode::Set { cas: None },
+                n,
             );
         }
         proto::mn(&mut req);
