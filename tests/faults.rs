@@ -194,6 +194,60 @@ async fn hostile_keys_neither_forge_log_lines_nor_flood_the_log() {
     assert_ne!(out.status.code(), Some(0), "keys left behind is no success: {t}");
 }
 
+/// Issue 15: a source that answers one request every few seconds stayed
+/// inside `--io-timeout` for ever (10 minutes, 0 keys landed). A batch must
+/// now move 4 KiB per `--io-timeout`: this one is abandoned within one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_that_drips_answers_is_abandoned_within_the_io_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                    let reply = if line.starts_with("version") {
+                        "VERSION 1.6.18\r\n".to_owned()
+                    } else if line.starts_with("lru_crawler") {
+                        let keys: String = (0..30)
+                            .map(|i| format!("key=drip{i} exp=-1 la=1 cas=1 fetch=no cls=1 size=70\n"))
+                            .collect();
+                        keys + "END\r\n"
+                    } else if line.starts_with("stats") {
+                        "STAT delete_hits 0\r\nEND\r\n".to_owned()
+                    } else if line.starts_with("mg ") {
+                        // One answer every 0.7 s: each read is well inside
+                        // the 2 s timeout.
+                        std::thread::sleep(Duration::from_millis(700));
+                        let opaque = line.split_whitespace().find(|t| t.starts_with('O')).unwrap_or("O0");
+                        format!("VA 5 f1 t-1 {opaque}\r\nhello\r\n")
+                    } else if line.starts_with("mn") {
+                        "MN\r\n".to_owned()
+                    } else {
+                        String::new()
+                    };
+                    if stream.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    let local = Memcached::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cs");
+    std::fs::write(&path, format!("servers={fake}\nnew_servers={fake},{}\n", local.name())).unwrap();
+    let started = Instant::now();
+    let out = resync_cli(&local.name(), &path, &["--io-timeout", "2"]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("too slow"), "{}", text(&out));
+    assert!(took < Duration::from_secs(8), "abandoned after {took:?}, not after the 21 s the drip takes");
+}
+
 /// A server whose version promises `mgdump` but that does not know it (a
 /// fork, or a proxy that reports its own version) is listed with
 /// `metadump`: what the server answers decides, not the version alone. Forced

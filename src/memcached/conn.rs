@@ -13,11 +13,22 @@ use super::dump::{parse_dump_line, DumpLine, DumpMode};
 use super::proto::{self, Meta, ProtoError, Status, WireKey, MAX_LINE};
 use super::McError;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+
+/// A pipelined batch must move at least this many bytes (written and read
+/// together) in every `io_timeout` until it completes: a server that
+/// answers one request every few seconds never trips a per-read timeout,
+/// but it does trip this.
+pub const MIN_PROGRESS: u64 = 4096;
+/// Writes go out in pieces of this size, each with its own timeout, so the
+/// timeout counts time without progress, not the time a large batch takes.
+const WRITE_PIECE: usize = 64 * 1024;
 
 /// Lines of a `stats` answer read before giving up on its `END`.
 pub const MAX_STAT_LINES: usize = 4096;
@@ -34,6 +45,8 @@ pub struct Reader {
     end: usize,
     frame: Range<usize>,
     timeout: Duration,
+    /// Bytes read so far, for the progress rule of [`Connection::pipeline`].
+    total: Arc<AtomicU64>,
 }
 
 impl Reader {
@@ -63,6 +76,7 @@ impl Reader {
             .map_err(|_| McError::Timeout { server: self.server.clone(), secs: self.timeout.as_secs() })?
             .map_err(|source| McError::Io { server: self.server.clone(), source })?;
         self.end += n;
+        self.total.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n > 0)
     }
 
@@ -147,6 +161,7 @@ impl Connection {
                 end: 0,
                 frame: 0..0,
                 timeout: io_timeout,
+                total: Arc::new(AtomicU64::new(0)),
             },
             writer: write,
             server: server.to_owned(),
@@ -173,7 +188,8 @@ impl Connection {
         F: FnMut(usize, &Meta, &[u8]) -> Result<(), McError>,
     {
         let Connection { reader, writer, server, timeout: t } = self;
-        let write = write_all(writer, requests, server, *t);
+        let (read_total, written) = (reader.total.clone(), AtomicU64::new(0));
+        let write = write_counted(writer, requests, server, *t, &written);
         let out_of_step = |got: String| McError::Unexpected {
             server: server.clone(),
             message: format!("{got} responses to {expected} requests"),
@@ -209,7 +225,33 @@ impl Connection {
                 index += 1;
             }
         };
-        tokio::try_join!(write, read).map(|_| ())
+        let window = *t;
+        let stalled = async {
+            let moved = || read_total.load(Ordering::Relaxed) + written.load(Ordering::Relaxed);
+            let mut last = moved();
+            loop {
+                tokio::time::sleep(window).await;
+                let now = moved();
+                if now == last {
+                    return McError::Timeout { server: server.clone(), secs: window.as_secs() };
+                }
+                if now - last < MIN_PROGRESS {
+                    return McError::Unexpected {
+                        server: server.clone(),
+                        message: format!(
+                            "too slow: {} bytes in {} s, under the {MIN_PROGRESS} bytes a batch must move per --io-timeout",
+                            now - last,
+                            window.as_secs()
+                        ),
+                    };
+                }
+                last = now;
+            }
+        };
+        tokio::select! {
+            done = async { tokio::try_join!(write, read) } => done.map(|_| ()),
+            e = stalled => Err(e),
+        }
     }
 
     /// How many items clients have removed on this server so far: the sum
@@ -346,10 +388,26 @@ pub struct Item {
 }
 
 async fn write_all(w: &mut OwnedWriteHalf, bytes: &[u8], server: &str, t: Duration) -> Result<(), McError> {
-    timeout(t, w.write_all(bytes))
-        .await
-        .map_err(|_| McError::Timeout { server: server.to_owned(), secs: t.as_secs() })?
-        .map_err(|source| McError::Io { server: server.to_owned(), source })
+    write_counted(w, bytes, server, t, &AtomicU64::new(0)).await
+}
+
+/// Writes `bytes` a piece at a time, each piece within `t`, adding what
+/// went out to `written`.
+async fn write_counted(
+    w: &mut OwnedWriteHalf,
+    bytes: &[u8],
+    server: &str,
+    t: Duration,
+    written: &AtomicU64,
+) -> Result<(), McError> {
+    for piece in bytes.chunks(WRITE_PIECE) {
+        timeout(t, w.write_all(piece))
+            .await
+            .map_err(|_| McError::Timeout { server: server.to_owned(), secs: t.as_secs() })?
+            .map_err(|source| McError::Io { server: server.to_owned(), source })?;
+        written.fetch_add(piece.len() as u64, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
