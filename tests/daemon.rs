@@ -549,3 +549,33 @@ async fn files_are_private_whatever_the_umask_and_symlinks_are_refused() {
     let _ = child.wait();
     assert_eq!(modes, (0o640, 0o750, 0o640), "pidfile, log directory, log file");
 }
+
+/// A daemon started while its local memcached is down: `local-unreachable`,
+/// alive, and `wait-sync` fails; once memcached is up, the resync it retries
+/// is the kind that failed. Issue 15: the retry of a failed full resync was
+/// a minimal one, which then wrote the restart tag, so the full resync
+/// (the node had lost its data) was never done.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_its_memcached_down_at_start_the_daemon_retries_the_full_resync() {
+    let mut r = Resize::three_to_four();
+    let items = plain_items("reg\\\\sip:down", 1500, 1);
+    load(&view(&r.stable), &items).await;
+    r.cluster.nodes[0].kill();
+    let mut d = Daemon::start(&r.old[0], &r.stable, &["--no-agentx"]);
+    d.wait_for_state("local-unreachable");
+    assert_eq!(d.wait_sync(5).0, Some(1), "wait-sync fails while the local memcached is down");
+    assert!(d.child.try_wait().unwrap().is_none(), "the daemon stays up");
+    r.cluster.nodes[0].restart_empty();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = d.status().unwrap();
+        if s["last"]["success"] == true {
+            assert_eq!(s["last"]["kind"], "full", "the retry is the kind that failed: {s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no successful resync after memcached came back: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    holds_its_keys(&view(&r.stable), &r.old[0], &items).await;
+    assert_eq!(d.stop(), Some(0));
+}

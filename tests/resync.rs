@@ -258,6 +258,39 @@ async fn vbuckets_whose_sources_all_fail_are_reported_and_the_resync_ends() {
     assert!(text(&out).contains(&format!("FAILED for {both_dead} vbuckets")), "{}", text(&out));
 }
 
+/// Issue 15: the restart tag was written after any resync, so a full
+/// resync that left vbuckets behind (or stopped part way) was never done
+/// again. A full resync removes the tag first and writes it only when it
+/// left nothing behind; a failed minimal one leaves the tag as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_restart_tag_is_written_only_by_a_resync_that_left_nothing_behind() {
+    let Resize { mut cluster, all, resize, .. } = Resize::three_to_four();
+    let items = plain_items("reg\\\\sip:tag", 2000, 1);
+    load(&view(&resize), &items).await; // every node holds its new share
+    let mut local = cluster.nodes[3].conn().await;
+    let p = resize.to_str().unwrap();
+    let full = |extra: &[&str]| {
+        let mut args =
+            vec!["resync", "--quiet", "--full", "--io-timeout", "2", "--local-name", &all[3], "--cluster-settings", p];
+        args.extend_from_slice(extra);
+        astaire(&args)
+    };
+    assert_eq!(full(&[]).status.code(), Some(0));
+    assert!(get(&mut local, TAG_KEY).await.is_some(), "a complete full resync writes the tag");
+
+    // Both replicas of some vbuckets down: the full resync fails, and the
+    // tag it removed first stays absent.
+    cluster.nodes[0].kill();
+    cluster.nodes[1].kill();
+    let out = full(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(get(&mut local, TAG_KEY).await.is_none(), "a failed full resync leaves no tag");
+    // A failed minimal resync leaves the tag as it was: absent stays absent.
+    let out = resync_cli(&all[3], &resize, &["--io-timeout", "2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(get(&mut local, TAG_KEY).await.is_none(), "a failed minimal resync writes no tag");
+}
+
 /// A resize with its settings files and the nodes that gain vbuckets.
 struct Race {
     cluster: Cluster,

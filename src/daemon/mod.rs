@@ -331,9 +331,11 @@ pub async fn run(opts: DaemonOptions) -> u8 {
     notify_systemd(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("view loaded")]);
 
     let (tag_tx, mut tag_rx) = mpsc::channel::<Option<bool>>(4);
+    let (retry_tx, mut retry_rx) = mpsc::channel::<(Kind, Option<bool>)>(4);
     let mut tag_poll = tokio::time::interval(opts.tag_poll);
     tag_poll.tick().await;
-    let mut retry: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    // The kind of resync to retry (the kind that failed), and when.
+    let mut retry: Option<(Kind, std::pin::Pin<Box<tokio::time::Sleep>>)> = None;
     // systemd STATUS= with progress while a resync runs.
     let mut status_tick = tokio::time::interval(Duration::from_secs(5));
     let mut running: Option<tokio::task::JoinHandle<Finished>> = d.start_next();
@@ -345,7 +347,7 @@ pub async fn run(opts: DaemonOptions) -> u8 {
                 match done {
                     Ok(f) => {
                         if f.local_unreachable && !d.stopping {
-                            retry = Some(Box::pin(tokio::time::sleep(opts.retry_after)));
+                            retry = Some((f.outcome.kind, Box::pin(tokio::time::sleep(opts.retry_after))));
                         }
                         d.finished(f);
                     }
@@ -398,10 +400,20 @@ pub async fn run(opts: DaemonOptions) -> u8 {
             _ = status_tick.tick(), if running.is_some() => {
                 notify_systemd(&[sd_notify::NotifyState::Status(&d.status().summary())]);
             }
-            _ = async { retry.as_mut().expect("guarded").await }, if retry.is_some() => {
-                retry = None;
-                let g = d.scheduler.request(Kind::Minimal);
-                info!(generation = g, "retrying the resync that failed on the local memcached");
+            _ = async { retry.as_mut().expect("guarded").1.as_mut().await }, if retry.is_some() => {
+                // Look at the tag first: a local memcached that came back
+                // without it (restarted, or new) needs a full resync,
+                // whatever kind failed.
+                let failed = retry.take().map_or(Kind::Minimal, |(kind, _)| kind);
+                let (local, tx) = (opts.local_name.clone(), retry_tx.clone());
+                tokio::spawn(async move {
+                    let _ = tx.send((failed, tag_present(&local).await)).await;
+                });
+            }
+            Some((failed, present)) = retry_rx.recv() => {
+                let kind = if present == Some(false) { Kind::Full } else { failed };
+                let g = d.scheduler.request(kind);
+                info!(generation = g, ?kind, "retrying the resync that failed on the local memcached");
             }
         }
         if d.stopping {

@@ -177,6 +177,12 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
     let local_name = work.local_name.clone();
     let mut local = Connection::connect(&local_name, opts.io_timeout).await.map_err(ResyncError::Local)?;
     let evictions_before = local.evictions().await.map_err(ResyncError::Local)?;
+    // A full resync first forgets that this node was complete: if it stops
+    // part way, or fails, the next start (or the daemon's tag check) sees
+    // the tag missing and does it again.
+    if work.full {
+        local.delete(TAG_KEY).await.map_err(ResyncError::Local)?;
+    }
 
     let by_source = work.by_source();
     let mut addrs = BTreeMap::new();
@@ -281,10 +287,16 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
     }
 
     // The tag says "this memcached has been resynced": written after every
-    // resync, so a restart (which loses it) can be detected.
-    let tag = local.set(TAG_KEY, TAG_VALUE, 0, 0).await;
-    stats.finish();
-    tag.map_err(ResyncError::Local)?;
+    // resync that left no vbucket behind, so a restart (which loses it) can
+    // be detected. After a failed full resync it stays absent, and the full
+    // resync is done again; a failed minimal one leaves it as it was.
+    if failed_vbuckets.is_empty() {
+        let tag = local.set(TAG_KEY, TAG_VALUE, 0, 0).await;
+        stats.finish();
+        tag.map_err(ResyncError::Local)?;
+    } else {
+        stats.finish();
+    }
     let local_evictions = local.evictions().await.map_err(ResyncError::Local)?.saturating_sub(evictions_before);
     if local_evictions > 0 {
         warn!(
