@@ -35,6 +35,17 @@ version=$(/usr/bin/astaire --version)
 getent passwd astaire >/dev/null || fail "no astaire user"
 grep -q '^ExecReload=/bin/kill -HUP \$MAINPID' /lib/systemd/system/astaire.service || fail "unit has no ExecReload"
 grep -q '^Type=notify' /lib/systemd/system/astaire.service || fail "unit is not Type=notify"
+# The unit's hardening, scored by systemd itself (target: 2.0 or less) and
+# checked for errors; printed so every CI run shows it.
+if command -v systemd-analyze >/dev/null; then
+    systemd-analyze verify /lib/systemd/system/astaire.service || fail "systemd-analyze verify: the unit has errors"
+    exposure=$(systemd-analyze security --offline=true /lib/systemd/system/astaire.service 2>/dev/null |
+        awk '/Overall exposure level/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) { print $i; exit } }')
+    echo "package check: systemd-analyze security astaire.service: exposure $exposure (UNSAFE is 9+, the target 2.0 or less)"
+    awk -v e="${exposure:-99}" 'BEGIN { exit !(e <= 2.0) }' || fail "unit exposure $exposure is over 2.0"
+else
+    echo "package check: systemd-analyze is not installed: the unit's hardening was not scored" >&2
+fi
 MIBS="" snmptranslate -M "+$PWD/../shared/mibs:/usr/share/snmp/mibs" -m PROJECT-CLEARWATER-MIB -On \
     PROJECT-CLEARWATER-MIB::astaireBucketsNeedingResync.0 2>/dev/null | grep -q '^.1.2.826.0.1.1578918.9.9.1.0$' \
     || fail "installed MIB does not resolve"
