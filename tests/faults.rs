@@ -42,6 +42,15 @@ async fn a_source_stopped_mid_stream_is_abandoned_after_the_timeout_and_nothing_
     assert_eq!(all_keys(r.new_node()).await.len(), expected, "every key came from the other replicas");
 }
 
+/// `cluster_settings` where `local` joins a cluster of `fake` alone (so it
+/// wants every vbucket from it), in a temporary directory.
+fn resizing_from(fake: &str, local: &Memcached) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cs");
+    std::fs::write(&path, format!("servers={fake}\nnew_servers={fake},{}\n", local.name())).unwrap();
+    (dir, path)
+}
+
 /// A fake memcached: answers `version`, `stats` and a one-key metadump,
 /// then, to the first `mg`, whatever `reply` says.
 fn fake_source(reply: &'static [u8]) -> (String, std::thread::JoinHandle<()>) {
@@ -122,9 +131,7 @@ async fn a_source_answering_nonsense_fails_alone_with_a_clear_error() {
     for (reply, expected) in cases {
         let local = Memcached::start();
         let (fake, _server) = fake_source(reply);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cs");
-        std::fs::write(&path, format!("servers={fake}\nnew_servers={fake},{}\n", local.name())).unwrap();
+        let (_dir, path) = resizing_from(&fake, &local);
         let started = Instant::now();
         let out = resync_cli(&local.name(), &path, &["--io-timeout", "2"]);
         let t = text(&out);
@@ -146,9 +153,7 @@ async fn a_source_answering_nonsense_fails_alone_with_a_clear_error() {
 async fn an_out_of_range_ttl_from_a_source_is_clamped_and_the_item_lands() {
     let local = Memcached::start();
     let (fake, _server) = fake_source(b"VA 5 f7 t9223372036854775807 O0\r\nhello\r\n");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cs");
-    std::fs::write(&path, format!("servers={fake}\nnew_servers={fake},{}\n", local.name())).unwrap();
+    let (_dir, path) = resizing_from(&fake, &local);
     let out = resync_cli(&local.name(), &path, &["--io-timeout", "2"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let mut conn = local.conn().await;
@@ -175,9 +180,7 @@ async fn hostile_keys_neither_forge_log_lines_nor_flood_the_log() {
     dump.extend_from_slice(b"END\r\n");
     let local = Memcached::start();
     let (fake, _server) = fake_source_listing(b"VERSION 1.6.18\r\n", Vec::leak(dump), b"EN\r\n");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cs");
-    std::fs::write(&path, format!("servers={fake}\nnew_servers={fake},{}\n", local.name())).unwrap();
+    let (_dir, path) = resizing_from(&fake, &local);
     let out = resync_cli(&local.name(), &path, &["--io-timeout", "2"]);
     let t = text(&out);
     assert!(!t.lines().any(|l| l.starts_with("FORGED")), "a forged line: {t}");
@@ -237,9 +240,7 @@ async fn a_source_that_drips_answers_is_abandoned_within_the_io_timeout() {
         }
     });
     let local = Memcached::start();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cs");
-    std::fs::write(&path, format!("servers={fake}\nnew_servers={fake},{}\n", local.name())).unwrap();
+    let (_dir, path) = resizing_from(&fake, &local);
     let started = Instant::now();
     let out = resync_cli(&local.name(), &path, &["--io-timeout", "2"]);
     let took = started.elapsed();
@@ -256,9 +257,7 @@ async fn a_source_that_drips_answers_is_abandoned_within_the_io_timeout() {
 async fn a_server_without_mgdump_is_listed_with_metadump_whatever_its_version() {
     let local = Memcached::start();
     let (fake, _server) = fake_source_claiming(b"VERSION 1.6.40\r\n", b"VA 5 f7 t-1 O0\r\nhello\r\n");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cs");
-    std::fs::write(&path, format!("servers={fake}\nnew_servers={fake},{}\n", local.name())).unwrap();
+    let (_dir, path) = resizing_from(&fake, &local);
     let out = resync_cli(&local.name(), &path, &["--io-timeout", "2"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let mut conn = local.conn().await;
