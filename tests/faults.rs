@@ -197,11 +197,9 @@ async fn hostile_keys_neither_forge_log_lines_nor_flood_the_log() {
     assert_ne!(out.status.code(), Some(0), "keys left behind is no success: {t}");
 }
 
-/// Issue 15: a source that answers one request every few seconds stayed
-/// inside `--io-timeout` for ever (10 minutes, 0 keys landed). A batch must
-/// now move 4 KiB per `--io-timeout`: this one is abandoned within one.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_source_that_drips_answers_is_abandoned_within_the_io_timeout() {
+/// A fake source listing 30 keys and answering each `mg` after 0.7 s:
+/// every read is well inside a 2 s timeout, yet 30 keys take 21 s.
+fn dripping_source() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let fake = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || {
@@ -221,8 +219,6 @@ async fn a_source_that_drips_answers_is_abandoned_within_the_io_timeout() {
                     } else if line.starts_with("stats") {
                         "STAT delete_hits 0\r\nEND\r\n".to_owned()
                     } else if line.starts_with("mg ") {
-                        // One answer every 0.7 s: each read is well inside
-                        // the 2 s timeout.
                         std::thread::sleep(Duration::from_millis(700));
                         let opaque = line.split_whitespace().find(|t| t.starts_with('O')).unwrap_or("O0");
                         format!("VA 5 f1 t-1 {opaque}\r\nhello\r\n")
@@ -239,6 +235,15 @@ async fn a_source_that_drips_answers_is_abandoned_within_the_io_timeout() {
             });
         }
     });
+    fake
+}
+
+/// Issue 15: a source that answers one request every few seconds stayed
+/// inside `--io-timeout` for ever (10 minutes, 0 keys landed). A batch must
+/// now move 4 KiB per `--io-timeout`: this one is abandoned within one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_that_drips_answers_is_abandoned_within_the_io_timeout() {
+    let fake = dripping_source();
     let local = Memcached::start();
     let (_dir, path) = resizing_from(&fake, &local);
     let started = Instant::now();
@@ -247,6 +252,30 @@ async fn a_source_that_drips_answers_is_abandoned_within_the_io_timeout() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("too slow"), "{}", text(&out));
     assert!(took < Duration::from_secs(8), "abandoned after {took:?}, not after the 21 s the drip takes");
+}
+
+/// Issue 15: the one-shot resync ignored SIGTERM for 8.5 minutes against a
+/// dripping source (the stop was only looked at between batches). A batch
+/// read from a source is now cut short by the stop: exit 130 at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_a_resync_in_the_middle_of_a_slow_batch() {
+    let fake = dripping_source();
+    let local = Memcached::start();
+    let (_dir, path) = resizing_from(&fake, &local);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
+        .args(["resync", "--quiet", "--io-timeout", "60", "--local-name", &local.name(), "--cluster-settings"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500)); // inside the first batch
+    let signalled = Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let took = signalled.elapsed();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    assert!(took < Duration::from_secs(3), "stopped {took:?} after SIGTERM");
 }
 
 /// A server whose version promises `mgdump` but that does not know it (a

@@ -13,7 +13,7 @@ use super::dump::{parse_dump_line, DumpLine, DumpMode};
 use super::proto::{self, Meta, ProtoError, Status, WireKey, MAX_LINE};
 use super::McError;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,6 +26,8 @@ use tokio::time::timeout;
 /// answers one request every few seconds never trips a per-read timeout,
 /// but it does trip this.
 pub const MIN_PROGRESS: u64 = 4096;
+/// How often a batch in flight looks at its cancel flag.
+pub const CANCEL_POLL: Duration = Duration::from_millis(50);
 /// Writes go out in pieces of this size, each with its own timeout, so the
 /// timeout counts time without progress, not the time a large batch takes.
 const WRITE_PIECE: usize = 64 * 1024;
@@ -141,6 +143,9 @@ pub struct Connection {
     writer: OwnedWriteHalf,
     server: String,
     timeout: Duration,
+    /// Once set, a pipelined batch in flight is abandoned (see
+    /// [`Connection::stop_on`]).
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Connection {
@@ -166,11 +171,19 @@ impl Connection {
             writer: write,
             server: server.to_owned(),
             timeout: io_timeout,
+            cancel: None,
         })
     }
 
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    /// Abandons a batch in flight (within [`CANCEL_POLL`]) once `flag` is
+    /// set, with an error. Only for reads that change nothing: a batch
+    /// that writes must run to its end, so its guards run too.
+    pub fn stop_on(&mut self, flag: Option<Arc<AtomicBool>>) {
+        self.cancel = flag;
     }
 
     /// Writes raw bytes.
@@ -187,7 +200,7 @@ impl Connection {
     where
         F: FnMut(usize, &Meta, &[u8]) -> Result<(), McError>,
     {
-        let Connection { reader, writer, server, timeout: t } = self;
+        let Connection { reader, writer, server, timeout: t, cancel } = self;
         let (read_total, written) = (reader.total.clone(), AtomicU64::new(0));
         let write = write_counted(writer, requests, server, *t, &written);
         let out_of_step = |got: String| McError::Unexpected {
@@ -226,6 +239,17 @@ impl Connection {
             }
         };
         let window = *t;
+        let cancelled = async {
+            match cancel.as_ref() {
+                Some(flag) => {
+                    while !flag.load(Ordering::Relaxed) {
+                        tokio::time::sleep(CANCEL_POLL).await;
+                    }
+                    McError::Unexpected { server: server.clone(), message: "stopped in the middle of a batch".into() }
+                }
+                None => std::future::pending().await,
+            }
+        };
         let stalled = async {
             let moved = || read_total.load(Ordering::Relaxed) + written.load(Ordering::Relaxed);
             let mut last = moved();
@@ -251,6 +275,7 @@ impl Connection {
         tokio::select! {
             done = async { tokio::try_join!(write, read) } => done.map(|_| ()),
             e = stalled => Err(e),
+            e = cancelled => Err(e),
         }
     }
 

@@ -853,6 +853,8 @@ async fn copy(
     // Arrives however this copy ends, so the others never wait for it forever.
     let arrival = Arrival::new(ctx.barrier.clone());
     let mut fetch_conn = Connection::connect(source, opts.io_timeout).await.map_err(CopyError::Source)?;
+    // The fetcher only reads the source: a stop may cut its batch short.
+    fetch_conn.stop_on(opts.cancel.clone());
     let mode = match opts.dump {
         Some(forced) => forced,
         None => DumpMode::for_version(&fetch_conn.version().await.map_err(CopyError::Source)?),
