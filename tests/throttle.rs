@@ -117,7 +117,12 @@ async fn a_throttled_resync_never_stalls_the_sources_other_clients() {
     let _ = child.0.kill();
     eprintln!("{probes} probes during the dump: worst {worst:?} (baseline worst {baseline:?})");
     assert!(probes > 500);
-    assert!(worst < Duration::from_millis(10), "a source client stalled for {worst:?}");
+    // A dump paused by the throttle stalls the source's clients for the
+    // throttle's sleeps: hundreds of ms to seconds (scripts/bench.sh
+    // dump_stall: 2 s and more on 1.6.18). 10 ms was inside this machine's
+    // scheduling noise: 13.6 ms once in CI under load, against a 2.3 ms
+    // baseline. The figures themselves belong to the benchmark (issue 16).
+    assert!(worst < Duration::from_millis(100), "a source client stalled for {worst:?}");
 }
 
 /// Kills the child when the test ends, whatever happens.
