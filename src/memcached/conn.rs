@@ -192,7 +192,8 @@ impl Connection {
     }
 
     /// Sends `requests`: `expected` non-quiet requests, each answered once
-    /// and each carrying its position as its opaque (`O0`, `O1`, …), then `mn`. Feeds every response before the closing `MN` to `each`
+    /// and each carrying its position as its opaque (`O0`, `O1`, …), then
+    /// `mn`. Feeds every response before the closing `MN` to `each`
     /// with its index (responses come in request order), while the requests
     /// are still being written. Any other number of responses is a protocol
     /// error: the stream is out of step.
