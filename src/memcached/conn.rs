@@ -32,6 +32,33 @@ pub const CANCEL_POLL: Duration = Duration::from_millis(50);
 /// timeout counts time without progress, not the time a large batch takes.
 const WRITE_PIECE: usize = 64 * 1024;
 
+/// The most a read waits for (`SO_RCVLOWAT`): a dump or a batch's answers
+/// read 64 KiB per wake-up rather than a few packets.
+const BULK_READ: usize = 64 * 1024;
+/// How long a read waits for that much before it takes what has come.
+const BULK_SETTLE: Duration = Duration::from_millis(2);
+/// The shortest answer to a request carrying `O<n>`: `HD O0\r\n`.
+const MIN_ANSWER: usize = 7;
+
+/// Sets `SO_RCVLOWAT`; false if the system refuses.
+fn set_rcvlowat(socket: &OwnedReadHalf, bytes: usize) -> bool {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(socket.as_ref());
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // nix 0.29 has no RcvLowat option; this is the one raw setsockopt.
+    // SAFETY: `fd` is a live socket owned by `socket`, and the option
+    // value is a c_int whose size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            std::ptr::from_ref(&value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    rc == 0
+}
+
 /// Lines of a `stats` answer read before giving up on its `END`.
 pub const MAX_STAT_LINES: usize = 4096;
 
@@ -49,6 +76,12 @@ pub struct Reader {
     timeout: Duration,
     /// Bytes read so far, for the progress rule of [`Connection::pipeline`].
     total: Arc<AtomicU64>,
+    /// Bytes the caller knows are still to come, counted from `start` (a
+    /// lower bound; `usize::MAX` for a dump, 0 when unknown): reads then
+    /// wake only once that much has arrived (see [`Reader::fill`]).
+    expect: usize,
+    /// The socket's `SO_RCVLOWAT` as last set; 0 where it cannot be set.
+    lowat: usize,
 }
 
 impl Reader {
@@ -72,14 +105,70 @@ impl Reader {
             self.buf.resize(grown, 0);
         }
         // end < len here; an empty tail would read as a close.
-        let read = self.inner.read(self.buf.get_mut(self.end..).unwrap_or_default());
-        let n = timeout(self.timeout, read)
-            .await
-            .map_err(|_| McError::Timeout { server: self.server.clone(), secs: self.timeout.as_secs() })?
-            .map_err(|source| McError::Io { server: self.server.clone(), source })?;
+        let want = self.expect.saturating_sub(self.end - self.start).clamp(1, self.buf.len() - self.end).min(BULK_READ);
+        // Rounded down to a power of two: still a lower bound, and the
+        // mark changes a few times per batch rather than at every read.
+        let want = 1 << want.ilog2();
+        let n = if self.wake_at(want) > 1 {
+            self.read_bulk().await?
+        } else {
+            let read = self.inner.read(self.buf.get_mut(self.end..).unwrap_or_default());
+            timeout(self.timeout, read)
+                .await
+                .map_err(|_| McError::Timeout { server: self.server.clone(), secs: self.timeout.as_secs() })?
+                .map_err(|source| McError::Io { server: self.server.clone(), source })?
+        };
         self.end += n;
         self.total.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n > 0)
+    }
+
+    /// Sets the socket to wake reads at `want` bytes; returns what it is
+    /// now set to (1 if it cannot be set: reads then wake at every byte).
+    fn wake_at(&mut self, want: usize) -> usize {
+        if self.lowat == 0 || self.lowat == want {
+            return self.lowat.max(1);
+        }
+        self.lowat = if set_rcvlowat(&self.inner, want) { want } else { 0 };
+        self.lowat.max(1)
+    }
+
+    /// A read that waits for the socket's low-water mark, or for
+    /// [`BULK_SETTLE`], whichever comes first, then takes what is there:
+    /// the mark is only ever a lower bound of what is coming, and a wrong
+    /// one costs a settle, never a hang.
+    async fn read_bulk(&mut self) -> Result<usize, McError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            // Either ready (the mark reached, or an end or error) or
+            // settled; the read below tells which.
+            let _ = timeout(BULK_SETTLE, self.inner.readable()).await;
+            let tail = self.buf.get_mut(self.end..).unwrap_or_default();
+            let read = match self.inner.try_read(tail) {
+                // tokio saw no readiness event (there is none below the
+                // mark): ask the socket itself, without blocking.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let fd = std::os::fd::AsRawFd::as_raw_fd(self.inner.as_ref());
+                    nix::sys::socket::recv(fd, tail, nix::sys::socket::MsgFlags::MSG_DONTWAIT)
+                        .map_err(std::io::Error::from)
+                }
+                other => other,
+            };
+            match read {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(source) => return Err(McError::Io { server: self.server.clone(), source }),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(McError::Timeout { server: self.server.clone(), secs: self.timeout.as_secs() });
+            }
+        }
+    }
+
+    /// From now on, reads wait for `bytes` more than is buffered (a lower
+    /// bound of what is coming; `usize::MAX` for a stream without end).
+    pub fn expect(&mut self, bytes: usize) {
+        self.expect = bytes;
     }
 
     fn protocol(&self, source: ProtoError) -> McError {
@@ -89,19 +178,36 @@ impl Reader {
     /// The next frame, parsed by `parse` (which returns the frame length).
     async fn next<T>(&mut self, parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, ProtoError>) -> Result<T, McError> {
         loop {
-            match parse(self.buf.get(self.start..self.end).unwrap_or_default()) {
-                Ok(Some((item, len))) => {
-                    self.frame = self.start..self.start + len;
-                    self.start += len;
-                    return Ok(item);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(self.protocol(e)),
+            if let Some(item) = self.buffered(&parse)? {
+                return Ok(item);
             }
-            if !self.fill().await? {
-                let partial = self.start != self.end;
-                return Err(McError::Closed { server: self.server.clone(), partial });
+            self.fill_or_closed().await?;
+        }
+    }
+
+    /// The next frame if the buffer already holds all of it; no I/O.
+    fn buffered<T>(
+        &mut self,
+        parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, ProtoError>,
+    ) -> Result<Option<T>, McError> {
+        match parse(self.buf.get(self.start..self.end).unwrap_or_default()) {
+            Ok(Some((item, len))) => {
+                self.frame = self.start..self.start + len;
+                self.start += len;
+                Ok(Some(item))
             }
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.protocol(e)),
+        }
+    }
+
+    /// Reads more bytes; a close (even a clean one) is an error here, as
+    /// the caller is waiting for the rest of a frame.
+    pub async fn fill_or_closed(&mut self) -> Result<(), McError> {
+        if self.fill().await? {
+            Ok(())
+        } else {
+            Err(McError::Closed { server: self.server.clone(), partial: self.start != self.end })
         }
     }
 
@@ -124,6 +230,13 @@ impl Reader {
     /// The next dump line.
     pub async fn dump_line(&mut self, mode: DumpMode) -> Result<DumpLine, McError> {
         self.next(|b| parse_dump_line(b, mode)).await
+    }
+
+    /// The next dump line if it is already buffered (then call
+    /// [`Reader::fill_or_closed`]): a dump's lines are parsed in a plain
+    /// loop over what one read brought, not one future per line.
+    pub fn buffered_dump_line(&mut self, mode: DumpMode) -> Result<Option<DumpLine>, McError> {
+        self.buffered(|b| parse_dump_line(b, mode))
     }
 
     /// Puts the frame returned last back, to be returned again.
@@ -167,6 +280,8 @@ impl Connection {
                 frame: 0..0,
                 timeout: io_timeout,
                 total: Arc::new(AtomicU64::new(0)),
+                expect: 0,
+                lowat: 1,
             },
             writer: write,
             server: server.to_owned(),
@@ -211,6 +326,8 @@ impl Connection {
         let read = async {
             let mut index = 0;
             loop {
+                // Every answer still due, and the closing `MN`.
+                reader.expect((expected - index.min(expected)) * MIN_ANSWER + 4);
                 let meta = reader.meta().await?;
                 if meta.status == Status::Noop {
                     return if index == expected { Ok(()) } else { Err(out_of_step(index.to_string())) };
@@ -273,11 +390,13 @@ impl Connection {
                 last = now;
             }
         };
-        tokio::select! {
+        let done = tokio::select! {
             done = async { tokio::try_join!(write, read) } => done.map(|_| ()),
             e = stalled => Err(e),
             e = cancelled => Err(e),
-        }
+        };
+        self.reader.expect(0);
+        done
     }
 
     /// How many items clients have removed on this server so far: the sum
@@ -467,6 +586,57 @@ mod tests {
         let mut c = answering(answer.into_bytes()).await;
         let err = c.removals().await.unwrap_err().to_string();
         assert!(err.contains("malformed response \"STAT touch_hits 2\""), "{err}");
+    }
+
+    /// A server that sends `lines`, then keeps the connection open and
+    /// silent.
+    async fn sending_then_silent(lines: &'static [u8]) -> Connection {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(lines).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+        Connection::connect(&addr, Duration::from_secs(30)).await.unwrap()
+    }
+
+    fn rcvlowat(c: &Connection) -> libc::c_int {
+        use std::os::fd::AsRawFd;
+        let (mut value, mut len) = (0 as libc::c_int, std::mem::size_of::<libc::c_int>() as libc::socklen_t);
+        let fd = c.reader.inner.as_ref().as_raw_fd();
+        // SAFETY: a live socket, and a c_int with its length.
+        let rc = unsafe {
+            libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT, std::ptr::from_mut(&mut value).cast(), &mut len)
+        };
+        assert_eq!(rc, 0);
+        value
+    }
+
+    #[tokio::test]
+    async fn a_dump_is_read_64_kib_per_wake_up() {
+        let mut c = sending_then_silent(b"mg a\r\n").await;
+        c.reader.expect(usize::MAX);
+        assert_eq!(
+            c.reader.dump_line(DumpMode::Mgdump).await.unwrap(),
+            DumpLine::Key { key: 3..4, encoding: super::super::dump::KeyEncoding::Plain, size: None, flags: None }
+        );
+        assert_eq!(rcvlowat(&c), 64 * 1024);
+    }
+
+    #[tokio::test]
+    async fn a_read_short_of_the_mark_takes_what_came_instead_of_waiting() {
+        // Six bytes, the mark at 64 KiB, the server silent after: the line
+        // comes after the settle (2 ms), not after the 30 s timeout.
+        let mut c = sending_then_silent(b"mg a\r\n").await;
+        c.reader.expect(usize::MAX);
+        let started = std::time::Instant::now();
+        assert!(matches!(c.reader.dump_line(DumpMode::Mgdump).await.unwrap(), DumpLine::Key { .. }));
+        assert!(started.elapsed() < Duration::from_secs(5), "waited {:?}", started.elapsed());
+        // A read that finds nothing at all keeps waiting (until the
+        // timeout): silence is not taken as the end.
+        let err = tokio::time::timeout(Duration::from_millis(300), c.reader.dump_line(DumpMode::Mgdump)).await;
+        assert!(err.is_err(), "a silent server is waited for, not taken as ended");
     }
 
     #[tokio::test]

@@ -76,6 +76,21 @@ pub fn parse_dump_line(buf: &[u8], mode: DumpMode) -> Result<Option<(DumpLine, u
     let Some((line, len)) = first_line(buf)? else {
         return Ok(None);
     };
+    // The line nearly every call sees first: an mgdump key, `mg <key>`
+    // (plain) or `mg <key> b` (base64).
+    if mode == DumpMode::Mgdump {
+        if let Some(rest) = line.strip_prefix(b"mg ") {
+            let (key, flags) = match memchr::memchr(b' ', rest) {
+                Some(sp) => rest.split_at(sp),
+                None => (rest, &[][..]),
+            };
+            if !key.is_empty() {
+                let base64 = flags.split(|b| *b == b' ').any(|t| t == b"b");
+                let encoding = if base64 { KeyEncoding::Base64 } else { KeyEncoding::Plain };
+                return Ok(Some((DumpLine::Key { key: 3..3 + key.len(), encoding, size: None, flags: None }, len)));
+            }
+        }
+    }
     let err = || ProtoError::Malformed(lossy(line));
     if line.starts_with(b"BUSY") {
         return Ok(Some((DumpLine::Busy, len)));
@@ -101,15 +116,11 @@ pub fn parse_dump_line(buf: &[u8], mode: DumpMode) -> Result<Option<(DumpLine, u
             }
         }
         DumpMode::Mgdump => {
+            // Keys were taken above; an `mg ` line left has no key.
             if line == b"EN" {
                 DumpLine::End
             } else {
-                let rest = line.strip_prefix(b"mg ").ok_or_else(err)?;
-                let mut tokens = rest.split(|b| *b == b' ');
-                let key = tokens.next().filter(|k| !k.is_empty()).ok_or_else(err)?;
-                let base64 = tokens.any(|t| t == b"b");
-                let encoding = if base64 { KeyEncoding::Base64 } else { KeyEncoding::Plain };
-                DumpLine::Key { key: 3..3 + key.len(), encoding, size: None, flags: None }
+                return Err(err());
             }
         }
     };

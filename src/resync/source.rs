@@ -118,6 +118,8 @@ pub async fn dump_keys(
     progress: Option<&Progress>,
 ) -> Result<Listing, McError> {
     let (mut conn, mode) = start_dump(source, mode, opts).await?;
+    // A dump has no length: read it in bulk until its end line.
+    conn.reader.expect(usize::MAX);
     let mut sorter = Sorter {
         source,
         wanted,
@@ -134,7 +136,10 @@ pub async fn dump_keys(
         sorter.later = Some(Outlet::new(l.tx, opts));
     }
     loop {
-        let line = conn.reader.dump_line(mode).await?;
+        let Some(line) = conn.reader.buffered_dump_line(mode)? else {
+            conn.reader.fill_or_closed().await?;
+            continue;
+        };
         match line {
             DumpLine::Key { key, encoding, size, .. } => {
                 decode_dump_key(conn.reader.frame().get(key).unwrap_or_default(), encoding, &mut sorter.pending.raw)
