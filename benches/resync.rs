@@ -370,7 +370,7 @@ fn memchr_count(bytes: &[u8]) -> u64 {
 }
 
 fn size_name(size: usize) -> String {
-    if size >= 1024 {
+    if size >= 1024 && size % 1024 == 0 {
         format!("{} KB", size / 1024)
     } else {
         format!("{size} B")
@@ -533,6 +533,29 @@ fn version_rows(binary: &str, keys: u64) -> Vec<Row> {
 }
 
 /// 4→3 at one size: a remaining node pulls what it newly owns.
+/// A 3→4 with large values: the copy's peak memory must not follow the
+/// sizes (each batch holds at most `batch_bytes` and one value).
+fn large_value_rows(binary: &str, keys: u64, size: usize) -> Vec<Row> {
+    let mut nodes: Vec<Memcached> = (0..4).map(|_| Memcached::start_binary(binary, &["-m", "3000"])).collect();
+    let version = nodes[0].version();
+    let scenario = format!("memcached {version}: {keys} keys × {} (3→4)", size_name(size));
+    eprintln!("== {scenario}");
+    let names: Vec<String> = nodes.iter().map(Memcached::name).collect();
+    let dir = out_dir();
+    let (stable, resize) = (dir.join("cs-stable"), dir.join("cs-resize"));
+    write_settings(&stable, &names[..3], None);
+    write_settings(&resize, &names[..3], Some(&names));
+    load(&stable, keys, size);
+    let pids: Vec<u32> = nodes.iter().map(Memcached::pid).collect();
+    let runs = (0..repeats())
+        .map(|_| {
+            nodes[3].restart_empty();
+            astaire(&scenario, "astaire", &resize, &names[3], &[], None, &pids)
+        })
+        .collect();
+    vec![median(runs)]
+}
+
 fn four_to_three(keys: u64, size: usize) -> Vec<Row> {
     let scenario = format!("{} keys × {} (4→3)", keys, size_name(size));
     eprintln!("== {scenario}");
@@ -565,6 +588,19 @@ fn main() {
     // BENCH_VERSIONS=1.6.18=/usr/bin/memcached,1.6.38=…: the per-version
     // rows instead (scripts/bench.sh versions builds them).
     if let Ok(versions) = std::env::var("BENCH_VERSIONS") {
+        let binaries = versions.split(',').filter(|v| !v.is_empty()).map(|v| v.split_once('=').map_or(v, |(_, b)| b));
+        if std::env::var_os("BENCH_LARGE").is_some() {
+            // Peak memory with values of 200 KB and 1 MB (issue 15).
+            let rows: Vec<Row> = binaries
+                .flat_map(|b| {
+                    [(5000.0, 200_000), (1000.0, 1_000_000)]
+                        .into_iter()
+                        .flat_map(move |(keys, size)| large_value_rows(b, (keys * scale) as u64, size))
+                })
+                .collect();
+            report(&rows, "large");
+            return;
+        }
         let keys = (1_000_000.0 * scale) as u64;
         let rows: Vec<Row> = versions
             .split(',')

@@ -3,11 +3,13 @@
 # own ceilings, on the same data in the same run. Writes target/bench/
 # results.txt, results.csv and resync.png. BENCH_SCALE=0.1 for a quick run.
 #
-# Usage: scripts/bench.sh [versions | dump_stall]
+# Usage: scripts/bench.sh [versions | large | dump_stall]
 #   versions    the per-version rows instead: the same 3→4 at 100 B on the
 #               memcached on PATH and on each that scripts/memcached-versions.sh
 #               builds (MEMCACHED_SUITES, default "trixie sid"); writes
 #               target/bench/versions.{txt,csv,png}
+#   large       peak memory of a 3→4 with 200 KB and 1 MB values, per
+#               version; writes target/bench/large.{txt,csv}
 #   dump_stall  whether a dump left unread stalls the source's clients, per
 #               version and dump command; writes target/bench/dump-stall.txt
 set -euo pipefail
@@ -25,7 +27,7 @@ case "${1:-}" in
 "")
     cargo bench --quiet --bench resync
     ;;
-versions | dump_stall)
+versions | large | dump_stall)
     versions="$(memcached -V | awk '{ print $2 }')=$(command -v memcached)"
     # shellcheck disable=SC2086 # the suites are words
     while read -r _suite version path; do
@@ -33,12 +35,14 @@ versions | dump_stall)
     done < <(scripts/memcached-versions.sh ${MEMCACHED_SUITES-trixie sid})
     if [ "$1" = versions ]; then
         BENCH_VERSIONS=$versions cargo bench --quiet --bench resync
+    elif [ "$1" = large ]; then
+        BENCH_LARGE=1 BENCH_VERSIONS=$versions cargo bench --quiet --bench resync
     else
         BENCH_VERSIONS=$versions cargo bench --quiet --bench dump_stall
     fi
     ;;
 *)
-    echo "usage: scripts/bench.sh [versions | dump_stall]" >&2
+    echo "usage: scripts/bench.sh [versions | large | dump_stall]" >&2
     exit 2
     ;;
 esac

@@ -8,7 +8,7 @@ use crate::view::vbucket_of;
 use std::ops::Range;
 
 /// Keys in their wire form, with their vbuckets.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct KeyBatch {
     buf: Vec<u8>,
     keys: Vec<KeyRef>,
@@ -112,6 +112,19 @@ impl ItemBatch {
             removals_before: None,
             primary: false,
         }
+    }
+
+    /// A batch for the same keys that holds nothing yet: where the values
+    /// that did not fit this one go ([`ItemBatch::held`]).
+    pub fn continuation(&self) -> ItemBatch {
+        let mut next = ItemBatch::new(self.keys.clone());
+        next.primary = self.primary;
+        next
+    }
+
+    /// Value bytes held.
+    pub fn held(&self) -> u64 {
+        self.data.len() as u64
     }
 
     pub fn push(&mut self, key: usize, flags: u32, ttl: i64, value: &[u8]) {

@@ -292,53 +292,103 @@ async fn start_dump(source: &str, mut mode: DumpMode, opts: &Options) -> Result<
 }
 
 /// Fetches every key of each batch from the source (`mg … f t v u`, one
-/// response per request, matched by position) and passes the items on.
+/// response per request, matched by position) and passes the items on, in
+/// batches that hold at most about `budget` value bytes ([`fetch_values`]).
 pub async fn fetch_items(
     conn: &mut Connection,
     mut keys: mpsc::UnboundedReceiver<KeyBatch>,
     items: mpsc::Sender<ItemBatch>,
+    budget: u64,
     cancel: Option<&AtomicBool>,
 ) -> Result<(), McError> {
-    let mut req = Vec::new();
+    let (mut req, mut sizing) = (Vec::new(), FetchSizing::default());
     while let Some(batch) = keys.recv().await {
-        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-            break;
-        }
-        let all: Vec<usize> = (0..batch.len()).collect();
+        let mut todo: Vec<usize> = (0..batch.len()).collect();
         let mut out = ItemBatch::new(batch);
-        fetch_values(conn, &mut out, &all, &mut req).await?;
-        if items.send(out).await.is_err() {
-            break; // the injector stopped; it reports why
+        loop {
+            if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return Ok(());
+            }
+            todo = fetch_values(conn, &mut out, &todo, &mut req, budget, &mut sizing).await?;
+            let next = (!todo.is_empty()).then(|| out.continuation());
+            if items.send(out).await.is_err() {
+                return Ok(()); // the injector stopped; it reports why
+            }
+            match next {
+                Some(n) => out = n,
+                None => break,
+            }
         }
     }
     Ok(())
 }
 
-/// Reads the values of keys `which` of `out.keys` into `out`.
+/// How many values one fetch asks for. memcached says nothing of a value's
+/// size before sending it (`mgdump` lists no sizes, and `metadump`'s are
+/// only claims), so a fetch asks for as many as `budget` holds at the
+/// largest value the previous fetch brought, and for [`FIRST_FETCH`] when
+/// nothing was fetched yet.
+#[derive(Debug, Default)]
+pub struct FetchSizing {
+    largest: Option<u64>,
+}
+
+/// Keys asked for by a connection's first fetch.
+const FIRST_FETCH: u64 = 64;
+
+impl FetchSizing {
+    pub fn keys(&self, budget: u64, remaining: usize) -> usize {
+        let per = self.largest.unwrap_or(budget / FIRST_FETCH).max(1);
+        usize::try_from(budget / per).unwrap_or(usize::MAX).clamp(1, remaining.max(1))
+    }
+}
+
+/// Reads values of keys `which` of `out.keys` into `out`, holding at most
+/// `budget` bytes plus one value: answers past that are read and dropped,
+/// and returned with the keys not asked for, to be fetched into the next
+/// batch. Memory is bounded by what is held, whatever the sizes are.
 async fn fetch_values(
     conn: &mut Connection,
     out: &mut ItemBatch,
     which: &[usize],
     req: &mut Vec<u8>,
-) -> Result<(), McError> {
+    budget: u64,
+    sizing: &mut FetchSizing,
+) -> Result<Vec<usize>, McError> {
+    let (asked, rest) = which.split_at(sizing.keys(budget, which.len()).min(which.len()));
     req.clear();
-    for (n, i) in which.iter().enumerate() {
+    for (n, i) in asked.iter().enumerate() {
         proto::mg(req, out.keys.get(*i).wire, "f t v u", n);
     }
     proto::mn(req);
     let server = conn.server().to_owned();
-    conn.pipeline(req, which.len(), |n, m, frame| {
+    let (mut dropped, mut largest) = (Vec::new(), None::<u64>);
+    conn.pipeline(req, asked.len(), |n, m, frame| {
         match m.status {
             Status::Value => {
                 let value = m.value.clone().and_then(|r| frame.get(r)).unwrap_or_default();
-                out.push(nth(which, n, &server)?, m.flags.unwrap_or(0), m.ttl.unwrap_or(-1), value);
+                largest = largest.max(Some(value.len() as u64));
+                let i = nth(asked, n, &server)?;
+                if out.held() >= budget {
+                    dropped.push(i);
+                } else {
+                    out.push(i, m.flags.unwrap_or(0), m.ttl.unwrap_or(-1), value);
+                }
             }
             Status::Miss => out.vanished += 1,
             other => return Err(unexpected(&server, format!("{other:?} in answer to mg"))),
         }
         Ok(())
     })
-    .await
+    .await?;
+    if largest.is_some() {
+        sizing.largest = largest;
+    }
+    if !dropped.is_empty() {
+        debug!(source = %server, dropped = dropped.len(), "values past the batch's byte budget: fetched again next batch");
+    }
+    dropped.extend_from_slice(rest);
+    Ok(dropped)
 }
 
 /// What the copy's fetcher hands its injector.
@@ -362,7 +412,7 @@ pub async fn fetch_for_copy(
     items: mpsc::Sender<Step>,
 ) -> Result<(), McError> {
     let (landed, policy, cancel) = (&ctx.landed, ctx.opts.conflict, ctx.opts.cancel.as_deref());
-    let mut req = Vec::new();
+    let (mut req, mut sizing) = (Vec::new(), FetchSizing::default());
     let mut recorded = Vec::new();
     let mut primary_open = true;
     loop {
@@ -408,12 +458,21 @@ pub async fn fetch_for_copy(
             check_newer(conn, &mut out, &seen, policy, &mut copy, &mut req).await?;
             copy.sort_unstable();
         }
-        if !copy.is_empty() {
-            out.removals_before = Some(conn.removals().await?);
-            fetch_values(conn, &mut out, &copy, &mut req).await?;
-        }
-        if items.send(Step::Items(out)).await.is_err() {
-            break; // the injector stopped; it reports why
+        // Values in batches of at most `batch_bytes` (and one value).
+        let mut todo = copy;
+        loop {
+            if !todo.is_empty() {
+                out.removals_before = Some(conn.removals().await?);
+                todo = fetch_values(conn, &mut out, &todo, &mut req, ctx.opts.batch_bytes, &mut sizing).await?;
+            }
+            let next = (!todo.is_empty()).then(|| out.continuation());
+            if items.send(Step::Items(out)).await.is_err() {
+                return Ok(()); // the injector stopped; it reports why
+            }
+            match next {
+                Some(n) if !cancel.is_some_and(|c| c.load(Ordering::Relaxed)) => out = n,
+                _ => break,
+            }
         }
     }
     Ok(())
@@ -913,4 +972,75 @@ async fn copy(
         *outcome.counts.failed_vbuckets.entry(vb).or_default() += n;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    #[test]
+    fn a_fetch_asks_for_what_the_budget_holds_at_the_largest_value_seen() {
+        let mut s = FetchSizing::default();
+        assert_eq!(s.keys(1 << 20, 1024), 64, "nothing seen yet");
+        assert_eq!(s.keys(1 << 20, 10), 10, "never more than there are");
+        s.largest = Some(100);
+        assert_eq!(s.keys(1 << 20, 1024), 1024);
+        s.largest = Some(300_000);
+        assert_eq!(s.keys(1 << 20, 1024), 3);
+        s.largest = Some(200 << 20);
+        assert_eq!(s.keys(1 << 20, 1024), 1, "one value over the budget is still fetched");
+        s.largest = Some(0);
+        assert_eq!(s.keys(1 << 20, 1024), 1024);
+        assert_eq!(s.keys(1 << 20, 0), 1);
+    }
+
+    /// A source whose every value is `size` bytes.
+    async fn source_of(size: usize) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let (r, mut w) = s.into_split();
+            let mut lines = BufReader::new(r).lines();
+            let value = vec![b'v'; size];
+            while let Ok(Some(line)) = lines.next_line().await {
+                let opaque = line.split(' ').find(|t| t.starts_with('O')).unwrap_or("").to_owned();
+                if line.starts_with("mn") {
+                    w.write_all(b"MN\r\n").await.unwrap();
+                } else {
+                    w.write_all(format!("VA {size} f0 t-1 {opaque}\r\n").as_bytes()).await.unwrap();
+                    w.write_all(&value).await.unwrap();
+                    w.write_all(b"\r\n").await.unwrap();
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn batches_hold_the_byte_budget_whatever_the_values_weigh() {
+        const SIZE: usize = 300_000;
+        const BUDGET: u64 = 1 << 20;
+        let mut conn = Connection::connect(&source_of(SIZE).await, Duration::from_secs(10)).await.unwrap();
+        let mut keys = KeyBatch::default();
+        for i in 0..20 {
+            let raw = format!("key{i}");
+            keys.push(raw.as_bytes(), crate::view::key_digest(raw.as_bytes())).unwrap();
+        }
+        let (key_tx, key_rx) = mpsc::unbounded_channel();
+        let (item_tx, mut item_rx) = mpsc::channel(1);
+        key_tx.send(keys).unwrap();
+        drop(key_tx);
+        let fetch = tokio::spawn(async move { fetch_items(&mut conn, key_rx, item_tx, BUDGET, None).await });
+        let mut seen = Vec::new();
+        while let Some(batch) = item_rx.recv().await {
+            assert!(batch.held() <= BUDGET + SIZE as u64, "a batch held {} bytes", batch.held());
+            seen.extend(batch.items.iter().map(|i| i.key));
+            assert!(batch.items.iter().all(|i| batch.value(i).len() == SIZE));
+        }
+        fetch.await.unwrap().unwrap();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..20).collect::<Vec<_>>(), "every key fetched once");
+    }
 }
