@@ -370,7 +370,7 @@ fn memchr_count(bytes: &[u8]) -> u64 {
 }
 
 fn size_name(size: usize) -> String {
-    if size >= 1024 && size % 1024 == 0 {
+    if size >= 1024 && size.is_multiple_of(1024) {
         format!("{} KB", size / 1024)
     } else {
         format!("{size} B")
