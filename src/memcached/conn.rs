@@ -336,12 +336,12 @@ impl Connection {
                     return Err(out_of_step(format!("more than {expected}")));
                 }
                 // Every request carries its position as `O`, and memcached
-                // echoes it on every answer but a SERVER_ERROR: an answer
+                // echoes it on every answer but an error: an answer
                 // that is not the next one's is a stream out of step, never
                 // a value for the wrong key.
                 match meta.opaque {
                     Some(o) if o as usize == index => {}
-                    None if meta.status == Status::ServerError => {}
+                    None if matches!(meta.status, Status::ServerError | Status::ClientError) => {}
                     other => {
                         return Err(McError::Unexpected {
                             server: server.clone(),

@@ -51,6 +51,12 @@ pub enum Status {
     /// `SERVER_ERROR …`: this one request failed (e.g. out of memory); the
     /// stream stays in step.
     ServerError,
+    /// `CLIENT_ERROR …`: the server refused this one request's tokens (an
+    /// `ms` TTL or flags out of its range). memcached has then swallowed
+    /// the value it announced, so the stream stays in step; the opaques of
+    /// the answers that follow are still checked, and a stream that did not
+    /// stay in step fails there.
+    ClientError,
 }
 
 /// One parsed response. Ranges are relative to the start of the frame.
@@ -154,13 +160,15 @@ pub fn parse_meta(buf: &[u8]) -> Result<Option<Meta>, ProtoError> {
         message: None,
         opaque: None,
     };
-    if let Some(rest) = line.strip_prefix(b"SERVER_ERROR") {
-        meta.status = Status::ServerError;
-        let start = line.len() - rest.len() + usize::from(rest.first() == Some(&b' '));
-        meta.message = Some(start..line.len());
-        return Ok(Some(meta));
+    for (prefix, status) in [(&b"SERVER_ERROR"[..], Status::ServerError), (b"CLIENT_ERROR", Status::ClientError)] {
+        if let Some(rest) = line.strip_prefix(prefix) {
+            meta.status = status;
+            let start = line.len() - rest.len() + usize::from(rest.first() == Some(&b' '));
+            meta.message = Some(start..line.len());
+            return Ok(Some(meta));
+        }
     }
-    if line.starts_with(b"CLIENT_ERROR") || line.starts_with(b"ERROR") {
+    if line.starts_with(b"ERROR") {
         return Err(ProtoError::Refused(lossy(line)));
     }
     let mut tokens = line.split(|b| *b == b' ').filter(|t| !t.is_empty());
@@ -420,6 +428,7 @@ mod tests {
             (b"NF\r\n", Status::NotFound),
             (b"MN\r\n", Status::Noop),
             (b"SERVER_ERROR out of memory storing object\r\n", Status::ServerError),
+            (b"CLIENT_ERROR bad token in command line format\r\n", Status::ClientError),
         ] {
             assert_eq!(one(text).status, status);
         }
@@ -437,7 +446,7 @@ mod tests {
             b"VA 2\r\nhiXX",
             b"VA 99999999999\r\n",
             b"ERROR\r\n",
-            b"CLIENT_ERROR bad command line format\r\n",
+            b"ERRORS\r\n",
         ] {
             assert!(parse_meta(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }

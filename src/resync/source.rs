@@ -635,7 +635,7 @@ impl<'a> Injector<'a> {
         self.local_round(&sent, &mut fates, |m| match m.status {
             Status::Stored => Ok(Fate::Written(m.cas.unwrap_or(0))),
             Status::NotStored => Ok(Fate::Conflict),
-            Status::ServerError => Ok(Fate::Failed),
+            Status::ServerError | Status::ClientError => Ok(Fate::Failed),
             other => Err(format!("{other:?} in answer to ms ME")),
         })
         .await?;
@@ -764,7 +764,7 @@ impl<'a> Injector<'a> {
             Status::Stored => Ok(Fate::Replaced(m.cas.unwrap_or(0))),
             // A client wrote in between: newer than both, flags unknown.
             Status::Exists | Status::NotFound => Ok(Fate::Kept(None)),
-            Status::ServerError => Ok(Fate::Failed),
+            Status::ServerError | Status::ClientError => Ok(Fate::Failed),
             other => Err(format!("{other:?} in answer to ms MS C")),
         })
         .await
@@ -1042,5 +1042,71 @@ mod tests {
         fetch.await.unwrap().unwrap();
         seen.sort_unstable();
         assert_eq!(seen, (0..20).collect::<Vec<_>>(), "every key fetched once");
+    }
+}
+
+#[cfg(test)]
+mod injector_tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// A local node that refuses the `ms` of key `bad` with CLIENT_ERROR
+    /// (as memcached does for a token out of its range: no opaque, value
+    /// swallowed) and stores the rest; it also answers `stats` with zero
+    /// removals, so the delete guard has nothing to re-check.
+    async fn local_refusing_bad() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (r, mut w) = s.into_split();
+                    let mut lines = BufReader::new(r).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let tokens: Vec<&str> = line.split(' ').collect();
+                        let opaque = tokens.iter().find(|t| t.starts_with('O')).copied().unwrap_or("");
+                        let answer = match tokens[0] {
+                            "stats" => {
+                                "STAT delete_hits 0\r\nSTAT touch_hits 0\r\nSTAT cmd_flush 0\r\nEND\r\n".to_owned()
+                            }
+                            "mn" => "MN\r\n".to_owned(),
+                            "ms" => {
+                                let _value = lines.next_line().await;
+                                if tokens[1] == "bad" {
+                                    "CLIENT_ERROR bad token in command line format\r\n".to_owned()
+                                } else {
+                                    format!("HD c7 {opaque}\r\n")
+                                }
+                            }
+                            _ => "ERROR\r\n".to_owned(),
+                        };
+                        w.write_all(answer.as_bytes()).await.unwrap();
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_client_error_for_one_item_fails_that_item_not_the_node() {
+        let addr = local_refusing_bad().await;
+        let mut local = Connection::connect(&addr, Duration::from_secs(10)).await.unwrap();
+        let mut recheck = Connection::connect(&addr, Duration::from_secs(10)).await.unwrap();
+        let mut keys = KeyBatch::default();
+        for k in ["good1", "bad", "good2"] {
+            keys.push(k.as_bytes(), crate::view::key_digest(k.as_bytes())).unwrap();
+        }
+        let bad_vbucket = keys.get(1).vbucket;
+        let mut batch = ItemBatch::new(keys);
+        for i in 0..3 {
+            batch.push(i, 0, -1, b"value");
+        }
+        batch.removals_before = Some(0);
+        let mut injector = Injector::new("source", &mut local, &mut recheck, ConflictPolicy::default());
+        injector.inject(&batch).await.expect("one refused item is not a failed node");
+        let c = &injector.counts;
+        assert_eq!((c.landed, c.failed), (2, 1));
+        assert_eq!(c.failed_vbuckets.get(&bad_vbucket), Some(&1));
     }
 }
