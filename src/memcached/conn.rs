@@ -38,7 +38,27 @@ const BULK_READ: usize = 64 * 1024;
 /// How long a read waits for that much before it takes what has come.
 const BULK_SETTLE: Duration = Duration::from_millis(2);
 /// The shortest answer to a request carrying `O<n>`: `HD O0\r\n`.
-const MIN_ANSWER: usize = 7;
+pub const MIN_ANSWER: usize = 7;
+
+/// What the reads of one kind of pipeline wait for per answer due: half
+/// the mean answer of the previous batch of that kind (at least
+/// [`MIN_ANSWER`]). A guess: a batch of unusually short answers (misses)
+/// costs a 2 ms settle, never a hang.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AnswerGuess(usize);
+
+impl AnswerGuess {
+    pub fn get(self) -> usize {
+        self.0.max(MIN_ANSWER)
+    }
+
+    /// Learns from a batch: `answers` answers of `bytes` in all.
+    pub fn learn(&mut self, bytes: usize, answers: usize) {
+        if let Some(mean) = bytes.checked_div(answers) {
+            self.0 = mean / 2;
+        }
+    }
+}
 
 /// Sets `SO_RCVLOWAT`; false if the system refuses.
 fn set_rcvlowat(socket: &OwnedReadHalf, bytes: usize) -> bool {
@@ -312,7 +332,23 @@ impl Connection {
     /// with its index (responses come in request order), while the requests
     /// are still being written. Any other number of responses is a protocol
     /// error: the stream is out of step.
-    pub async fn pipeline<F>(&mut self, requests: &[u8], expected: usize, mut each: F) -> Result<(), McError>
+    pub async fn pipeline<F>(&mut self, requests: &[u8], expected: usize, each: F) -> Result<(), McError>
+    where
+        F: FnMut(usize, &Meta, &[u8]) -> Result<(), McError>,
+    {
+        self.pipeline_sized(requests, expected, &mut AnswerGuess::default(), each).await
+    }
+
+    /// [`Connection::pipeline`], with reads waking for `guess` bytes per
+    /// answer still due, and `guess` learning from this batch's answers
+    /// for the next batch of its kind.
+    pub async fn pipeline_sized<F>(
+        &mut self,
+        requests: &[u8],
+        expected: usize,
+        guess: &mut AnswerGuess,
+        mut each: F,
+    ) -> Result<(), McError>
     where
         F: FnMut(usize, &Meta, &[u8]) -> Result<(), McError>,
     {
@@ -323,11 +359,13 @@ impl Connection {
             server: server.clone(),
             message: format!("{got} responses to {expected} requests"),
         };
+        let answer = guess.get();
+        let mut answered = 0;
         let read = async {
             let mut index = 0;
             loop {
                 // Every answer still due, and the closing `MN`.
-                reader.expect((expected - index.min(expected)) * MIN_ANSWER + 4);
+                reader.expect((expected - index.min(expected)).saturating_mul(answer) + 4);
                 let meta = reader.meta().await?;
                 if meta.status == Status::Noop {
                     return if index == expected { Ok(()) } else { Err(out_of_step(index.to_string())) };
@@ -353,6 +391,7 @@ impl Connection {
                     }
                 }
                 each(index, &meta, reader.frame())?;
+                answered += reader.frame().len();
                 index += 1;
             }
         };
@@ -396,6 +435,9 @@ impl Connection {
             e = cancelled => Err(e),
         };
         self.reader.expect(0);
+        if done.is_ok() {
+            guess.learn(answered, expected);
+        }
         done
     }
 
@@ -637,6 +679,38 @@ mod tests {
         // timeout): silence is not taken as the end.
         let err = tokio::time::timeout(Duration::from_millis(300), c.reader.dump_line(DumpMode::Mgdump)).await;
         assert!(err.is_err(), "a silent server is waited for, not taken as ended");
+    }
+
+    #[test]
+    fn reads_wait_for_half_the_mean_answer_of_the_last_batch() {
+        let mut g = AnswerGuess::default();
+        assert_eq!(g.get(), MIN_ANSWER, "nothing known: the shortest answer");
+        g.learn(140 * 1024, 1024);
+        assert_eq!(g.get(), 70);
+        g.learn(0, 0);
+        assert_eq!(g.get(), 70, "an empty batch teaches nothing");
+        g.learn(9 * 100, 100);
+        assert_eq!(g.get(), MIN_ANSWER, "never below the shortest answer");
+    }
+
+    #[tokio::test]
+    async fn a_guess_too_high_costs_a_settle_not_a_hang() {
+        // Two misses of 7 bytes where 2,000 bytes each were guessed.
+        let mut c = sending_then_silent(b"EN O0\r\nEN O1\r\nMN\r\n").await;
+        let mut guess = AnswerGuess::default();
+        guess.learn(4000, 1);
+        let started = std::time::Instant::now();
+        let mut answers = 0;
+        c.pipeline_sized(b"mg a v O0\r\nmg b v O1\r\nmn\r\n", 2, &mut guess, |_, m, _| {
+            assert_eq!(m.status, Status::Miss);
+            answers += 1;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(answers, 2);
+        assert!(started.elapsed() < Duration::from_secs(5), "waited {:?}", started.elapsed());
+        assert_eq!(guess.get(), MIN_ANSWER, "and the next batch's guess follows");
     }
 
     #[tokio::test]

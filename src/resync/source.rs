@@ -23,6 +23,7 @@ use super::batch::{ItemBatch, KeyBatch};
 use super::landed::{Arrival, Landed, PrimaryBarrier};
 use super::rules::{inject_ttl, ConflictPolicy};
 use super::{Counts, Options};
+use crate::memcached::conn::AnswerGuess;
 use crate::memcached::dump::{decode_dump_key, refusal_hint, DumpLine, DumpMode};
 use crate::memcached::proto::{self, lossy, ProtoError, SetMode, Status};
 use crate::memcached::{Connection, McError};
@@ -331,6 +332,8 @@ pub async fn fetch_items(
 #[derive(Debug, Default)]
 pub struct FetchSizing {
     largest: Option<u64>,
+    /// What reads wait for per answer due.
+    answer: AnswerGuess,
 }
 
 /// Keys asked for by a connection's first fetch.
@@ -363,7 +366,7 @@ async fn fetch_values(
     proto::mn(req);
     let server = conn.server().to_owned();
     let (mut dropped, mut largest) = (Vec::new(), None::<u64>);
-    conn.pipeline(req, asked.len(), |n, m, frame| {
+    conn.pipeline_sized(req, asked.len(), &mut sizing.answer, |n, m, frame| {
         match m.status {
             Status::Value => {
                 let value = m.value.clone().and_then(|r| frame.get(r)).unwrap_or_default();
