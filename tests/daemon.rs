@@ -29,7 +29,7 @@ async fn a_stable_node_settles_idle_and_serves_zero_counters() {
     let snmpd = Snmpd::start();
     let r = Resize::three_to_four();
     load(&view(&r.stable), &plain_items("reg\\\\sip:stable", 500, 1)).await;
-    let d = Daemon::start(&r.old[0], &r.stable, &["--agentx", &snmpd.agentx_address()]);
+    let d = Daemon::start(&r.old[0], &r.stable, &["--agentx", &snmpd.agentx_address(), "--tag-poll", "1"]);
     // Its memcached has no restart tag yet: a full resync, then idle.
     let (code, out) = d.wait_sync(30);
     assert_eq!(code, Some(0), "{out}");
@@ -40,8 +40,11 @@ async fn a_stable_node_settles_idle_and_serves_zero_counters() {
     let walk = parse(&snmpd.walk(A));
     assert_eq!(walk.len(), 5, "{walk:?}");
     assert!(walk.iter().all(|r| r.2 == "0"), "{walk:?}");
-    // Idle with the tag present: nothing more happens.
-    std::thread::sleep(Duration::from_millis(500));
+    // Idle with the tag present: the tag is read every second (each poll
+    // is a get on the local memcached), and nothing more happens.
+    let gets = stat(&r.old[0], "cmd_get");
+    std::thread::sleep(Duration::from_millis(3500));
+    assert!(stat(&r.old[0], "cmd_get") >= gets + 2, "the tag was polled at least twice");
     assert_eq!(d.status().unwrap()["requested"], 1);
     // SIGUSR1: a full resync.
     d.signal(Signal::SIGUSR1);

@@ -27,7 +27,10 @@ async fn a_source_stopped_mid_stream_is_abandoned_after_the_timeout_and_nothing_
         .keys()
         .map(|vb| items.iter().filter(|i| astaire::view::vbucket(&i.key) == *vb).count())
         .sum::<usize>();
+    let deadline = Instant::now() + Duration::from_secs(60);
     while all_keys(r.new_node()).await.len() < expected / 10 {
+        assert!(!run.is_finished(), "the resync ended before a tenth of the keys landed");
+        assert!(Instant::now() < deadline, "a tenth of the keys did not land within 60 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
@@ -304,9 +307,9 @@ async fn a_server_without_mgdump_is_listed_with_metadump_whatever_its_version() 
 /// Either way it ends promptly.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_local_memcached_is_reported_and_never_hangs() {
-    let cases: [(&[&str], i32, &str); 2] =
-        [(&["-m", "8"], 0, "evicted"), (&["-m", "8", "-M"], 1, "items could not be stored")];
-    for (limits, code, says) in cases {
+    // An evicting node (-m 8) and one that refuses instead (-M).
+    for refuses in [false, true] {
+        let limits: &[&str] = if refuses { &["-m", "8", "-M"] } else { &["-m", "8"] };
         let source = Memcached::start();
         let local = Memcached::start_with(limits);
         let dir = tempfile::tempdir().unwrap();
@@ -317,11 +320,38 @@ async fn a_full_local_memcached_is_reported_and_never_hangs() {
         let items = filled_items("reg\\\\sip:full", 20_000, 1, &[b'f'; 2000]);
         bulk_set(&s, &items).await;
         let started = Instant::now();
-        let out = resync_cli(&l, &path, &["--io-timeout", "5"]);
-        let t = text(&out);
-        assert_eq!(out.status.code(), Some(code), "{limits:?}: {t}");
-        assert!(t.contains(says), "{limits:?}: {t}");
-        assert!(!t.contains("panicked"), "{t}");
+        let out = resync_cli(&l, &path, &["--io-timeout", "5", "--json"]);
         assert!(started.elapsed() < Duration::from_secs(60), "no hang: {:?}", started.elapsed());
+        let t = text(&out);
+        assert!(!t.contains("panicked"), "{t}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {t}"));
+        let (failed, failed_vbuckets) = (report["counts"]["failed"].as_u64().unwrap(), &report["failed_vbuckets"]);
+        let evictions = stat(&l, "evictions");
+        if refuses {
+            // Every refused item is counted in its vbucket, and those
+            // vbuckets are named as failed: exit 1.
+            assert_eq!(out.status.code(), Some(1), "{t}");
+            assert_eq!(evictions, 0);
+            assert!(failed > 0, "{t}");
+            let per_vbucket: u64 = failed_vbuckets
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|why| {
+                    let why = why.as_str().unwrap();
+                    why.strip_suffix(" items could not be stored")
+                        .unwrap_or_else(|| panic!("{why}"))
+                        .parse::<u64>()
+                        .unwrap()
+                })
+                .sum();
+            assert_eq!(per_vbucket, failed, "{failed_vbuckets}");
+        } else {
+            // What memcached evicted is what the report says it evicted.
+            assert_eq!(out.status.code(), Some(0), "{t}");
+            assert!(evictions > 0);
+            assert_eq!(report["local_evictions"].as_u64(), Some(evictions), "{t}");
+            assert_eq!((failed, failed_vbuckets.as_object().unwrap().len()), (0, 0), "{t}");
+        }
     }
 }

@@ -228,6 +228,24 @@ pub async fn get(conn: &mut Connection, key: &[u8]) -> Option<Item> {
     conn.get(key).await.expect("get")
 }
 
+/// The counter `name` of memcached `server`'s `stats`.
+#[allow(dead_code, reason = "not every test binary reads counters")]
+pub fn stat(server: &str, name: &str) -> u64 {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::net::TcpStream::connect(server).expect("connect for stats");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    s.write_all(b"stats\r\n").unwrap();
+    let prefix = format!("STAT {name} ");
+    for line in BufReader::new(s).lines() {
+        let line = line.expect("stats answer");
+        if let Some(v) = line.strip_prefix(&prefix) {
+            return v.trim().parse().expect("a number");
+        }
+        assert_ne!(line, "END", "{server} has no counter {name}");
+    }
+    panic!("{server} closed during stats");
+}
+
 /// Runs the `astaire` binary.
 pub fn astaire(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_astaire")).args(args).output().expect("run astaire")
