@@ -162,6 +162,9 @@ struct ResyncArgs {
     /// Keys per pipelined batch.
     #[arg(long, default_value_t = 1024, hide = true)]
     batch_keys: usize,
+    /// Seconds to wait for a source's crawler that another dump keeps busy.
+    #[arg(long, default_value_t = 60, hide = true)]
+    busy_wait: u64,
     /// How to list a source's keys (default: mgdump on memcached 1.6.19 and
     /// later, metadump before).
     #[arg(long, value_enum, value_name = "COMMAND")]
@@ -617,6 +620,7 @@ async fn resync_cmd(args: ResyncArgs) -> u8 {
         cancel: Some(stop),
         conflict: args.conflict,
         batch_keys: args.batch_keys.max(1),
+        busy_wait: Duration::from_secs(args.busy_wait),
         dump: args.dump_command,
         io_timeout: Duration::from_secs(t.io_timeout.max(1)),
         bandwidth_limit: args.bandwidth_limit,

@@ -13,8 +13,10 @@
 //! So fields are found by name, never by position, and an `OK` is accepted
 //! only as the first line (protocol.txt of every 1.6 release documents
 //! "OK to indicate successful launch"; 1.6.43 is the first to send it).
-//! Either command may also end with `ERROR locked try again later` or
-//! answer `BUSY …` instead of starting.
+//! Instead of listing, either command may answer `BUSY …` (another crawl
+//! runs), or end at once with `ERROR locked try again later` (memcached
+//! could not lock its hash table, as while growing it): both are
+//! [`DumpLine::Busy`], a reason to try again.
 // Reads network or file input: no panicking access outside tests (issue 7).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
@@ -92,7 +94,10 @@ pub fn parse_dump_line(buf: &[u8], mode: DumpMode) -> Result<Option<(DumpLine, u
         }
     }
     let err = || ProtoError::Malformed(lossy(line));
-    if line.starts_with(b"BUSY") {
+    // `ERROR locked try again later` is memcached's answer when the crawler
+    // lock is held at that instant (by its own background crawls too):
+    // like `BUSY`, a reason to try again, not a refusal.
+    if line.starts_with(b"BUSY") || line == b"ERROR locked try again later" {
         return Ok(Some((DumpLine::Busy, len)));
     }
     if line == b"OK" {
@@ -315,7 +320,8 @@ key=plain exp=1796021269 la=1796021169 cas=2 fetch=no cls=1 size=69\nEND\r\n";
         assert!(parse_dump_line(b"OK then\r\n", DumpMode::Mgdump).is_err());
         assert!(parse_dump_line(b"OKkey=a\n", DumpMode::Metadump).is_err());
         let locked = parse_dump_line(b"ERROR locked try again later\r\n", DumpMode::Mgdump);
-        assert!(matches!(locked, Err(ProtoError::Refused(m)) if m.contains("locked")));
+        assert_eq!(locked.unwrap(), Some((DumpLine::Busy, 30)), "try again, not a refusal");
+        assert!(matches!(parse_dump_line(b"ERROR locked\r\n", DumpMode::Mgdump), Err(ProtoError::Refused(_))));
     }
 
     #[test]
@@ -366,5 +372,52 @@ key=plain exp=1796021269 la=1796021169 cas=2 fetch=no cls=1 size=69\nEND\r\n";
         assert_eq!(DumpMode::for_version("1.6.40-rc1"), DumpMode::Mgdump);
         assert_eq!(DumpMode::for_version("1.5.22"), DumpMode::Metadump);
         assert_eq!(DumpMode::for_version("junk"), DumpMode::Metadump);
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn arbitrary_lines_never_panic(b in prop::collection::vec(any::<u8>(), 0..300), mg in any::<bool>()) {
+                let _ = parse_dump_line(&b, if mg { DumpMode::Mgdump } else { DumpMode::Metadump });
+            }
+
+            /// A key printed as either command prints it is read back as
+            /// the same bytes, whatever the fields after it.
+            #[test]
+            fn printed_keys_are_read_back(
+                key in prop::collection::vec(any::<u8>(), 1..120),
+                size in any::<u32>(),
+                flags in prop::option::of(any::<u32>()),
+                trailing_space in any::<bool>(),
+            ) {
+                // metadump: URI-encoded, fields by name, in any version's form.
+                let encoded: String = key.iter().map(|b| format!("%{b:02X}")).collect();
+                let mut line = format!("key={encoded} exp=-1 la=1 cas=2 fetch=no cls=1 size={size}");
+                if let Some(f) = flags {
+                    line.push_str(&format!(" flags={f}"));
+                }
+                line.push_str(if trailing_space { " \n" } else { "\n" });
+                let (parsed, len) = parse_dump_line(line.as_bytes(), DumpMode::Metadump).unwrap().unwrap();
+                prop_assert_eq!(len, line.len());
+                let DumpLine::Key { key: range, encoding, size: s, flags: f } = parsed else { panic!("{parsed:?}") };
+                prop_assert_eq!((s, f), (Some(size), flags));
+                let mut out = Vec::new();
+                decode_dump_key(&line.as_bytes()[range], encoding, &mut out).unwrap();
+                prop_assert_eq!(&out, &key);
+
+                // mgdump: base64 (what memcached prints for binary keys).
+                use base64::Engine;
+                let b64 = base64::engine::general_purpose::STANDARD.encode(&key);
+                let line = format!("mg {b64} b\r\n");
+                let (parsed, _) = parse_dump_line(line.as_bytes(), DumpMode::Mgdump).unwrap().unwrap();
+                let DumpLine::Key { key: range, encoding, .. } = parsed else { panic!("{parsed:?}") };
+                let mut out = Vec::new();
+                decode_dump_key(&line.as_bytes()[range], encoding, &mut out).unwrap();
+                prop_assert_eq!(&out, &key);
+            }
+        }
     }
 }

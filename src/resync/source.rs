@@ -254,22 +254,20 @@ async fn start_dump(source: &str, mut mode: DumpMode, opts: &Options) -> Result<
     loop {
         let mut conn = Connection::connect(source, opts.io_timeout).await?;
         conn.send(mode.command()).await?;
-        // Peek at the first line without consuming a key line.
+        // Peek at the first line without consuming a key line. `BUSY`
+        // (another crawl) and `ERROR locked try again later` (memcached
+        // growing its hash table, as after a large load) both mean: later.
         match conn.reader.dump_line(mode).await {
-            Ok(DumpLine::Busy) => {
-                if tokio::time::Instant::now() + backoff > deadline {
-                    return Err(McError::Unexpected {
-                        server: source.to_owned(),
-                        message: format!("crawler still busy after {} s", opts.busy_wait.as_secs()),
-                    });
+            Ok(DumpLine::Busy) => {}
+            // 1.6.43+ acknowledge the start, and may still say next that
+            // the crawler is locked; older servers begin with a key.
+            Ok(DumpLine::Started) => {
+                if conn.reader.dump_line(mode).await? != DumpLine::Busy {
+                    conn.reader.unread_frame();
+                    return Ok((conn, mode));
                 }
-                debug!(source, "crawler busy, retrying in {backoff:?}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
-            // 1.6.43+ acknowledge the start; older servers begin with a key.
-            Ok(DumpLine::Started) => return Ok((conn, mode)),
-            Ok(_) => {
+            Ok(DumpLine::Key { .. } | DumpLine::End) => {
                 conn.reader.unread_frame();
                 return Ok((conn, mode));
             }
@@ -278,6 +276,7 @@ async fn start_dump(source: &str, mut mode: DumpMode, opts: &Options) -> Result<
             {
                 debug!(source, "mgdump unknown to this server: using metadump");
                 mode = DumpMode::Metadump;
+                continue;
             }
             Err(McError::Protocol { server, source: ProtoError::Refused(answer) }) => {
                 return Err(match refusal_hint(&answer, mode) {
@@ -289,6 +288,15 @@ async fn start_dump(source: &str, mut mode: DumpMode, opts: &Options) -> Result<
             }
             Err(e) => return Err(e),
         }
+        if tokio::time::Instant::now() + backoff > deadline {
+            return Err(McError::Unexpected {
+                server: source.to_owned(),
+                message: format!("crawler still busy after {} s", opts.busy_wait.as_secs()),
+            });
+        }
+        debug!(source, "crawler busy, retrying in {backoff:?}");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
 
