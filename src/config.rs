@@ -232,4 +232,33 @@ mod tests {
         std::fs::write(&main, format!(". {}\n", main.display())).unwrap();
         assert!(Config::load(&main).unwrap_err().reason.contains("nested"));
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn arbitrary_text_never_panics(text in "\\PC{0,300}") {
+                let _ = Config::parse(&text, Path::new("config"));
+            }
+
+            #[test]
+            fn assignments_are_read_back(
+                pairs in prop::collection::btree_map("[a-z_][a-z0-9_]{0,12}", "[A-Za-z0-9.:,/_-]{0,30}", 1..10),
+                quote in 0u8..3,
+                export in any::<bool>(),
+            ) {
+                let mut text = String::new();
+                for (k, v) in &pairs {
+                    let v = match quote { 0 => v.clone(), 1 => format!("'{v}'"), _ => format!("\"{v}\"") };
+                    text.push_str(&format!("{}{k}={v}\n", if export { "export " } else { "" }));
+                }
+                let c = Config::parse(&text, Path::new("config")).unwrap();
+                for (k, v) in &pairs {
+                    prop_assert_eq!(c.get(k), Some(v.as_str()), "{}", text);
+                }
+            }
+        }
+    }
 }

@@ -111,6 +111,40 @@ async fn sighup_after_a_resize_resyncs_and_wait_sync_sees_it() {
     assert!(got[0].1[1].1.ends_with("118.0.2") && got[1].1[1].1.ends_with("118.0.3"), "{got:?}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_settings_file_on_reload_changes_nothing_and_a_fixed_one_resyncs() {
+    let r = Resize::three_to_four();
+    let items = plain_items("reg\\\\sip:badhup", 1500, 1);
+    load(&view(&r.stable), &items).await;
+    let live = r.cluster.dir.path().join("cluster_settings_badhup");
+    std::fs::copy(&r.stable, &live).unwrap();
+    let d = Daemon::start(r.new_node(), &live, &["--no-agentx"]);
+    assert_eq!(d.wait_sync(10).0, Some(0));
+    let (sets, keys) = (stat(r.new_node(), "cmd_set"), stat(r.new_node(), "curr_items"));
+
+    // A resize that lists this node, with one bad entry on its last line: taken
+    // in part, it would start a resync that writes to this node.
+    let stable = std::fs::read_to_string(&r.stable).unwrap();
+    std::fs::write(&live, format!("{stable}new_servers={},127.0.0.1\n", r.all.join(","))).unwrap();
+    d.signal(Signal::SIGHUP);
+    let (code, out) = d.wait_sync(10);
+    assert_eq!(code, Some(1), "wait-sync reports the failed reload: {out}");
+    let status = d.status().unwrap();
+    let error = status["last"]["error"].as_str().unwrap_or_default().to_owned();
+    let line = stable.lines().count() + 1;
+    assert!(error.contains(&format!("{}:{line}:", live.display())), "names file and line: {status}");
+    assert_eq!(status["last"]["success"], false, "{status}");
+    assert_eq!((stat(r.new_node(), "cmd_set"), stat(r.new_node(), "curr_items")), (sets, keys), "nothing written");
+    assert!(d.log().matches("invalid cluster settings").count() >= 1, "{}", d.log());
+
+    // The operator fixes the file: the next SIGHUP resyncs.
+    std::fs::copy(&r.resize, &live).unwrap();
+    d.signal(Signal::SIGHUP);
+    let (code, out) = d.wait_sync(60);
+    assert_eq!(code, Some(0), "{out}\n{}", d.log());
+    assert!(holds_its_keys(&view(&r.resize), r.new_node(), &items).await > 300);
+}
+
 /// A daemon on the new node, reading a copy of the resize file the test
 /// may rewrite, slowed to 1.5 MB/s (about 3.4 MB of 4,000 × 1 KB items to
 /// pull, so there is time to act during it), once it is resyncing.
@@ -251,6 +285,23 @@ async fn sigterm_mid_resync_exits_cleanly_and_a_restart_completes_it() {
 }
 
 use astaire::memcached::Connection;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_daemon_on_the_same_control_socket_exits_2_and_the_first_keeps_serving() {
+    let r = Resize::three_to_four();
+    let d = Daemon::start(r.new_node(), &r.stable, &["--no-agentx"]);
+    assert_eq!(d.wait_sync(10).0, Some(0));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
+        .args(["daemon", "--no-agentx", "--config", "/dev/null", "--local-name", r.new_node(), "--control-socket"])
+        .arg(&d.control)
+        .arg("--cluster-settings")
+        .arg(&r.stable)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("another daemon answers on it"), "{}", text(&out));
+    assert_eq!(d.status().expect("the first daemon still answers")["state"], "not-member");
+}
 
 #[test]
 fn bad_configuration_gets_a_clear_error_and_the_documented_exit_code() {

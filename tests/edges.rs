@@ -4,7 +4,7 @@
 mod common;
 
 use astaire::memcached::Connection;
-use astaire::resync::{self, ConflictPolicy, Options};
+use astaire::resync::{self, Options};
 use astaire::stats::Stats;
 use astaire::view::vbucket;
 use common::*;
@@ -34,12 +34,18 @@ async fn clearwater_timestamp_replaces_older_local_values_and_keeps_newer_ones()
     dst.set(&older_local, b"stale-local", 4000, 0).await.unwrap();
     dst.set(&newer_local, b"fresh-local", 6000, 0).await.unwrap();
 
-    // add-only leaves both local values alone.
-    let work = view.work_list(&local, false);
-    let add_only = Options { conflict: ConflictPolicy::AddOnly, ..Options::default() };
-    let report = resync::run(&work, &add_only, &Stats::new()).await.unwrap();
-    assert_eq!((report.counts.replaced, report.counts.kept), (0, 2));
+    // add-only, as an operator gives it, leaves both local values alone.
+    let out = astaire(
+        &["resync", "--local-name", &local, "--cluster-settings", path.to_str().unwrap(), "--json"]
+            .into_iter()
+            .chain(["--conflict", "add-only"])
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((report["counts"]["replaced"].as_u64(), report["counts"]["kept"].as_u64()), (Some(0), Some(2)));
     assert_eq!(get(&mut dst, &older_local).await.unwrap().value, b"stale-local");
+    let work = view.work_list(&local, false);
 
     // The default replaces only the older one.
     let report = resync::run(&work, &Options::default(), &Stats::new()).await.unwrap();

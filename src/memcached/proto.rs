@@ -487,4 +487,51 @@ mod tests {
             "mg YSBr b f t v u O0\r\nms k 2 F7 T0 ME c O1\r\nhi\r\nms k 0 F7 T30 MS c C5 O2\r\n\r\nms YSBr 1 b F0 T0 ME c O3\r\nx\r\nmd k C9 O4\r\nmn\r\n"
         );
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic(b in prop::collection::vec(any::<u8>(), 0..300)) {
+                let _ = parse_meta(&b);
+            }
+
+            /// Every strict prefix of an answer is "need more", never an
+            /// error; the whole answer parses to its parts.
+            #[test]
+            fn an_answer_is_incomplete_until_its_last_byte(
+                value in prop::collection::vec(any::<u8>(), 0..200),
+                flags in any::<u32>(),
+                opaque in any::<u32>(),
+                ttl in -1i64..100_000,
+            ) {
+                let mut frame = format!("VA {} f{flags} t{ttl} O{opaque}\r\n", value.len()).into_bytes();
+                frame.extend_from_slice(&value);
+                frame.extend_from_slice(b"\r\n");
+                for cut in 0..frame.len() {
+                    prop_assert_eq!(parse_meta(&frame[..cut]), Ok(None), "cut at {}", cut);
+                }
+                let m = parse_meta(&frame).unwrap().unwrap();
+                prop_assert_eq!((m.status, m.len, m.flags, m.ttl, m.opaque), (Status::Value, frame.len(), Some(flags), Some(ttl), Some(opaque)));
+                prop_assert_eq!(&frame[m.value.unwrap()], &value[..]);
+            }
+
+            #[test]
+            fn corrupted_answers_never_panic(
+                value in prop::collection::vec(any::<u8>(), 0..50),
+                flips in prop::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+            ) {
+                let mut frame = format!("VA {} f1 t-1 O7\r\n", value.len()).into_bytes();
+                frame.extend_from_slice(&value);
+                frame.extend_from_slice(b"\r\n");
+                for (at, v) in flips {
+                    let i = at % frame.len();
+                    frame[i] = v;
+                }
+                let _ = parse_meta(&frame);
+            }
+        }
+    }
 }

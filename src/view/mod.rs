@@ -147,6 +147,7 @@ impl WorkList {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeSet;
     use std::path::Path;
 
     fn view(text: &str) -> View {
@@ -237,7 +238,42 @@ mod tests {
         assert!(total > 0);
     }
 
+    /// A node list drawn from twelve names: any subset, in any order, so
+    /// two draws may overlap, replace a node, reorder or be disjoint.
+    fn node_list() -> impl Strategy<Value = Vec<String>> {
+        let pool: Vec<String> = (1..=12).map(|i| format!("10.0.0.{i}:11211")).collect();
+        prop::sample::subsequence(pool, 1..=8).prop_shuffle()
+    }
+
     proptest! {
+        #[test]
+        fn any_resize_has_every_target_replica_hold_or_pull_from_the_current_replicas(
+            old in node_list(),
+            new in node_list(),
+        ) {
+            let v = view(&format!("servers={}\nnew_servers={}\n", old.join(","), new.join(",")));
+            let everyone: BTreeSet<&String> = old.iter().chain(&new).collect();
+            for node in everyone {
+                let w = v.work_list(node, false);
+                for vb in 0..VBUCKETS {
+                    let (target, current) = (&v.target()[vb], &v.current[vb]);
+                    let pulls = w.vbuckets.get(&(vb as u8));
+                    let wanted = target.contains(node) && !current.contains(node);
+                    prop_assert_eq!(pulls.is_some(), wanted, "{} vbucket {}", node, vb);
+                    if let Some(sources) = pulls {
+                        // The current replicas, primary first, each once.
+                        let mut expected: Vec<&String> = Vec::new();
+                        for s in current {
+                            if !expected.contains(&s) {
+                                expected.push(s);
+                            }
+                        }
+                        prop_assert_eq!(sources.iter().collect::<Vec<_>>(), expected);
+                    }
+                }
+            }
+        }
+
         #[test]
         fn a_stable_cluster_gives_every_node_an_empty_work_list(n in 1usize..12, local in 0usize..12) {
             let v = view(&format!("servers={}\n", names(n, 1)));

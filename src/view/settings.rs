@@ -186,4 +186,38 @@ mod tests {
             assert!(e.to_string().starts_with("cluster_settings"), "{e}");
         }
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn address() -> impl Strategy<Value = String> {
+            (any::<[u8; 4]>(), 1u16..).prop_map(|(ip, port)| format!("{}.{}.{}.{}:{port}", ip[0], ip[1], ip[2], ip[3]))
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_text_never_panics(text in "\\PC{0,300}") {
+                let _ = ClusterSettings::parse(&text, Path::new("cs"));
+            }
+
+            #[test]
+            fn written_lists_are_read_back(
+                servers in prop::collection::vec(address(), 1..8),
+                new_servers in prop::option::of(prop::collection::vec(address(), 1..8)),
+                comment in any::<bool>(),
+            ) {
+                let mut text = String::new();
+                if comment {
+                    text.push_str("# cluster_settings\n\n");
+                }
+                text.push_str(&format!("servers={}\n", servers.join(",")));
+                if let Some(n) = &new_servers {
+                    text.push_str(&format!("new_servers={}\n", n.join(",")));
+                }
+                let parsed = ClusterSettings::parse(&text, Path::new("cs")).unwrap();
+                prop_assert_eq!(parsed, ClusterSettings { servers, new_servers });
+            }
+        }
+    }
 }

@@ -840,6 +840,29 @@ mod tests {
             let _ = decode(&bytes);
         }
 
+        /// A valid header (so the payload decoders are reached, which
+        /// random bytes almost never do) over an arbitrary payload of
+        /// mostly small words: plausible lengths, counts and sub-ids.
+        #[test]
+        fn well_framed_headers_with_arbitrary_payloads_never_panic(
+            type_code in 1u8..=18,
+            hflags in any::<u8>(),
+            ids in any::<[u32; 3]>(),
+            words in prop::collection::vec(prop_oneof![0u32..8, 0u32..300, any::<u32>()], 0..64),
+        ) {
+            let big = hflags & flags::NETWORK_BYTE_ORDER != 0;
+            let word = |v: u32| if big { v.to_be_bytes() } else { v.to_le_bytes() };
+            let mut b = vec![1, type_code, hflags, 0];
+            for v in ids {
+                b.extend_from_slice(&word(v));
+            }
+            let payload: Vec<u8> = words.iter().flat_map(|w| word(*w)).collect();
+            b.extend_from_slice(&word(payload.len() as u32));
+            b.extend_from_slice(&payload);
+            prop_assert_eq!(frame_len(&b), Ok(Some(b.len())), "the header is well framed");
+            let _ = decode(&b);
+        }
+
         #[test]
         fn corrupted_pdus_never_panic(payload in arb_payload(), flips in prop::collection::vec((any::<usize>(), any::<u8>()), 1..6)) {
             let mut b = Vec::new();
