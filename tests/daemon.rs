@@ -262,11 +262,17 @@ async fn sigterm_mid_resync_exits_cleanly_and_a_restart_completes_it() {
     let items = filled_items("reg\\\\sip:term", 4000, 1, &[b'v'; 1000]);
     load(&view(&r.stable), &items).await;
     let snmpd = Snmpd::start();
+    let trapd = Snmptrapd::start(free_udp_port(), "clearwater");
     let slow = ["--bandwidth-limit", "1000000", "--cpu-limit", "0", "--agentx"];
-    let mut d = Daemon::start(r.new_node(), &r.resize, &[&slow[..], &[&snmpd.agentx_address()]].concat());
+    let (agentx, inform) = (snmpd.agentx_address(), format!("127.0.0.1:{}", trapd.port));
+    let mut d = Daemon::start(r.new_node(), &r.resize, &[&slow[..], &[&agentx, "--snmp-ip", &inform]].concat());
     d.wait_for_state("resyncing");
-    std::thread::sleep(Duration::from_millis(500));
+    // The raise has arrived before the stop: the stop must clear it.
+    assert_eq!(trapd.wait_for(1, Duration::from_secs(5)).len(), 1, "raised");
     assert_eq!(d.stop(), Some(0), "{}", d.log());
+    let got = trapd.wait_for(2, Duration::from_secs(5));
+    assert_eq!(got.len(), 2, "raise then clear: {got:?}");
+    assert!(got[0].1[1].1.ends_with("118.0.2") && got[1].1[1].1.ends_with("118.0.3"), "{got:?}");
     let log = d.log();
     assert!(log.contains("resync stopped at a safe point"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
