@@ -4,7 +4,7 @@ mod common;
 
 use astaire::snmp::inform::message::encode_inform;
 use astaire::snmp::inform::{InformConfig, Informer, Notification, ResyncAlarm};
-use common::snmptrapd::{free_udp_port, Received, Snmptrapd};
+use common::snmptrapd::{Received, Snmptrapd};
 use common::*;
 use std::time::{Duration, Instant};
 
@@ -40,7 +40,7 @@ async fn small_resize() -> Resize {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resync_raises_then_clears_exactly_once_and_both_are_acknowledged() {
     let r = small_resize().await;
-    let trapd = Snmptrapd::start(free_udp_port(), "clearwater");
+    let trapd = Snmptrapd::start_any("clearwater");
     let target = format!("127.0.0.1:{}", trapd.port);
     let out = resync_cli(r.new_node(), &r.resize, &["--snmp-ip", &target]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -59,7 +59,7 @@ async fn a_resync_raises_then_clears_exactly_once_and_both_are_acknowledged() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resync_with_nothing_to_do_sends_nothing() {
     let r = small_resize().await;
-    let trapd = Snmptrapd::start(free_udp_port(), "clearwater");
+    let trapd = Snmptrapd::start_any("clearwater");
     let target = format!("127.0.0.1:{}", trapd.port);
     let out = resync_cli(&r.old[0], &r.resize, &["--snmp-ip", &target]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -70,7 +70,7 @@ async fn a_resync_with_nothing_to_do_sends_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_target_receives_the_alarm_including_one_on_the_default_port() {
     let r = small_resize().await;
-    let first = Snmptrapd::start(free_udp_port(), "clearwater");
+    let first = Snmptrapd::start_any("clearwater");
     // Port 162 needs root and must be free; CI runs as root.
     // (The probe socket is dropped before snmptrapd binds the port.)
     let can_bind_162 = std::net::UdpSocket::bind("127.0.0.1:162").is_ok();
@@ -178,8 +178,9 @@ async fn unanswered_informs_retry_with_one_request_id_back_off_to_the_cap_and_th
 #[tokio::test(flavor = "multi_thread")]
 async fn a_receiver_away_never_slows_the_resync() {
     let r = small_resize().await;
-    let informer =
-        Informer::spawn(InformConfig::from_settings(&format!("127.0.0.1:{}", free_udp_port()), None).unwrap());
+    // A receiver away: a socket that holds the port and never answers.
+    let away = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let informer = Informer::spawn(InformConfig::from_settings(&away.local_addr().unwrap().to_string(), None).unwrap());
     let (mut alarm, _) = ResyncAlarm::new(false);
     let work = view(&r.resize).work_list(r.new_node(), false);
     let alone = Instant::now();
@@ -206,7 +207,7 @@ async fn a_receiver_away_never_slows_the_resync() {
 async fn a_silent_receiver_is_retried_in_the_log_and_nothing_blocks_the_exit() {
     let r = small_resize().await;
     // snmptrapd stays silent for a community it does not accept.
-    let trapd = Snmptrapd::start(free_udp_port(), "clearwater");
+    let trapd = Snmptrapd::start_any("clearwater");
     let target = format!("127.0.0.1:{}", trapd.port);
     let started = Instant::now();
     let out = resync_cli(
@@ -274,7 +275,7 @@ fn the_raise_matches_snmpinform_byte_for_byte() {
 async fn a_one_shot_resync_stopped_by_sigterm_clears_its_alarm_and_exits_130() {
     let r = Resize::three_to_four();
     load_fast(&view(&r.stable), &plain_items("reg\\\\sip:stop", 20_000, 1)).await;
-    let trapd = Snmptrapd::start(free_udp_port(), "clearwater");
+    let trapd = Snmptrapd::start_any("clearwater");
     let target = format!("127.0.0.1:{}", trapd.port);
     let settings = r.resize.to_str().expect("utf-8 path");
     // 100 kB/s: the copy (about 1 MB for the new node) takes about 10 s.
@@ -313,7 +314,7 @@ async fn the_daemon_announces_the_cleared_state_at_start_when_asked() {
     let names = cluster.names(0..3);
     let settings = cluster.settings("cs3", &names, None);
     load_fast(&view(&settings), &plain_items("reg\\\\sip:announce", 300, 1)).await;
-    let trapd = Snmptrapd::start(free_udp_port(), "clearwater");
+    let trapd = Snmptrapd::start_any("clearwater");
     let target = format!("127.0.0.1:{}", trapd.port);
     // The local memcached has no restart tag, so the daemon also runs a
     // full resync at start: the announced clear, then its raise and clear.

@@ -5,7 +5,7 @@ mod common;
 
 use common::daemon::Daemon;
 use common::snmpd::{parse, Snmpd};
-use common::snmptrapd::{free_udp_port, Snmptrapd};
+use common::snmptrapd::Snmptrapd;
 use common::*;
 use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
@@ -90,7 +90,7 @@ async fn sighup_after_a_resize_resyncs_and_wait_sync_sees_it() {
     let r = Resize::three_to_four();
     let items = plain_items("reg\\\\sip:hup", 3000, 1);
     load(&view(&r.stable), &items).await;
-    let trapd = Snmptrapd::start(free_udp_port(), "clearwater");
+    let trapd = Snmptrapd::start_any("clearwater");
     let live = r.cluster.dir.path().join("cluster_settings");
     std::fs::copy(&r.stable, &live).unwrap();
     // The new node's daemon starts before the node is listed: idle.
@@ -146,12 +146,13 @@ async fn a_broken_settings_file_on_reload_changes_nothing_and_a_fixed_one_resync
 }
 
 /// A daemon on the new node, reading a copy of the resize file the test
-/// may rewrite, slowed to 1.5 MB/s (about 3.4 MB of 4,000 × 1 KB items to
-/// pull, so there is time to act during it), once it is resyncing.
+/// may rewrite, slowed to 500 kB/s (about 1.7 MB of 4,000 × 1 KB items to
+/// pull: over 3 s, so signals sent within 300 ms land inside it), once it
+/// is resyncing.
 fn resyncing_slowly_from_a_live_copy(r: &Resize) -> (std::path::PathBuf, Daemon) {
     let live = r.cluster.dir.path().join("cluster_settings");
     std::fs::copy(&r.resize, &live).unwrap();
-    let d = Daemon::start(r.new_node(), &live, &["--no-agentx", "--bandwidth-limit", "1500000", "--cpu-limit", "0"]);
+    let d = Daemon::start(r.new_node(), &live, &["--no-agentx", "--bandwidth-limit", "500000", "--cpu-limit", "0"]);
     d.wait_for_state("resyncing");
     (live, d)
 }
@@ -177,6 +178,12 @@ async fn signals_during_a_resync_queue_one_more_and_never_overlap() {
     });
     std::thread::sleep(Duration::from_millis(200));
     d.signal(Signal::SIGHUP);
+    let status = d.status().unwrap();
+    assert_eq!(
+        (status["state"].as_str(), status["completed"].as_u64()),
+        (Some("resyncing"), Some(0)),
+        "both signals came during the first resync: {status}"
+    );
     assert_eq!(between.join().unwrap(), Some(0));
     let status = d.status().unwrap();
     // Start-up (1) and two SIGHUPs (2, 3), the two coalesced into one resync.
@@ -262,7 +269,7 @@ async fn sigterm_mid_resync_exits_cleanly_and_a_restart_completes_it() {
     let items = filled_items("reg\\\\sip:term", 4000, 1, &[b'v'; 1000]);
     load(&view(&r.stable), &items).await;
     let snmpd = Snmpd::start();
-    let trapd = Snmptrapd::start(free_udp_port(), "clearwater");
+    let trapd = Snmptrapd::start_any("clearwater");
     let slow = ["--bandwidth-limit", "1000000", "--cpu-limit", "0", "--agentx"];
     let (agentx, inform) = (snmpd.agentx_address(), format!("127.0.0.1:{}", trapd.port));
     let mut d = Daemon::start(r.new_node(), &r.resize, &[&slow[..], &[&agentx, "--snmp-ip", &inform]].concat());

@@ -411,15 +411,110 @@ async fn live_traffic_round(race: Race, label: &str) {
     assert_eq!((stale, revived, missing), (0, 0, 0), "{label}: stale, revived, missing of {checked}");
 }
 
-/// The race is timing-dependent: three rounds growing, two shrinking, each
-/// on a fresh cluster.
+/// Traffic at random against both directions; the races themselves are
+/// made certain below (`a_client_racing_the_first_batch…`).
 #[tokio::test(flavor = "multi_thread")]
 async fn live_traffic_during_the_resync_leaves_nothing_stale_and_nothing_revived() {
-    for round in 0..3 {
-        live_traffic_round(Race::three_to_four(), &format!("3to4-{round}")).await;
-    }
-    for round in 0..2 {
-        live_traffic_round(Race::four_to_three(), &format!("4to3-{round}")).await;
+    live_traffic_round(Race::three_to_four(), "3to4").await;
+    live_traffic_round(Race::four_to_three(), "4to3").await;
+}
+
+/// A proxy in front of `upstream` that holds the first client chunk
+/// holding an `ms` request: it sends that request's key on the returned
+/// receiver and forwards the chunk once the returned sender fires.
+async fn holding_proxy(
+    upstream: String,
+) -> (String, tokio::sync::oneshot::Receiver<Vec<u8>>, tokio::sync::oneshot::Sender<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (held_tx, held_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let hold = std::sync::Arc::new(tokio::sync::Mutex::new(Some((held_tx, release_rx))));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            tokio::spawn(async move { tokio::io::copy(&mut sr, &mut cw).await });
+            let hold = hold.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 1 << 16];
+                loop {
+                    let n = match cr.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    let chunk = &buf[..n];
+                    let first_ms =
+                        (0..n).find(|i| chunk[*i..].starts_with(b"ms ") && (*i == 0 || chunk[..*i].ends_with(b"\r\n")));
+                    if let Some(at) = first_ms {
+                        if let Some((held, release)) = hold.lock().await.take() {
+                            let key: Vec<u8> = chunk[at + 3..].iter().take_while(|b| **b != b' ').copied().collect();
+                            held.send(key).unwrap();
+                            release.await.unwrap();
+                        }
+                    }
+                    if sw.write_all(chunk).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, held_rx, release_tx)
+}
+
+/// The two races a copy can lose, made certain: the first `ms` batch is
+/// held at the new node's door while a client deletes one of its keys on
+/// the old replicas (the delete guard must take exactly that key back
+/// out), or writes it anew to the old replicas and the new node (the
+/// newer local value must stay, counted as kept).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_racing_the_first_batch_is_never_overwritten_and_a_delete_is_never_revived() {
+    const OLD_STAMP: u32 = 1_000;
+    const NEW_STAMP: u32 = 2_000;
+    for deleting in [true, false] {
+        let cluster = Cluster::start(3);
+        let (s0, s1, local) = (cluster.nodes[0].name(), cluster.nodes[1].name(), cluster.nodes[2].name());
+        let (proxy, held, release) = holding_proxy(local.clone()).await;
+        let stable = cluster.settings("cs2", &[s0.clone(), s1.clone()], None);
+        let resize = cluster.settings("cs3", &[s0.clone(), s1.clone()], Some(&[s0.clone(), s1.clone(), proxy.clone()]));
+        let items = plain_items("reg\\\\sip:held-", 3000, OLD_STAMP);
+        load(&view(&stable), &items).await;
+        let work = view(&resize).work_list(&proxy, false);
+        let opts = Options { batch_keys: 64, ..Options::default() };
+        let run = tokio::spawn(async move { resync::run(&work, &opts, &Stats::new()).await });
+
+        let key =
+            tokio::time::timeout(Duration::from_secs(30), held).await.expect("an ms batch reached the node").unwrap();
+        let mut direct = Connection::connect(&local, Duration::from_secs(5)).await.unwrap();
+        for s in [&s0, &s1] {
+            let mut c = Connection::connect(s, Duration::from_secs(5)).await.unwrap();
+            if deleting {
+                assert!(c.delete(&key).await.unwrap(), "the key was on {s}");
+            } else {
+                c.set(&key, b"newer", NEW_STAMP, 0).await.unwrap();
+            }
+        }
+        if !deleting {
+            direct.set(&key, b"newer", NEW_STAMP, 0).await.unwrap();
+        }
+        release.send(()).unwrap();
+        let report = run.await.unwrap().expect("resync ran");
+        assert!(report.succeeded(), "{report:?}");
+
+        let got = get(&mut direct, &key).await;
+        let name = String::from_utf8_lossy(&key).into_owned();
+        if deleting {
+            assert!(got.is_none(), "{name}: deleted by a client during the copy, brought back");
+            assert_eq!(report.counts.reverted, 1, "exactly the deleted key was taken back: {:?}", report.counts);
+        } else {
+            let got = got.expect("the client's value");
+            assert_eq!((got.value.as_slice(), got.flags), (&b"newer"[..], NEW_STAMP), "{name}: overwritten");
+            assert_eq!((report.counts.kept, report.counts.replaced), (1, 0), "{:?}", report.counts);
+            assert_eq!(report.counts.reverted, 0);
+        }
     }
 }
 
@@ -460,9 +555,9 @@ async fn exit_codes_for_an_unknown_local_name_and_an_unreachable_local_node() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cs");
     let s = source.name();
-    // A port nothing listens on.
-    let dead =
-        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    // A port that refuses connections, held for the test.
+    let refused = RefusedPort::new();
+    let dead = refused.address();
     std::fs::write(&path, format!("servers={s}\nnew_servers={s},{dead}\n")).unwrap();
     let p = path.to_str().unwrap();
 

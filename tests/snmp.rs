@@ -75,8 +75,8 @@ async fn an_absent_master_does_not_stop_the_resync() {
     // Bound, not `..`: an unbound cluster would be dropped (and killed) here.
     let Resize { cluster: _cluster, all, stable, resize, .. } = Resize::three_to_four();
     load(&view(&stable), &plain_items("reg\\\\sip:nomaster", 500, 1)).await;
-    let nobody =
-        format!("tcp:127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let refused = RefusedPort::new();
+    let nobody = format!("tcp:{}", refused.address());
     let out = resync_cli(&all[3], &resize, &["--agentx", &nobody]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("result: complete"), "{}", text(&out));
@@ -206,11 +206,22 @@ async fn a_live_resync_is_observable_over_snmp_and_reads_zero_after() {
     });
     let first_row = format!("{A}.6.1.4.1.4.127.0.0.1.{}", cluster.nodes[0].port);
     let s = snmpd.clone();
+    let entries = |walk: &str| -> u64 {
+        parse(walk).iter().find(|r| r.0 == format!("{A}.3.0")).and_then(|r| r.2.parse().ok()).unwrap_or(0)
+    };
     let (first, second) = blocking(move || {
         s.wait_served(&first_row, Duration::from_secs(10));
         let first = s.walk(A);
-        std::thread::sleep(Duration::from_millis(1500));
-        (first, s.bulkwalk(A))
+        // Walk again (bulk) until the copy has moved on: no fixed pause
+        // that a fast machine could sleep through.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let second = s.bulkwalk(A);
+            if entries(&second) > entries(&first) || Instant::now() > deadline {
+                return (first, second);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     })
     .await;
     let out = run.join().unwrap();
@@ -284,10 +295,14 @@ async fn an_unthrottled_resync_never_makes_the_agent_late() {
     // agent keeps every snmpget (process start included) well under that:
     // at most 0.1-0.26 s in 6 runs, median 11-17 ms. Sharing the resync's
     // thread, 3 runs in 7 went over 0.9 s (up to 1.5 s).
+    // The behaviour: every answer comes before snmpd gives up on the
+    // subagent (agentXTimeout 1 s: snmpget would then print a timeout or
+    // a noSuchObject, and snmpd logs it). The latencies are printed; the
+    // AgentX benchmark measures them.
     took.sort();
     let (median, slowest) = (took[took.len() / 2], took[took.len() - 1]);
-    assert!(slowest < Duration::from_millis(900), "slowest snmpget {slowest:?} of {took:?}");
-    assert!(median < Duration::from_millis(100), "median snmpget {median:?} of {took:?}");
+    eprintln!("{} snmpgets during the resync: median {median:?}, slowest {slowest:?}", took.len());
+    assert!(slowest < Duration::from_secs(1), "slowest snmpget {slowest:?} of {took:?}");
     assert!(!snmpd.log().contains("timed out"), "{}", snmpd.log());
 }
 
@@ -307,6 +322,76 @@ async fn counters_come_back_within_5_s_after_snmpd_restarts() {
     .await;
     assert!(took < Duration::from_secs(5), "served again after {took:?}");
     agent.shutdown().await;
+}
+
+/// What snmpd serves for astaireEntries (the `.3.0` scalar), if anything.
+fn served_entries(snmpd: &Snmpd) -> Option<u64> {
+    snmpd.get(&[&format!("{A}.3.0")]).trim().rsplit_once("Gauge32: ").and_then(|(_, n)| n.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snmpd_restarted_during_a_resync_serves_the_counters_again_and_the_resync_completes() {
+    let snmpd = Arc::new(std::sync::Mutex::new(Snmpd::start()));
+    let Resize { cluster: _cluster, all, stable, resize, .. } = Resize::three_to_four();
+    load(&view(&stable), &filled_items("reg\\\\sip:restart", 6000, 1, &[b'v'; 1000])).await;
+    let agentx = snmpd.lock().unwrap().agentx_address();
+    // About 2.5 MB for the new node at 500 kB/s: about 5 s.
+    let run = std::thread::spawn(move || {
+        resync_cli(&all[3], &resize, &["--agentx", &agentx, "--bandwidth-limit", "500000", "--batch-keys", "64"])
+    });
+    let s = snmpd.clone();
+    let took = blocking(move || {
+        let mut snmpd = s.lock().unwrap();
+        snmpd.wait_served(&format!("{A}.3.0"), Duration::from_secs(10));
+        snmpd.restart();
+        snmpd.wait_served(&format!("{A}.3.0"), Duration::from_secs(10))
+    })
+    .await;
+    assert!(!run.is_finished(), "served again while the resync still ran (after {took:?})");
+    let out = run.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("result: complete"), "{}", text(&out));
+}
+
+/// Two agents for the same subtree at the same priority: snmpd refuses the
+/// second (duplicateRegistration) and the first keeps serving; a lower
+/// `--agentx-priority` number is the way in, and then it is the one served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subtree_taken_at_the_same_priority_is_refused_and_a_lower_priority_takes_over() {
+    let snmpd = Arc::new(Snmpd::start());
+    let master: MasterAddress = snmpd.agentx_address().parse().unwrap();
+    let with_entries = |n: u64| {
+        let stats = frozen_stats(&[21211, 21212, 21213]);
+        stats.current().unwrap().total.entries.store(n, Relaxed);
+        stats
+    };
+    let until_served = |want: u64| {
+        let s = snmpd.clone();
+        blocking(move || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let got = served_entries(&s);
+                if got == Some(want) || Instant::now() > deadline {
+                    return got;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let first = Subagent::spawn(AgentConfig::new(master.clone()), with_entries(11));
+    assert_eq!(until_served(11).await, Some(11));
+    let second = Subagent::spawn(AgentConfig::new(master.clone()), with_entries(22));
+    // Time for the second to try, be refused and try again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let s = snmpd.clone();
+    assert_eq!(blocking(move || served_entries(&s)).await, Some(11), "the first registration stands");
+    let mut config = AgentConfig::new(master);
+    config.priority = 100;
+    let third = Subagent::spawn(config, with_entries(33));
+    assert_eq!(until_served(33).await, Some(33), "priority 100 is served over 127");
+    for agent in [first, second, third] {
+        agent.shutdown().await;
+    }
 }
 
 // ------------------------------------------------------------ fake master

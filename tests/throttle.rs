@@ -5,7 +5,9 @@
 mod common;
 
 use common::*;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// These tests measure shares and latencies: they run one at a time, so
 /// they do not compete with each other for the two cores.
@@ -25,20 +27,29 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / hz)
 }
 
+/// `--cpu-limit` is a percentage of the machine's total CPU. These tests
+/// ask for a tenth of one core whatever the core count, far below what an
+/// unthrottled copy uses anywhere (on 16 cores, 5% would be 0.8 of a core:
+/// about an unthrottled copy, and nothing would be tested).
+fn a_tenth_of_one_core() -> (String, f64) {
+    let cores = std::thread::available_parallelism().unwrap().get() as f64;
+    (format!("{}", 10.0 / cores), 0.1)
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn cpu_limit_5_percent_keeps_a_tenth_of_one_core_on_two_cores() {
+async fn the_cpu_limit_holds_the_copy_near_its_share_of_one_core() {
     let _serial = serial().await;
     let r = Resize::three_to_four();
     load_fast(&view(&r.stable), &plain_items("reg\\\\sip:cpu", 400_000, 1)).await;
+    let (percent, target) = a_tenth_of_one_core();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
         .args(["resync", "--quiet", "--local-name", r.new_node(), "--cluster-settings"])
         .arg(&r.resize)
-        .args(["--cpu-limit", "5", "--batch-keys", "128"])
+        .args(["--cpu-limit", &percent, "--batch-keys", "128"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let cores = std::thread::available_parallelism().unwrap().get() as f64;
     let start = Instant::now();
     let mut last = (0.0, Duration::ZERO);
     while child.try_wait().unwrap().is_none() {
@@ -49,10 +60,11 @@ async fn cpu_limit_5_percent_keeps_a_tenth_of_one_core_on_two_cores() {
     }
     let (cpu, wall) = last;
     let share = cpu / wall.as_secs_f64();
-    let target = 0.05 * cores;
-    eprintln!("cpu {cpu:.2} s over {:.2} s: {:.3} of one core (target {target:.3})", wall.as_secs_f64(), share);
-    assert!(wall > Duration::from_secs(5), "a long resync: {wall:?}");
-    assert!((share - target).abs() <= 0.25 * target, "share {share:.3} not within 25% of {target:.3}");
+    eprintln!("cpu {cpu:.2} s over {:.2} s: {share:.3} of one core (target {target})", wall.as_secs_f64());
+    // Behaviour, not a figure (the figure is the benchmark's): the copy
+    // is held back to about its share, neither far over it nor idle.
+    assert!(wall > Duration::from_secs(5), "held back to a long resync: {wall:?}");
+    assert!(share < 2.0 * target && share > 0.3 * target, "share {share:.3} of one core for a target of {target}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -69,60 +81,111 @@ async fn the_bandwidth_limit_holds_the_rate() {
     let seconds = report["seconds"].as_f64().unwrap();
     let rate = bytes / seconds;
     eprintln!("{bytes} bytes in {seconds:.2} s: {rate:.0} B/s (limit {limit})");
+    // About 5 MB at 2 MB/s: the limit holds (never over it by much), and
+    // the copy does not crawl far under it.
     assert!(seconds > 2.0, "long enough to measure: {seconds}");
-    assert!((rate - limit).abs() <= 0.15 * limit, "rate {rate:.0} not within 15% of {limit}");
+    assert!(rate < 1.3 * limit && rate > 0.5 * limit, "rate {rate:.0} B/s for a limit of {limit}");
+}
+
+/// Gets random keys of `keys` from `server` over four connections until
+/// `stop`; returns the slowest answer and the number of gets. A get that
+/// takes over 2 s stops that connection and counts as 2 s.
+async fn random_gets(server: &str, keys: Arc<Vec<Vec<u8>>>, stop: Instant) -> (Duration, usize) {
+    let mut tasks = Vec::new();
+    for seed in 1..=4u64 {
+        let (server, keys) = (server.to_owned(), keys.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = astaire::memcached::Connection::connect(&server, Duration::from_secs(5)).await.unwrap();
+            let (mut worst, mut gets, mut x) = (Duration::ZERO, 0, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            while Instant::now() < stop {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let key = &keys[(x % keys.len() as u64) as usize];
+                let t = Instant::now();
+                match tokio::time::timeout(Duration::from_secs(2), conn.get(key)).await {
+                    Ok(got) => assert!(got.unwrap().is_some(), "every probed key exists"),
+                    Err(_) => return (Duration::from_secs(2), gets),
+                }
+                worst = worst.max(t.elapsed());
+                gets += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (worst, gets)
+        }));
+    }
+    let mut out = (Duration::ZERO, 0);
+    for t in tasks {
+        let (w, n) = t.await.unwrap();
+        out = (out.0.max(w), out.1 + n);
+    }
+    out
 }
 
 /// memcached 1.6.18 holds an item lock while writing its dump: if Astaire
 /// read it slowly (for instance because the copy is throttled), other
-/// clients of the source would stall. The dump is read at full speed.
+/// clients of the source would stall. A fixed key does not show it (1,500
+/// gets of one key all answered within 4 ms while a dump stood unread):
+/// random keys over four connections do. The negative control reads a
+/// dump slowly by hand, and the same probe must see the stall.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_throttled_resync_never_stalls_the_sources_other_clients() {
     let _serial = serial().await;
     let r = Resize::three_to_four();
-    let items = plain_items("reg\\\\sip:probe", 500_000, 1);
+    let items = plain_items("reg\\\\sip:probe", 300_000, 1);
     for node in &r.cluster.nodes[..3] {
         bulk_set(&node.name(), &items).await; // every source holds all keys: long dumps
     }
+    let keys: Arc<Vec<Vec<u8>>> = Arc::new(items.into_iter().map(|i| i.key).collect());
     let source = r.cluster.nodes[0].name();
-    let mut probe_conn = astaire::memcached::Connection::connect(&source, Duration::from_secs(5)).await.unwrap();
-    probe_conn.set(b"probe", b"p", 0, 0).await.unwrap();
-    let mut baseline = Duration::ZERO;
-    for _ in 0..200 {
-        let t = Instant::now();
-        probe_conn.get(b"probe").await.unwrap();
-        baseline = baseline.max(t.elapsed());
-    }
 
+    // The control: a dump read 4 KiB every 100 ms stalls random gets.
+    // (1.6.38 and later do not stall: scripts/bench.sh dump_stall.)
+    let version: Vec<u32> = r.cluster.nodes[0].version().split('.').filter_map(|p| p.parse().ok()).collect();
+    let hazard = version < vec![1, 6, 38];
+    let mut slow = tokio::net::TcpStream::connect(&source).await.unwrap();
+    slow.write_all(b"lru_crawler metadump hash\r\n").await.unwrap();
+    let reader = tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        let end = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < end {
+            if slow.read(&mut buf).await.unwrap_or(0) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let (control_worst, control_gets) =
+        random_gets(&source, keys.clone(), Instant::now() + Duration::from_secs(3)).await;
+    reader.abort();
+    let _ = reader.await;
+    eprintln!("control (dump read slowly): {control_gets} gets, worst {control_worst:?}");
+    if hazard {
+        assert!(control_worst >= Duration::from_millis(500), "the probe sees a slowly read dump: {control_worst:?}");
+    }
+    // Let the abandoned crawl finish before the real run.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let (percent, _) = a_tenth_of_one_core();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
         .args(["resync", "--quiet", "--local-name", r.new_node(), "--cluster-settings"])
         .arg(&r.resize)
-        .args(["--cpu-limit", "5"])
+        .args(["--cpu-limit", &percent, "--bandwidth-limit", "2000000", "--busy-wait", "30"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let mut child = scopeguard(child);
-    // Probe every 2 ms for the first 4 s, when the dumps run.
-    let (mut worst, mut probes) = (Duration::ZERO, 0);
-    let end = Instant::now() + Duration::from_secs(4);
-    while Instant::now() < end {
-        let t = Instant::now();
-        probe_conn.get(b"probe").await.unwrap();
-        worst = worst.max(t.elapsed());
-        probes += 1;
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    // Probe for the first 4 s, when the dumps run.
+    let (worst, gets) = random_gets(&source, keys, Instant::now() + Duration::from_secs(4)).await;
     assert!(child.0.try_wait().unwrap().is_none(), "the throttled resync ran for the whole probe window");
     let _ = child.0.kill();
-    eprintln!("{probes} probes during the dump: worst {worst:?} (baseline worst {baseline:?})");
-    assert!(probes > 500);
-    // A dump paused by the throttle stalls the source's clients for the
-    // throttle's sleeps: hundreds of ms to seconds (scripts/bench.sh
-    // dump_stall: 2 s and more on 1.6.18). 10 ms was inside this machine's
-    // scheduling noise: 13.6 ms once in CI under load, against a 2.3 ms
-    // baseline. The figures themselves belong to the benchmark (issue 16).
-    assert!(worst < Duration::from_millis(100), "a source client stalled for {worst:?}");
+    eprintln!("{gets} random gets during the throttled resync's dumps: worst {worst:?}");
+    assert!(gets > 1000);
+    // A stall lasts as long as the dump is not read: hundreds of ms to
+    // seconds (the control above; scripts/bench.sh dump_stall). The figure
+    // is the benchmark's; here, only that there is no stall.
+    assert!(worst < Duration::from_millis(300), "a source client stalled for {worst:?}");
 }
 
 /// Kills the child when the test ends, whatever happens.

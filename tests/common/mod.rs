@@ -32,6 +32,31 @@ pub fn memcached_binary() -> String {
     std::env::var("ASTAIRE_TEST_MEMCACHED").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "memcached".into())
 }
 
+/// A loopback TCP port that refuses connections and that nobody else can
+/// take while this is held: a socket bound to it that never listens. (A
+/// port merely found free and released could be taken by another test's
+/// server in the meantime.)
+pub struct RefusedPort {
+    pub port: u16,
+    _socket: std::os::fd::OwnedFd,
+}
+
+impl RefusedPort {
+    #[allow(dead_code, reason = "not every test binary needs one")]
+    pub fn new() -> RefusedPort {
+        use nix::sys::socket::{bind, getsockname, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+        let socket = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+        bind(std::os::fd::AsRawFd::as_raw_fd(&socket), &SockaddrIn::new(127, 0, 0, 1, 0)).expect("bind");
+        let addr: SockaddrIn = getsockname(std::os::fd::AsRawFd::as_raw_fd(&socket)).expect("getsockname");
+        RefusedPort { port: addr.port(), _socket: socket }
+    }
+
+    #[allow(dead_code, reason = "not every test binary needs one")]
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
@@ -113,10 +138,6 @@ impl Memcached {
         false
     }
 
-    fn wait_ready(&mut self) {
-        assert!(self.ready(), "memcached on port {} did not start", self.port);
-    }
-
     pub fn name(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -136,11 +157,22 @@ impl Memcached {
         let _ = self.child.wait();
     }
 
-    /// Kills and starts it again, empty, on the same port.
+    /// Kills and starts it again, empty, on the same port (the settings
+    /// files name it). The port can be briefly unavailable as the old
+    /// process goes: tried again for up to 5 s, and it must be ours.
     pub fn restart_empty(&mut self) {
         self.kill();
-        self.child = Self::spawn(&self.binary, self.port, &self.args);
-        self.wait_ready();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            self.child = Self::spawn(&self.binary, self.port, &self.args);
+            if self.ready() {
+                return;
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            assert!(Instant::now() < deadline, "memcached could not start again on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub async fn conn(&self) -> Connection {

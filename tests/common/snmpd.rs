@@ -34,7 +34,17 @@ impl Snmpd {
         Self::start_with(true)
     }
 
+    /// Tries fresh ports until this snmpd is the one answering on them.
     fn start_with(unix: bool) -> Snmpd {
+        for _ in 0..5 {
+            if let Some(s) = Self::try_start_with(unix) {
+                return s;
+            }
+        }
+        panic!("snmpd did not start on any of 5 port pairs");
+    }
+
+    fn try_start_with(unix: bool) -> Option<Snmpd> {
         let dir = tempfile::tempdir().expect("tempdir");
         let (udp_port, agentx_port) = (free_udp_port(), free_tcp_port());
         let agentx_socket = unix.then(|| dir.path().join("agentx.sock"));
@@ -55,6 +65,15 @@ impl Snmpd {
     /// system's snmpd changes: the listening address (a private port), and
     /// the AgentX socket path and its owner (a private socket).
     pub fn start_debian_stock(snippet: &str) -> Snmpd {
+        for _ in 0..5 {
+            if let Some(s) = Self::try_debian_stock(snippet) {
+                return s;
+            }
+        }
+        panic!("snmpd (Debian's configuration) did not start on any of 5 ports");
+    }
+
+    fn try_debian_stock(snippet: &str) -> Option<Snmpd> {
         let stock = std::fs::read_to_string("/etc/snmp/snmpd.conf").expect("/etc/snmp/snmpd.conf (package snmpd)");
         let dir = tempfile::tempdir().expect("tempdir");
         let udp_port = free_udp_port();
@@ -82,23 +101,32 @@ impl Snmpd {
         Self::with_conf(dir, udp_port, 0, Some(socket), &conf)
     }
 
+    /// Started with `conf` and answering as itself, or `None` (a port was
+    /// taken, or another snmpd answers there).
     fn with_conf(
         dir: tempfile::TempDir,
         udp_port: u16,
         agentx_port: u16,
         agentx_socket: Option<PathBuf>,
         conf: &str,
-    ) -> Snmpd {
+    ) -> Option<Snmpd> {
         // snmpd rewrites <persistent dir>/snmpd.conf on exit: keep ours apart.
         std::fs::create_dir(dir.path().join("conf")).expect("conf dir");
         std::fs::create_dir(dir.path().join("persistent")).expect("persistent dir");
+        // Its sysName is its own directory's name: what says it is ours.
+        let conf = format!("{conf}\nsysName {}\n", Self::token(&dir));
         std::fs::write(dir.path().join("conf/snmpd.conf"), conf).expect("write snmpd.conf");
         let mut s = Snmpd { udp_port, agentx_port, agentx_socket, dir, child: None };
-        s.spawn();
-        s
+        s.spawn().then_some(s)
     }
 
-    fn spawn(&mut self) {
+    fn token(dir: &tempfile::TempDir) -> String {
+        dir.path().file_name().and_then(|n| n.to_str()).unwrap_or("snmpd").trim_start_matches('.').to_owned()
+    }
+
+    /// Whether it came up as itself: its own sysName on its UDP port, both
+    /// ports opened (snmpd logs a port it could not open, and may run on).
+    fn spawn(&mut self) -> bool {
         let d = self.dir.path();
         let log = std::fs::File::create(d.join("snmpd.log")).expect("log file");
         let child = Command::new("snmpd")
@@ -114,9 +142,21 @@ impl Snmpd {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start snmpd ({e}): install it, or run scripts/test.sh which does"));
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.get(&["1.3.6.1.2.1.1.3.0"]).contains("Timeticks") {
-            assert!(Instant::now() < deadline, "snmpd did not start: {}", self.log());
+        let (deadline, token) = (Instant::now() + Duration::from_secs(10), Self::token(&self.dir));
+        loop {
+            let exited = self.child.as_mut().is_none_or(|c| !matches!(c.try_wait(), Ok(None)));
+            if exited || self.log().contains("Error opening specified endpoint") || Instant::now() > deadline {
+                self.kill();
+                return false;
+            }
+            let answer = self.get(&["1.3.6.1.2.1.1.5.0"]);
+            if answer.contains("STRING") {
+                if answer.contains(&token) {
+                    return true;
+                }
+                self.kill(); // another snmpd answers on this port
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -128,9 +168,15 @@ impl Snmpd {
         }
     }
 
+    /// Kills and starts it again on the same ports (the subagent under
+    /// test has the AgentX address), retried for up to 5 s.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.spawn() {
+            assert!(Instant::now() < deadline, "snmpd did not start again on its ports: {}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn log(&self) -> String {

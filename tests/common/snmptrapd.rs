@@ -15,8 +15,26 @@ pub struct Snmptrapd {
 pub type Received = (String, Vec<(String, String)>);
 
 impl Snmptrapd {
+    /// Listens on a free loopback port, accepting community `community`.
+    /// A port taken between finding it and binding it (by another test)
+    /// makes snmptrapd exit: then another port is tried.
+    #[allow(dead_code, reason = "not every test binary receives INFORMs")]
+    pub fn start_any(community: &str) -> Snmptrapd {
+        for _ in 0..5 {
+            if let Some(t) = Self::try_start(free_udp_port(), community) {
+                return t;
+            }
+        }
+        panic!("snmptrapd did not start on any of 5 ports");
+    }
+
     /// Listens on `127.0.0.1:port`, accepting community `community`.
     pub fn start(port: u16, community: &str) -> Snmptrapd {
+        Self::try_start(port, community).unwrap_or_else(|| panic!("snmptrapd could not listen on port {port}"))
+    }
+
+    /// Started and listening on `port` (its own: it exits if it cannot bind).
+    fn try_start(port: u16, community: &str) -> Option<Snmptrapd> {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(dir.path().join("persistent")).expect("dir");
         std::fs::write(dir.path().join("snmptrapd.conf"), format!("authCommunity log,execute,net {community}\n"))
@@ -33,13 +51,18 @@ impl Snmptrapd {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start snmptrapd ({e}): install it, or run scripts/test.sh"));
-        let t = Snmptrapd { port, dir, child };
+        let mut t = Snmptrapd { port, dir, child };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !t.log().contains("NET-SNMP version") {
-            assert!(Instant::now() < deadline, "snmptrapd did not start: {}", t.log());
+            if !matches!(t.child.try_wait(), Ok(None)) || Instant::now() > deadline {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        t
+        // It announces itself once its ports are open, and exits when one
+        // cannot be.
+        std::thread::sleep(Duration::from_millis(100));
+        (matches!(t.child.try_wait(), Ok(None)) && !t.log().contains("couldn't open")).then_some(t)
     }
 
     pub fn log_path(&self) -> PathBuf {
