@@ -467,21 +467,36 @@ fn three_to_four_on(nodes: &mut [Memcached], scenario: &str, keys: u64, size: us
     rows
 }
 
-/// One memcached version: the same 3→4 at 100 B, with Astaire's default
-/// dump command and the alternatives it did not choose, the listing floors
-/// of both dump commands and the ingest ceiling. `binary` is that version's
-/// memcached (`BENCH_VERSIONS`, from `scripts/memcached-versions.sh`).
-fn version_rows(binary: &str, keys: u64) -> Vec<Row> {
-    let mut nodes: Vec<Memcached> = (0..4).map(|_| Memcached::start_binary(binary, &["-m", "2048"])).collect();
+/// Four memcached of `binary` (each `-m memory`), three of them loaded
+/// with `keys` values of `size` bytes: the 3→4 resize of a version's rows.
+struct VersionCluster {
+    nodes: Vec<Memcached>,
+    version: String,
+    scenario: String,
+    names: Vec<String>,
+    resize: PathBuf,
+}
+
+fn version_cluster(binary: &str, memory: &str, keys: u64, size: usize) -> VersionCluster {
+    let nodes: Vec<Memcached> = (0..4).map(|_| Memcached::start_binary(binary, &["-m", memory])).collect();
     let version = nodes[0].version();
-    let scenario = format!("memcached {version}: {keys} keys × 100 B (3→4)");
+    let scenario = format!("memcached {version}: {keys} keys × {} (3→4)", size_name(size));
     eprintln!("== {scenario}");
     let names: Vec<String> = nodes.iter().map(Memcached::name).collect();
     let dir = out_dir();
     let (stable, resize) = (dir.join("cs-stable"), dir.join("cs-resize"));
     write_settings(&stable, &names[..3], None);
     write_settings(&resize, &names[..3], Some(&names));
-    load(&stable, keys, 100);
+    load(&stable, keys, size);
+    VersionCluster { nodes, version, scenario, names, resize }
+}
+
+/// One memcached version: the same 3→4 at 100 B, with Astaire's default
+/// dump command and the alternatives it did not choose, the listing floors
+/// of both dump commands and the ingest ceiling. `binary` is that version's
+/// memcached (`BENCH_VERSIONS`, from `scripts/memcached-versions.sh`).
+fn version_rows(binary: &str, keys: u64) -> Vec<Row> {
+    let VersionCluster { mut nodes, version, scenario, names, resize } = version_cluster(binary, "2048", keys, 100);
     let view = View::new(&ClusterSettings::load(&resize).unwrap());
     let work = view.work_list(&names[3], false);
     let landing: Vec<u64> = (0..keys).filter(|i| work.vbuckets.contains_key(&vbucket(&testdata::key(*i)))).collect();
@@ -536,16 +551,7 @@ fn version_rows(binary: &str, keys: u64) -> Vec<Row> {
 /// A 3→4 with large values: the copy's peak memory must not follow the
 /// sizes (each batch holds at most `batch_bytes` and one value).
 fn large_value_rows(binary: &str, keys: u64, size: usize) -> Vec<Row> {
-    let mut nodes: Vec<Memcached> = (0..4).map(|_| Memcached::start_binary(binary, &["-m", "3000"])).collect();
-    let version = nodes[0].version();
-    let scenario = format!("memcached {version}: {keys} keys × {} (3→4)", size_name(size));
-    eprintln!("== {scenario}");
-    let names: Vec<String> = nodes.iter().map(Memcached::name).collect();
-    let dir = out_dir();
-    let (stable, resize) = (dir.join("cs-stable"), dir.join("cs-resize"));
-    write_settings(&stable, &names[..3], None);
-    write_settings(&resize, &names[..3], Some(&names));
-    load(&stable, keys, size);
+    let VersionCluster { mut nodes, scenario, names, resize, .. } = version_cluster(binary, "3000", keys, size);
     let pids: Vec<u32> = nodes.iter().map(Memcached::pid).collect();
     let runs = (0..repeats())
         .map(|_| {

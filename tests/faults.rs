@@ -117,44 +117,57 @@ fn fake_source_listing(
     (addr, handle)
 }
 
-/// A fake 1.6.18 whose metadump lists 100 keys and then, instead of
-/// `END`, closes the connection (`close`) or goes silent. Every `mg` is a
-/// miss: nothing it lists is worth copying.
-fn fake_source_cutting_its_dump(close: bool) -> String {
+/// What a fake memcached does with one request line.
+enum Answer {
+    Say(String),
+    /// Says it, then closes the connection.
+    SayAndClose(String),
+    /// Says it, then goes silent (for a minute).
+    SayAndStall(String),
+}
+
+/// The opaque token of a request line (`O…`), to echo.
+fn opaque(line: &str) -> String {
+    line.split_whitespace().find(|t| t.starts_with('O')).unwrap_or("").to_owned()
+}
+
+/// A fake memcached on loopback, one thread per connection: each request
+/// line gets `answer(line)`, or when that is `None`, what a 1.6.18 says
+/// (`version`, an unknown `mgdump`, `mn`, `stats` with no removals).
+fn fake_memcached(answer: impl Fn(&str) -> Option<Answer> + Send + Sync + 'static) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
+    let answer = std::sync::Arc::new(answer);
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
+            let answer = answer.clone();
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut line = String::new();
                 while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-                    let opaque = line.split_whitespace().find(|t| t.starts_with('O')).unwrap_or("").to_owned();
-                    let reply = if line.starts_with("version") {
-                        "VERSION 1.6.18\r\n".to_owned()
-                    } else if line.starts_with("lru_crawler metadump") {
-                        let keys: String = (0..100)
-                            .map(|i| format!("key=reg%5C%5Ccut{i} exp=-1 la=1 cas=1 fetch=no cls=1 size=70\n"))
-                            .collect();
-                        let _ = stream.write_all(keys.as_bytes());
-                        if close {
-                            return;
-                        }
-                        std::thread::sleep(Duration::from_secs(60));
-                        return;
-                    } else if line.starts_with("lru_crawler") {
-                        "ERROR\r\n".to_owned()
-                    } else if line.starts_with("mg ") {
-                        format!("EN {opaque}\r\n")
-                    } else if line.starts_with("mn") {
-                        "MN\r\n".to_owned()
-                    } else if line.starts_with("stats") {
-                        "STAT pid 1\r\nSTAT delete_hits 0\r\nEND\r\n".to_owned()
-                    } else {
-                        String::new()
+                    let reply = answer(&line).unwrap_or_else(|| {
+                        Answer::Say(
+                            match line.split_whitespace().next().unwrap_or("") {
+                                "version" => "VERSION 1.6.18\r\n",
+                                "lru_crawler" => "ERROR\r\n",
+                                "mn" => "MN\r\n",
+                                "stats" => "STAT pid 1\r\nSTAT delete_hits 0\r\nEND\r\n",
+                                _ => "",
+                            }
+                            .to_owned(),
+                        )
+                    });
+                    let (text, then) = match reply {
+                        Answer::Say(t) => (t, None),
+                        Answer::SayAndClose(t) => (t, Some(Duration::ZERO)),
+                        Answer::SayAndStall(t) => (t, Some(Duration::from_secs(60))),
                     };
-                    if stream.write_all(reply.as_bytes()).is_err() {
+                    if stream.write_all(text.as_bytes()).is_err() {
+                        return;
+                    }
+                    if let Some(pause) = then {
+                        std::thread::sleep(pause);
                         return;
                     }
                     line.clear();
@@ -165,49 +178,44 @@ fn fake_source_cutting_its_dump(close: bool) -> String {
     addr
 }
 
+/// A fake 1.6.18 whose metadump lists 100 keys and then, instead of
+/// `END`, closes the connection (`close`) or goes silent. Every `mg` is a
+/// miss: nothing it lists is worth copying.
+fn fake_source_cutting_its_dump(close: bool) -> String {
+    fake_memcached(move |line| {
+        if line.starts_with("lru_crawler metadump") {
+            let keys: String =
+                (0..100).map(|i| format!("key=reg%5C%5Ccut{i} exp=-1 la=1 cas=1 fetch=no cls=1 size=70\n")).collect();
+            Some(if close { Answer::SayAndClose(keys) } else { Answer::SayAndStall(keys) })
+        } else if line.starts_with("mg ") {
+            Some(Answer::Say(format!("EN {}\r\n", opaque(line))))
+        } else {
+            None
+        }
+    })
+}
+
 /// A fake whose first dump is refused with `refusal` (memcached's answer
 /// while its hash table grows), and whose next dump lists one key.
 fn fake_source_locked_once(version: &'static str, refusal: &'static str) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let dumps = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let dumps = dumps.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-                    let opaque = line.split_whitespace().find(|t| t.starts_with('O')).unwrap_or("").to_owned();
-                    let reply = if line.starts_with("version") {
-                        format!("VERSION {version}\r\n")
-                    } else if line.starts_with("lru_crawler") {
-                        if dumps.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-                            refusal.to_owned()
-                        } else if line.contains("mgdump") {
-                            "OK\r\nmg reg\\\\locked\r\nEN\r\n".to_owned()
-                        } else {
-                            "key=reg%5C%5Clocked exp=-1 la=1 cas=1 fetch=no cls=1 size=70\nEND\r\n".to_owned()
-                        }
-                    } else if line.starts_with("mg ") {
-                        format!("VA 5 f9 t-1 {opaque}\r\nhello\r\n")
-                    } else if line.starts_with("mn") {
-                        "MN\r\n".to_owned()
-                    } else if line.starts_with("stats") {
-                        "STAT pid 1\r\nSTAT delete_hits 0\r\nEND\r\n".to_owned()
-                    } else {
-                        String::new()
-                    };
-                    if stream.write_all(reply.as_bytes()).is_err() {
-                        return;
-                    }
-                    line.clear();
-                }
-            });
-        }
-    });
-    addr
+    let dumps = std::sync::atomic::AtomicUsize::new(0);
+    fake_memcached(move |line| {
+        Some(Answer::Say(if line.starts_with("version") {
+            format!("VERSION {version}\r\n")
+        } else if line.starts_with("lru_crawler") {
+            if dumps.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                refusal.to_owned()
+            } else if line.contains("mgdump") {
+                "OK\r\nmg reg\\\\locked\r\nEN\r\n".to_owned()
+            } else {
+                "key=reg%5C%5Clocked exp=-1 la=1 cas=1 fetch=no cls=1 size=70\nEND\r\n".to_owned()
+            }
+        } else if line.starts_with("mg ") {
+            format!("VA 5 f9 t-1 {}\r\nhello\r\n", opaque(line))
+        } else {
+            return None;
+        }))
+    })
 }
 
 /// A crawler that stays busy longer than `--busy-wait` fails that source,
@@ -385,42 +393,18 @@ async fn hostile_keys_neither_forge_log_lines_nor_flood_the_log() {
 /// A fake source listing 30 keys and answering each `mg` after 0.7 s:
 /// every read is well inside a 2 s timeout, yet 30 keys take 21 s.
 fn dripping_source() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let fake = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-                    let reply = if line.starts_with("version") {
-                        "VERSION 1.6.18\r\n".to_owned()
-                    } else if line.starts_with("lru_crawler") {
-                        let keys: String = (0..30)
-                            .map(|i| format!("key=drip{i} exp=-1 la=1 cas=1 fetch=no cls=1 size=70\n"))
-                            .collect();
-                        keys + "END\r\n"
-                    } else if line.starts_with("stats") {
-                        "STAT delete_hits 0\r\nEND\r\n".to_owned()
-                    } else if line.starts_with("mg ") {
-                        std::thread::sleep(Duration::from_millis(700));
-                        let opaque = line.split_whitespace().find(|t| t.starts_with('O')).unwrap_or("O0");
-                        format!("VA 5 f1 t-1 {opaque}\r\nhello\r\n")
-                    } else if line.starts_with("mn") {
-                        "MN\r\n".to_owned()
-                    } else {
-                        String::new()
-                    };
-                    if stream.write_all(reply.as_bytes()).is_err() {
-                        return;
-                    }
-                    line.clear();
-                }
-            });
+    fake_memcached(|line| {
+        if line.starts_with("lru_crawler metadump") {
+            let keys: String =
+                (0..30).map(|i| format!("key=drip{i} exp=-1 la=1 cas=1 fetch=no cls=1 size=70\n")).collect();
+            Some(Answer::Say(keys + "END\r\n"))
+        } else if line.starts_with("mg ") {
+            std::thread::sleep(Duration::from_millis(700));
+            Some(Answer::Say(format!("VA 5 f1 t-1 {}\r\nhello\r\n", opaque(line))))
+        } else {
+            None
         }
-    });
-    fake
+    })
 }
 
 /// Issue 15: a source that answers one request every few seconds stayed
