@@ -9,6 +9,9 @@
 //! [`ResyncError::Local`].
 
 pub mod batch;
+pub mod dump;
+pub mod fetch;
+pub mod inject;
 pub mod landed;
 pub mod rules;
 pub mod source;
@@ -17,9 +20,10 @@ use crate::memcached::{Connection, McError};
 use crate::stats::{Stats, BANDWIDTH_PERIOD_SECS};
 use crate::throttle::{Bandwidth, CpuBudget, Throttle};
 use crate::view::{WorkList, VBUCKETS};
+pub use dump::OWN_PREFIX;
 use landed::Landed;
 pub use rules::ConflictPolicy;
-pub use source::{CopyError, OWN_PREFIX};
+pub use source::CopyError;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

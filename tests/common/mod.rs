@@ -9,7 +9,7 @@ pub mod snmptrapd;
 use astaire::memcached::dump::DumpMode;
 use astaire::memcached::proto::decode_key;
 use astaire::memcached::{Connection, Item, DEFAULT_TIMEOUT};
-use astaire::resync::source::dump_keys;
+use astaire::resync::dump::dump_keys;
 use astaire::resync::Options;
 use astaire::view::{vbucket, ClusterSettings, View, VBUCKETS};
 use std::collections::BTreeSet;

@@ -1,0 +1,265 @@
+//! A source's dump stage: list every key, keep those of the wanted
+//! vbuckets (primary ones now, the others for after the barrier) and send
+//! them on in batches. It never waits on anything downstream: a 1.6.18
+//! metadump that is not drained stalls the source's clients.
+// Reads network or file input: no panicking access outside tests (issue 7).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
+use super::batch::KeyBatch;
+use super::Options;
+use crate::memcached::dump::{decode_dump_key, refusal_hint, DumpLine, DumpMode};
+use crate::memcached::proto::{self, lossy, ProtoError};
+use crate::memcached::{Connection, McError};
+use crate::stats::Progress;
+use crate::view::{lanes, vbucket_of};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+/// Keys under this prefix are Astaire's own (the restart tag): never copied.
+pub const OWN_PREFIX: &[u8] = b"astaire\\\\";
+
+/// The vbuckets wanted from a source, as a membership table.
+pub type VbSet = [bool; crate::view::VBUCKETS];
+
+/// What a dump listed.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Keys of the wanted vbuckets sent on.
+    pub listed: u64,
+    /// Keys that cannot be expressed in a meta request, per vbucket.
+    pub unmovable: BTreeMap<u8, u64>,
+}
+
+/// Where a dump sends the keys of vbuckets this source is not the primary
+/// of, when the copy wants them after the primary ones (see
+/// [`super::landed`]).
+pub struct Later {
+    /// The vbuckets this source is listed first for.
+    pub primary: VbSet,
+    pub tx: mpsc::UnboundedSender<KeyBatch>,
+}
+
+/// A batch being filled and the channel it goes to.
+struct Outlet {
+    batch: KeyBatch,
+    bytes: u64,
+    tx: mpsc::UnboundedSender<KeyBatch>,
+}
+
+impl Outlet {
+    fn new(tx: mpsc::UnboundedSender<KeyBatch>, opts: &Options) -> Outlet {
+        Outlet { batch: KeyBatch::with_capacity(opts.batch_keys), bytes: 0, tx }
+    }
+
+    /// Sends the batch once full (or when `flush`); false once the
+    /// receiver is gone.
+    fn send_if(&mut self, flush: bool, opts: &Options, progress: Option<&Progress>) -> bool {
+        let full = self.batch.len() >= opts.batch_keys || self.bytes >= opts.batch_bytes;
+        if self.batch.is_empty() || !(full || flush) {
+            return true;
+        }
+        if let Some(p) = progress {
+            p.keys_found.fetch_add(self.batch.len() as u64, Ordering::Relaxed);
+        }
+        self.bytes = 0;
+        let batch = std::mem::replace(&mut self.batch, KeyBatch::with_capacity(opts.batch_keys));
+        self.tx.send(batch).is_ok()
+    }
+}
+
+/// Enumerates `source` and sends the keys of `wanted` vbuckets in batches
+/// to `tx`, or to `later.tx` for the vbuckets `later` says this source is
+/// not the primary of. Fails unless the dump reached its end marker.
+pub async fn dump_keys(
+    source: &str,
+    mode: DumpMode,
+    wanted: &VbSet,
+    opts: &Options,
+    tx: mpsc::UnboundedSender<KeyBatch>,
+    later: Option<Later>,
+    progress: Option<&Progress>,
+) -> Result<Listing, McError> {
+    let (mut conn, mode) = start_dump(source, mode, opts).await?;
+    // A dump has no length: read it in bulk until its end line.
+    conn.reader.expect(usize::MAX);
+    let mut sorter = Sorter {
+        source,
+        wanted,
+        opts,
+        progress,
+        now: Outlet::new(tx, opts),
+        primary: [true; crate::view::VBUCKETS],
+        later: None,
+        listing: Listing::default(),
+        pending: Pending::default(),
+    };
+    if let Some(l) = later {
+        sorter.primary = l.primary;
+        sorter.later = Some(Outlet::new(l.tx, opts));
+    }
+    loop {
+        let Some(line) = conn.reader.buffered_dump_line(mode)? else {
+            conn.reader.fill_or_closed().await?;
+            continue;
+        };
+        match line {
+            DumpLine::Key { key, encoding, size, .. } => {
+                decode_dump_key(conn.reader.frame().get(key).unwrap_or_default(), encoding, &mut sorter.pending.raw)
+                    .map_err(|source_err| McError::Protocol { server: source.to_owned(), source: source_err })?;
+                sorter.pending.ends.push(sorter.pending.raw.len());
+                sorter.pending.sizes.push(size.unwrap_or(0));
+                if sorter.pending.ends.len() == PENDING && !sorter.sort() {
+                    return Ok(sorter.listing); // the copy gave up; it reports why
+                }
+            }
+            DumpLine::End => break,
+            DumpLine::Busy | DumpLine::Started => {
+                return Err(McError::Unexpected {
+                    server: source.to_owned(),
+                    message: format!("{:?} in the middle of a dump", lossy(conn.reader.frame())),
+                })
+            }
+        }
+    }
+    debug!(source, listed = sorter.listing.listed, "dump complete");
+    if sorter.sort() {
+        sorter.now.send_if(true, opts, progress);
+        if let Some(l) = sorter.later.as_mut() {
+            l.send_if(true, opts, progress);
+        }
+    }
+    for (vb, n) in sorter.listing.unmovable.iter().filter(|(_, n)| **n > 1) {
+        warn!(source, vbucket = vb, keys = n, "{n} keys of this vbucket cannot be copied (the first is named above)");
+    }
+    Ok(sorter.listing)
+}
+
+/// Dumped keys hashed together ([`lanes`]).
+const PENDING: usize = 64;
+
+/// Decoded keys waiting to be hashed, back to back.
+#[derive(Default)]
+struct Pending {
+    raw: Vec<u8>,
+    ends: Vec<usize>,
+    sizes: Vec<u32>,
+    digests: Vec<[u8; 16]>,
+}
+
+/// Sends each dumped key where it goes, or nowhere.
+struct Sorter<'a> {
+    source: &'a str,
+    wanted: &'a VbSet,
+    opts: &'a Options,
+    progress: Option<&'a Progress>,
+    now: Outlet,
+    /// Keys of vbuckets not in `primary` go to `later`, if there is one.
+    primary: VbSet,
+    later: Option<Outlet>,
+    listing: Listing,
+    pending: Pending,
+}
+
+impl Sorter<'_> {
+    /// Hashes the pending keys and sorts them; false once nobody listens.
+    fn sort(&mut self) -> bool {
+        let p = &mut self.pending;
+        let mut keys: Vec<&[u8]> = Vec::with_capacity(p.ends.len());
+        let mut start = 0;
+        for end in &p.ends {
+            keys.push(p.raw.get(start..*end).unwrap_or_default());
+            start = *end;
+        }
+        lanes::digests(&keys, &mut p.digests);
+        let mut listening = true;
+        for ((raw, digest), size) in keys.iter().zip(&p.digests).zip(&p.sizes) {
+            let vb = vbucket_of(digest);
+            if self.wanted.get(vb as usize) != Some(&true) || raw.starts_with(OWN_PREFIX) {
+                continue;
+            }
+            let outlet = match self.later.as_mut() {
+                Some(l) if self.primary.get(vb as usize) != Some(&true) => l,
+                _ => &mut self.now,
+            };
+            if let Err(e) = outlet.batch.push(raw, *digest) {
+                // One warning per vbucket (the rest are counted, and
+                // summed up when the dump ends), the key made printable.
+                let count = self.listing.unmovable.entry(vb).or_default();
+                *count += 1;
+                if *count == 1 {
+                    warn!(source = self.source, vbucket = vb, key = %proto::printable(raw), "cannot copy key: {e}");
+                } else {
+                    debug!(source = self.source, vbucket = vb, key = %proto::printable(raw), "cannot copy key: {e}");
+                }
+                continue;
+            }
+            self.listing.listed += 1;
+            outlet.bytes += u64::from(*size);
+            listening &= outlet.send_if(false, self.opts, self.progress);
+        }
+        p.raw.clear();
+        p.ends.clear();
+        p.sizes.clear();
+        listening
+    }
+}
+
+/// Opens a connection and starts a dump on it, waiting out `BUSY` (another
+/// crawl running on that server) with backoff. Returns the command that
+/// started: a server whose version promised `mgdump` but that does not
+/// know it (a fork, or a proxy reporting its own version) gets `metadump`,
+/// unless the operator chose the command.
+async fn start_dump(source: &str, mut mode: DumpMode, opts: &Options) -> Result<(Connection, DumpMode), McError> {
+    let deadline = tokio::time::Instant::now() + opts.busy_wait;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let mut conn = Connection::connect(source, opts.io_timeout).await?;
+        conn.send(mode.command()).await?;
+        // Peek at the first line without consuming a key line. `BUSY`
+        // (another crawl) and `ERROR locked try again later` (memcached
+        // growing its hash table, as after a large load) both mean: later.
+        match conn.reader.dump_line(mode).await {
+            Ok(DumpLine::Busy) => {}
+            // 1.6.43+ acknowledge the start, and may still say next that
+            // the crawler is locked; older servers begin with a key.
+            Ok(DumpLine::Started) => {
+                if conn.reader.dump_line(mode).await? != DumpLine::Busy {
+                    conn.reader.unread_frame();
+                    return Ok((conn, mode));
+                }
+            }
+            Ok(DumpLine::Key { .. } | DumpLine::End) => {
+                conn.reader.unread_frame();
+                return Ok((conn, mode));
+            }
+            Err(McError::Protocol { source: ProtoError::Refused(answer), .. })
+                if mode == DumpMode::Mgdump && opts.dump.is_none() && answer.trim() == "ERROR" =>
+            {
+                debug!(source, "mgdump unknown to this server: using metadump");
+                mode = DumpMode::Metadump;
+                continue;
+            }
+            Err(McError::Protocol { server, source: ProtoError::Refused(answer) }) => {
+                return Err(match refusal_hint(&answer, mode) {
+                    Some(hint) => {
+                        McError::Unexpected { server, message: format!("refused the key dump ({answer:?}): {hint}") }
+                    }
+                    None => McError::Protocol { server, source: ProtoError::Refused(answer) },
+                })
+            }
+            Err(e) => return Err(e),
+        }
+        if tokio::time::Instant::now() + backoff > deadline {
+            return Err(McError::Unexpected {
+                server: source.to_owned(),
+                message: format!("crawler still busy after {} s", opts.busy_wait.as_secs()),
+            });
+        }
+        debug!(source, "crawler busy, retrying in {backoff:?}");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}

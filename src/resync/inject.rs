@@ -1,0 +1,562 @@
+//! A source's inject stage: add each fetched item to the local node
+//! without overwriting anything newer, resolve conflicts by the policy,
+//! take back what a client deleted meanwhile, and record what landed.
+// Reads network or file input: no panicking access outside tests (issue 7).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
+use super::batch::ItemBatch;
+use super::fetch::Step;
+use super::landed::{Arrival, Landed};
+use super::rules::{inject_ttl, ConflictPolicy};
+use super::source::{nth, unexpected, CopyError};
+use super::Counts;
+use crate::memcached::proto::{self, Meta, SetMode, Status};
+use crate::memcached::Connection;
+use crate::stats::Progress;
+use crate::throttle::Throttle;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+/// Indexes of the fates matching `pred`.
+fn positions(fates: &[Fate], pred: impl Fn(&Fate) -> bool) -> Vec<usize> {
+    fates.iter().enumerate().filter(|(_, f)| pred(f)).map(|(i, _)| i).collect()
+}
+
+/// The injector's decisions, one per answer it reads: pure functions of
+/// the answer (and the policy), each unit-tested below.
+///
+/// The fate of an item from the local node's answer to its add (`ms … ME`):
+/// written (with the CAS it got), a conflict (the key is there), or failed
+/// alone (the server refused this one item).
+fn after_add(m: &Meta) -> Result<Fate, String> {
+    match m.status {
+        Status::Stored => Ok(Fate::Written(m.cas.unwrap_or(0))),
+        Status::NotStored => Ok(Fate::Conflict),
+        Status::ServerError | Status::ClientError => Ok(Fate::Failed),
+        other => Err(format!("{other:?} in answer to ms ME")),
+    }
+}
+
+/// The local value a conflict found (`mg <key> f c`): its flags and CAS, or
+/// none when it was deleted since (then it stays deleted).
+fn local_value(m: &Meta) -> Result<Option<(u32, u64)>, String> {
+    match m.status {
+        Status::Stored => Ok(Some((m.flags.unwrap_or(0), m.cas.unwrap_or(0)))),
+        Status::Miss => Ok(None),
+        other => Err(format!("{other:?} in answer to mg f c")),
+    }
+}
+
+/// A conflict's outcome before any replace: the local value is kept (with
+/// its flags), and it is replaced, under the CAS just read, only when the
+/// policy says ours (`ours` = our flags) is newer.
+fn on_conflict(policy: ConflictPolicy, local: Option<(u32, u64)>, ours: u32) -> (Fate, Option<u64>) {
+    match local {
+        Some((flags, cas)) => (Fate::Kept(Some(flags)), policy.should_replace(flags, ours).then_some(cas)),
+        None => (Fate::Kept(None), None),
+    }
+}
+
+/// The fate of a CAS-guarded replace: replaced, or kept when a client wrote
+/// in between (newer than both; its flags unknown).
+fn after_replace(m: &Meta) -> Result<Fate, String> {
+    match m.status {
+        Status::Stored => Ok(Fate::Replaced(m.cas.unwrap_or(0))),
+        Status::Exists | Status::NotFound => Ok(Fate::Kept(None)),
+        Status::ServerError | Status::ClientError => Ok(Fate::Failed),
+        other => Err(format!("{other:?} in answer to ms MS C")),
+    }
+}
+
+/// Whether the delete guard's look at the source (`mg <key>`) finds the
+/// key gone: a client deleted it after we read it.
+fn gone_from_source(m: &Meta) -> Result<bool, String> {
+    match m.status {
+        Status::Stored => Ok(false),
+        Status::Miss => Ok(true),
+        other => Err(format!("{other:?} in answer to mg")),
+    }
+}
+
+/// Whether deleting exactly what we wrote (`md <key> C<cas>`) took it back;
+/// a CAS mismatch or a miss means a client's write or delete came since,
+/// which stays.
+fn taken_back(m: &Meta) -> Result<bool, String> {
+    match m.status {
+        Status::Stored => Ok(true),
+        Status::Exists | Status::NotFound => Ok(false),
+        other => Err(format!("{other:?} in answer to md C")),
+    }
+}
+
+/// Injects fetched items into the local node, resolving conflicts and
+/// guarding against deletes that happened on the source meanwhile.
+pub struct Injector<'a> {
+    pub source: &'a str,
+    pub local: &'a mut Connection,
+    /// A second connection to the source for the delete re-check.
+    pub recheck: &'a mut Connection,
+    pub policy: ConflictPolicy,
+    pub throttle: Option<&'a Throttle>,
+    /// Stop between batches once set.
+    pub cancel: Option<&'a AtomicBool>,
+    pub progress: Option<&'a Progress>,
+    /// Where keys put on the local node are recorded for the other sources.
+    pub landed: Option<&'a Landed>,
+    /// Arrives when the primary keys are all injected.
+    pub arrival: Option<Arrival>,
+    pub counts: Counts,
+    req: Vec<u8>,
+}
+
+/// What happened to each item of a batch on the local node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Skipped,
+    /// Added by us, with the CAS memcached gave it.
+    Written(u64),
+    /// An older local value replaced by ours, with the new CAS.
+    Replaced(u64),
+    Conflict,
+    /// The local value stayed; with its flags when they were read.
+    Kept(Option<u32>),
+    Failed,
+}
+
+impl Fate {
+    /// The CAS of what we wrote, if we wrote.
+    fn cas(self) -> Option<u64> {
+        match self {
+            Fate::Written(cas) | Fate::Replaced(cas) => Some(cas),
+            _ => None,
+        }
+    }
+}
+
+impl<'a> Injector<'a> {
+    pub fn new(
+        source: &'a str,
+        local: &'a mut Connection,
+        recheck: &'a mut Connection,
+        policy: ConflictPolicy,
+    ) -> Self {
+        Injector {
+            source,
+            local,
+            recheck,
+            policy,
+            throttle: None,
+            cancel: None,
+            progress: None,
+            landed: None,
+            arrival: None,
+            counts: Counts::default(),
+            req: Vec::new(),
+        }
+    }
+
+    pub async fn run(&mut self, mut rx: mpsc::Receiver<Step>) -> Result<(), CopyError> {
+        while let Some(step) = rx.recv().await {
+            let batch = match step {
+                Step::Items(batch) => batch,
+                Step::PrimaryDone => {
+                    if let Some(mut a) = self.arrival.take() {
+                        debug!(source = self.source, "primary vbuckets injected");
+                        a.arrive();
+                    }
+                    continue;
+                }
+            };
+            // A batch is injected whole, delete guard included, or not at
+            // all: this is the safe point to stop at.
+            if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                break;
+            }
+            if let Some(t) = self.throttle {
+                t.pace(batch.bytes()).await;
+            }
+            self.inject(&batch).await?;
+        }
+        Ok(())
+    }
+
+    async fn inject(&mut self, batch: &ItemBatch) -> Result<(), CopyError> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let mut fates = vec![Fate::Skipped; batch.items.len()];
+        let mut ttls = vec![0u64; batch.items.len()];
+
+        // 1. Add mode: a value a client wrote first is never overwritten.
+        self.req.clear();
+        let mut sent = Vec::with_capacity(batch.items.len());
+        for ((i, item), slot) in batch.items.iter().enumerate().zip(&mut ttls) {
+            match inject_ttl(item.ttl, now) {
+                None => self.counts.skipped += 1,
+                Some(ttl) => {
+                    *slot = ttl;
+                    let wire = batch.key(item).wire;
+                    proto::ms(&mut self.req, wire, batch.value(item), item.flags, ttl, SetMode::Add, sent.len());
+                    sent.push(i);
+                }
+            }
+        }
+        proto::mn(&mut self.req);
+        self.local_round(&sent, &mut fates, after_add).await?;
+
+        // 2. The key was there already: keep it, or replace an older one.
+        let conflicts: Vec<usize> = positions(&fates, |f| *f == Fate::Conflict);
+        if !conflicts.is_empty() {
+            self.resolve_conflicts(batch, &conflicts, &ttls, &mut fates).await?;
+        }
+
+        // 3. A key deleted on the source after we read it must not come back.
+        let written: Vec<usize> = positions(&fates, |f| f.cas().is_some());
+        let reverted =
+            if written.is_empty() { Vec::new() } else { self.guard_deletes(batch, &written, &fates).await? };
+
+        self.record(batch, &fates, &reverted);
+        self.account(batch, &fates);
+        Ok(())
+    }
+
+    /// Tells the other sources what the local node now holds. Only the
+    /// primary's copies matter: the others are the last source of their key.
+    fn record(&self, batch: &ItemBatch, fates: &[Fate], reverted: &[usize]) {
+        let Some(landed) = self.landed.filter(|_| batch.primary) else { return };
+        landed.record(batch.items.iter().zip(fates).filter_map(|(item, fate)| {
+            let flags = match fate {
+                Fate::Written(_) | Fate::Replaced(_) => item.flags,
+                Fate::Kept(Some(local)) => *local,
+                _ => return None,
+            };
+            Some((batch.key(item).digest, flags))
+        }));
+        landed.forget(reverted.iter().filter_map(|i| batch.key_at(*i)).map(|k| k.digest));
+    }
+
+    /// Sends `self.req` to the local node; response `n` decides the fate of
+    /// item `which[n]`.
+    async fn local_round(
+        &mut self,
+        which: &[usize],
+        fates: &mut [Fate],
+        decide: impl Fn(&proto::Meta) -> Result<Fate, String>,
+    ) -> Result<(), CopyError> {
+        let server = self.local.server().to_owned();
+        let mut failures = 0u64;
+        self.local
+            .pipeline(&self.req, which.len(), |n, m, frame| {
+                let i = nth(which, n, &server)?;
+                let fate = decide(m).map_err(|e| unexpected(&server, e))?;
+                if fate == Fate::Failed {
+                    failures += 1;
+                    if failures <= 3 {
+                        let msg = m.message.clone().and_then(|r| frame.get(r)).unwrap_or_default();
+                        warn!(local = %server, "item not stored: {}", proto::printable(msg));
+                    }
+                }
+                if let Some(slot) = fates.get_mut(i) {
+                    *slot = fate;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(CopyError::Local)
+    }
+
+    #[expect(clippy::indexing_slicing, reason = "`conflicts` are positions in `fates`, one per batch item")]
+    async fn resolve_conflicts(
+        &mut self,
+        batch: &ItemBatch,
+        conflicts: &[usize],
+        ttls: &[u64],
+        fates: &mut [Fate],
+    ) -> Result<(), CopyError> {
+        if self.policy == ConflictPolicy::AddOnly {
+            // The flags do not matter: under add-only nothing replaces.
+            conflicts.iter().for_each(|i| fates[*i] = Fate::Kept(Some(0)));
+            return Ok(());
+        }
+        // Read the local flags (the write time) and CAS of each.
+        self.req.clear();
+        for (n, i) in conflicts.iter().enumerate() {
+            proto::mg(&mut self.req, batch.key(&batch.items[*i]).wire, "f c", n);
+        }
+        proto::mn(&mut self.req);
+        let mut local: Vec<Option<(u32, u64)>> = Vec::with_capacity(conflicts.len());
+        let server = self.local.server().to_owned();
+        self.local
+            .pipeline(&self.req, conflicts.len(), |_, m, _| {
+                local.push(local_value(m).map_err(|e| unexpected(&server, e))?);
+                Ok(())
+            })
+            .await
+            .map_err(CopyError::Local)?;
+        // Replace the older ones, guarded by the CAS just read: a client
+        // write in between wins.
+        self.req.clear();
+        let mut replacing = Vec::new();
+        for (i, found) in conflicts.iter().zip(&local) {
+            let item = &batch.items[*i];
+            let (fate, replace_under) = on_conflict(self.policy, *found, item.flags);
+            fates[*i] = fate;
+            if let Some(cas) = replace_under {
+                let key = batch.key(item).wire;
+                proto::ms(
+                    &mut self.req,
+                    key,
+                    batch.value(item),
+                    item.flags,
+                    ttls[*i],
+                    SetMode::Set { cas: Some(cas) },
+                    replacing.len(),
+                );
+                replacing.push(*i);
+            }
+        }
+        if replacing.is_empty() {
+            return Ok(());
+        }
+        proto::mn(&mut self.req);
+        self.local_round(&replacing, fates, after_replace).await
+    }
+
+    /// Returns the items deleted again.
+    #[expect(clippy::indexing_slicing, reason = "`written` are positions in `fates`, one per batch item")]
+    async fn guard_deletes(
+        &mut self,
+        batch: &ItemBatch,
+        written: &[usize],
+        fates: &[Fate],
+    ) -> Result<Vec<usize>, CopyError> {
+        // No client removed anything on the source since before the values
+        // were read: nothing written can be a deleted key coming back.
+        // (Clients delete on the old replicas first, so a delete that could
+        // race our write is counted there before we look.)
+        let removals = self.recheck.removals().await.map_err(CopyError::Source)?;
+        if batch.removals_before == Some(removals) {
+            return Ok(Vec::new());
+        }
+        self.counts.rechecked += written.len() as u64;
+        self.req.clear();
+        for (n, i) in written.iter().enumerate() {
+            proto::mg(&mut self.req, batch.key(&batch.items[*i]).wire, "u", n);
+        }
+        proto::mn(&mut self.req);
+        let mut gone = Vec::new();
+        let server = self.recheck.server().to_owned();
+        self.recheck
+            .pipeline(&self.req, written.len(), |n, m, _| {
+                if gone_from_source(m).map_err(|e| unexpected(&server, e))? {
+                    gone.push(nth(written, n, &server)?);
+                }
+                Ok(())
+            })
+            .await
+            .map_err(CopyError::Source)?;
+        if gone.is_empty() {
+            return Ok(gone);
+        }
+        // Delete exactly what we wrote: a newer client write has another CAS.
+        self.req.clear();
+        let mut deleting = Vec::new();
+        for i in &gone {
+            let Some(cas) = fates[*i].cas() else { continue };
+            proto::md(&mut self.req, batch.key(&batch.items[*i]).wire, Some(cas), deleting.len());
+            deleting.push(*i);
+        }
+        proto::mn(&mut self.req);
+        let mut reverted = Vec::new();
+        let local = self.local.server().to_owned();
+        self.local
+            .pipeline(&self.req, deleting.len(), |n, m, _| {
+                if taken_back(m).map_err(|e| unexpected(&local, e))? {
+                    reverted.push(nth(&deleting, n, &local)?);
+                }
+                Ok(())
+            })
+            .await
+            .map_err(CopyError::Local)?;
+        self.counts.reverted += reverted.len() as u64;
+        Ok(reverted)
+    }
+
+    fn account(&mut self, batch: &ItemBatch, fates: &[Fate]) {
+        let c = &mut self.counts;
+        c.vanished += batch.vanished;
+        c.fetched += batch.items.len() as u64;
+        let mut per_vb = [(0u64, 0u64); crate::view::VBUCKETS];
+        for (item, fate) in batch.items.iter().zip(fates) {
+            let key = batch.key(item);
+            match fate {
+                Fate::Written(_) => c.landed += 1,
+                Fate::Replaced(_) => c.replaced += 1,
+                Fate::Kept(_) => c.kept += 1,
+                Fate::Failed => {
+                    c.failed += 1;
+                    *c.failed_vbuckets.entry(key.vbucket).or_default() += 1;
+                }
+                Fate::Skipped | Fate::Conflict => {}
+            }
+            let bytes = (key.raw_len + batch.value(item).len()) as u64;
+            c.bytes += bytes;
+            if let Some(slot) = per_vb.get_mut(key.vbucket as usize) {
+                slot.0 += 1;
+                slot.1 += bytes;
+            }
+        }
+        c.checked += batch.checked.len() as u64;
+        for i in &batch.checked {
+            let key = batch.keys.get(*i);
+            if let Some(slot) = per_vb.get_mut(key.vbucket as usize) {
+                slot.0 += 1;
+                slot.1 += key.raw_len as u64;
+            }
+        }
+        if let Some(p) = self.progress {
+            p.total.add(per_vb.iter().map(|s| s.0).sum(), per_vb.iter().map(|s| s.1).sum());
+            if let Some(conn) = p.connection(self.source) {
+                for (vb, (entries, bytes)) in per_vb.iter().enumerate() {
+                    if *entries > 0 {
+                        if let Some(b) = conn.bucket(vb as u8) {
+                            b.counter.add(*entries, *bytes);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod injector_tests {
+    use super::*;
+    use crate::resync::batch::KeyBatch;
+    use std::time::Duration;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// A local node that refuses the `ms` of key `bad` with CLIENT_ERROR
+    /// (as memcached does for a token out of its range: no opaque, value
+    /// swallowed) and stores the rest; it also answers `stats` with zero
+    /// removals, so the delete guard has nothing to re-check.
+    async fn local_refusing_bad() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (r, mut w) = s.into_split();
+                    let mut lines = BufReader::new(r).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let tokens: Vec<&str> = line.split(' ').collect();
+                        let opaque = tokens.iter().find(|t| t.starts_with('O')).copied().unwrap_or("");
+                        let answer = match tokens[0] {
+                            "stats" => {
+                                "STAT delete_hits 0\r\nSTAT touch_hits 0\r\nSTAT cmd_flush 0\r\nEND\r\n".to_owned()
+                            }
+                            "mn" => "MN\r\n".to_owned(),
+                            "ms" => {
+                                let _value = lines.next_line().await;
+                                if tokens[1] == "bad" {
+                                    "CLIENT_ERROR bad token in command line format\r\n".to_owned()
+                                } else {
+                                    format!("HD c7 {opaque}\r\n")
+                                }
+                            }
+                            _ => "ERROR\r\n".to_owned(),
+                        };
+                        w.write_all(answer.as_bytes()).await.unwrap();
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_client_error_for_one_item_fails_that_item_not_the_node() {
+        let addr = local_refusing_bad().await;
+        let mut local = Connection::connect(&addr, Duration::from_secs(10)).await.unwrap();
+        let mut recheck = Connection::connect(&addr, Duration::from_secs(10)).await.unwrap();
+        let mut keys = KeyBatch::default();
+        for k in ["good1", "bad", "good2"] {
+            keys.push(k.as_bytes(), crate::view::key_digest(k.as_bytes())).unwrap();
+        }
+        let bad_vbucket = keys.get(1).vbucket;
+        let mut batch = ItemBatch::new(keys);
+        for i in 0..3 {
+            batch.push(i, 0, -1, b"value");
+        }
+        batch.removals_before = Some(0);
+        let mut injector = Injector::new("source", &mut local, &mut recheck, ConflictPolicy::default());
+        injector.inject(&batch).await.expect("one refused item is not a failed node");
+        let c = &injector.counts;
+        assert_eq!((c.landed, c.failed), (2, 1));
+        assert_eq!(c.failed_vbuckets.get(&bad_vbucket), Some(&1));
+    }
+
+    fn answer(status: Status, flags: Option<u32>, cas: Option<u64>) -> Meta {
+        Meta {
+            status,
+            len: 0,
+            flags,
+            ttl: None,
+            cas,
+            key: None,
+            base64: false,
+            value: None,
+            message: None,
+            opaque: Some(0),
+        }
+    }
+
+    #[test]
+    fn an_add_is_written_a_conflict_or_a_failed_item() {
+        assert_eq!(after_add(&answer(Status::Stored, None, Some(9))), Ok(Fate::Written(9)));
+        assert_eq!(after_add(&answer(Status::NotStored, None, None)), Ok(Fate::Conflict));
+        assert_eq!(after_add(&answer(Status::ServerError, None, None)), Ok(Fate::Failed));
+        assert_eq!(after_add(&answer(Status::ClientError, None, None)), Ok(Fate::Failed));
+        assert!(after_add(&answer(Status::Exists, None, None)).is_err(), "not an answer to an add");
+    }
+
+    #[test]
+    fn a_conflict_keeps_the_local_value_unless_ours_is_newer() {
+        let newer = ConflictPolicy::ClearwaterTimestamp;
+        assert_eq!(local_value(&answer(Status::Stored, Some(5), Some(77))), Ok(Some((5, 77))));
+        assert_eq!(local_value(&answer(Status::Miss, None, None)), Ok(None));
+        assert!(local_value(&answer(Status::NotStored, None, None)).is_err());
+        // Ours (flags 6) newer than the local (5): replace under its CAS.
+        assert_eq!(on_conflict(newer, Some((5, 77)), 6), (Fate::Kept(Some(5)), Some(77)));
+        // Local newer or equal: kept, nothing sent.
+        assert_eq!(on_conflict(newer, Some((7, 77)), 6), (Fate::Kept(Some(7)), None));
+        assert_eq!(on_conflict(newer, Some((6, 77)), 6), (Fate::Kept(Some(6)), None));
+        // Deleted locally since: stays deleted.
+        assert_eq!(on_conflict(newer, None, 6), (Fate::Kept(None), None));
+        // Add-only never replaces.
+        assert_eq!(on_conflict(ConflictPolicy::AddOnly, Some((5, 77)), 6), (Fate::Kept(Some(5)), None));
+    }
+
+    #[test]
+    fn a_replace_lands_or_yields_to_a_client_write() {
+        assert_eq!(after_replace(&answer(Status::Stored, None, Some(8))), Ok(Fate::Replaced(8)));
+        assert_eq!(after_replace(&answer(Status::Exists, None, None)), Ok(Fate::Kept(None)));
+        assert_eq!(after_replace(&answer(Status::NotFound, None, None)), Ok(Fate::Kept(None)));
+        assert_eq!(after_replace(&answer(Status::ServerError, None, None)), Ok(Fate::Failed));
+        assert!(after_replace(&answer(Status::Miss, None, None)).is_err());
+    }
+
+    #[test]
+    fn the_delete_guard_takes_back_only_what_we_wrote_of_a_deleted_key() {
+        assert_eq!(gone_from_source(&answer(Status::Stored, None, None)), Ok(false));
+        assert_eq!(gone_from_source(&answer(Status::Miss, None, None)), Ok(true));
+        assert!(gone_from_source(&answer(Status::NotStored, None, None)).is_err());
+        assert_eq!(taken_back(&answer(Status::Stored, None, None)), Ok(true));
+        assert_eq!(taken_back(&answer(Status::Exists, None, None)), Ok(false), "a client wrote since");
+        assert_eq!(taken_back(&answer(Status::NotFound, None, None)), Ok(false), "a client deleted it");
+        assert!(taken_back(&answer(Status::Miss, None, None)).is_err());
+        assert_eq!(Fate::Written(3).cas(), Some(3));
+        assert_eq!(Fate::Replaced(4).cas(), Some(4));
+        assert_eq!(Fate::Kept(None).cas(), None, "nothing of ours to take back");
+    }
+}
