@@ -139,6 +139,11 @@ async fn a_throttled_resync_never_stalls_the_sources_other_clients() {
     let keys: Arc<Vec<Vec<u8>>> = Arc::new(items.into_iter().map(|i| i.key).collect());
     let source = r.cluster.nodes[0].name();
 
+    // The same probe with nothing else running: what this machine's
+    // scheduling costs right now (a busy machine adds its own waits).
+    let (baseline, _) = random_gets(&source, keys.clone(), Instant::now() + Duration::from_secs(2)).await;
+    eprintln!("baseline (no dump): worst {baseline:?}");
+
     // The control: a dump read 4 KiB every 100 ms stalls random gets.
     // (1.6.38 and later do not stall: scripts/bench.sh dump_stall.)
     let version: Vec<u32> = r.cluster.nodes[0].version().split('.').filter_map(|p| p.parse().ok()).collect();
@@ -163,8 +168,13 @@ async fn a_throttled_resync_never_stalls_the_sources_other_clients() {
     if hazard {
         assert!(control_worst >= Duration::from_millis(500), "the probe sees a slowly read dump: {control_worst:?}");
     }
-    // Let the abandoned crawl finish before the real run.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The abandoned crawl must be over before the real run: its stalls are
+    // not the resync's.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stat(&source, "lru_crawler_running") != 0 {
+        assert!(Instant::now() < deadline, "the control's crawl never ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let (percent, _) = a_tenth_of_one_core();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
@@ -182,10 +192,12 @@ async fn a_throttled_resync_never_stalls_the_sources_other_clients() {
     let _ = child.0.kill();
     eprintln!("{gets} random gets during the throttled resync's dumps: worst {worst:?}");
     assert!(gets > 1000);
-    // A stall lasts as long as the dump is not read: hundreds of ms to
-    // seconds (the control above; scripts/bench.sh dump_stall). The figure
-    // is the benchmark's; here, only that there is no stall.
-    assert!(worst < Duration::from_millis(300), "a source client stalled for {worst:?}");
+    // A stall lasts as long as the dump is not read: seconds (the control
+    // above; scripts/bench.sh dump_stall). The figure is the benchmark's;
+    // here, only that there is no stall beyond what the machine's own
+    // scheduling gives the same probe.
+    let bound = Duration::from_millis(300).max(baseline * 3);
+    assert!(worst < bound, "a source client stalled for {worst:?} (baseline {baseline:?})");
 }
 
 /// Kills the child when the test ends, whatever happens.
