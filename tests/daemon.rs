@@ -304,13 +304,24 @@ async fn a_second_daemon_on_the_same_control_socket_exits_2_and_the_first_keeps_
     let r = Resize::three_to_four();
     let d = Daemon::start(r.new_node(), &r.stable, &["--no-agentx"]);
     assert_eq!(d.wait_sync(10).0, Some(0));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
         .args(["daemon", "--no-agentx", "--config", "/dev/null", "--local-name", r.new_node(), "--control-socket"])
         .arg(&d.control)
         .arg("--cluster-settings")
         .arg(&r.stable)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while second.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second daemon on the same control socket kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = second.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("another daemon answers on it"), "{}", text(&out));
     assert_eq!(d.status().expect("the first daemon still answers")["state"], "not-member");
