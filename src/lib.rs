@@ -6,6 +6,8 @@
 //! and injects them locally; [`stats`] is the one meeting point where the
 //! worker publishes its counters for whoever reports them.
 
+pub mod addr;
+pub mod backoff;
 pub mod config;
 pub mod daemon;
 pub mod memcached;

@@ -303,7 +303,7 @@ fn main() -> ExitCode {
     // group-writable, whatever umask we were started with (a service
     // manager's, an operator's 000): log files 0640, directories 0750.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
-    astaire::snmp::inform::sender::mark_process_start();
+    astaire::snmp::uptime::mark_process_start();
     let cli = Cli::parse_from(normalise_args(std::env::args().collect()));
     let code = match cli.command {
         Command::Daemon(args) => daemon_main(args, cli.log_level, cli.log_file),

@@ -157,10 +157,12 @@ mod tests {
         assert_eq!(cpu_delay(s(5.0), s(0.0), 0.0), Duration::ZERO, "no budget means no limit");
     }
 
+    /// Spends `ms` of this thread's CPU time (not wall time: on a busy
+    /// machine the thread may get only part of each second).
     fn burn(ms: u64) {
-        let until = Instant::now() + Duration::from_millis(ms);
+        let until = thread_cpu_time() + Duration::from_millis(ms);
         let mut x = 0u64;
-        while Instant::now() < until {
+        while thread_cpu_time() < until {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
         }
     }

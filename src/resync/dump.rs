@@ -7,6 +7,7 @@
 
 use super::batch::KeyBatch;
 use super::Options;
+use crate::backoff::Backoff;
 use crate::memcached::dump::{decode_dump_key, refusal_hint, DumpLine, DumpMode};
 use crate::memcached::proto::{self, lossy, ProtoError};
 use crate::memcached::{Connection, McError};
@@ -214,7 +215,7 @@ impl Sorter<'_> {
 /// unless the operator chose the command.
 async fn start_dump(source: &str, mut mode: DumpMode, opts: &Options) -> Result<(Connection, DumpMode), McError> {
     let deadline = tokio::time::Instant::now() + opts.busy_wait;
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     loop {
         let mut conn = Connection::connect(source, opts.io_timeout).await?;
         conn.send(mode.command()).await?;
@@ -252,14 +253,14 @@ async fn start_dump(source: &str, mut mode: DumpMode, opts: &Options) -> Result<
             }
             Err(e) => return Err(e),
         }
-        if tokio::time::Instant::now() + backoff > deadline {
+        if tokio::time::Instant::now() + backoff.peek() > deadline {
             return Err(McError::Unexpected {
                 server: source.to_owned(),
                 message: format!("crawler still busy after {} s", opts.busy_wait.as_secs()),
             });
         }
-        debug!(source, "crawler busy, retrying in {backoff:?}");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+        let pause = backoff.next_pause();
+        debug!(source, "crawler busy, retrying in {pause:?}");
+        tokio::time::sleep(pause).await;
     }
 }

@@ -4,3 +4,4 @@
 pub mod agentx;
 pub mod inform;
 pub mod mib;
+pub mod uptime;

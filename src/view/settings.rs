@@ -6,6 +6,7 @@
 // Reads network or file input: no panicking access outside tests (issue 7).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+use crate::addr::{AddrError, HostPort, Role};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -100,7 +101,7 @@ fn parse_list(value: &str) -> Result<Vec<String>, String> {
         .split(',')
         .map(|entry| {
             let entry = entry.trim();
-            validate_server(entry)?;
+            validate_server(entry).map_err(|e| e.to_string())?;
             Ok(entry.to_owned())
         })
         .collect()
@@ -108,33 +109,8 @@ fn parse_list(value: &str) -> Result<Vec<String>, String> {
 
 /// Checks one `host:port` or `[v6]:port` entry. The entry is kept verbatim:
 /// nodes compare names as exact strings.
-pub fn validate_server(entry: &str) -> Result<(), String> {
-    if entry.is_empty() {
-        return Err("empty server entry (stray comma?)".to_owned());
-    }
-    let (host, port) =
-        split_host_port(entry).ok_or_else(|| format!("server {entry:?} is not host:port or [ipv6]:port"))?;
-    if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err(format!("server {entry:?} has a bad host"));
-    }
-    port.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| format!("server {entry:?} has a bad port {port:?}"))?;
-    Ok(())
-}
-
-/// Splits `host:port` / `[v6]:port`; the host comes back without brackets.
-pub fn split_host_port(entry: &str) -> Option<(&str, &str)> {
-    if let Some(rest) = entry.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        let port = after.strip_prefix(':')?;
-        host.parse::<std::net::Ipv6Addr>().ok()?;
-        Some((host, port))
-    } else {
-        let (host, port) = entry.rsplit_once(':')?;
-        if host.contains(':') {
-            return None; // an unbracketed IPv6 address is ambiguous
-        }
-        Some((host, port))
-    }
+pub fn validate_server(entry: &str) -> Result<(), AddrError> {
+    HostPort::parse(entry, Role::Server).map(|_| ())
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use super::pdu::{self, close_reason, errors, Oid, Payload, Pdu};
+use crate::addr::{HostPort, Role};
+use crate::backoff::Backoff;
 use crate::snmp::mib::{MibView, ASTAIRE};
 use crate::stats::Stats;
 use std::path::PathBuf;
@@ -31,8 +33,8 @@ impl std::str::FromStr for MasterAddress {
     type Err = String;
     fn from_str(s: &str) -> Result<MasterAddress, String> {
         if let Some(rest) = s.strip_prefix("tcp:") {
-            crate::view::split_host_port(rest)
-                .ok_or_else(|| format!("AgentX address {s:?}: expected tcp:HOST:PORT"))?;
+            HostPort::parse(rest, Role::AgentxMaster)
+                .map_err(|e| format!("AgentX address {s:?}: expected tcp:HOST:PORT ({e})"))?;
             Ok(MasterAddress::Tcp(rest.to_owned()))
         } else if let Some(path) = s.strip_prefix("unix:") {
             Ok(MasterAddress::Unix(path.into()))
@@ -74,14 +76,14 @@ pub struct AgentConfig {
     pub stable_after: Duration,
 }
 
-/// The pause before the next connection attempt after one that ended with
-/// a session of `lasted` (`None`: no session at all), when the last pause
-/// was `last`.
-pub fn next_backoff(config: &AgentConfig, last: Duration, lasted: Option<Duration>) -> Duration {
-    match lasted {
-        Some(l) if l >= config.stable_after => config.min_backoff,
-        _ => (last * 2).clamp(config.min_backoff, config.max_backoff),
+/// The pause before the next connection attempt, after one that ended
+/// with a session of `lasted` (`None`: no session at all): a lasting
+/// session lost reconnects after the minimum, anything else backs off.
+pub fn pause_after(config: &AgentConfig, backoff: &mut Backoff, lasted: Option<Duration>) -> Duration {
+    if lasted.is_some_and(|l| l >= config.stable_after) {
+        backoff.reset();
     }
+    backoff.next_pause()
 }
 
 impl AgentConfig {
@@ -150,12 +152,44 @@ async fn connect(master: &MasterAddress) -> std::io::Result<Box<dyn Stream>> {
 /// Why a session ended.
 enum End {
     Shutdown,
-    Lost(String),
+    Lost(Lost),
+}
+
+/// Why a session was lost. Only a framing error makes the stream
+/// untrustworthy enough to Close with parseError.
+#[derive(Debug, thiserror::Error)]
+enum Lost {
+    #[error("{0} (framing lost)")]
+    Framing(pdu::DecodeError),
+    #[error("the master sent a malformed answer: {0}")]
+    Malformed(pdu::DecodeError),
+    #[error("read failed: {0}")]
+    Read(std::io::Error),
+    #[error("the master closed the connection")]
+    Disconnected,
+    #[error("write failed: {0}")]
+    Write(std::io::Error),
+    #[error("write timed out")]
+    WriteTimedOut,
+    #[error("no answer from the master")]
+    NoAnswer,
+    #[error("Open refused (error {0})")]
+    OpenRefused(u16),
+    #[error(
+        "another agent already serves 1.2.826.0.1.1578918.9.9 at priority {0} (duplicateRegistration); \
+         give Astaire a lower --agentx-priority"
+    )]
+    DuplicateRegistration(u8),
+    #[error("Register refused (error {0})")]
+    RegisterRefused(u16),
+    #[error("master closed the session (reason {0})")]
+    ClosedByMaster(u8),
+    #[error("master did not answer a Ping")]
+    PingUnanswered,
 }
 
 async fn run(config: AgentConfig, stats: Arc<Stats>, mut stop: watch::Receiver<bool>) {
-    // The first attempt waits `min_backoff` after it fails.
-    let mut backoff = config.min_backoff / 2;
+    let mut backoff = Backoff::new(config.min_backoff, config.max_backoff);
     let mut reported_absent = false;
     loop {
         if *stop.borrow() {
@@ -198,9 +232,9 @@ async fn run(config: AgentConfig, stats: Arc<Stats>, mut stop: watch::Receiver<b
             }
             Err(_) => debug!(master = %config.master, "AgentX connect timed out"),
         }
-        backoff = next_backoff(&config, backoff, lasted);
+        let pause = pause_after(&config, &mut backoff, lasted);
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = stop.changed() => return,
         }
     }
@@ -244,7 +278,7 @@ impl Session<'_> {
                     let frame = match frame {
                         Ok(f) => f,
                         Err(why) => {
-                            if why.starts_with("AgentX") {
+                            if matches!(why, Lost::Framing(_)) {
                                 self.close(close_reason::PARSE_ERROR).await;
                             }
                             return End::Lost(why);
@@ -259,7 +293,7 @@ impl Session<'_> {
                                 continue;
                             }
                             if let Payload::Close { reason } = p.payload {
-                                return End::Lost(format!("master closed the session (reason {reason})"));
+                                return End::Lost(Lost::ClosedByMaster(reason));
                             }
                             if let Some(reply) = self.answer(&p) {
                                 if let Err(e) = self.send(&reply).await {
@@ -281,7 +315,7 @@ impl Session<'_> {
                 _ = ping.tick() => {
                     if ping_outstanding.is_some() {
                         self.close(close_reason::TIMEOUTS).await;
-                        return End::Lost("master did not answer a Ping".into());
+                        return End::Lost(Lost::PingUnanswered);
                     }
                     let id = self.next_packet_id();
                     let p = Pdu::new(self.session_id, 0, id, Payload::Ping);
@@ -304,25 +338,25 @@ impl Session<'_> {
         self.packet_id
     }
 
-    async fn send(&mut self, p: &Pdu) -> Result<(), String> {
+    async fn send(&mut self, p: &Pdu) -> Result<(), Lost> {
         let mut out = Vec::with_capacity(256);
         pdu::encode(p, &mut out);
         match tokio::time::timeout(self.config.response_timeout, self.stream.write_all(&out)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("write failed: {e}")),
-            Err(_) => Err("write timed out".into()),
+            Ok(Err(e)) => Err(Lost::Write(e)),
+            Err(_) => Err(Lost::WriteTimedOut),
         }
     }
 
     /// Sends `p` and waits for the Response with its packet id.
-    async fn request(&mut self, p: Pdu) -> Result<(u16, Pdu), String> {
+    async fn request(&mut self, p: Pdu) -> Result<(u16, Pdu), Lost> {
         self.send(&p).await?;
         let deadline = tokio::time::Instant::now() + self.config.response_timeout;
         loop {
             let frame = tokio::time::timeout_at(deadline, read_frame(&mut self.stream, &mut self.buf))
                 .await
-                .map_err(|_| "no answer from the master".to_string())??;
-            let reply = pdu::decode(&frame).map_err(|e| e.to_string())?;
+                .map_err(|_| Lost::NoAnswer)??;
+            let reply = pdu::decode(&frame).map_err(Lost::Malformed)?;
             if let Payload::Response { error, .. } = reply.payload {
                 if reply.packet_id == p.packet_id {
                     return Ok((error, reply));
@@ -331,13 +365,13 @@ impl Session<'_> {
         }
     }
 
-    async fn open_and_register(&mut self) -> Result<(), String> {
+    async fn open_and_register(&mut self) -> Result<(), Lost> {
         let id = self.next_packet_id();
         let open =
             Payload::Open { timeout: 0, id: Oid(ASTAIRE.to_vec()), descr: b"Astaire resync statistics".to_vec() };
         let (error, reply) = self.request(Pdu::new(0, 0, id, open)).await?;
         if error != errors::NO_ERROR {
-            return Err(format!("Open refused (error {error})"));
+            return Err(Lost::OpenRefused(error));
         }
         self.session_id = reply.session_id;
         let id = self.next_packet_id();
@@ -353,15 +387,11 @@ impl Session<'_> {
             errors::NO_ERROR => Ok(()),
             errors::DUPLICATE_REGISTRATION => {
                 self.close(close_reason::OTHER).await;
-                Err(format!(
-                    "another agent already serves 1.2.826.0.1.1578918.9.9 at priority {} \
-                     (duplicateRegistration); give Astaire a lower --agentx-priority",
-                    self.config.priority
-                ))
+                Err(Lost::DuplicateRegistration(self.config.priority))
             }
             other => {
                 self.close(close_reason::OTHER).await;
-                Err(format!("Register refused (error {other})"))
+                Err(Lost::RegisterRefused(other))
             }
         }
     }
@@ -398,36 +428,29 @@ impl Session<'_> {
 
 /// A parseError Response for a well-delimited but malformed PDU.
 fn parse_error_reply(frame: &[u8]) -> Option<Pdu> {
-    let header = frame.first_chunk::<{ pdu::HEADER_LEN }>()?;
-    let [_, type_code, hflags, _, s0, s1, s2, s3, t0, t1, t2, t3, p0, p1, p2, p3, ..] = *header;
-    if type_code == 18 {
-        return None; // never answer a Response
-    }
-    let big = hflags & pdu::flags::NETWORK_BYTE_ORDER != 0;
-    let word = |raw: [u8; 4]| if big { u32::from_be_bytes(raw) } else { u32::from_le_bytes(raw) };
+    let h = pdu::peek_header(frame).filter(|h| !h.is_response())?;
     let mut reply = Pdu::new(
-        word([s0, s1, s2, s3]),
-        word([t0, t1, t2, t3]),
-        word([p0, p1, p2, p3]),
+        h.session_id,
+        h.transaction_id,
+        h.packet_id,
         Payload::Response { sys_uptime: 0, error: errors::PARSE_ERROR, index: 0, varbinds: Vec::new() },
     );
-    reply.network_order = big;
+    reply.network_order = h.network_order;
     Some(reply)
 }
 
-/// Reads one whole PDU. Errors starting with "AgentX" are framing errors
-/// (the stream cannot be trusted after them); others are I/O.
-async fn read_frame(stream: &mut Box<dyn Stream>, buf: &mut Vec<u8>) -> Result<Vec<u8>, String> {
+/// Reads one whole PDU.
+async fn read_frame(stream: &mut Box<dyn Stream>, buf: &mut Vec<u8>) -> Result<Vec<u8>, Lost> {
     loop {
         match pdu::frame_len(buf) {
             Ok(Some(n)) => return Ok(buf.drain(..n).collect()),
             Ok(None) => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(Lost::Framing(e)),
         }
         let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await.map_err(|e| format!("read failed: {e}"))?;
+        let n = stream.read(&mut chunk).await.map_err(Lost::Read)?;
         if n == 0 {
-            return Err("the master closed the connection".into());
+            return Err(Lost::Disconnected);
         }
         buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
     }
@@ -450,11 +473,13 @@ mod tests {
     fn backoff_grows_until_a_session_lasts() {
         let c = config(MasterAddress::Tcp("127.0.0.1:1".into()));
         let ms = Duration::from_millis;
-        assert_eq!(next_backoff(&c, ms(25), None), ms(50), "the first failure waits the minimum");
-        assert_eq!(next_backoff(&c, ms(50), None), ms(100), "no session: doubles");
-        assert_eq!(next_backoff(&c, ms(100), Some(ms(3))), ms(200), "a session closed at once: doubles");
-        assert_eq!(next_backoff(&c, ms(400), Some(Duration::from_secs(9))), ms(400), "capped");
-        assert_eq!(next_backoff(&c, ms(400), Some(Duration::from_secs(10))), ms(50), "a lasting session: at once");
+        let mut b = Backoff::new(c.min_backoff, c.max_backoff);
+        assert_eq!(pause_after(&c, &mut b, None), ms(50), "the first failure waits the minimum");
+        assert_eq!(pause_after(&c, &mut b, None), ms(100), "no session: doubles");
+        assert_eq!(pause_after(&c, &mut b, Some(ms(3))), ms(200), "a session closed at once: doubles");
+        assert_eq!(pause_after(&c, &mut b, Some(Duration::from_secs(9))), ms(400), "doubles to the cap");
+        assert_eq!(pause_after(&c, &mut b, Some(Duration::from_secs(9))), ms(400), "capped");
+        assert_eq!(pause_after(&c, &mut b, Some(Duration::from_secs(10))), ms(50), "a lasting session: at once");
     }
 
     /// A master that accepts and closes at once (issue 15: 103 reconnects

@@ -12,10 +12,13 @@
 
 use super::alarm::Notification;
 use super::message::{acknowledges, decode_ack, encode_inform};
+use crate::addr::{AddrError, HostPort, Role};
+use crate::backoff::Backoff;
+use crate::snmp::uptime::{mark_process_start, uptime_centis};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
@@ -24,18 +27,6 @@ use tracing::{debug, error, info, warn};
 pub const DEFAULT_PORT: u16 = 162;
 /// Default community when `snmp_community` is not set.
 pub const DEFAULT_COMMUNITY: &str = "clearwater";
-
-static STARTED: OnceLock<Instant> = OnceLock::new();
-
-/// Marks the process start for `sysUpTime`; later calls do nothing.
-pub fn mark_process_start() {
-    STARTED.get_or_init(Instant::now);
-}
-
-/// This process's uptime in 1/100 s (wrapping at 2^32, as TimeTicks do).
-pub fn uptime_centis() -> u32 {
-    (STARTED.get_or_init(Instant::now).elapsed().as_millis() / 10) as u32
-}
 
 /// A fresh, unpredictable request-id in 0..=i32::MAX, so that an off-path
 /// sender cannot forge the acknowledgement of the next INFORM: a counter
@@ -52,31 +43,8 @@ fn next_request_id() -> i32 {
 
 /// A target from `snmp_ip`: `host`, `host:port`, `[v6]:port` or a bare IPv6
 /// address; the port defaults to 162.
-pub fn parse_target(entry: &str) -> Result<(String, u16), String> {
-    let entry = entry.trim();
-    let bad = || format!("SNMP target {entry:?} is not host, host:port or [ipv6]:port");
-    if entry.is_empty() {
-        return Err("empty SNMP target (stray comma?)".into());
-    }
-    if let Some(rest) = entry.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
-        host.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| bad())?,
-            None if after.is_empty() => DEFAULT_PORT,
-            None => return Err(bad()),
-        };
-        return Ok((host.to_owned(), port));
-    }
-    if entry.matches(':').count() > 1 {
-        entry.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
-        return Ok((entry.to_owned(), DEFAULT_PORT));
-    }
-    match entry.split_once(':') {
-        Some((host, port)) if !host.is_empty() => Ok((host.to_owned(), port.parse().map_err(|_| bad())?)),
-        Some(_) => Err(bad()),
-        None => Ok((entry.to_owned(), DEFAULT_PORT)),
-    }
+pub fn parse_target(entry: &str) -> Result<(String, u16), AddrError> {
+    HostPort::parse_with_default(entry, Role::SnmpTarget, DEFAULT_PORT).map(|t| (t.host, t.port))
 }
 
 #[derive(Debug, Clone)]
@@ -92,7 +60,7 @@ pub struct InformConfig {
 
 impl InformConfig {
     /// From `snmp_ip` (comma-separated) and `snmp_community`.
-    pub fn from_settings(snmp_ip: &str, community: Option<&str>) -> Result<InformConfig, String> {
+    pub fn from_settings(snmp_ip: &str, community: Option<&str>) -> Result<InformConfig, AddrError> {
         let targets = if snmp_ip.trim().is_empty() {
             Vec::new()
         } else {
@@ -228,7 +196,7 @@ impl Target {
                 return Outcome::Unencodable;
             }
         };
-        let mut backoff = self.config.first_backoff;
+        let mut backoff = Backoff::new(self.config.first_backoff, self.config.max_backoff);
         let mut warned = false;
         let mut socket: Option<UdpSocket> = None;
         loop {
@@ -270,12 +238,11 @@ impl Target {
             }
             socket = None; // resolve again: the receiver may have moved
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(backoff.next_pause()) => {}
                 changed = self.latest.changed() => {
                     return if changed.is_ok() { Outcome::Superseded } else { Outcome::Stopped };
                 }
             }
-            backoff = (backoff * 2).min(self.config.max_backoff);
         }
     }
 
