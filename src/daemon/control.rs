@@ -5,6 +5,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use super::scheduler::{Kind, Outcome};
+use crate::exit::WaitExit;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -108,23 +109,15 @@ pub async fn query(path: &Path) -> Result<Status, Unreachable> {
     tokio::time::timeout(Duration::from_secs(5), ask).await.map_err(|_| fail("no answer in 5 s".into()))?
 }
 
-/// Exit codes of `wait-sync`.
-pub mod wait_exit {
-    pub const SUCCEEDED: u8 = 0;
-    pub const FAILED: u8 = 1;
-    pub const TIMED_OUT: u8 = 2;
-    pub const UNREACHABLE: u8 = 3;
-}
-
 /// Waits until every resync requested before this call has finished, and
 /// none is running or pending; prints progress with `report`.
-pub async fn wait_sync(path: &Path, timeout: Option<Duration>, mut report: impl FnMut(&Status)) -> u8 {
+pub async fn wait_sync(path: &Path, timeout: Option<Duration>, mut report: impl FnMut(&Status)) -> WaitExit {
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let first = match query(path).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("astaire: {e}");
-            return wait_exit::UNREACHABLE;
+            return WaitExit::Unreachable;
         }
     };
     let target = first.requested;
@@ -134,8 +127,8 @@ pub async fn wait_sync(path: &Path, timeout: Option<Duration>, mut report: impl 
         if status.settled(target) {
             report(&status);
             return match &status.last {
-                Some(last) if !last.success => wait_exit::FAILED,
-                _ => wait_exit::SUCCEEDED,
+                Some(last) if !last.success => WaitExit::Failed,
+                _ => WaitExit::Succeeded,
             };
         }
         if last_report.elapsed() >= Duration::from_secs(1) {
@@ -144,14 +137,14 @@ pub async fn wait_sync(path: &Path, timeout: Option<Duration>, mut report: impl 
         }
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
             eprintln!("astaire: wait-sync timed out: {}", status.summary());
-            return wait_exit::TIMED_OUT;
+            return WaitExit::TimedOut;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         status = match query(path).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("astaire: {e}");
-                return wait_exit::UNREACHABLE;
+                return WaitExit::Unreachable;
             }
         };
     }

@@ -13,6 +13,7 @@
 pub mod control;
 pub mod scheduler;
 
+use crate::exit::Exit;
 use crate::memcached::Connection;
 use crate::resync::{self, Options, ResyncError, TAG_KEY};
 use crate::snmp::agentx::{AgentConfig, Subagent};
@@ -29,11 +30,24 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
-/// Exit codes of the daemon (the original's).
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const BAD_OPTIONS: u8 = 2;
-    pub const BAD_SETTINGS: u8 = 3;
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("invalid cluster settings: {0}")]
+    Settings(#[from] crate::view::SettingsError),
+    #[error("cannot create the control socket {}: {source}", path.display())]
+    ControlSocket { path: PathBuf, source: std::io::Error },
+}
+
+impl StartError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            StartError::Settings(_) => Exit::BadSettings,
+            StartError::Signals(_) | StartError::ControlSocket { .. } => Exit::Usage,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -247,12 +261,9 @@ async fn tag_present(local: &str) -> Option<bool> {
     tokio::time::timeout(Duration::from_secs(3), check).await.ok().flatten()
 }
 
-/// Runs the daemon until SIGTERM or SIGINT; returns the exit code.
-pub async fn run(opts: DaemonOptions) -> u8 {
-    if let Err(e) = count_signals() {
-        error!("cannot install signal handlers: {e}");
-        return exit::BAD_OPTIONS;
-    }
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
+    count_signals().map_err(StartError::Signals)?;
     let (mut hup, mut usr1, mut term, mut int) = match (
         signal(SignalKind::hangup()),
         signal(SignalKind::user_defined1()),
@@ -260,28 +271,12 @@ pub async fn run(opts: DaemonOptions) -> u8 {
         signal(SignalKind::interrupt()),
     ) {
         (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
-        _ => {
-            error!("cannot install signal handlers");
-            return exit::BAD_OPTIONS;
-        }
+        (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => return Err(StartError::Signals(e)),
     };
     // The view is loaded before anything else: an invalid file at start is fatal.
-    let view = match ClusterSettings::load(&opts.cluster_settings) {
-        Ok(s) => View::new(&s),
-        Err(e) => {
-            error!("invalid cluster settings: {e}");
-            eprintln!("astaire: invalid cluster settings: {e}");
-            return exit::BAD_SETTINGS;
-        }
-    };
-    let listener = match control::bind(&opts.control_socket) {
-        Ok(l) => l,
-        Err(e) => {
-            error!("cannot create the control socket {}: {e}", opts.control_socket.display());
-            eprintln!("astaire: cannot create the control socket {}: {e}", opts.control_socket.display());
-            return exit::BAD_OPTIONS;
-        }
-    };
+    let view = View::new(&ClusterSettings::load(&opts.cluster_settings)?);
+    let listener = control::bind(&opts.control_socket)
+        .map_err(|source| StartError::ControlSocket { path: opts.control_socket.clone(), source })?;
     let stats = Stats::new();
     let agent = opts.agentx.clone().map(|c| Subagent::spawn(c, stats.clone()));
     let member = view.knows(&opts.local_name);
@@ -437,5 +432,5 @@ pub async fn run(opts: DaemonOptions) -> u8 {
     }
     let _ = std::fs::remove_file(&opts.control_socket);
     info!("astaire daemon stopped");
-    exit::OK
+    Ok(())
 }

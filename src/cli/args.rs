@@ -1,0 +1,238 @@
+//! The command line, as clap types. Flags that several commands take are
+//! declared once, in a group each command flattens.
+
+use astaire::memcached::dump::DumpMode;
+use astaire::node_settings::DEFAULT_CLUSTER_SETTINGS;
+use astaire::resync::ConflictPolicy;
+use astaire::snmp::agentx::{AgentConfig, MasterAddress};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "astaire",
+    version,
+    about = "Active resynchronisation of Clearwater-style memcached clusters",
+    after_help = format!(
+        "The original positional form `astaire HOST:PORT CLUSTER_SETTINGS` runs `resync`.\n{}",
+        astaire::exit::SUMMARY
+    )
+)]
+pub struct Cli {
+    /// 0 error, 1 warning, 2 status (default), 3 info, 4 verbose, 5 debug.
+    /// The daemon also reads log_level from its configuration file.
+    #[arg(long, global = true, value_parser = clap::value_parser!(u8).range(0..=5))]
+    pub log_level: Option<u8>,
+    /// Log to files in this directory (rotated daily) instead of stderr.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub log_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Pull this node's vbuckets from their sources, once, and exit.
+    Resync(ResyncArgs),
+    /// Show what a resync would pull, and from where, without touching anything.
+    Plan(PlanArgs),
+    /// Check that this node holds every key of its vbuckets with the sources' values.
+    Verify(Target),
+    /// Run as a service: resync on start, on SIGHUP (minimal) and SIGUSR1
+    /// (full), and when the local memcached restarts empty.
+    Daemon(DaemonArgs),
+    /// Ask the running daemon how it is.
+    Status(StatusArgs),
+    /// Wait until the daemon has no resync running or pending. Exit 0 when
+    /// the last one succeeded, 1 failed, 2 timeout, 3 daemon unreachable.
+    WaitSync(WaitArgs),
+}
+
+/// This node and its cluster.
+#[derive(Args)]
+pub struct Cluster {
+    /// This node, exactly as it appears in cluster_settings (HOST:PORT).
+    #[arg(long)]
+    pub local_name: String,
+    #[arg(long, default_value = DEFAULT_CLUSTER_SETTINGS)]
+    pub cluster_settings: PathBuf,
+}
+
+/// This node, its cluster, and how long a silent server is waited for.
+#[derive(Args)]
+pub struct Target {
+    #[command(flatten)]
+    pub cluster: Cluster,
+    #[command(flatten)]
+    pub io: IoArgs,
+}
+
+#[derive(Args)]
+pub struct IoArgs {
+    /// Seconds without progress before a server counts as dead.
+    #[arg(long, default_value_t = 10)]
+    pub io_timeout: u64,
+}
+
+/// How gently the copy runs.
+#[derive(Args)]
+pub struct LimitArgs {
+    /// Limit the copy to this percentage of the node's total CPU; 0
+    /// disables it (daemon default: astaire_cpu_limit_percentage, else 5;
+    /// resync: no limit).
+    #[arg(long, value_name = "PERCENT")]
+    pub cpu_limit: Option<f64>,
+    /// Limit the copy to this many bytes per second.
+    #[arg(long, value_name = "BYTES_PER_SECOND")]
+    pub bandwidth_limit: Option<u64>,
+    /// What to do when the local node already has a key.
+    #[arg(long, value_enum, default_value_t = ConflictPolicy::ClearwaterTimestamp)]
+    pub conflict: ConflictPolicy,
+}
+
+#[derive(Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub cluster: Cluster,
+    #[arg(long)]
+    pub full: bool,
+    /// Print exactly one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct ResyncArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Pull everything this node should hold (its memcached lost its data).
+    #[arg(long)]
+    pub full: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Keys per pipelined batch.
+    #[arg(long, default_value_t = 1024, hide = true)]
+    pub batch_keys: usize,
+    /// Seconds to wait for a source's crawler that another dump keeps busy.
+    #[arg(long, default_value_t = 60, hide = true)]
+    pub busy_wait: u64,
+    /// How to list a source's keys (default: mgdump on memcached 1.6.19 and
+    /// later, metadump before).
+    #[arg(long, value_enum, value_name = "COMMAND")]
+    pub dump_command: Option<DumpMode>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar, and only warnings and errors in the log (unless
+    /// --log-level says otherwise).
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub agentx: AgentxArgs,
+    #[command(flatten)]
+    pub alarms: AlarmArgs,
+}
+
+#[derive(Args)]
+pub struct DaemonArgs {
+    /// This node as it appears in cluster_settings (default: local_ip:11211
+    /// from the configuration file).
+    #[arg(long)]
+    pub local_name: Option<String>,
+    #[arg(long, alias = "cluster-settings-file", default_value = DEFAULT_CLUSTER_SETTINGS)]
+    pub cluster_settings: PathBuf,
+    #[command(flatten)]
+    pub control: ControlArgs,
+    #[command(flatten)]
+    pub agentx: AgentxArgs,
+    /// Do not serve statistics over AgentX.
+    #[arg(long, conflicts_with = "agentx")]
+    pub no_agentx: bool,
+    #[command(flatten)]
+    pub alarms: AlarmArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Scheduling priority (nice) of the process.
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
+    pub nice: i32,
+    /// Write the process id here, locked while the daemon runs.
+    #[arg(long)]
+    pub pidfile: Option<PathBuf>,
+    /// Detach from the terminal (for init scripts; systemd needs none).
+    #[arg(long)]
+    pub daemon: bool,
+    #[command(flatten)]
+    pub io: IoArgs,
+    /// Seconds between restart-tag checks while idle.
+    #[arg(long, default_value_t = 10, hide = true)]
+    pub tag_poll: u64,
+}
+
+#[derive(Args)]
+pub struct ControlArgs {
+    #[arg(long, default_value = astaire::daemon::control::DEFAULT_SOCKET)]
+    pub control_socket: PathBuf,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// Print the status as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct WaitArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// Give up after this many seconds (exit 2).
+    #[arg(long)]
+    pub timeout: Option<f64>,
+    /// No progress lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args)]
+pub struct AlarmArgs {
+    /// The node's shell-style configuration (snmp_ip, snmp_community, …).
+    /// A missing default file just means no settings from it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where alarm INFORMs go: comma-separated host or host:port (default
+    /// port 162). Overrides snmp_ip from --config.
+    #[arg(long, value_name = "TARGETS")]
+    pub snmp_ip: Option<String>,
+    /// Community of the INFORMs (default: snmp_community, else clearwater).
+    #[arg(long)]
+    pub snmp_community: Option<String>,
+    /// Also send the alarm's current (cleared) state when starting.
+    #[arg(long)]
+    pub announce_alarm_state: bool,
+    /// At exit, wait this long for the clear to be acknowledged.
+    #[arg(long, default_value_t = 3, value_name = "SECONDS")]
+    pub inform_linger: u64,
+}
+
+#[derive(Args)]
+pub struct AgentxArgs {
+    /// Serve the counters to this AgentX master: tcp:HOST:PORT, unix:PATH
+    /// or a path (the daemon's default, and Debian's, is /var/agentx/master).
+    #[arg(long, value_name = "ADDRESS")]
+    pub agentx: Option<MasterAddress>,
+    /// AgentX registration priority (lower wins over other registrations).
+    #[arg(long, default_value_t = 127)]
+    pub agentx_priority: u8,
+}
+
+impl AgentxArgs {
+    /// The subagent's configuration: the master given, else `default`
+    /// (none for a one-shot resync).
+    pub fn config(&self, default: Option<MasterAddress>) -> Option<AgentConfig> {
+        let mut config = AgentConfig::new(self.agentx.clone().or(default)?);
+        config.priority = self.agentx_priority;
+        Some(config)
+    }
+}

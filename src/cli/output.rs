@@ -1,0 +1,111 @@
+//! What the user reads: reports on stdout, and one message per error.
+
+use astaire::resync::Report;
+use astaire::verify::VerifyReport;
+use astaire::view::{View, WorkList};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether the log goes to files rather than to the terminal.
+static LOG_IS_A_FILE: AtomicBool = AtomicBool::new(false);
+
+pub fn log_goes_to_files() {
+    LOG_IS_A_FILE.store(true, Ordering::Relaxed);
+}
+
+/// Reports an error once: a plain `astaire: …` line on the terminal, and
+/// the same as an ERROR record when the log goes to files (where the
+/// operator reads it later). A log on the terminal would only repeat it.
+pub fn error(message: impl std::fmt::Display) {
+    eprintln!("astaire: {message}");
+    if LOG_IS_A_FILE.load(Ordering::Relaxed) {
+        tracing::error!("{message}");
+    }
+}
+
+/// The one-shot resync's report.
+pub fn resync_summary(work: &WorkList, r: &Report) {
+    let c = &r.counts;
+    println!(
+        "resync of {}{}: {} vbuckets ({} vbucket-source pairs) from {} sources",
+        work.local_name,
+        if work.full { " (full)" } else { "" },
+        r.vbuckets,
+        r.pairs,
+        r.sources.len()
+    );
+    println!(
+        "  {} keys landed in {:.2} s ({:.0} keys/s); {} items, {:.1} MB read from the sources ({:.0} items/s, {:.1} MB/s)",
+        c.landed + c.replaced,
+        r.seconds,
+        r.keys_landed_per_second(),
+        c.fetched,
+        c.bytes as f64 / 1e6,
+        r.items_per_second(),
+        c.bytes as f64 / 1e6 / r.seconds.max(1e-9)
+    );
+    println!(
+        "  landed {}, replaced older {}, kept (local as new or newer) {}, second replica checked {}, skipped expiring {}, vanished {}, reverted deletes {}, failed {}",
+        c.landed, c.replaced, c.kept, c.checked, c.skipped, c.vanished, c.reverted, c.failed
+    );
+    if r.local_evictions > 0 {
+        println!(
+            "  warning: the local memcached evicted {} items during the resync: it is too small for its share (raise its -m)",
+            r.local_evictions
+        );
+    }
+    for s in &r.sources {
+        match &s.error {
+            None => println!("  source {}: {} vbuckets, {} keys", s.source, s.vbuckets.len(), s.listed),
+            Some(e) => println!("  source {}: FAILED: {e}", s.source),
+        }
+    }
+    if r.succeeded() {
+        println!("  result: complete");
+    } else {
+        println!("  result: FAILED for {} vbuckets", r.failed_vbuckets.len());
+        for (vb, why) in &r.failed_vbuckets {
+            println!("    vbucket {vb}: {why}");
+        }
+    }
+}
+
+/// What a resync would pull, as text or as one JSON object.
+pub fn plan(view: &View, work: &WorkList, json: bool) {
+    if json {
+        let vbuckets: serde_json::Map<String, serde_json::Value> =
+            work.vbuckets.iter().map(|(vb, s)| (vb.to_string(), serde_json::json!(s))).collect();
+        let out = serde_json::json!({ "local_name": work.local_name, "full": work.full, "vbuckets": vbuckets });
+        println!("{out}");
+        return;
+    }
+    println!(
+        "{} ({}{}): pulls {} vbuckets, {} vbucket-source pairs",
+        work.local_name,
+        if view.is_resizing() { "resizing" } else { "stable" },
+        if work.full { ", full resync" } else { "" },
+        work.vbuckets.len(),
+        work.pairs()
+    );
+    for (source, vbs) in work.by_source() {
+        let list: Vec<String> = vbs.iter().map(u8::to_string).collect();
+        println!("  from {source}: {} vbuckets: {}", vbs.len(), list.join(","));
+    }
+}
+
+/// Every difference verify found, then its summary line.
+pub fn verify(work: &WorkList, report: &VerifyReport) {
+    for d in &report.differences {
+        println!("vbucket {:3} {:?} {} (source {})", d.vbucket, d.problem, d.key, d.source);
+    }
+    for (s, e) in &report.failed_sources {
+        println!("source {s} could not be read: {e}");
+    }
+    println!(
+        "verify {}: {} items checked against their sources in {} vbuckets, {} differences{}",
+        work.local_name,
+        report.checked,
+        work.vbuckets.len(),
+        report.different,
+        if report.failed_sources.is_empty() { "" } else { ", some sources unreadable" }
+    );
+}

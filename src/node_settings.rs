@@ -1,0 +1,168 @@
+//! The node's settings: its configuration file (`/etc/clearwater/config`)
+//! merged with the command's flags, flags first, into one typed value.
+//! The product's defaults live here: the local node is `local_ip` on
+//! memcached's port, the CPU limit is 5 %, the log level is 2. Pure, but
+//! for [`load_config`].
+
+use crate::addr::{AddrError, HostPort, Role};
+use crate::config::{Config, ConfigError, DEFAULT_CONFIG};
+use crate::snmp::inform::InformConfig;
+use std::path::Path;
+
+/// Where the cluster's server lists are read from by default.
+pub const DEFAULT_CLUSTER_SETTINGS: &str = "/etc/clearwater/cluster_settings";
+/// The port Clearwater's memcached listens on: the local node is `local_ip:11211`.
+pub const MEMCACHED_PORT: u16 = 11211;
+/// The daemon's CPU limit when neither a flag nor the file gives one.
+pub const DEFAULT_CPU_LIMIT_PERCENT: f64 = 5.0;
+/// The log level when neither a flag nor the file gives one (status).
+pub const DEFAULT_LOG_LEVEL: u8 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeSettingsError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("log_level {0:?} in the configuration is not 0..5")]
+    LogLevel(String),
+    #[error("astaire_cpu_limit_percentage {0:?} is not a number")]
+    CpuLimitNotANumber(String),
+    #[error("CPU limit {0} is not a percentage (0-100; 0 disables it)")]
+    CpuLimitOutOfRange(f64),
+    #[error("no --local-name and no local_ip in the configuration")]
+    NoLocalName,
+    #[error("local name: {0}")]
+    LocalName(AddrError),
+    #[error("snmp_ip: {0}")]
+    SnmpTargets(AddrError),
+}
+
+/// What flags can say about the node; `None` defers to the file.
+#[derive(Debug, Clone, Default)]
+pub struct NodeFlags {
+    pub local_name: Option<String>,
+    pub log_level: Option<u8>,
+    pub cpu_limit_percent: Option<f64>,
+    pub snmp_ip: Option<String>,
+    pub snmp_community: Option<String>,
+}
+
+/// The daemon's view of its node.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    pub local_name: String,
+    pub log_level: u8,
+    /// 0 disables the limit.
+    pub cpu_limit_percent: f64,
+    pub inform: InformConfig,
+}
+
+/// Reads the node configuration. A missing file at the default path is no
+/// configuration (a node without Clearwater); an explicit path must exist.
+pub fn load_config(explicit: Option<&Path>) -> Result<Config, NodeSettingsError> {
+    match explicit {
+        Some(path) => Ok(Config::load(path)?),
+        None if !Path::new(DEFAULT_CONFIG).exists() => Ok(Config::default()),
+        None => Ok(Config::load(Path::new(DEFAULT_CONFIG))?),
+    }
+}
+
+impl NodeSettings {
+    /// The daemon's settings from its flags and its configuration file.
+    pub fn resolve(flags: &NodeFlags, file: &Config) -> Result<NodeSettings, NodeSettingsError> {
+        let log_level = match (flags.log_level, file.get("log_level")) {
+            (Some(l), _) => l,
+            (None, Some(v)) => {
+                v.parse::<u8>().ok().filter(|l| *l <= 5).ok_or_else(|| NodeSettingsError::LogLevel(v.into()))?
+            }
+            (None, None) => DEFAULT_LOG_LEVEL,
+        };
+        let cpu_limit_percent = match (flags.cpu_limit_percent, file.get("astaire_cpu_limit_percentage")) {
+            (Some(p), _) => p,
+            (None, Some(v)) => v.parse::<f64>().map_err(|_| NodeSettingsError::CpuLimitNotANumber(v.into()))?,
+            (None, None) => DEFAULT_CPU_LIMIT_PERCENT,
+        };
+        check_cpu_limit(cpu_limit_percent)?;
+        let local_name = match (&flags.local_name, file.get("local_ip")) {
+            (Some(n), _) => n.clone(),
+            (None, Some(ip)) => HostPort::joined(ip, MEMCACHED_PORT),
+            (None, None) => return Err(NodeSettingsError::NoLocalName),
+        };
+        HostPort::parse(&local_name, Role::Server).map_err(NodeSettingsError::LocalName)?;
+        Ok(NodeSettings { local_name, log_level, cpu_limit_percent, inform: inform(flags, file)? })
+    }
+}
+
+/// The alarm receivers and community, from the flags or the file.
+pub fn inform(flags: &NodeFlags, file: &Config) -> Result<InformConfig, NodeSettingsError> {
+    let targets = flags.snmp_ip.as_deref().or(file.get("snmp_ip")).unwrap_or("");
+    let community = flags.snmp_community.as_deref().or(file.get("snmp_community"));
+    InformConfig::from_settings(targets, community).map_err(NodeSettingsError::SnmpTargets)
+}
+
+/// A CPU limit is a percentage of the node's total CPU; 0 disables it.
+pub fn check_cpu_limit(percent: f64) -> Result<(), NodeSettingsError> {
+    if (0.0..=100.0).contains(&percent) {
+        Ok(())
+    } else {
+        Err(NodeSettingsError::CpuLimitOutOfRange(percent))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Config {
+        Config::parse(text, Path::new("config")).unwrap()
+    }
+
+    #[test]
+    fn the_file_fills_what_the_flags_leave_out() {
+        let f = file("local_ip=10.0.0.5\nlog_level=4\nastaire_cpu_limit_percentage=12.5\nsnmp_ip=10.0.0.9\n");
+        let s = NodeSettings::resolve(&NodeFlags::default(), &f).unwrap();
+        assert_eq!((s.local_name.as_str(), s.log_level, s.cpu_limit_percent), ("10.0.0.5:11211", 4, 12.5));
+        assert_eq!(s.inform.targets, [("10.0.0.9".to_string(), 162)]);
+        let flags = NodeFlags {
+            local_name: Some("10.0.0.6:11311".into()),
+            log_level: Some(1),
+            cpu_limit_percent: Some(0.0),
+            snmp_ip: Some(String::new()),
+            snmp_community: None,
+        };
+        let s = NodeSettings::resolve(&flags, &f).unwrap();
+        assert_eq!((s.local_name.as_str(), s.log_level, s.cpu_limit_percent), ("10.0.0.6:11311", 1, 0.0));
+        assert!(s.inform.targets.is_empty(), "an empty --snmp-ip overrides the file");
+    }
+
+    #[test]
+    fn defaults_without_a_file() {
+        let flags = NodeFlags { local_name: Some("10.0.0.1:11211".into()), ..NodeFlags::default() };
+        let s = NodeSettings::resolve(&flags, &Config::default()).unwrap();
+        assert_eq!((s.log_level, s.cpu_limit_percent), (DEFAULT_LOG_LEVEL, DEFAULT_CPU_LIMIT_PERCENT));
+        assert_eq!(s.inform.community, "clearwater");
+    }
+
+    #[test]
+    fn an_ipv6_local_ip_is_bracketed() {
+        let s = NodeSettings::resolve(&NodeFlags::default(), &file("local_ip=fd00::5\n")).unwrap();
+        assert_eq!(s.local_name, "[fd00::5]:11211");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let none = NodeFlags::default();
+        let err = |text: &str| NodeSettings::resolve(&none, &file(text)).unwrap_err().to_string();
+        assert_eq!(err("local_ip=10.0.0.1\nlog_level=9\n"), "log_level \"9\" in the configuration is not 0..5");
+        assert_eq!(
+            err("local_ip=10.0.0.1\nastaire_cpu_limit_percentage=lots\n"),
+            "astaire_cpu_limit_percentage \"lots\" is not a number"
+        );
+        assert_eq!(
+            err("local_ip=10.0.0.1\nastaire_cpu_limit_percentage=150\n"),
+            "CPU limit 150 is not a percentage (0-100; 0 disables it)"
+        );
+        assert_eq!(err(""), "no --local-name and no local_ip in the configuration");
+        assert!(err("local_ip='a b'\n").starts_with("local name: server \"a b:11211\" has a bad host"));
+        assert!(err("local_ip=10.0.0.1\nsnmp_ip=10.0.0.9,,10.0.0.8\n").starts_with("snmp_ip: empty"));
+    }
+}
