@@ -11,7 +11,6 @@ use crate::resync::batch::ItemBatch;
 use crate::resync::dump::dump_keys;
 use crate::resync::fetch::fetch_items;
 use crate::resync::rules::inject_ttl;
-use crate::resync::source::nth;
 use crate::resync::Options;
 use crate::view::{WorkList, VBUCKETS};
 use tokio::sync::mpsc;
@@ -116,16 +115,10 @@ async fn compare_batch(
 ) -> Result<(), McError> {
     // Items about to expire are not copied, so not expected either.
     let items: Vec<_> = batch.items.iter().filter(|i| inject_ttl(i.ttl, 0).is_some()).collect();
-    req.clear();
-    for (n, item) in items.iter().enumerate() {
-        proto::mg(req, batch.key(item).wire, "f v u", n);
-    }
-    proto::mn(req);
+    proto::mg_batch(req, items.iter().map(|item| batch.key(item).wire), "f v u");
     let mut found = Vec::with_capacity(items.len());
-    let local_name = local.server().to_owned();
     local
-        .pipeline(req, items.len(), |n, m, frame| {
-            let item = nth(&items, n, &local_name)?;
+        .pipeline_items(req, &items, None, |item, m, frame| {
             let problem = match m.status {
                 Status::Value => {
                     let value = m.value.clone().and_then(|r| frame.get(r)).unwrap_or_default();

@@ -9,15 +9,14 @@
 // Reads network or file input: no panicking access outside tests (issue 7).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
-use super::dump::{parse_dump_line, DumpLine, DumpMode};
-use super::proto::{self, Meta, ProtoError, Status, WireKey, MAX_LINE};
+use super::proto::{self, Meta, ProtoError, Status, WireKey};
+use super::reader::{AnswerGuess, Reader};
 use super::McError;
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
@@ -32,243 +31,11 @@ pub const CANCEL_POLL: Duration = Duration::from_millis(50);
 /// timeout counts time without progress, not the time a large batch takes.
 const WRITE_PIECE: usize = 64 * 1024;
 
-/// The most a read waits for (`SO_RCVLOWAT`): a dump or a batch's answers
-/// read 64 KiB per wake-up rather than a few packets.
-const BULK_READ: usize = 64 * 1024;
-/// How long a read waits for that much before it takes what has come.
-const BULK_SETTLE: Duration = Duration::from_millis(2);
-/// The shortest answer to a request carrying `O<n>`: `HD O0\r\n`.
-pub const MIN_ANSWER: usize = 7;
-
-/// What the reads of one kind of pipeline wait for per answer due: half
-/// the mean answer of the previous batch of that kind (at least
-/// [`MIN_ANSWER`]). A guess: a batch of unusually short answers (misses)
-/// costs a 2 ms settle, never a hang.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct AnswerGuess(usize);
-
-impl AnswerGuess {
-    pub fn get(self) -> usize {
-        self.0.max(MIN_ANSWER)
-    }
-
-    /// Learns from a batch: `answers` answers of `bytes` in all.
-    pub fn learn(&mut self, bytes: usize, answers: usize) {
-        if let Some(mean) = bytes.checked_div(answers) {
-            self.0 = mean / 2;
-        }
-    }
-}
-
-/// Sets `SO_RCVLOWAT`; false if the system refuses.
-fn set_rcvlowat(socket: &OwnedReadHalf, bytes: usize) -> bool {
-    let fd = std::os::fd::AsRawFd::as_raw_fd(socket.as_ref());
-    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // nix 0.29 has no RcvLowat option; this is the one raw setsockopt.
-    // SAFETY: `fd` is a live socket owned by `socket`, and the option
-    // value is a c_int whose size is passed with it.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVLOWAT,
-            std::ptr::from_ref(&value).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    rc == 0
-}
-
 /// Lines of a `stats` answer read before giving up on its `END`.
 pub const MAX_STAT_LINES: usize = 4096;
 
 /// Default inactivity timeout for reads, writes and connecting.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The read side with its buffer: frames are parsed in place.
-pub struct Reader {
-    server: String,
-    inner: OwnedReadHalf,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    frame: Range<usize>,
-    timeout: Duration,
-    /// Bytes read so far, for the progress rule of [`Connection::pipeline`].
-    total: Arc<AtomicU64>,
-    /// Bytes the caller knows are still to come, counted from `start` (a
-    /// lower bound; `usize::MAX` for a dump, 0 when unknown): reads then
-    /// wake only once that much has arrived (see [`Reader::fill`]).
-    expect: usize,
-    /// The socket's `SO_RCVLOWAT` as last set; 0 where it cannot be set.
-    lowat: usize,
-}
-
-impl Reader {
-    /// Reads more bytes; `Ok(false)` at a clean end of stream.
-    async fn fill(&mut self) -> Result<bool, McError> {
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        } else if self.start > 0 && self.buf.len() - self.end < self.buf.len() / 4 {
-            // Little room left at the tail: move the partial frame to the
-            // front rather than read a few bytes at a time.
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        if self.end == self.buf.len() {
-            let grown = (self.buf.len() * 2).min(proto::MAX_VALUE + 2 * MAX_LINE);
-            if grown <= self.buf.len() {
-                return Err(self.protocol(ProtoError::LineTooLong));
-            }
-            self.buf.resize(grown, 0);
-        }
-        // end < len here; an empty tail would read as a close.
-        let want = self.expect.saturating_sub(self.end - self.start).clamp(1, self.buf.len() - self.end).min(BULK_READ);
-        // Rounded down to a power of two: still a lower bound, and the
-        // mark changes a few times per batch rather than at every read.
-        let want = 1 << want.ilog2();
-        let n = if self.wake_at(want) > 1 {
-            self.read_bulk().await?
-        } else {
-            let read = self.inner.read(self.buf.get_mut(self.end..).unwrap_or_default());
-            timeout(self.timeout, read)
-                .await
-                .map_err(|_| McError::Timeout { server: self.server.clone(), secs: self.timeout.as_secs() })?
-                .map_err(|source| McError::Io { server: self.server.clone(), source })?
-        };
-        self.end += n;
-        self.total.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n > 0)
-    }
-
-    /// Sets the socket to wake reads at `want` bytes; returns what it is
-    /// now set to (1 if it cannot be set: reads then wake at every byte).
-    fn wake_at(&mut self, want: usize) -> usize {
-        if self.lowat == 0 || self.lowat == want {
-            return self.lowat.max(1);
-        }
-        self.lowat = if set_rcvlowat(&self.inner, want) { want } else { 0 };
-        self.lowat.max(1)
-    }
-
-    /// A read that waits for the socket's low-water mark, or for
-    /// [`BULK_SETTLE`], whichever comes first, then takes what is there:
-    /// the mark is only ever a lower bound of what is coming, and a wrong
-    /// one costs a settle, never a hang.
-    async fn read_bulk(&mut self) -> Result<usize, McError> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        loop {
-            // Either ready (the mark reached, or an end or error) or
-            // settled; the read below tells which.
-            let _ = timeout(BULK_SETTLE, self.inner.readable()).await;
-            let tail = self.buf.get_mut(self.end..).unwrap_or_default();
-            let read = match self.inner.try_read(tail) {
-                // tokio saw no readiness event (there is none below the
-                // mark): ask the socket itself, without blocking.
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    let fd = std::os::fd::AsRawFd::as_raw_fd(self.inner.as_ref());
-                    nix::sys::socket::recv(fd, tail, nix::sys::socket::MsgFlags::MSG_DONTWAIT)
-                        .map_err(std::io::Error::from)
-                }
-                other => other,
-            };
-            match read {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(source) => return Err(McError::Io { server: self.server.clone(), source }),
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(McError::Timeout { server: self.server.clone(), secs: self.timeout.as_secs() });
-            }
-        }
-    }
-
-    /// From now on, reads wait for `bytes` more than is buffered (a lower
-    /// bound of what is coming; `usize::MAX` for a stream without end).
-    pub fn expect(&mut self, bytes: usize) {
-        self.expect = bytes;
-    }
-
-    fn protocol(&self, source: ProtoError) -> McError {
-        McError::Protocol { server: self.server.clone(), source }
-    }
-
-    /// The next frame, parsed by `parse` (which returns the frame length).
-    async fn next<T>(&mut self, parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, ProtoError>) -> Result<T, McError> {
-        loop {
-            if let Some(item) = self.buffered(&parse)? {
-                return Ok(item);
-            }
-            self.fill_or_closed().await?;
-        }
-    }
-
-    /// The next frame if the buffer already holds all of it; no I/O.
-    fn buffered<T>(
-        &mut self,
-        parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, ProtoError>,
-    ) -> Result<Option<T>, McError> {
-        match parse(self.buf.get(self.start..self.end).unwrap_or_default()) {
-            Ok(Some((item, len))) => {
-                self.frame = self.start..self.start + len;
-                self.start += len;
-                Ok(Some(item))
-            }
-            Ok(None) => Ok(None),
-            Err(e) => Err(self.protocol(e)),
-        }
-    }
-
-    /// Reads more bytes; a close (even a clean one) is an error here, as
-    /// the caller is waiting for the rest of a frame.
-    pub async fn fill_or_closed(&mut self) -> Result<(), McError> {
-        if self.fill().await? {
-            Ok(())
-        } else {
-            Err(McError::Closed { server: self.server.clone(), partial: self.start != self.end })
-        }
-    }
-
-    /// The next meta response.
-    pub async fn meta(&mut self) -> Result<Meta, McError> {
-        self.next(|b| {
-            Ok(proto::parse_meta(b)?.map(|m| {
-                let l = m.len;
-                (m, l)
-            }))
-        })
-        .await
-    }
-
-    /// The next text line (at most [`MAX_LINE`] bytes), as [`Reader::frame`].
-    pub async fn line(&mut self) -> Result<(), McError> {
-        self.next(|b| Ok(proto::first_line(b)?.map(|(_, len)| ((), len)))).await
-    }
-
-    /// The next dump line.
-    pub async fn dump_line(&mut self, mode: DumpMode) -> Result<DumpLine, McError> {
-        self.next(|b| parse_dump_line(b, mode)).await
-    }
-
-    /// The next dump line if it is already buffered (then call
-    /// [`Reader::fill_or_closed`]): a dump's lines are parsed in a plain
-    /// loop over what one read brought, not one future per line.
-    pub fn buffered_dump_line(&mut self, mode: DumpMode) -> Result<Option<DumpLine>, McError> {
-        self.buffered(|b| parse_dump_line(b, mode))
-    }
-
-    /// Puts the frame returned last back, to be returned again.
-    pub fn unread_frame(&mut self) {
-        self.start = self.frame.start;
-    }
-
-    /// The bytes of the frame returned last; valid until the next read.
-    pub fn frame(&self) -> &[u8] {
-        self.buf.get(self.frame.clone()).unwrap_or_default()
-    }
-}
 
 /// A connection: the buffered reader and the raw writer.
 pub struct Connection {
@@ -291,18 +58,7 @@ impl Connection {
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
         Ok(Connection {
-            reader: Reader {
-                server: server.to_owned(),
-                inner: read,
-                buf: vec![0; 256 * 1024],
-                start: 0,
-                end: 0,
-                frame: 0..0,
-                timeout: io_timeout,
-                total: Arc::new(AtomicU64::new(0)),
-                expect: 0,
-                lowat: 1,
-            },
+            reader: Reader::new(read, server, io_timeout),
             writer: write,
             server: server.to_owned(),
             timeout: io_timeout,
@@ -439,6 +195,32 @@ impl Connection {
             guess.learn(answered, expected);
         }
         done
+    }
+
+    /// [`Connection::pipeline_sized`] for a batch about `items`: answer `n`
+    /// is about `items[n]`, and `each` gets that item. An answer `each`
+    /// cannot take comes back as a message, which becomes an error naming
+    /// this server. `guess` as for `pipeline_sized`; `None` waits for the
+    /// shortest answer.
+    pub async fn pipeline_items<T: Copy, F>(
+        &mut self,
+        requests: &[u8],
+        items: &[T],
+        guess: Option<&mut AnswerGuess>,
+        mut each: F,
+    ) -> Result<(), McError>
+    where
+        F: FnMut(T, &Meta, &[u8]) -> Result<(), String>,
+    {
+        let server = self.server.clone();
+        let unexpected = |message| McError::Unexpected { server: server.clone(), message };
+        let mut fresh = AnswerGuess::default();
+        self.pipeline_sized(requests, items.len(), guess.unwrap_or(&mut fresh), |n, m, frame| {
+            let item =
+                items.get(n).copied().ok_or_else(|| unexpected(format!("answer {n} to {} requests", items.len())))?;
+            each(item, m, frame).map_err(unexpected)
+        })
+        .await
     }
 
     /// How many items clients have removed on this server so far: the sum
@@ -600,6 +382,8 @@ async fn write_counted(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memcached::dump::{DumpLine, DumpMode};
+    use crate::memcached::reader::MIN_ANSWER;
     use tokio::io::AsyncReadExt;
 
     /// A server that answers one `stats` with `answer`.

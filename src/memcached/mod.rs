@@ -7,6 +7,7 @@
 pub mod conn;
 pub mod dump;
 pub mod proto;
+pub mod reader;
 
 pub use conn::{Connection, Item, DEFAULT_TIMEOUT};
 

@@ -314,6 +314,16 @@ pub fn mg(out: &mut Vec<u8>, key: WireKey<'_>, flags: &str, opaque: usize) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// A whole batch of `mg` with the same `flags`, one per key, each carrying
+/// its position as its opaque, then `mn`; `out` is cleared first.
+pub fn mg_batch<'k>(out: &mut Vec<u8>, keys: impl IntoIterator<Item = WireKey<'k>>, flags: &str) {
+    out.clear();
+    for (n, key) in keys.into_iter().enumerate() {
+        mg(out, key, flags, n);
+    }
+    mn(out);
+}
+
 /// How `ms` stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SetMode {

@@ -6,9 +6,9 @@
 
 use super::batch::{ItemBatch, KeyBatch};
 use super::rules::ConflictPolicy;
-use super::source::{nth, unexpected, CopyContext};
-use crate::memcached::conn::AnswerGuess;
+use super::source::CopyContext;
 use crate::memcached::proto::{self, Status};
+use crate::memcached::reader::AnswerGuess;
 use crate::memcached::{Connection, McError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
@@ -81,19 +81,14 @@ async fn fetch_values(
     sizing: &mut FetchSizing,
 ) -> Result<Vec<usize>, McError> {
     let (asked, rest) = which.split_at(sizing.keys(budget, which.len()).min(which.len()));
-    req.clear();
-    for (n, i) in asked.iter().enumerate() {
-        proto::mg(req, out.keys.get(*i).wire, "f t v u", n);
-    }
-    proto::mn(req);
+    proto::mg_batch(req, asked.iter().map(|i| out.keys.get(*i).wire), "f t v u");
     let server = conn.server().to_owned();
     let (mut dropped, mut largest) = (Vec::new(), None::<u64>);
-    conn.pipeline_sized(req, asked.len(), &mut sizing.answer, |n, m, frame| {
+    conn.pipeline_items(req, asked, Some(&mut sizing.answer), |i, m, frame| {
         match m.status {
             Status::Value => {
                 let value = m.value.clone().and_then(|r| frame.get(r)).unwrap_or_default();
                 largest = largest.max(Some(value.len() as u64));
-                let i = nth(asked, n, &server)?;
                 if out.held() >= budget {
                     dropped.push(i);
                 } else {
@@ -101,7 +96,7 @@ async fn fetch_values(
                 }
             }
             Status::Miss => out.vanished += 1,
-            other => return Err(unexpected(&server, format!("{other:?} in answer to mg"))),
+            other => return Err(format!("{other:?} in answer to mg")),
         }
         Ok(())
     })
@@ -213,19 +208,13 @@ async fn check_newer(
     copy: &mut Vec<usize>,
     req: &mut Vec<u8>,
 ) -> Result<(), McError> {
-    req.clear();
-    for (n, (i, _)) in seen.iter().enumerate() {
-        proto::mg(req, out.keys.get(*i).wire, "f u", n);
-    }
-    proto::mn(req);
-    let server = conn.server().to_owned();
-    conn.pipeline(req, seen.len(), |n, m, _| {
-        let (i, recorded) = nth(seen, n, &server)?;
+    proto::mg_batch(req, seen.iter().map(|(i, _)| out.keys.get(*i).wire), "f u");
+    conn.pipeline_items(req, seen, None, |(i, recorded), m, _| {
         match m.status {
             Status::Stored if policy.should_replace(recorded, m.flags.unwrap_or(0)) => copy.push(i),
             Status::Stored => out.checked.push(i),
             Status::Miss => out.vanished += 1,
-            other => return Err(unexpected(&server, format!("{other:?} in answer to mg f"))),
+            other => return Err(format!("{other:?} in answer to mg f")),
         }
         Ok(())
     })

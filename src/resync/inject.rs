@@ -8,7 +8,7 @@ use super::batch::ItemBatch;
 use super::fetch::Step;
 use super::landed::{Arrival, Landed};
 use super::rules::{inject_ttl, ConflictPolicy};
-use super::source::{nth, unexpected, CopyError};
+use super::source::{unexpected, CopyError};
 use super::Counts;
 use crate::memcached::proto::{self, Meta, SetMode, Status};
 use crate::memcached::Connection;
@@ -246,9 +246,8 @@ impl<'a> Injector<'a> {
         let server = self.local.server().to_owned();
         let mut failures = 0u64;
         self.local
-            .pipeline(&self.req, which.len(), |n, m, frame| {
-                let i = nth(which, n, &server)?;
-                let fate = decide(m).map_err(|e| unexpected(&server, e))?;
+            .pipeline_items(&self.req, which, None, |i, m, frame| {
+                let fate = decide(m)?;
                 if fate == Fate::Failed {
                     failures += 1;
                     if failures <= 3 {
@@ -339,17 +338,12 @@ impl<'a> Injector<'a> {
             return Ok(Vec::new());
         }
         self.counts.rechecked += written.len() as u64;
-        self.req.clear();
-        for (n, i) in written.iter().enumerate() {
-            proto::mg(&mut self.req, batch.key(&batch.items[*i]).wire, "u", n);
-        }
-        proto::mn(&mut self.req);
+        proto::mg_batch(&mut self.req, written.iter().map(|i| batch.key(&batch.items[*i]).wire), "u");
         let mut gone = Vec::new();
-        let server = self.recheck.server().to_owned();
         self.recheck
-            .pipeline(&self.req, written.len(), |n, m, _| {
-                if gone_from_source(m).map_err(|e| unexpected(&server, e))? {
-                    gone.push(nth(written, n, &server)?);
+            .pipeline_items(&self.req, written, None, |i, m, _| {
+                if gone_from_source(m)? {
+                    gone.push(i);
                 }
                 Ok(())
             })
@@ -368,11 +362,10 @@ impl<'a> Injector<'a> {
         }
         proto::mn(&mut self.req);
         let mut reverted = Vec::new();
-        let local = self.local.server().to_owned();
         self.local
-            .pipeline(&self.req, deleting.len(), |n, m, _| {
-                if taken_back(m).map_err(|e| unexpected(&local, e))? {
-                    reverted.push(nth(&deleting, n, &local)?);
+            .pipeline_items(&self.req, &deleting, None, |i, m, _| {
+                if taken_back(m)? {
+                    reverted.push(i);
                 }
                 Ok(())
             })

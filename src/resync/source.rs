@@ -54,11 +54,6 @@ pub(crate) fn unexpected(server: &str, message: String) -> McError {
     McError::Unexpected { server: server.to_owned(), message }
 }
 
-/// What answer `n` of a pipeline is about; an error past the requests.
-pub(crate) fn nth<T: Copy>(requests: &[T], n: usize, server: &str) -> Result<T, McError> {
-    requests.get(n).copied().ok_or_else(|| unexpected(server, format!("answer {n} to {} requests", requests.len())))
-}
-
 /// What the copies of a resync share.
 pub struct CopyContext {
     pub local_name: String,
