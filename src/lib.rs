@@ -17,6 +17,9 @@ pub mod progress;
 pub mod resync;
 pub mod snmp;
 pub mod stats;
+/// Test data for the load generator and the benchmarks; not part of the
+/// product's API.
+#[doc(hidden)]
 pub mod testdata;
 pub mod throttle;
 pub mod verify;

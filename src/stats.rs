@@ -20,7 +20,7 @@ pub const BANDWIDTH_PERIOD_SECS: u64 = 5;
 /// The statistics of this process: the running resync, if any.
 #[derive(Debug, Default)]
 pub struct Stats {
-    current: RwLock<Option<Arc<Progress>>>,
+    current: RwLock<Option<Arc<ResyncCounters>>>,
 }
 
 /// A byte/entry counter with its bandwidth over the previous period.
@@ -50,9 +50,10 @@ impl Counter {
     }
 }
 
-/// One running resync.
+/// The live counters of one running resync (the stages update them; the
+/// progress display, the daemon's status and the MIB read them).
 #[derive(Debug)]
-pub struct Progress {
+pub struct ResyncCounters {
     pub started: Instant,
     /// (vbucket, source) pairs in this resync.
     pub pairs: u64,
@@ -88,7 +89,7 @@ impl ConnectionStats {
     }
 }
 
-impl Progress {
+impl ResyncCounters {
     pub fn connection(&self, source: &str) -> Option<&ConnectionStats> {
         self.connections.iter().find(|c| c.source == source)
     }
@@ -117,7 +118,7 @@ impl Stats {
     }
 
     /// Starts publishing a resync of `work`; `addrs` resolves each source.
-    pub fn begin(&self, work: &WorkList, resolve: impl Fn(&str) -> Option<SocketAddr>) -> Arc<Progress> {
+    pub fn begin(&self, work: &WorkList, resolve: impl Fn(&str) -> Option<SocketAddr>) -> Arc<ResyncCounters> {
         let connections = work
             .by_source()
             .into_iter()
@@ -131,7 +132,7 @@ impl Stats {
                     .collect(),
             })
             .collect();
-        let progress = Arc::new(Progress {
+        let progress = Arc::new(ResyncCounters {
             started: Instant::now(),
             pairs: work.pairs() as u64,
             pairs_done: AtomicU64::new(0),
@@ -148,7 +149,7 @@ impl Stats {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    pub fn current(&self) -> Option<Arc<Progress>> {
+    pub fn current(&self) -> Option<Arc<ResyncCounters>> {
         self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 

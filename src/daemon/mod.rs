@@ -14,8 +14,7 @@ pub mod control;
 pub mod scheduler;
 
 use crate::exit::Exit;
-use crate::memcached::Connection;
-use crate::resync::{self, Options, ResyncError, TAG_KEY};
+use crate::resync::{self, Options, ResyncError};
 use crate::snmp::agentx::{AgentConfig, Subagent};
 use crate::snmp::inform::{AlarmReporter, InformConfig};
 use crate::stats::Stats;
@@ -252,15 +251,6 @@ fn release_freed_memory() {
     }
 }
 
-/// Whether the restart tag is in the local memcached (`None`: unreachable).
-async fn tag_present(local: &str) -> Option<bool> {
-    let check = async {
-        let mut conn = Connection::connect(local, Duration::from_secs(2)).await.ok()?;
-        conn.get(TAG_KEY).await.ok().map(|item| item.is_some())
-    };
-    tokio::time::timeout(Duration::from_secs(3), check).await.ok().flatten()
-}
-
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
     count_signals().map_err(StartError::Signals)?;
@@ -297,7 +287,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
     // A missing tag at start means the local memcached lost its data while
     // we were not watching: the first resync is full.
     if member {
-        let first = match tag_present(&opts.local_name).await {
+        let first = match resync::tag::present(&opts.local_name).await {
             Some(true) => Kind::Minimal,
             Some(false) => {
                 info!("restart tag missing: the local memcached is new or restarted; full resync");
@@ -372,7 +362,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
                 if idle && d.member && !d.stopping {
                     let (local, tx) = (opts.local_name.clone(), tag_tx.clone());
                     tokio::spawn(async move {
-                        let _ = tx.send(tag_present(&local).await).await;
+                        let _ = tx.send(resync::tag::present(&local).await).await;
                     });
                 }
             }
@@ -402,7 +392,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
                 let failed = retry.take().map_or(Kind::Minimal, |(kind, _)| kind);
                 let (local, tx) = (opts.local_name.clone(), retry_tx.clone());
                 tokio::spawn(async move {
-                    let _ = tx.send((failed, tag_present(&local).await)).await;
+                    let _ = tx.send((failed, resync::tag::present(&local).await)).await;
                 });
             }
             Some((failed, present)) = retry_rx.recv() => {

@@ -261,3 +261,95 @@ impl Reader {
         self.buf.get(self.frame.clone()).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memcached::dump::KeyEncoding;
+    use crate::memcached::proto::Status;
+    use crate::memcached::Connection;
+    use tokio::io::AsyncWriteExt;
+
+    /// A server that sends `lines`, then keeps the connection open and
+    /// silent.
+    async fn sending_then_silent(lines: &'static [u8]) -> Connection {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(lines).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+        Connection::connect(&addr, Duration::from_secs(30)).await.unwrap()
+    }
+
+    fn rcvlowat(c: &Connection) -> libc::c_int {
+        use std::os::fd::AsRawFd;
+        let (mut value, mut len) = (0 as libc::c_int, std::mem::size_of::<libc::c_int>() as libc::socklen_t);
+        let fd = c.reader.inner.as_ref().as_raw_fd();
+        // SAFETY: a live socket, and a c_int with its length.
+        let rc = unsafe {
+            libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT, std::ptr::from_mut(&mut value).cast(), &mut len)
+        };
+        assert_eq!(rc, 0);
+        value
+    }
+
+    #[tokio::test]
+    async fn a_dump_is_read_64_kib_per_wake_up() {
+        let mut c = sending_then_silent(b"mg a\r\n").await;
+        c.reader.expect(usize::MAX);
+        assert_eq!(
+            c.reader.dump_line(DumpMode::Mgdump).await.unwrap(),
+            DumpLine::Key { key: 3..4, encoding: KeyEncoding::Plain, size: None, flags: None }
+        );
+        assert_eq!(rcvlowat(&c), 64 * 1024);
+    }
+
+    #[tokio::test]
+    async fn a_read_short_of_the_mark_takes_what_came_instead_of_waiting() {
+        // Six bytes, the mark at 64 KiB, the server silent after: the line
+        // comes after the settle (2 ms), not after the 30 s timeout.
+        let mut c = sending_then_silent(b"mg a\r\n").await;
+        c.reader.expect(usize::MAX);
+        let started = std::time::Instant::now();
+        assert!(matches!(c.reader.dump_line(DumpMode::Mgdump).await.unwrap(), DumpLine::Key { .. }));
+        assert!(started.elapsed() < Duration::from_secs(5), "waited {:?}", started.elapsed());
+        // A read that finds nothing at all keeps waiting (until the
+        // timeout): silence is not taken as the end.
+        let err = tokio::time::timeout(Duration::from_millis(300), c.reader.dump_line(DumpMode::Mgdump)).await;
+        assert!(err.is_err(), "a silent server is waited for, not taken as ended");
+    }
+
+    #[test]
+    fn reads_wait_for_half_the_mean_answer_of_the_last_batch() {
+        let mut g = AnswerGuess::default();
+        assert_eq!(g.get(), MIN_ANSWER, "nothing known: the shortest answer");
+        g.learn(140 * 1024, 1024);
+        assert_eq!(g.get(), 70);
+        g.learn(0, 0);
+        assert_eq!(g.get(), 70, "an empty batch teaches nothing");
+        g.learn(9 * 100, 100);
+        assert_eq!(g.get(), MIN_ANSWER, "never below the shortest answer");
+    }
+
+    #[tokio::test]
+    async fn a_guess_too_high_costs_a_settle_not_a_hang() {
+        // Two misses of 7 bytes where 2,000 bytes each were guessed.
+        let mut c = sending_then_silent(b"EN O0\r\nEN O1\r\nMN\r\n").await;
+        let mut guess = AnswerGuess::default();
+        guess.learn(4000, 1);
+        let started = std::time::Instant::now();
+        let mut answers = 0;
+        c.pipeline_sized(b"mg a v O0\r\nmg b v O1\r\nmn\r\n", 2, &mut guess, |_, m, _| {
+            assert_eq!(m.status, Status::Miss);
+            answers += 1;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(answers, 2);
+        assert!(started.elapsed() < Duration::from_secs(5), "waited {:?}", started.elapsed());
+        assert_eq!(guess.get(), MIN_ANSWER, "and the next batch's guess follows");
+    }
+}

@@ -11,8 +11,8 @@ use crate::backoff::Backoff;
 use crate::memcached::dump::{decode_dump_key, refusal_hint, DumpLine, DumpMode};
 use crate::memcached::proto::{self, lossy, ProtoError};
 use crate::memcached::{Connection, McError};
-use crate::stats::Progress;
-use crate::view::{lanes, vbucket_of};
+use crate::stats::ResyncCounters;
+use crate::view::{md5_lanes, vbucket_of};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -57,7 +57,7 @@ impl Outlet {
 
     /// Sends the batch once full (or when `flush`); false once the
     /// receiver is gone.
-    fn send_if(&mut self, flush: bool, opts: &Options, progress: Option<&Progress>) -> bool {
+    fn send_if(&mut self, flush: bool, opts: &Options, progress: Option<&ResyncCounters>) -> bool {
         let full = self.batch.len() >= opts.batch_keys || self.bytes >= opts.batch_bytes;
         if self.batch.is_empty() || !(full || flush) {
             return true;
@@ -81,7 +81,7 @@ pub async fn dump_keys(
     opts: &Options,
     tx: mpsc::UnboundedSender<KeyBatch>,
     later: Option<Later>,
-    progress: Option<&Progress>,
+    progress: Option<&ResyncCounters>,
 ) -> Result<Listing, McError> {
     let (mut conn, mode) = start_dump(source, mode, opts).await?;
     // A dump has no length: read it in bulk until its end line.
@@ -138,7 +138,7 @@ pub async fn dump_keys(
     Ok(sorter.listing)
 }
 
-/// Dumped keys hashed together ([`lanes`]).
+/// Dumped keys hashed together ([`md5_lanes`]).
 const PENDING: usize = 64;
 
 /// Decoded keys waiting to be hashed, back to back.
@@ -155,7 +155,7 @@ struct Sorter<'a> {
     source: &'a str,
     wanted: &'a VbSet,
     opts: &'a Options,
-    progress: Option<&'a Progress>,
+    progress: Option<&'a ResyncCounters>,
     now: Outlet,
     /// Keys of vbuckets not in `primary` go to `later`, if there is one.
     primary: VbSet,
@@ -174,7 +174,7 @@ impl Sorter<'_> {
             keys.push(p.raw.get(start..*end).unwrap_or_default());
             start = *end;
         }
-        lanes::digests(&keys, &mut p.digests);
+        md5_lanes::digests(&keys, &mut p.digests);
         let mut listening = true;
         for ((raw, digest), size) in keys.iter().zip(&p.digests).zip(&p.sizes) {
             let vb = vbucket_of(digest);

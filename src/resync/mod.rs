@@ -10,11 +10,15 @@
 
 pub mod batch;
 pub mod dump;
+mod fate;
 pub mod fetch;
 pub mod inject;
 pub mod landed;
 pub mod rules;
 pub mod source;
+pub mod tag;
+
+pub use tag::TAG_KEY;
 
 use crate::memcached::{Connection, McError};
 use crate::stats::{Stats, BANDWIDTH_PERIOD_SECS};
@@ -30,10 +34,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
-
-/// The restart tag: present while the local memcached keeps its data.
-pub const TAG_KEY: &[u8] = b"astaire\\\\tag";
-pub const TAG_VALUE: &[u8] = b"{}";
 
 /// How a resync runs.
 #[derive(Debug, Clone)]
@@ -185,7 +185,7 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
     // part way, or fails, the next start (or the daemon's tag check) sees
     // the tag missing and does it again.
     if work.full {
-        local.delete(TAG_KEY).await.map_err(ResyncError::Local)?;
+        tag::remove(&mut local).await.map_err(ResyncError::Local)?;
     }
 
     let by_source = work.by_source();
@@ -295,7 +295,7 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
     // be detected. After a failed full resync it stays absent, and the full
     // resync is done again; a failed minimal one leaves it as it was.
     if failed_vbuckets.is_empty() {
-        let tag = local.set(TAG_KEY, TAG_VALUE, 0, 0).await;
+        let tag = tag::write(&mut local).await;
         stats.finish();
         tag.map_err(ResyncError::Local)?;
     } else {

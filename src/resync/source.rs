@@ -28,7 +28,7 @@ use super::landed::{Arrival, Landed, PrimaryBarrier};
 use super::{Counts, Options};
 use crate::memcached::dump::DumpMode;
 use crate::memcached::{Connection, McError};
-use crate::stats::Progress;
+use crate::stats::ResyncCounters;
 use crate::throttle::Throttle;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -59,7 +59,7 @@ pub struct CopyContext {
     pub local_name: String,
     pub opts: Options,
     pub throttle: Throttle,
-    pub progress: Option<Arc<Progress>>,
+    pub progress: Option<Arc<ResyncCounters>>,
     pub landed: Landed,
     /// One arrival per source.
     pub barrier: Arc<PrimaryBarrier>,

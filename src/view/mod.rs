@@ -4,7 +4,7 @@
 //! Everything here is pure and deterministic; the resync engine takes a
 //! [`WorkList`] and never looks at settings or rings itself.
 
-pub mod lanes;
+pub mod md5_lanes;
 mod ring;
 mod settings;
 

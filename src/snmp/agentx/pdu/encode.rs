@@ -8,6 +8,18 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
+    /// The body of a Register or Unregister (RFC 2741 6.2.3, 6.2.4).
+    fn registration(&mut self, timeout: u8, priority: u8, range_subid: u8, subtree: &Oid, upper_bound: Option<u32>) {
+        self.u8(timeout);
+        self.u8(priority);
+        self.u8(range_subid);
+        self.u8(0);
+        self.oid(subtree, false);
+        if let Some(b) = upper_bound {
+            self.u32(b);
+        }
+    }
+
     fn u8(&mut self, v: u8) {
         self.out.push(v);
     }
@@ -103,24 +115,11 @@ pub fn encode(pdu: &Pdu, out: &mut Vec<u8>) {
             w.out.extend_from_slice(&[0, 0, 0]);
         }
         Payload::Register { timeout, priority, range_subid, subtree, upper_bound } => {
-            w.u8(*timeout);
-            w.u8(*priority);
-            w.u8(*range_subid);
-            w.u8(0);
-            w.oid(subtree, false);
-            if let Some(b) = upper_bound {
-                w.u32(*b);
-            }
+            w.registration(*timeout, *priority, *range_subid, subtree, *upper_bound)
         }
+        // An Unregister is laid out as a Register whose timeout is reserved (0).
         Payload::Unregister { priority, range_subid, subtree, upper_bound } => {
-            w.u8(0);
-            w.u8(*priority);
-            w.u8(*range_subid);
-            w.u8(0);
-            w.oid(subtree, false);
-            if let Some(b) = upper_bound {
-                w.u32(*b);
-            }
+            w.registration(0, *priority, *range_subid, subtree, *upper_bound)
         }
         Payload::Get(r) | Payload::GetNext(r) => w.ranges(r),
         Payload::GetBulk { non_repeaters, max_repetitions, ranges } => {
