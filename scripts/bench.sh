@@ -12,6 +12,9 @@
 #               version; writes target/bench/large.{txt,csv}
 #   dump_stall  whether a dump left unread stalls the source's clients, per
 #               version and dump command; writes target/bench/dump-stall.txt
+#   ab REV      this tree's astaire against REV's (built in a worktree), on
+#               the same 3→4 at 100 B, alternating (BENCH_REPEATS, default 5);
+#               BENCH_MEMCACHED picks the memcached; writes target/bench/ab.txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -41,8 +44,21 @@ versions | large | dump_stall)
         BENCH_VERSIONS=$versions cargo bench --quiet --bench dump_stall
     fi
     ;;
+ab)
+    rev=${2:?usage: scripts/bench.sh ab REV}
+    other=target/bench/astaire-$rev
+    if [ ! -x "$other" ]; then
+        tree=$(mktemp -d)
+        git worktree add --detach --quiet "$tree" "$rev"
+        (cd "$tree" && CARGO_TARGET_DIR="$tree/target" cargo build --release --quiet --bin astaire)
+        mkdir -p target/bench
+        cp "$tree/target/release/astaire" "$other"
+        git worktree remove --force "$tree"
+    fi
+    BENCH_AB=$other BENCH_AB_LABEL=$rev BENCH_REPEATS=${BENCH_REPEATS:-5} cargo bench --quiet --bench resync
+    ;;
 *)
-    echo "usage: scripts/bench.sh [versions | large | dump_stall]" >&2
+    echo "usage: scripts/bench.sh [versions | large | dump_stall | ab REV]" >&2
     exit 2
     ;;
 esac
