@@ -356,6 +356,7 @@ async fn snmpd_restarted_during_a_resync_serves_the_counters_again_and_the_resyn
 /// Two agents for the same subtree at the same priority: snmpd refuses the
 /// second (duplicateRegistration) and the first keeps serving; a lower
 /// `--agentx-priority` number is the way in, and then it is the one served.
+/// The refused agent keeps trying, so it is served once the others leave.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_subtree_taken_at_the_same_priority_is_refused_and_a_lower_priority_takes_over() {
     let snmpd = Arc::new(Snmpd::start());
@@ -389,9 +390,11 @@ async fn a_subtree_taken_at_the_same_priority_is_refused_and_a_lower_priority_ta
     config.priority = 100;
     let third = Subagent::spawn(config, with_entries(33));
     assert_eq!(until_served(33).await, Some(33), "priority 100 is served over 127");
-    for agent in [first, second, third] {
-        agent.shutdown().await;
-    }
+    // The refused agent keeps trying, and is served once the others leave.
+    third.shutdown().await;
+    first.shutdown().await;
+    assert_eq!(until_served(22).await, Some(22), "the refused agent registers once the subtree is free");
+    second.shutdown().await;
 }
 
 // ------------------------------------------------------------ fake master

@@ -384,6 +384,37 @@ key=plain exp=1796021269 la=1796021169 cas=2 fetch=no cls=1 size=69\nEND\r\n";
                 let _ = parse_dump_line(&b, if mg { DumpMode::Mgdump } else { DumpMode::Metadump });
             }
 
+            /// Lines that start as a dump line does (so the field and key
+            /// parsers are reached, which random bytes almost never do),
+            /// then anything; a key that parses is decoded too.
+            #[test]
+            fn lines_that_start_like_dump_lines_never_panic(
+                start in prop::sample::select(vec![&b"key="[..], b"key=%", b"mg ", b"mg a b", b"END", b"EN", b"OK", b"BUSY", b"ERROR"]),
+                rest in prop::collection::vec(prop_oneof![any::<u8>(), Just(b' '), Just(b'%'), Just(b'='), Just(b'\n')], 0..120),
+                mg in any::<bool>(),
+            ) {
+                let line: Vec<u8> = start.iter().chain(&rest).copied().collect();
+                let mode = if mg { DumpMode::Mgdump } else { DumpMode::Metadump };
+                if let Ok(Some((DumpLine::Key { key, encoding, .. }, _))) = parse_dump_line(&line, mode) {
+                    let _ = decode_dump_key(line.get(key).unwrap_or_default(), encoding, &mut Vec::new());
+                }
+            }
+
+            /// Any bytes, in every encoding: decoding never panics, and
+            /// percent-decoding agrees with the reference crate.
+            #[test]
+            fn any_key_text_decodes_without_panic_and_percent_matches_the_reference(
+                text in prop::collection::vec(prop_oneof![any::<u8>(), Just(b'%'), Just(b'A'), Just(b'f')], 0..80),
+            ) {
+                for encoding in [KeyEncoding::Plain, KeyEncoding::Base64] {
+                    let _ = decode_dump_key(&text, encoding, &mut Vec::new());
+                }
+                let mut ours = Vec::new();
+                decode_dump_key(&text, KeyEncoding::Percent, &mut ours).unwrap();
+                let reference: Vec<u8> = percent_encoding::percent_decode(&text).collect();
+                prop_assert_eq!(ours, reference);
+            }
+
             /// A key printed as either command prints it is read back as
             /// the same bytes, whatever the fields after it.
             #[test]

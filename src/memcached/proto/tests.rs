@@ -149,10 +149,13 @@ mod properties {
             prop_assert_eq!(&frame[m.value.unwrap()], &value[..]);
         }
 
+        /// Bytes changed, and the frame cut anywhere (a corrupted answer
+        /// may also be a short one).
         #[test]
         fn corrupted_answers_never_panic(
             value in prop::collection::vec(any::<u8>(), 0..50),
             flips in prop::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+            cut in any::<usize>(),
         ) {
             let mut frame = format!("VA {} f1 t-1 O7\r\n", value.len()).into_bytes();
             frame.extend_from_slice(&value);
@@ -162,6 +165,7 @@ mod properties {
                 frame[i] = v;
             }
             let _ = parse_meta(&frame);
+            let _ = parse_meta(&frame[..cut % (frame.len() + 1)]);
         }
     }
 }
