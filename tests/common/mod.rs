@@ -371,7 +371,8 @@ impl Resize {
 
 /// `astaire resync --quiet` for `node` with `settings`, plus `extra`.
 pub fn resync_cli(node: &str, settings: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["resync", "--quiet", "--local-name", node, "--cluster-settings"];
+    // No progress bar, but the status log lines (which --quiet leaves out).
+    let mut args = vec!["resync", "--quiet", "--log-level", "2", "--local-name", node, "--cluster-settings"];
     args.push(settings.to_str().expect("utf-8 path"));
     args.extend_from_slice(extra);
     astaire(&args)
