@@ -2,11 +2,25 @@
 //!
 //! Supported, as Clearwater's files use them: comments, blank lines,
 //! `export KEY=value`, single and double quotes (double quotes honour `\`
-//! escapes), and includes with `. FILE` / `source FILE`, also in the guarded
-//! form `[ -f FILE ] && . FILE` (skipped when FILE is missing). Later
-//! assignments win, as in a shell. Anything else is reported with its file
-//! and line and ignored; a malformed assignment or a missing unguarded
-//! include is an error, and then nothing from the file is used.
+//! escapes), includes with `. FILE` / `source FILE`, and file tests:
+//! `[ -f FILE ] && . FILE` on one line, or the node's shim form
+//!
+//! ```text
+//! if [ -f /etc/clearwater/user_settings ]
+//! then
+//!   . /etc/clearwater/user_settings
+//! fi
+//! ```
+//!
+//! (also `if …; then`, `else`, nesting, `-e`/`-r`/`-s` and `test -f`).
+//! Later assignments win, as in a shell. Any other line is reported with
+//! its file and line and ignored; a malformed assignment, a missing
+//! unguarded include, a condition other than a file test, or an `if`
+//! without its `fi` is an error, and then nothing from the file is used.
+//!
+//! A parser rather than a shell: the daemon (root, for the init script)
+//! never runs the node's files as code, errors name the file and line,
+//! and what a file sets is the same whatever the shell.
 // Reads network or file input: no panicking access outside tests (issue 7).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
@@ -64,11 +78,18 @@ impl Config {
 
     fn apply(&mut self, text: &str, path: &Path, depth: usize) -> Result<(), ConfigError> {
         let err = |line: usize, reason: String| ConfigError { path: path.to_owned(), line, reason };
+        let mut blocks = Blocks::default();
         for (i, raw) in text.lines().enumerate() {
             let number = i + 1;
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
+            }
+            let relative = |file: &str| path.parent().unwrap_or(Path::new("/")).join(file);
+            match blocks.step(line, number, |file| relative(file).exists()).map_err(|why| err(number, why))? {
+                Step::Control => continue,
+                Step::Skipped => continue,
+                Step::Statement => {}
             }
             if let Some((file, optional)) = include_of(line) {
                 let file = path.parent().unwrap_or(Path::new("/")).join(file);
@@ -96,8 +117,92 @@ impl Config {
                 _ => self.ignored.push(format!("{}:{number}: {line}", path.display())),
             }
         }
-        Ok(())
+        blocks.finish().map_err(|(line, why)| err(line, why))
     }
+}
+
+/// What a line is to the conditional blocks around it.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// `if`, `then`, `else`, `fi`: consumed.
+    Control,
+    /// Inside a branch not taken.
+    Skipped,
+    /// A line to read.
+    Statement,
+}
+
+/// The `if [ -f FILE ] … fi` blocks open at a line.
+#[derive(Debug, Default)]
+struct Blocks {
+    /// Per open `if`: its line, whether its condition held, whether `then`
+    /// was seen, whether we are in its `else`.
+    open: Vec<(usize, bool, bool, bool)>,
+}
+
+impl Blocks {
+    fn taking(&self) -> bool {
+        self.open.iter().all(|&(_, held, _, in_else)| held != in_else)
+    }
+
+    fn step(&mut self, line: &str, number: usize, exists: impl Fn(&str) -> bool) -> Result<Step, String> {
+        let word = line.split(|c: char| c.is_whitespace() || c == ';').next().unwrap_or("");
+        match word {
+            "if" => {
+                let rest = line.strip_prefix("if").unwrap_or_default().trim();
+                let (cond, then) = match rest.strip_suffix("then") {
+                    Some(c) => (c.trim().strip_suffix(';').ok_or("expected `; then`")?.trim(), true),
+                    None => (rest.trim_end_matches(';').trim(), false),
+                };
+                let file = file_test(cond).ok_or_else(|| {
+                    format!("unsupported condition {cond:?}: only file tests ([ -f FILE ], test -f FILE) are read")
+                })?;
+                let held = self.taking() && exists(file);
+                self.open.push((number, held, then, false));
+                Ok(Step::Control)
+            }
+            "then" => match self.open.last_mut() {
+                Some((_, _, then @ false, _)) if line == "then" => {
+                    *then = true;
+                    Ok(Step::Control)
+                }
+                _ => Err("`then` without its `if`".into()),
+            },
+            "else" => match self.open.last_mut() {
+                Some((_, _, true, in_else @ false)) if line == "else" => {
+                    *in_else = true;
+                    Ok(Step::Control)
+                }
+                _ => Err("`else` without its `if … then`".into()),
+            },
+            "fi" if line == "fi" || line == "fi;" => match self.open.pop() {
+                Some((_, _, true, _)) => Ok(Step::Control),
+                _ => Err("`fi` without its `if … then`".into()),
+            },
+            _ if self.open.last().is_some_and(|&(_, _, then, _)| !then) => Err("expected `then`".into()),
+            _ if !self.taking() => Ok(Step::Skipped),
+            _ => Ok(Step::Statement),
+        }
+    }
+
+    /// At the end of the file: every `if` closed, or the line of the first open one.
+    fn finish(&self) -> Result<(), (usize, String)> {
+        match self.open.first() {
+            Some(&(line, ..)) => Err((line, "`if` without its `fi`".into())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The file of `[ -f FILE ]` or `test -f FILE` (also `-e`, `-r`, `-s`).
+fn file_test(cond: &str) -> Option<&str> {
+    let inner = match cond.strip_prefix('[') {
+        Some(rest) => rest.strip_suffix(']')?.trim(),
+        None => cond.strip_prefix("test ")?.trim(),
+    };
+    let file = ["-f ", "-e ", "-r ", "-s "].iter().find_map(|t| inner.strip_prefix(t))?.trim();
+    let file = file.trim_matches(['"', '\'']);
+    (!file.is_empty() && !file.contains(char::is_whitespace)).then_some(file)
 }
 
 fn is_name(s: &str) -> bool {
@@ -111,8 +216,8 @@ fn include_of(line: &str) -> Option<(&str, bool)> {
     fn plain(l: &str) -> Option<&str> {
         l.strip_prefix(". ").or_else(|| l.strip_prefix("source ")).map(|f| f.trim().trim_matches(['"', '\'']))
     }
-    if let Some(rest) = line.strip_prefix("[ -f ").or_else(|| line.strip_prefix("test -f ")) {
-        let (_, tail) = rest.split_once("&&")?;
+    if let Some((cond, tail)) = line.split_once("&&") {
+        file_test(cond.trim())?;
         return plain(tail.trim()).map(|f| (f, true));
     }
     plain(line).map(|f| (f, false))
@@ -221,8 +326,66 @@ mod tests {
         let e = parse("a=one two\n").unwrap_err();
         assert!(e.reason.contains("unexpected text"), "{e}");
         // Optional includes of missing files are fine; other lines are noted.
-        let c = parse("[ -f /nonexistent/user_settings ] && . /nonexistent/user_settings\nif true; then\n").unwrap();
-        assert_eq!(c.ignored, ["/nonexistent/config:2: if true; then"]);
+        let c = parse("[ -f /nonexistent/user_settings ] && . /nonexistent/user_settings\nulimit -n 1000\n").unwrap();
+        assert_eq!(c.ignored, ["/nonexistent/config:2: ulimit -n 1000"]);
+        // A condition that is not a file test cannot be read: an error, not a guess.
+        let e = parse("a=1\nif true; then\nb=2\nfi\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.reason.contains("unsupported condition"), "{e}");
+        for (text, line, why) in [
+            ("if [ -f /x ]\nthen\na=1\n", 1, "without its `fi`"),
+            ("a=1\nfi\n", 2, "`fi` without"),
+            ("if [ -f /x ]\na=1\nfi\n", 2, "expected `then`"),
+            ("then\n", 1, "`then` without"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.line, line, "{text:?}: {e}");
+            assert!(e.reason.contains(why), "{text:?}: {e}");
+        }
+    }
+
+    /// The shim clearwater-infrastructure writes, exactly
+    /// (`shared/spec/clearwater-node.md` §1), with and without the optional
+    /// files.
+    #[test]
+    fn the_clearwater_shim_reads_its_three_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let shim = include_str!("../tests/fixtures/clearwater-config-shim").replace("/etc/clearwater", &d.to_string());
+        let config = dir.path().join("config");
+        std::fs::write(&config, shim).unwrap();
+        std::fs::write(dir.path().join("local_config"), "local_ip=10.0.0.4\nlog_level=3\n").unwrap();
+        // No shared_config, no user_settings: the usual case.
+        let c = Config::load(&config).unwrap();
+        assert_eq!((c.get("local_ip"), c.get("log_level")), (Some("10.0.0.4"), Some("3")));
+        assert!(c.ignored.is_empty(), "{:?}", c.ignored);
+        // Both present: shared first, local over it, user settings last.
+        std::fs::write(dir.path().join("shared_config"), "snmp_ip=10.9.9.9\nlocal_ip=shared\nlog_level=1\n").unwrap();
+        std::fs::write(dir.path().join("user_settings"), "#+user_settings\nlog_level=5\n#-user_settings\n").unwrap();
+        let c = Config::load(&config).unwrap();
+        assert_eq!(
+            (c.get("local_ip"), c.get("log_level"), c.get("snmp_ip")),
+            (Some("10.0.0.4"), Some("5"), Some("10.9.9.9"))
+        );
+        // local_config is required.
+        std::fs::remove_file(dir.path().join("local_config")).unwrap();
+        let e = Config::load(&config).unwrap_err();
+        assert_eq!(e.line, 6, "{e}");
+        assert!(e.to_string().contains("local_config"), "{e}");
+    }
+
+    #[test]
+    fn nested_blocks_and_else_take_one_branch() {
+        let dir = tempfile::tempdir().unwrap();
+        let present = dir.path().join("present");
+        std::fs::write(&present, "from_file=1\n").unwrap();
+        let (p, m) = (present.display(), dir.path().join("missing").display().to_string());
+        let text = format!(
+            "if [ -f {p} ]; then\n  a=yes\n  if test -e {m}\n  then\n    b=wrong\n  else\n    b=right\n  fi\nelse\n  a=no\nfi\n\
+             if [ -r \"{m}\" ]; then\n  . {m}\nfi\n"
+        );
+        let c = Config::parse(&text, &dir.path().join("config")).unwrap();
+        assert_eq!((c.get("a"), c.get("b")), (Some("yes"), Some("right")));
     }
 
     #[test]
