@@ -97,6 +97,27 @@ impl HostPort {
         HostPort::parse(entry, role)
     }
 
+    /// A node's name as given for the local node: `host:port` or
+    /// `[v6]:port` as they are, and also the unbracketed `v6:port` that
+    /// the original init script passes (`$local_ip:11211`), bracketed
+    /// here to match cluster_settings (which brackets IPv6 verbatim).
+    pub fn local_name(entry: &str) -> Result<String, AddrError> {
+        match HostPort::parse(entry, Role::Server) {
+            Ok(_) => Ok(entry.to_owned()),
+            Err(e @ AddrError::NotAnAddress { .. }) => {
+                let (host, port) = entry.rsplit_once(':').ok_or(e.clone())?;
+                host.parse::<std::net::Ipv6Addr>().map_err(|_| e.clone())?;
+                let port = parse_port(port).ok_or_else(|| AddrError::BadPort {
+                    role: Role::Server,
+                    entry: entry.to_owned(),
+                    port: port.to_owned(),
+                })?;
+                Ok(HostPort::joined(host, port))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// `host:port`, bracketing an IPv6 host: what a socket connect takes,
     /// and how Clearwater names a node (`local_ip` plus memcached's port).
     pub fn joined(host: &str, port: u16) -> String {
@@ -182,6 +203,17 @@ mod tests {
             p("fd00::zz").unwrap_err().to_string(),
             "SNMP target \"fd00::zz\" is not host, host:port or [ipv6]:port"
         );
+    }
+
+    #[test]
+    fn a_local_name_may_be_unbracketed_ipv6_as_the_original_init_script_passes_it() {
+        assert_eq!(HostPort::local_name("fd00::1:11211").unwrap(), "[fd00::1]:11211");
+        assert_eq!(HostPort::local_name("[fd00::1]:11211").unwrap(), "[fd00::1]:11211");
+        assert_eq!(HostPort::local_name("10.0.0.1:11211").unwrap(), "10.0.0.1:11211");
+        assert_eq!(HostPort::local_name("vellum-1.example:11211").unwrap(), "vellum-1.example:11211");
+        assert!(HostPort::local_name("fd00::zz:11211").is_err());
+        assert!(HostPort::local_name("fd00::1:0").is_err());
+        assert!(HostPort::local_name("10.0.0.1").is_err());
     }
 
     #[test]

@@ -27,11 +27,12 @@ fn main() -> ExitCode {
         Command::WaitSync(a) => a.quiet,
         _ => false,
     };
+    let log_level = cli.log_level.map(node_settings::clamp_log_level);
     let code = match cli.command {
-        Command::Daemon(args) => daemon(args, cli.log_level, cli.log_file),
+        Command::Daemon(args) => daemon(args, log_level, cli.log_file),
         command => {
             // --quiet: warnings and errors only, unless --log-level says otherwise.
-            let level = cli.log_level.unwrap_or(if quiet { 1 } else { node_settings::DEFAULT_LOG_LEVEL });
+            let level = log_level.unwrap_or(if quiet { 1 } else { node_settings::DEFAULT_LOG_LEVEL });
             let _guard = match process::init_logging(level, cli.log_file.as_deref()) {
                 Ok(guard) => guard,
                 Err(e) => {
@@ -56,15 +57,17 @@ fn main() -> ExitCode {
 
 /// Loads the settings and the work list, or the exit code to stop with.
 fn load_work(cluster: &Cluster, full: bool) -> Result<(View, WorkList), Exit> {
-    let local_name = &cluster.local_name;
     let settings = ClusterSettings::load(&cluster.cluster_settings).map_err(|e| {
         output::error(format!("invalid cluster settings: {e}"));
         Exit::BadSettings
     })?;
-    if let Err(e) = astaire::view::validate_server(local_name) {
-        output::error(format!("--local-name: {e}"));
-        return Err(Exit::Usage);
-    }
+    let local_name = &match astaire::addr::HostPort::local_name(&cluster.local_name) {
+        Ok(name) => name,
+        Err(e) => {
+            output::error(format!("--local-name: {e}"));
+            return Err(Exit::Usage);
+        }
+    };
     let view = View::new(&settings);
     if !view.knows(local_name) {
         output::error(format!("{local_name} is in neither servers nor new_servers of the cluster settings"));
@@ -215,9 +218,14 @@ async fn status(args: StatusArgs) -> WaitExit {
 }
 
 async fn wait_sync(args: WaitArgs) -> WaitExit {
-    let timeout = args.timeout.map(Duration::from_secs_f64);
+    let seconds = |s: f64| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX);
+    let limits = astaire::daemon::control::WaitLimits {
+        timeout: args.timeout.map(seconds),
+        stuck_after: args.stuck_after.map(seconds),
+        grace: seconds(args.grace),
+    };
     let quiet = args.quiet;
-    astaire::daemon::control::wait_sync(&args.control.control_socket, timeout, |s| {
+    astaire::daemon::control::wait_sync(&args.control.control_socket, limits, |s| {
         if !quiet {
             eprintln!("{}", s.summary());
         }

@@ -4,7 +4,7 @@
 //! memcached's port, the CPU limit is 5 %, the log level is 2. Pure, but
 //! for [`load_config`].
 
-use crate::addr::{AddrError, HostPort, Role};
+use crate::addr::{AddrError, HostPort};
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG};
 use crate::snmp::inform::InformConfig;
 use std::path::Path;
@@ -22,7 +22,7 @@ pub const DEFAULT_LOG_LEVEL: u8 = 2;
 pub enum NodeSettingsError {
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
-    #[error("log_level {0:?} in the configuration is not 0..5")]
+    #[error("log_level {0:?} in the configuration is not a number")]
     LogLevel(String),
     #[error("astaire_cpu_limit_percentage {0:?} is not a number")]
     CpuLimitNotANumber(String),
@@ -71,9 +71,7 @@ impl NodeSettings {
     pub fn resolve(flags: &NodeFlags, file: &Config) -> Result<NodeSettings, NodeSettingsError> {
         let log_level = match (flags.log_level, file.get("log_level")) {
             (Some(l), _) => l,
-            (None, Some(v)) => {
-                v.parse::<u8>().ok().filter(|l| *l <= 5).ok_or_else(|| NodeSettingsError::LogLevel(v.into()))?
-            }
+            (None, Some(v)) => clamp_log_level(v.parse::<i64>().map_err(|_| NodeSettingsError::LogLevel(v.into()))?),
             (None, None) => DEFAULT_LOG_LEVEL,
         };
         let cpu_limit_percent = match (flags.cpu_limit_percent, file.get("astaire_cpu_limit_percentage")) {
@@ -87,9 +85,15 @@ impl NodeSettings {
             (None, Some(ip)) => HostPort::joined(ip, MEMCACHED_PORT),
             (None, None) => return Err(NodeSettingsError::NoLocalName),
         };
-        HostPort::parse(&local_name, Role::Server).map_err(NodeSettingsError::LocalName)?;
+        let local_name = HostPort::local_name(&local_name).map_err(NodeSettingsError::LocalName)?;
         Ok(NodeSettings { local_name, log_level, cpu_limit_percent, inform: inform(flags, file)? })
     }
+}
+
+/// Log levels outside 0..5 are the nearest end, as the original daemon
+/// took them.
+pub fn clamp_log_level(level: i64) -> u8 {
+    level.clamp(0, 5) as u8
 }
 
 /// The alarm receivers and community, from the flags or the file.
@@ -143,16 +147,32 @@ mod tests {
     }
 
     #[test]
-    fn an_ipv6_local_ip_is_bracketed() {
+    fn an_ipv6_local_ip_is_bracketed_and_a_hostname_kept() {
         let s = NodeSettings::resolve(&NodeFlags::default(), &file("local_ip=fd00::5\n")).unwrap();
         assert_eq!(s.local_name, "[fd00::5]:11211");
+        let s = NodeSettings::resolve(&NodeFlags::default(), &file("local_ip=vellum-1.example\n")).unwrap();
+        assert_eq!(s.local_name, "vellum-1.example:11211");
+        let flags = NodeFlags { local_name: Some("fd00::5:11211".into()), ..NodeFlags::default() };
+        assert_eq!(NodeSettings::resolve(&flags, &Config::default()).unwrap().local_name, "[fd00::5]:11211");
+    }
+
+    #[test]
+    fn log_levels_out_of_range_are_clamped_as_the_original_did() {
+        let level =
+            |v: &str| NodeSettings::resolve(&NodeFlags::default(), &file(&format!("local_ip=a\nlog_level={v}\n")));
+        assert_eq!(level("9").unwrap().log_level, 5);
+        assert_eq!(level("-3").unwrap().log_level, 0);
+        assert_eq!(level("3").unwrap().log_level, 3);
     }
 
     #[test]
     fn bad_values_are_named() {
         let none = NodeFlags::default();
         let err = |text: &str| NodeSettings::resolve(&none, &file(text)).unwrap_err().to_string();
-        assert_eq!(err("local_ip=10.0.0.1\nlog_level=9\n"), "log_level \"9\" in the configuration is not 0..5");
+        assert_eq!(
+            err("local_ip=10.0.0.1\nlog_level=high\n"),
+            "log_level \"high\" in the configuration is not a number"
+        );
         assert_eq!(
             err("local_ip=10.0.0.1\nastaire_cpu_limit_percentage=lots\n"),
             "astaire_cpu_limit_percentage \"lots\" is not a number"

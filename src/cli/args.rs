@@ -19,10 +19,11 @@ use std::path::PathBuf;
     )
 )]
 pub struct Cli {
-    /// 0 error, 1 warning, 2 status (default), 3 info, 4 verbose, 5 debug.
-    /// The daemon also reads log_level from its configuration file.
-    #[arg(long, global = true, value_parser = clap::value_parser!(u8).range(0..=5))]
-    pub log_level: Option<u8>,
+    /// 0 error, 1 warning, 2 status (default), 3 info, 4 verbose, 5 debug
+    /// (others are taken as the nearest). The daemon also reads log_level
+    /// from its configuration file.
+    #[arg(long, global = true, allow_negative_numbers = true, overrides_with = "log_level")]
+    pub log_level: Option<i64>,
     /// Log to files in this directory (rotated daily) instead of stderr.
     #[arg(long, global = true, value_name = "DIR")]
     pub log_file: Option<PathBuf>,
@@ -188,8 +189,16 @@ pub struct WaitArgs {
     #[command(flatten)]
     pub control: ControlArgs,
     /// Give up after this many seconds (exit 2).
-    #[arg(long)]
+    #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
+    /// Give up once the daemon's progress has not moved for this many
+    /// seconds (exit 2); the init script's wait-sync uses 600.
+    #[arg(long, value_name = "SECONDS")]
+    pub stuck_after: Option<f64>,
+    /// Judge only after this many seconds, so a reload still on its way
+    /// is waited for (the init script uses 2, as the original did).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    pub grace: f64,
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,

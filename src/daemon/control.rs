@@ -109,44 +109,119 @@ pub async fn query(path: &Path) -> Result<Status, Unreachable> {
     tokio::time::timeout(Duration::from_secs(5), ask).await.map_err(|_| fail("no answer in 5 s".into()))?
 }
 
-/// Waits until every resync requested before this call has finished, and
-/// none is running or pending; prints progress with `report`.
-pub async fn wait_sync(path: &Path, timeout: Option<Duration>, mut report: impl FnMut(&Status)) -> WaitExit {
-    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-    let first = match query(path).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("astaire: {e}");
-            return WaitExit::Unreachable;
+/// When `wait-sync` gives up.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WaitLimits {
+    /// Give up this long after starting, progress or not.
+    pub timeout: Option<Duration>,
+    /// Give up once the daemon's progress has not moved for this long.
+    pub stuck_after: Option<Duration>,
+    /// Wait this long before the first judgement (a reload sent without
+    /// waiting for delivery, as `service` does when systemd is degraded,
+    /// may reach the daemon after `wait-sync` has started).
+    pub grace: Duration,
+}
+
+/// What `wait-sync` makes of the daemon's answers, one after another. Pure.
+#[derive(Debug)]
+pub struct Waiter {
+    limits: WaitLimits,
+    /// The generation to wait for: the newest request when the wait began.
+    target: Option<u64>,
+    started: Duration,
+    /// The progress last seen, and when it last moved.
+    seen: Option<(ProgressMark, Duration)>,
+}
+
+/// Everything that moves while the daemon works.
+type ProgressMark = (u64, u64, Option<Kind>, Option<Kind>, Option<(u64, u64, u64)>);
+
+/// A verdict of [`Waiter::judge`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Wait,
+    Done(WaitExit),
+    /// Gave up; why.
+    GaveUp(String),
+}
+
+impl Waiter {
+    /// A wait starting at `now` (any clock, as long as it is the one
+    /// `judge` is given).
+    pub fn new(limits: WaitLimits, now: Duration) -> Waiter {
+        Waiter { limits, target: None, started: now, seen: None }
+    }
+
+    /// Whether the grace is over, so the daemon's answers count.
+    pub fn judging(&self, now: Duration) -> bool {
+        now.saturating_sub(self.started) >= self.limits.grace
+    }
+
+    /// The verdict on the daemon's answer `status`, read at `now`.
+    pub fn judge(&mut self, status: &Status, now: Duration) -> Verdict {
+        if !self.judging(now) {
+            return Verdict::Wait;
         }
-    };
-    let target = first.requested;
-    let mut status = first;
-    let mut last_report = tokio::time::Instant::now() - Duration::from_secs(60);
-    loop {
+        let target = *self.target.get_or_insert(status.requested);
         if status.settled(target) {
-            report(&status);
-            return match &status.last {
+            return Verdict::Done(match &status.last {
                 Some(last) if !last.success => WaitExit::Failed,
                 _ => WaitExit::Succeeded,
-            };
+            });
         }
-        if last_report.elapsed() >= Duration::from_secs(1) {
-            report(&status);
-            last_report = tokio::time::Instant::now();
+        let mark = (
+            status.requested,
+            status.completed,
+            status.running,
+            status.pending,
+            status.progress.as_ref().map(|p| (p.pairs_done, p.entries, p.bytes)),
+        );
+        let moved_at = match self.seen.take() {
+            Some((before, at)) if before == mark => at,
+            _ => now,
+        };
+        self.seen = Some((mark, moved_at));
+        if let Some(limit) = self.limits.stuck_after.filter(|l| now.saturating_sub(moved_at) >= *l) {
+            return Verdict::GaveUp(format!("no progress for {} s", limit.as_secs()));
         }
-        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-            eprintln!("astaire: wait-sync timed out: {}", status.summary());
-            return WaitExit::TimedOut;
+        if let Some(limit) = self.limits.timeout.filter(|l| now.saturating_sub(self.started) >= *l) {
+            return Verdict::GaveUp(format!("timed out after {} s", limit.as_secs_f64()));
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        status = match query(path).await {
+        Verdict::Wait
+    }
+}
+
+/// Waits until every resync requested before this call (and its grace)
+/// has finished, and none is running or pending; prints progress with
+/// `report`.
+pub async fn wait_sync(path: &Path, limits: WaitLimits, mut report: impl FnMut(&Status)) -> WaitExit {
+    let clock = tokio::time::Instant::now();
+    let mut waiter = Waiter::new(limits, Duration::ZERO);
+    let mut last_report = None::<tokio::time::Instant>;
+    loop {
+        let status = match query(path).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("astaire: {e}");
                 return WaitExit::Unreachable;
             }
         };
+        match waiter.judge(&status, clock.elapsed()) {
+            Verdict::Done(exit) => {
+                report(&status);
+                return exit;
+            }
+            Verdict::GaveUp(why) => {
+                eprintln!("astaire: wait-sync gave up ({why}): {}", status.summary());
+                return WaitExit::TimedOut;
+            }
+            Verdict::Wait => {}
+        }
+        if last_report.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+            report(&status);
+            last_report = Some(tokio::time::Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -227,6 +302,71 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn status(requested: u64, completed: u64, running: bool, done: u64, last_ok: Option<bool>) -> Status {
+        Status {
+            state: if running { "resyncing" } else { "idle" }.into(),
+            local_name: "n:1".into(),
+            member: true,
+            requested,
+            completed,
+            running: running.then_some(Kind::Minimal),
+            pending: None,
+            last: last_ok.map(|success| Outcome {
+                generation: completed,
+                kind: Kind::Minimal,
+                success,
+                error: None,
+                failed_vbuckets: Vec::new(),
+                keys_landed: 0,
+                seconds: 0.0,
+            }),
+            progress: running.then_some(ProgressStatus { pairs: 10, pairs_done: done, entries: done, bytes: 0 }),
+            tasks: 0,
+        }
+    }
+
+    const fn s(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn the_wait_ends_with_the_resync_it_began_with_and_its_result() {
+        let mut w = Waiter::new(WaitLimits::default(), s(0));
+        assert_eq!(w.judge(&status(2, 1, true, 3, Some(true)), s(0)), Verdict::Wait);
+        assert_eq!(w.judge(&status(2, 2, false, 0, Some(false)), s(1)), Verdict::Done(WaitExit::Failed));
+        let mut w = Waiter::new(WaitLimits::default(), s(0));
+        assert_eq!(w.judge(&status(2, 2, false, 0, Some(true)), s(0)), Verdict::Done(WaitExit::Succeeded));
+    }
+
+    #[test]
+    fn nothing_is_judged_during_the_grace() {
+        let limits = WaitLimits { grace: s(2), ..WaitLimits::default() };
+        let mut w = Waiter::new(limits, s(10));
+        // Idle before the reload lands: not taken as done.
+        assert_eq!(w.judge(&status(1, 1, false, 0, Some(true)), s(11)), Verdict::Wait);
+        // The reload landed: its generation is the one waited for.
+        assert_eq!(w.judge(&status(2, 1, true, 0, Some(true)), s(12)), Verdict::Wait);
+        assert_eq!(w.judge(&status(2, 2, false, 0, Some(true)), s(13)), Verdict::Done(WaitExit::Succeeded));
+    }
+
+    #[test]
+    fn a_stuck_resync_is_given_up_but_a_slow_one_that_moves_is_not() {
+        let limits = WaitLimits { stuck_after: Some(s(600)), ..WaitLimits::default() };
+        let mut w = Waiter::new(limits, s(0));
+        for t in 0..30 {
+            // Moving by one pair every 100 s: never stuck.
+            assert_eq!(w.judge(&status(1, 0, true, t, None), s(t * 100)), Verdict::Wait, "{t}");
+        }
+        assert_eq!(w.judge(&status(1, 0, true, 29, None), s(2900 + 599)), Verdict::Wait);
+        assert_eq!(
+            w.judge(&status(1, 0, true, 29, None), s(2900 + 600)),
+            Verdict::GaveUp("no progress for 600 s".into())
+        );
+        let mut w = Waiter::new(WaitLimits { timeout: Some(s(5)), ..WaitLimits::default() }, s(0));
+        assert_eq!(w.judge(&status(1, 0, true, 1, None), s(4)), Verdict::Wait);
+        assert!(matches!(w.judge(&status(1, 0, true, 2, None), s(5)), Verdict::GaveUp(_)));
+    }
     use std::os::unix::fs::FileTypeExt;
 
     /// Issue 15: `bind` removed any file at the path that did not answer.
