@@ -3,7 +3,8 @@
 # With --install-check (CI, as root): installs it with dpkg -i, checks the
 # installed files, the user and `astaire --version`, runs the README's SNMP
 # set-up with the installed snippet (stock snmpd.conf, snmpd as Debian-snmp,
-# the daemon as astaire, a private UDP port), then purges it.
+# the daemon as astaire, a private UDP port) and the seeds' procedure on a
+# Clearwater node's files (scripts/clearwater-node-check.sh), then purges it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -84,5 +85,13 @@ esac
 perms=$(stat -c '%U:%G %a' /var/agentx/master)
 [ "$perms" = "Debian-snmp:astaire 660" ] || fail "/var/agentx/master is $perms"
 
+for f in /etc/init.d/astaire /usr/share/clearwater/infrastructure/scripts/reload/memcached/astaire_reload \
+         /usr/share/clearwater/infrastructure/scripts/restart/astaire_restart; do
+    [ -x "$f" ] || fail "$f missing or not executable"
+done
+# The seeds' procedure through `service astaire …` on Clearwater's files.
+scripts/clearwater-node-check.sh
+
 echo "package check passed: $version, $(du -h "$deb" | cut -f1) package, files, user, unit and MIB in place;" \
-    "the stock snmpd with the shipped snippet serves the counters to 'public' from a daemon run as astaire ($perms socket)"
+    "the stock snmpd with the shipped snippet serves the counters to 'public' from a daemon run as astaire ($perms socket);" \
+    "the init script and hooks drive a 3→4 and a 4→3 on a Clearwater node's files"
