@@ -135,6 +135,57 @@ async fn walk_and_bulkwalk_return_the_same_rows_with_the_specified_indexes() {
     agent.shutdown().await;
 }
 
+/// Every Astaire object, by the name Clearwater's PROJECT-CLEARWATER-MIB
+/// gives it, resolves to its OID (`shared/spec/snmp.md`): scalars, tables,
+/// entries, index columns and the conformance group.
+#[test]
+fn every_astaire_object_resolves_by_its_clearwater_name() {
+    let objects: [(&str, &str); 28] = [
+        ("astaire", ""),
+        ("astaireBucketsNeedingResync", ".1"),
+        ("astaireBucketsResynchronized", ".2"),
+        ("astaireEntriesResynchronized", ".3"),
+        ("astaireDataResynchronized", ".4"),
+        ("astaireBandwidthTable", ".5"),
+        ("astaireBandwidthEntry", ".5.1"),
+        ("astaireBandwidthScope", ".5.1.1"),
+        ("astaireBandwidth", ".5.1.2"),
+        ("astaireConnectionTable", ".6"),
+        ("astaireConnectionEntry", ".6.1"),
+        ("astaireConnectionInetAddrType", ".6.1.1"),
+        ("astaireConnectionInetAddr", ".6.1.2"),
+        ("astaireConnectionInetPort", ".6.1.3"),
+        ("astaireConnectionBucketsNeedingResync", ".6.1.4"),
+        ("astaireConnectionBucketsResynchronized", ".6.1.5"),
+        ("astaireConnectionBucketTable", ".7"),
+        ("astaireConnectionBucketEntry", ".7.1"),
+        ("astaireConnectionBucketInetAddrType", ".7.1.1"),
+        ("astaireConnectionBucketInetAddr", ".7.1.2"),
+        ("astaireConnectionBucketInetPort", ".7.1.3"),
+        ("astaireConnectionBucketId", ".7.1.4"),
+        ("astaireConnectionBucketEntriesResynchronized", ".7.1.5"),
+        ("astaireConnectionBucketDataResynchronized", ".7.1.6"),
+        ("astaireConnectionBucketBandwidthTable", ".8"),
+        ("astaireConnectionBucketBandwidthEntry", ".8.1"),
+        ("astaireConnectionBucketBandwidthScope", ".8.1.5"),
+        ("astaireConnectionBucketBandwidth", ".8.1.6"),
+    ];
+    let dirs = format!("{}:{}", snmpd::shared_mibs().display(), snmpd::project_mibs().display());
+    let names: Vec<String> = objects.iter().map(|(n, _)| format!("PROJECT-CLEARWATER-MIB::{n}")).collect();
+    let out = std::process::Command::new("snmptranslate")
+        .args(["-M", &dirs, "-m", "PROJECT-CLEARWATER-MIB", "-On"])
+        .args(&names)
+        .arg("PROJECT-CLEARWATER-MIB::astaireGroup")
+        .env("MIBS", "")
+        .output()
+        .expect("snmptranslate");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let got: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    let mut expected: Vec<String> = objects.iter().map(|(_, o)| format!(".1.2.826.0.1.1578918.9.9{o}")).collect();
+    expected.push(".1.2.826.0.1.1578918.9.0.1.8".into());
+    assert_eq!(got, expected, "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn object_names_resolve_with_the_project_mib() {
     let snmpd = Arc::new(Snmpd::start());
