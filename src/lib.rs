@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod exit;
 pub mod memcached;
 pub mod node_settings;
+pub mod pd_log;
 pub mod progress;
 pub mod resync;
 pub mod snmp;

@@ -6,6 +6,7 @@ mod cli;
 
 use astaire::exit::{Exit, WaitExit};
 use astaire::node_settings::{self, NodeFlags, NodeSettings};
+use astaire::pd_log::{PdEvent, PdLog};
 use astaire::resync::{self, Options};
 use astaire::snmp::agentx::{MasterAddress, Subagent, DEFAULT_MASTER};
 use astaire::snmp::inform::AlarmReporter;
@@ -245,11 +246,18 @@ fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) ->
         snmp_ip: args.alarms.snmp_ip.clone(),
         snmp_community: args.alarms.snmp_community.clone(),
     };
+    let pd = match args.pd_log.as_os_str() == "none" {
+        true => PdLog::disabled(),
+        false => PdLog::to(&args.pd_log),
+    };
     let node = match node_settings::load_config(args.alarms.config.as_deref())
         .and_then(|file| NodeSettings::resolve(&flags, &file))
     {
         Ok(node) => node,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => {
+            pd.report(&PdEvent::BadConfiguration(e.to_string()));
+            return fail(e.to_string());
+        }
     };
     if args.daemon {
         if let Err(e) = process::detach() {
@@ -289,6 +297,7 @@ fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) ->
         },
         tag_poll: Duration::from_secs(args.tag_poll.max(1)),
         retry_after: Duration::from_secs(10),
+        pd,
     };
     tracing::info!(
         local = %opts.local_name,

@@ -657,3 +657,55 @@ async fn with_its_memcached_down_at_start_the_daemon_retries_the_full_resync() {
     holds_its_keys(&view(&r.stable), &r.old[0], &items).await;
     assert_eq!(d.stop(), Some(0));
 }
+
+/// The major events reach syslog as Clearwater's PD logs: facility LOCAL7,
+/// ident `astaire[pid]`, `<id> - Description: …`, in the order they
+/// happened: started, a resync started and ended, a reload of a broken
+/// cluster_settings, stopped.
+#[tokio::test(flavor = "multi_thread")]
+async fn major_events_reach_a_syslog_receiver_as_pd_logs() {
+    let r = Resize::three_to_four();
+    load(&view(&r.stable), &plain_items("reg\\\\sip:pd", 300, 1)).await;
+    let live = r.cluster.dir.path().join("cluster_settings_pd");
+    std::fs::copy(&r.resize, &live).unwrap();
+    let receiver = r.cluster.dir.path().join("syslog");
+    let syslog = std::os::unix::net::UnixDatagram::bind(&receiver).unwrap();
+    syslog.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut d = Daemon::start(r.new_node(), &live, &["--no-agentx", "--pd-log", receiver.to_str().unwrap()]);
+    assert_eq!(d.wait_sync(30).0, Some(0), "{}", d.log());
+    std::fs::write(&live, "servers=127.0.0.1:1,\n").unwrap();
+    d.signal(Signal::SIGHUP);
+    assert_eq!(d.wait_sync(10).0, Some(1));
+    let pid = d.pid();
+    assert_eq!(d.stop(), Some(0));
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = syslog.recv(&mut buf) {
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let ids: Vec<(&str, &str)> = got
+        .iter()
+        .map(|m| {
+            let (head, text) = m.split_once(": ").unwrap_or_else(|| panic!("{m}"));
+            (head, text.split(' ').next().unwrap_or_default())
+        })
+        .collect();
+    let (info, err) = (format!("<190>astaire[{pid}]"), format!("<187>astaire[{pid}]"));
+    assert_eq!(
+        ids,
+        [
+            (info.as_str(), "7002"),
+            (info.as_str(), "7006"),
+            (info.as_str(), "7007"),
+            (err.as_str(), "7008"),
+            (err.as_str(), "7003")
+        ],
+        "{got:#?}"
+    );
+    assert!(
+        got[3].contains(&format!("cluster_settings: {}:1:", live.display())),
+        "names the file and line: {}",
+        got[3]
+    );
+    assert!(got.iter().all(|m| m.contains(" @@Cause: ") && m.contains(" @@Action: ")), "{got:#?}");
+}

@@ -167,6 +167,10 @@ pub struct DaemonArgs {
     /// Seconds between restart-tag checks while idle.
     #[arg(long, default_value_t = 10, hide = true)]
     pub tag_poll: u64,
+    /// Where the problem-determination logs go: a syslog socket, or
+    /// `none`.
+    #[arg(long, value_name = "SOCKET", default_value = astaire::pd_log::SYSLOG_SOCKET, overrides_with = "pd_log")]
+    pub pd_log: PathBuf,
 }
 
 #[derive(Args)]

@@ -14,6 +14,7 @@ pub mod control;
 pub mod scheduler;
 
 use crate::exit::Exit;
+use crate::pd_log::{PdEvent, PdLog};
 use crate::resync::{self, Options, ResyncError};
 use crate::snmp::agentx::{AgentConfig, Subagent};
 use crate::snmp::inform::{AlarmReporter, InformConfig};
@@ -65,6 +66,8 @@ pub struct DaemonOptions {
     pub tag_poll: Duration,
     /// How soon a resync that failed on the local node is tried again.
     pub retry_after: Duration,
+    /// Where the major events go (syslog on a node).
+    pub pd: PdLog,
 }
 
 static HUPS: AtomicU64 = AtomicU64::new(0);
@@ -93,6 +96,10 @@ struct Finished {
     outcome: Outcome,
     local_unreachable: bool,
     member: bool,
+    /// The resync's (vbucket, source) pairs: 0 when it had nothing to do.
+    pairs: u64,
+    /// Sources that failed, and why.
+    failed_sources: Vec<(String, String)>,
 }
 
 struct Daemon {
@@ -177,13 +184,14 @@ impl Daemon {
                 keys_landed: 0,
                 seconds: 0.0,
             };
-            let f = Finished { outcome, local_unreachable: false, member };
+            let f = Finished { outcome, local_unreachable: false, member, pairs: 0, failed_sources: Vec::new() };
             Some(tokio::spawn(async move { f }))
         };
         let view = match settings {
             Ok(s) => View::new(&s),
             Err(e) => {
                 error!("invalid cluster settings, nothing changed: {e}");
+                self.opts.pd.report(&PdEvent::InvalidClusterSettings(e.to_string()));
                 return immediate(Some(format!("invalid cluster settings: {e}")), self.member);
             }
         };
@@ -193,8 +201,12 @@ impl Daemon {
             return immediate(None, false);
         }
         let work = view.work_list(&local, kind == Kind::Full);
+        let pairs = work.pairs() as u64;
         if let Some(a) = self.alarms.as_mut() {
             a.resync_started(work.pairs());
+        }
+        if pairs > 0 {
+            self.opts.pd.report(&PdEvent::ResyncStarted { pairs });
         }
         notify_systemd(&[sd_notify::NotifyState::Status(&format!(
             "resyncing ({kind:?}, {} vbuckets)",
@@ -207,14 +219,22 @@ impl Daemon {
             let started = std::time::Instant::now();
             let result = resync::run(&work, &options, &stats).await;
             let seconds = started.elapsed().as_secs_f64();
+            let mut failed_sources = Vec::new();
             let (success, error, failed_vbuckets, keys_landed, local_unreachable) = match result {
-                Ok(report) => (
-                    report.succeeded(),
-                    (!report.succeeded()).then(|| format!("{} vbuckets failed", report.failed_vbuckets.len())),
-                    report.failed_vbuckets.keys().copied().collect(),
-                    report.counts.landed + report.counts.replaced,
-                    false,
-                ),
+                Ok(report) => {
+                    failed_sources = report
+                        .sources
+                        .iter()
+                        .filter_map(|s| s.error.as_ref().map(|e| (s.source.clone(), e.clone())))
+                        .collect();
+                    (
+                        report.succeeded(),
+                        (!report.succeeded()).then(|| format!("{} vbuckets failed", report.failed_vbuckets.len())),
+                        report.failed_vbuckets.keys().copied().collect(),
+                        report.counts.landed + report.counts.replaced,
+                        false,
+                    )
+                }
                 Err(e @ ResyncError::Local(_)) => (false, Some(e.to_string()), vec![], 0, true),
                 Err(e @ ResyncError::Cancelled) => (false, Some(e.to_string()), vec![], 0, false),
             };
@@ -222,6 +242,8 @@ impl Daemon {
                 outcome: Outcome { generation, kind, success, error, failed_vbuckets, keys_landed, seconds },
                 local_unreachable,
                 member: true,
+                pairs,
+                failed_sources,
             }
         }))
     }
@@ -232,6 +254,19 @@ impl Daemon {
         let o = &f.outcome;
         if !o.success {
             warn!(generation = o.generation, kind = ?o.kind, "resync failed: {}", o.error.as_deref().unwrap_or(""));
+        }
+        let pd = &self.opts.pd;
+        for (source, why) in &f.failed_sources {
+            pd.report(&PdEvent::SourceFailed { source: source.clone(), why: why.clone() });
+        }
+        if f.local_unreachable {
+            pd.report(&PdEvent::LocalUnreachable(o.error.clone().unwrap_or_default()));
+        }
+        if !o.failed_vbuckets.is_empty() {
+            pd.report(&PdEvent::ResyncIncomplete { vbuckets: o.failed_vbuckets.len() });
+        }
+        if f.pairs > 0 {
+            pd.report(&PdEvent::ResyncEnded);
         }
         if let Some(a) = self.alarms.as_mut() {
             a.resync_ended();
@@ -264,7 +299,9 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
         (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => return Err(StartError::Signals(e)),
     };
     // The view is loaded before anything else: an invalid file at start is fatal.
-    let view = View::new(&ClusterSettings::load(&opts.cluster_settings)?);
+    let view = View::new(&ClusterSettings::load(&opts.cluster_settings).inspect_err(|e| {
+        opts.pd.report(&PdEvent::InvalidClusterSettings(e.to_string()));
+    })?);
     let listener = control::bind(&opts.control_socket)
         .map_err(|source| StartError::ControlSocket { path: opts.control_socket.clone(), source })?;
     let stats = Stats::new();
@@ -283,6 +320,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
         cancel: Arc::new(AtomicBool::new(false)),
     };
     info!(local = %opts.local_name, member, "astaire daemon started");
+    opts.pd.report(&PdEvent::Started);
 
     // A missing tag at start means the local memcached lost its data while
     // we were not watching: the first resync is full.
@@ -295,6 +333,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
             }
             None => {
                 warn!(local = %opts.local_name, "local memcached unreachable; will retry");
+                opts.pd.report(&PdEvent::LocalUnreachable(format!("{} does not answer", opts.local_name)));
                 d.local_unreachable = true;
                 Kind::Minimal
             }
@@ -378,6 +417,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
                 _ => {
                     if !d.local_unreachable {
                         warn!(local = %opts.local_name, "local memcached unreachable");
+                        opts.pd.report(&PdEvent::LocalUnreachable(format!("{} does not answer", opts.local_name)));
                     }
                     d.local_unreachable = true;
                 }
@@ -422,5 +462,6 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
     }
     let _ = std::fs::remove_file(&opts.control_socket);
     info!("astaire daemon stopped");
+    opts.pd.report(&PdEvent::Ended);
     Ok(())
 }

@@ -23,7 +23,7 @@ impl Daemon {
             .arg(settings)
             .arg("--control-socket")
             .arg(&control)
-            .args(["--config", "/dev/null", "--nice", "0"])
+            .args(["--config", "/dev/null", "--nice", "0", "--pd-log", "none"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log"))
