@@ -21,7 +21,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 fail() {
     echo "clearwater node check FAILED: $*" >&2
-    for f in /var/log/astaire/astaire.log*; do [ -e "$f" ] && tail -n 20 "$f" >&2; done
+    for f in /var/log/astaire/astaire_current.txt /var/log/astaire/astaire_err.log; do
+        if [ -e "$f" ]; then tail -n 20 "$f" >&2; fi
+    done
     exit 1
 }
 say() { echo "clearwater node check: $*"; }
@@ -170,4 +172,8 @@ grep -q "no progress for 3 s" "$work/wait.txt" || fail "wait-sync did not say wh
 say "wait-sync on hung sources gave up after $took s (exit 2: no progress for 3 s)"
 
 service astaire stop
+# Clearwater's log names, which the node's cleanup and its operators know.
+[ -L /var/log/astaire/astaire_current.txt ] || fail "no /var/log/astaire/astaire_current.txt"
+grep -q "Status .*astaire daemon started" /var/log/astaire/astaire_current.txt || fail "no start line in astaire_current.txt"
+[ -e /var/log/astaire/astaire_err.log ] || fail "no /var/log/astaire/astaire_err.log"
 say "passed: service start/status/reload/wait-sync/stop/full-resync, the reload hook, a 3→4 and a 4→3 on Clearwater's files"

@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod config;
 pub mod daemon;
 pub mod exit;
+pub mod log_files;
 pub mod memcached;
 pub mod node_settings;
 pub mod pd_log;

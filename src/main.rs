@@ -34,7 +34,8 @@ fn main() -> ExitCode {
         command => {
             // --quiet: warnings and errors only, unless --log-level says otherwise.
             let level = log_level.unwrap_or(if quiet { 1 } else { node_settings::DEFAULT_LOG_LEVEL });
-            let _guard = match process::init_logging(level, cli.log_file.as_deref()) {
+            let max = astaire::log_files::DEFAULT_MAX_DIRECTORY_SIZE;
+            let _guard = match process::init_logging(level, cli.log_file.as_deref(), max) {
                 Ok(guard) => guard,
                 Err(e) => {
                     output::error(e);
@@ -260,7 +261,7 @@ fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) ->
         }
     };
     if args.daemon {
-        if let Err(e) = process::detach() {
+        if let Err(e) = process::detach(log_file.as_deref()) {
             return fail(e);
         }
     }
@@ -270,7 +271,7 @@ fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) ->
         Err(e) => return fail(e),
     };
     process::set_nice(args.nice);
-    let _guard = match process::init_logging(node.log_level, log_file.as_deref()) {
+    let _guard = match process::init_logging(node.log_level, log_file.as_deref(), node.max_log_directory_size) {
         Ok(guard) => guard,
         Err(e) => return fail(e),
     };

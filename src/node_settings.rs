@@ -28,6 +28,8 @@ pub enum NodeSettingsError {
     CpuLimitNotANumber(String),
     #[error("CPU limit {0} is not a percentage (0-100; 0 disables it)")]
     CpuLimitOutOfRange(f64),
+    #[error("max_log_directory_size {0:?} is not a number of bytes")]
+    MaxLogDirectorySize(String),
     #[error("no --local-name and no local_ip in the configuration")]
     NoLocalName,
     #[error("local name: {0}")]
@@ -53,6 +55,8 @@ pub struct NodeSettings {
     pub log_level: u8,
     /// 0 disables the limit.
     pub cpu_limit_percent: f64,
+    /// The log directory's limit (`max_log_directory_size`).
+    pub max_log_directory_size: u64,
     pub inform: InformConfig,
 }
 
@@ -86,7 +90,17 @@ impl NodeSettings {
             (None, None) => return Err(NodeSettingsError::NoLocalName),
         };
         let local_name = HostPort::local_name(&local_name).map_err(NodeSettingsError::LocalName)?;
-        Ok(NodeSettings { local_name, log_level, cpu_limit_percent, inform: inform(flags, file)? })
+        let max_log_directory_size = match file.get("max_log_directory_size") {
+            Some(v) => v.parse::<u64>().map_err(|_| NodeSettingsError::MaxLogDirectorySize(v.into()))?,
+            None => crate::log_files::DEFAULT_MAX_DIRECTORY_SIZE,
+        };
+        Ok(NodeSettings {
+            local_name,
+            log_level,
+            cpu_limit_percent,
+            max_log_directory_size,
+            inform: inform(flags, file)?,
+        })
     }
 }
 

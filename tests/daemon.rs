@@ -8,6 +8,7 @@ use common::snmpd::{parse, Snmpd};
 use common::snmptrapd::Snmptrapd;
 use common::*;
 use nix::sys::signal::Signal;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const A: &str = ".1.2.826.0.1.1578918.9.9";
@@ -484,11 +485,21 @@ async fn notifies_systemd_and_logs_to_a_directory() {
     assert_eq!(nice, "10", "{stat}");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
-    let files: Vec<_> = std::fs::read_dir(&logs).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(files.len(), 1, "{files:?}");
-    let log = std::fs::read_to_string(&files[0]).unwrap();
-    assert!(files[0].file_name().unwrap().to_string_lossy().starts_with("astaire.log."), "rotated name: {files:?}");
+    // Clearwater's names: the hour's file, and astaire_current.txt to it.
+    let mut files: Vec<String> =
+        std::fs::read_dir(&logs).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let hour = &files[0];
+    assert!(hour.starts_with("astaire_20") && hour.ends_with("0000Z.txt") && hour.len() == 28, "{files:?}");
+    assert_eq!(files[1], "astaire_current.txt");
+    assert_eq!(std::fs::read_link(logs.join("astaire_current.txt")).unwrap(), Path::new(&format!("./{hour}")));
+    let log = std::fs::read_to_string(logs.join(hour)).unwrap();
     assert!(log.contains("astaire daemon started") && log.contains("astaire daemon stopped"), "{log}");
+    let line = log.lines().find(|l| l.contains("astaire daemon started")).unwrap();
+    let (date, rest) = line.split_at(23);
+    assert!(date.as_bytes()[2] == b'-' && date.as_bytes()[5] == b'-' && date.as_bytes()[10] == b' ', "{line}");
+    assert!(rest.starts_with(" UTC [") && rest.contains("] Status src/daemon/mod.rs:"), "{line}");
 }
 
 /// The local memcached restarts (empty) in the middle of a resync: that

@@ -57,11 +57,14 @@ fn private_log_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Logs to stderr, or to `DIR/astaire.log.<date>` when a directory is given.
-/// `ASTAIRE_LOG` (an `EnvFilter`) overrides the level.
+/// Logs to stderr, or when a directory is given to Clearwater's hourly
+/// files there (`astaire_YYYYMMDDTHH0000Z.txt`, `astaire_current.txt`,
+/// trimmed to `max_directory_size`). `ASTAIRE_LOG` (an `EnvFilter`)
+/// overrides the level.
 pub fn init_logging(
     level: u8,
     dir: Option<&Path>,
+    max_directory_size: u64,
 ) -> Result<Option<tracing_appender::non_blocking::WorkerGuard>, String> {
     let filter = match level {
         0 => "error",
@@ -75,9 +78,14 @@ pub fn init_logging(
     match dir {
         Some(dir) => {
             private_log_dir(dir)?;
-            let appender = tracing_appender::rolling::daily(dir, "astaire.log");
-            let (writer, guard) = tracing_appender::non_blocking(appender);
-            tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(false).init();
+            let files = astaire::log_files::HourlyFiles::new(dir, max_directory_size);
+            let (writer, guard) = tracing_appender::non_blocking(files);
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(writer)
+                .with_ansi(false)
+                .event_format(astaire::log_files::ClearwaterFormat)
+                .init();
             super::output::log_goes_to_files();
             Ok(Some(guard))
         }
@@ -140,9 +148,27 @@ pub fn set_nice(nice: i32) {
     }
 }
 
-/// Detaches from the terminal (the init script's `--daemon`).
-pub fn detach() -> Result<(), String> {
-    nix::unistd::daemon(true, false).map_err(|e| format!("cannot detach: {e}"))
+/// Detaches from the terminal (the init script's `--daemon`). With a log
+/// directory, what would still reach stdout and stderr (a panic, say) goes
+/// to `astaire_out.log` and `astaire_err.log` there, as on a Clearwater node.
+pub fn detach(log_dir: Option<&Path>) -> Result<(), String> {
+    nix::unistd::daemon(true, false).map_err(|e| format!("cannot detach: {e}"))?;
+    let Some(dir) = log_dir else { return Ok(()) };
+    private_log_dir(dir)?;
+    for (name, fd) in [("astaire_out.log", libc::STDOUT_FILENO), ("astaire_err.log", libc::STDERR_FILENO)] {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = dir.join(name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        nix::unistd::dup2(file.as_raw_fd(), fd).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// The number of cores the CPU limit is a share of.
