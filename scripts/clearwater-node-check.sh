@@ -172,6 +172,41 @@ grep -q "no progress for 3 s" "$work/wait.txt" || fail "wait-sync did not say wh
 say "wait-sync on hung sources gave up after $took s (exit 2: no progress for 3 s)"
 
 service astaire stop
+
+# --- signaling_namespace: the daemon runs in the node's signalling namespace
+if ip netns add astaire-node-check 2>/dev/null; then
+    netns_cleanup() { ip netns pids astaire-node-check 2>/dev/null | xargs -r kill; ip netns del astaire-node-check 2>/dev/null || true; }
+    ip netns exec astaire-node-check ip link set lo up
+    ip netns exec astaire-node-check memcached -u "$user" -l 127.0.0.1 -p 11211 -U 0 -m 64 -d -P "$pids/memcached-ns.pid"
+    for _ in $(seq 50); do [ -s "$pids/memcached-ns.pid" ] && break; sleep 0.1; done
+    # Outside the namespace 127.0.0.1:11211 is node 1's memcached, emptied:
+    # a daemon not in the namespace would write its restart tag there.
+    exec 3<>/dev/tcp/127.0.0.1/11211
+    printf 'flush_all\r\nquit\r\n' >&3
+    cat <&3 >/dev/null
+    exec 3<&-
+    node_is 127.0.0.1
+    echo "signaling_namespace=astaire-node-check" >>/etc/clearwater/local_config
+    cluster_settings "$(nodes 1)"
+    [ "$(astaire node-config signaling_namespace)" = astaire-node-check ] || { netns_cleanup; fail "node-config"; }
+    service astaire start || { netns_cleanup; fail "start in the namespace"; }
+    service astaire wait-sync >"$work/wait.txt" 2>&1 || { netns_cleanup; fail "wait-sync in the namespace: $(cat "$work/wait.txt")"; }
+    tag() { # the restart tag in the memcached at 127.0.0.1:11211 of namespace $1 (empty: the root one)
+        # shellcheck disable=SC2016 # expanded by the inner shell
+        ${1:+ip netns exec $1} bash -c 'exec 3<>/dev/tcp/127.0.0.1/11211; printf "mg %s v\r\nquit\r\n" "$1" >&3; cat <&3' \
+            _ 'astaire\\tag'
+    }
+    in_ns=$(tag astaire-node-check)
+    outside=$(tag "")
+    service astaire stop
+    netns_cleanup
+    case "$in_ns" in VA*) ;; *) fail "no restart tag in the namespace's memcached: $in_ns" ;; esac
+    case "$outside" in VA*) fail "the daemon wrote to the root namespace's memcached" ;; esac
+    say "signaling_namespace: the daemon ran in it (its tag is in the namespace's memcached only)"
+else
+    say "signaling_namespace: skipped (this machine cannot make network namespaces)"
+fi
+
 # Clearwater's log names, which the node's cleanup and its operators know.
 [ -L /var/log/astaire/astaire_current.txt ] || fail "no /var/log/astaire/astaire_current.txt"
 grep -q "Status .*astaire daemon started" /var/log/astaire/astaire_current.txt || fail "no start line in astaire_current.txt"

@@ -13,7 +13,9 @@ use astaire::snmp::inform::AlarmReporter;
 use astaire::stats::Stats;
 use astaire::view::{ClusterSettings, View, WorkList};
 use clap::Parser;
-use cli::args::{AlarmArgs, Cli, Cluster, Command, DaemonArgs, PlanArgs, ResyncArgs, StatusArgs, Target, WaitArgs};
+use cli::args::{
+    AlarmArgs, Cli, Cluster, Command, DaemonArgs, NodeConfigArgs, PlanArgs, ResyncArgs, StatusArgs, Target, WaitArgs,
+};
 use cli::{output, process};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
                     Command::Verify(target) => verify(target).await.code(),
                     Command::Status(args) => status(args).await.code(),
                     Command::WaitSync(args) => wait_sync(args).await.code(),
+                    Command::NodeConfig(args) => node_config(args).code(),
                     Command::Daemon(_) => unreachable!("handled above"),
                 }
             })
@@ -166,6 +169,22 @@ async fn resync(args: ResyncArgs) -> Exit {
             } else {
                 Exit::Incomplete
             }
+        }
+    }
+}
+
+fn node_config(args: NodeConfigArgs) -> Exit {
+    match node_settings::load_config(args.config.as_deref()) {
+        Ok(file) => match file.get(&args.key) {
+            Some(value) => {
+                println!("{value}");
+                Exit::Ok
+            }
+            None => Exit::Incomplete,
+        },
+        Err(e) => {
+            output::error(e);
+            Exit::Usage
         }
     }
 }

@@ -77,9 +77,13 @@ async fn an_absent_master_does_not_stop_the_resync() {
     load(&view(&stable), &plain_items("reg\\\\sip:nomaster", 500, 1)).await;
     let refused = RefusedPort::new();
     let nobody = format!("tcp:{}", refused.address());
-    let out = resync_cli(&all[3], &resize, &["--agentx", &nobody]);
+    // Slowed to about 2 s, so the subagent tries to connect several times
+    // (200 ms, 400 ms, 800 ms …) while the resync runs.
+    let out = resync_cli(&all[3], &resize, &["--agentx", &nobody, "--bandwidth-limit", "15000", "--log-level", "4"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("result: complete"), "{}", text(&out));
+    let tries = text(&out).matches("AgentX connect failed").count();
+    assert!(tries >= 3, "retried while the resync ran: {tries} tries: {}", text(&out));
     assert_eq!(text(&out).matches("AgentX master not reachable").count(), 1, "said once, quietly: {}", text(&out));
 }
 

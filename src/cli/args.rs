@@ -47,6 +47,19 @@ pub enum Command {
     /// Wait until the daemon has no resync running or pending. Exit 0 when
     /// the last one succeeded, 1 failed, 2 timeout, 3 daemon unreachable.
     WaitSync(WaitArgs),
+    /// Print one setting of the node's configuration as Astaire reads it
+    /// (for init scripts); exit 1 when it is not set, 2 when the
+    /// configuration is invalid.
+    NodeConfig(NodeConfigArgs),
+}
+
+#[derive(Args)]
+pub struct NodeConfigArgs {
+    /// The setting, e.g. signaling_namespace.
+    pub key: String,
+    /// The configuration file (default /etc/clearwater/config).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// This node and its cluster.

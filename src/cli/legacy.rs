@@ -2,7 +2,7 @@
 //! positional `astaire HOST:PORT CLUSTER_SETTINGS` runs `resync`, and the
 //! original daemon's options without a subcommand run `daemon`.
 
-const COMMANDS: [&str; 7] = ["resync", "plan", "verify", "daemon", "status", "wait-sync", "help"];
+const COMMANDS: [&str; 8] = ["resync", "plan", "verify", "daemon", "status", "wait-sync", "node-config", "help"];
 /// The original daemon's options: any of them without a subcommand means `daemon`.
 const DAEMON_OPTIONS: [&str; 3] = ["--cluster-settings-file", "--pidfile", "--daemon"];
 /// Options that may come before the positional pair and take a value.
