@@ -172,6 +172,13 @@ grep -q "no progress for 3 s" "$work/wait.txt" || fail "wait-sync did not say wh
 say "wait-sync on hung sources gave up after $took s (exit 2: no progress for 3 s)"
 
 service astaire stop
+# The reload hook leaves a stopped daemon stopped; the restart hook, without
+# systemd, stops it for the node's monit to start again.
+/usr/share/clearwater/infrastructure/scripts/reload/memcached/astaire_reload || fail "reload hook with no daemon"
+service astaire status >/dev/null && fail "the reload hook started a stopped daemon"
+service astaire start
+/usr/share/clearwater/infrastructure/scripts/restart/astaire_restart
+service astaire status >/dev/null && fail "still running after the restart hook (no systemd: it stops)"
 
 # --- signaling_namespace: the daemon runs in the node's signalling namespace
 if ip netns add astaire-node-check 2>/dev/null; then
@@ -211,4 +218,4 @@ fi
 [ -L /var/log/astaire/astaire_current.txt ] || fail "no /var/log/astaire/astaire_current.txt"
 grep -q "Status .*astaire daemon started" /var/log/astaire/astaire_current.txt || fail "no start line in astaire_current.txt"
 [ -e /var/log/astaire/astaire_err.log ] || fail "no /var/log/astaire/astaire_err.log"
-say "passed: service start/status/reload/wait-sync/stop/full-resync, the reload hook, a 3→4 and a 4→3 on Clearwater's files"
+say "passed: service start/status/reload/wait-sync/stop/full-resync, both hooks, signaling_namespace, the log files, a 3→4 and a 4→3 on Clearwater's files"
