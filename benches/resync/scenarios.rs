@@ -34,21 +34,10 @@ pub fn load(settings: &Path, keys: u64, size: usize) {
     assert_eq!(m.code, 0, "loadgen failed");
 }
 
-pub fn astaire(
-    scenario: &str,
-    tool: &str,
-    settings: &Path,
-    local: &str,
-    extra: &[&str],
-    probes: ProbePorts,
-    memcached: &[u32],
-) -> Row {
-    astaire_binary(&bin("astaire"), scenario, tool, settings, local, extra, probes, memcached)
-}
-
-/// [`astaire`] with another build of it.
+/// `binary resync` (this build's is `bin("astaire")`) for the node `local`,
+/// measured, with probes on the ports given.
 #[allow(clippy::too_many_arguments)]
-pub fn astaire_binary(
+pub fn astaire(
     binary: &Path,
     scenario: &str,
     tool: &str,
@@ -235,7 +224,7 @@ pub fn three_to_four_on(nodes: &mut [Memcached], scenario: &str, keys: u64, size
         if rep > 0 {
             nodes[3].restart_empty();
         }
-        ours.push(astaire(&scenario, "astaire", &resize, &names[3], &[], None, &pids(nodes)));
+        ours.push(astaire(&bin("astaire"), &scenario, "astaire", &resize, &names[3], &[], None, &pids(nodes)));
         nodes[3].restart_empty();
         let tool = "ingest ceiling (ms ME q | nc)";
         ceiling.push(replay(&scenario, tool, &ingest, dst, landing.len() as u64, bytes));
@@ -245,11 +234,29 @@ pub fn three_to_four_on(nodes: &mut [Memcached], scenario: &str, keys: u64, size
     // The latency clients see: with the probes running, unthrottled and
     // throttled.
     nodes[3].restart_empty();
-    rows.push(astaire(&scenario, "astaire, probed", &resize, &names[3], &[], Some((src, dst)), &pids(nodes)));
+    rows.push(astaire(
+        &bin("astaire"),
+        &scenario,
+        "astaire, probed",
+        &resize,
+        &names[3],
+        &[],
+        Some((src, dst)),
+        &pids(nodes),
+    ));
     nodes[3].restart_empty();
     let throttled = ["--cpu-limit", "5"];
     let probed = Some((src, dst));
-    rows.push(astaire(&scenario, "astaire --cpu-limit 5", &resize, &names[3], &throttled, probed, &pids(nodes)));
+    rows.push(astaire(
+        &bin("astaire"),
+        &scenario,
+        "astaire --cpu-limit 5",
+        &resize,
+        &names[3],
+        &throttled,
+        probed,
+        &pids(nodes),
+    ));
 
     // The other peers.
     let on_src =
@@ -340,7 +347,7 @@ pub fn version_rows(binary: &str, keys: u64) -> Vec<Row> {
     for _ in 0..repeats() {
         for (v, (tool, args)) in variants.iter().enumerate() {
             nodes[3].restart_empty();
-            runs[v].push(astaire(&scenario, tool, &resize, &names[3], args, None, &pids));
+            runs[v].push(astaire(&bin("astaire"), &scenario, tool, &resize, &names[3], args, None, &pids));
         }
         nodes[3].restart_empty();
         let bytes = landing.len() as u64 * 100;
@@ -372,7 +379,7 @@ pub fn large_value_rows(binary: &str, keys: u64, size: usize) -> Vec<Row> {
     let runs = (0..repeats())
         .map(|_| {
             nodes[3].restart_empty();
-            astaire(&scenario, "astaire", &resize, &names[3], &[], None, &pids)
+            astaire(&bin("astaire"), &scenario, "astaire", &resize, &names[3], &[], None, &pids)
         })
         .collect();
     vec![median(runs)]
@@ -391,7 +398,7 @@ pub fn four_to_three(keys: u64, size: usize) -> Vec<Row> {
     let view = View::new(&ClusterSettings::load(&resize).unwrap());
     let local = (0..3).max_by_key(|i| view.work_list(&names[*i], false).vbuckets.len()).unwrap();
     let pids: Vec<u32> = nodes.iter().map(Memcached::pid).collect();
-    vec![astaire(&scenario, "astaire", &resize, &names[local], &[], None, &pids)]
+    vec![astaire(&bin("astaire"), &scenario, "astaire", &resize, &names[local], &[], None, &pids)]
 }
 
 /// This build against another (`BENCH_AB`, built from an older revision by
@@ -407,7 +414,7 @@ pub fn ab_rows(other: &Path, label: &str, keys: u64) -> Vec<Row> {
     for _ in 0..repeats() {
         for (b, (binary, tool)) in builds.iter().enumerate() {
             nodes[3].restart_empty();
-            runs[b].push(astaire_binary(binary, &scenario, tool, &resize, &names[3], &[], None, &pids));
+            runs[b].push(astaire(binary, &scenario, tool, &resize, &names[3], &[], None, &pids));
         }
     }
     // CPU per key, run by run and as medians: the figure the A/B is for.
