@@ -190,15 +190,22 @@ pub fn three_to_four(keys: u64, size: usize) -> Vec<Row> {
     three_to_four_on(&mut nodes, &scenario, keys, size)
 }
 
-/// The 3→4 rows on `nodes` (three loaded, the fourth joining).
-pub fn three_to_four_on(nodes: &mut [Memcached], scenario: &str, keys: u64, size: usize) -> Vec<Row> {
-    let scenario = scenario.to_owned();
+/// Loads `keys` values of `size` bytes into the first three of `nodes`;
+/// returns the nodes' names and the 3→4 `cluster_settings`.
+fn load_three_of_four(nodes: &[Memcached], keys: u64, size: usize) -> (Vec<String>, PathBuf) {
     let names: Vec<String> = nodes.iter().map(Memcached::name).collect();
     let dir = out_dir();
     let (stable, resize) = (dir.join("cs-stable"), dir.join("cs-resize"));
     write_settings(&stable, &names[..3], None);
     write_settings(&resize, &names[..3], Some(&names));
     load(&stable, keys, size);
+    (names, resize)
+}
+
+/// The 3→4 rows on `nodes` (three loaded, the fourth joining).
+pub fn three_to_four_on(nodes: &mut [Memcached], scenario: &str, keys: u64, size: usize) -> Vec<Row> {
+    let scenario = scenario.to_owned();
+    let (names, resize) = load_three_of_four(nodes, keys, size);
 
     let view = View::new(&ClusterSettings::load(&resize).unwrap());
     let work = view.work_list(&names[3], false);
@@ -305,12 +312,7 @@ pub fn version_cluster(binary: &str, memory: &str, keys: u64, size: usize) -> Ve
     let version = nodes[0].version();
     let scenario = format!("memcached {version}: {keys} keys × {} (3→4)", size_name(size));
     eprintln!("== {scenario}");
-    let names: Vec<String> = nodes.iter().map(Memcached::name).collect();
-    let dir = out_dir();
-    let (stable, resize) = (dir.join("cs-stable"), dir.join("cs-resize"));
-    write_settings(&stable, &names[..3], None);
-    write_settings(&resize, &names[..3], Some(&names));
-    load(&stable, keys, size);
+    let (names, resize) = load_three_of_four(&nodes, keys, size);
     VersionCluster { nodes, version, scenario, names, resize }
 }
 
