@@ -123,6 +123,8 @@ async fn resync(args: ResyncArgs) -> Exit {
     let opts = Options {
         cancel: Some(stop),
         conflict: args.limits.conflict,
+        queue_memory: args.limits.queue_memory,
+        spill_dir: args.limits.spill_dir.clone(),
         batch_keys: args.batch_keys.max(1),
         busy_wait: Duration::from_secs(args.busy_wait),
         dump: args.dump_command,
@@ -310,6 +312,8 @@ fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) ->
         inform_linger: Duration::from_secs(args.alarms.inform_linger),
         resync: Options {
             conflict: args.limits.conflict,
+            queue_memory: args.limits.queue_memory,
+            spill_dir: args.limits.spill_dir.clone(),
             io_timeout: Duration::from_secs(args.io.io_timeout.max(1)),
             bandwidth_limit: args.limits.bandwidth_limit,
             cpu_share: (cpu_limit > 0.0).then(|| astaire::throttle::share_of_one_core(cpu_limit, cores)),

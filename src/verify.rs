@@ -10,6 +10,7 @@ use crate::memcached::{Connection, McError};
 use crate::resync::batch::ItemBatch;
 use crate::resync::dump::dump_keys;
 use crate::resync::fetch::fetch_items;
+use crate::resync::queue::{default_spill_dir, key_queue, QueueBudget};
 use crate::resync::rules::inject_ttl;
 use crate::resync::Options;
 use crate::view::{WorkList, VBUCKETS};
@@ -83,7 +84,8 @@ async fn verify_source(
 ) -> Result<(), McError> {
     let mut fetch = Connection::connect(source, opts.io_timeout).await?;
     let mode = DumpMode::for_version(&fetch.version().await?);
-    let (key_tx, key_rx) = mpsc::unbounded_channel();
+    let budget = QueueBudget::new(opts.queue_memory, opts.spill_dir.clone().unwrap_or_else(default_spill_dir));
+    let (key_tx, key_rx) = key_queue(&budget);
     let (item_tx, mut item_rx) = mpsc::channel(2);
     let dump = {
         let (source, opts, wanted) = (source.to_owned(), opts.clone(), *wanted);

@@ -630,3 +630,41 @@ async fn plan_and_verify_never_write_and_a_resync_writes_only_to_its_local_node(
     assert_eq!(after[..3], before[..3], "the sources were only read");
     assert!(after[3] > before[3] + 500, "the local node was written: {before:?} → {after:?}");
 }
+
+/// Keys waiting to be copied stay within the memory budget: past it they
+/// spill to a file and come back in order. The copy is throttled so the
+/// keys pile up (the dump is never slowed). With a 1 MB budget every key
+/// lands and most of the queue went to disk; the same resync with no
+/// budget spills nothing and peaks higher by most of what the first one
+/// spilled, so it is the bound that kept the first one small.
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_past_the_queue_budget_spill_and_every_key_lands() {
+    let mut r = Resize::three_to_four();
+    let items = plain_items("reg\\\\sip:spill", 300_000, 1);
+    load_fast(&view(&r.stable), &items).await;
+    let expected = expected_for(&view(&r.resize), &r.all[3], &items);
+    let spill_dir = tempfile::tempdir().unwrap();
+    let run = |budget: &str| {
+        let settings = r.resize.to_str().unwrap();
+        let dir = spill_dir.path().to_str().unwrap();
+        let args = ["resync", "--json", "--quiet", "--local-name", &r.all[3], "--cluster-settings", settings];
+        let limits = ["--bandwidth-limit", "8000000", "--queue-memory", budget, "--spill-dir", dir];
+        let (out, rss) = astaire_measured(&args.into_iter().chain(limits).collect::<Vec<_>>());
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (report["spilled_bytes"].as_u64().unwrap(), rss)
+    };
+    let (spilled, bounded_rss) = run("1000000");
+    assert_holds_exactly(&r.all[3], &items, &expected).await;
+    assert!(spilled > 8_000_000, "most of the waiting keys went to disk: {spilled} bytes");
+    assert_eq!(std::fs::read_dir(spill_dir.path()).unwrap().count(), 0, "the spill file is gone");
+
+    r.cluster.nodes[3].restart_empty();
+    let (none, unbounded_rss) = run(&usize::MAX.to_string());
+    assert_holds_exactly(&r.all[3], &items, &expected).await;
+    assert_eq!(none, 0);
+    // The difference is what the budget kept out of memory (KiB).
+    let saved = unbounded_rss - bounded_rss;
+    eprintln!("spilled {spilled} bytes; peak RSS {bounded_rss} KiB bounded, {unbounded_rss} KiB not");
+    assert!(saved * 1024 > spilled as i64 / 2, "peak RSS {bounded_rss} KiB bounded, {unbounded_rss} KiB not");
+}

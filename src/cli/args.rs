@@ -91,6 +91,15 @@ pub struct IoArgs {
 /// How gently the copy runs.
 #[derive(Args)]
 pub struct LimitArgs {
+    /// Memory for keys waiting to be copied (bytes, over the whole
+    /// resync); past it they wait in a spill file.
+    #[arg(long, value_name = "BYTES", default_value_t = astaire::resync::queue::DEFAULT_QUEUE_MEMORY, hide = true)]
+    pub queue_memory: usize,
+    /// Where spill files go (default: $STATE_DIRECTORY, else
+    /// /var/lib/astaire, else the temporary directory). They have no name
+    /// and are gone when the process exits.
+    #[arg(long, value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
     /// Limit the copy to this percentage of the node's total CPU; 0
     /// disables it (daemon default: astaire_cpu_limit_percentage, else 5;
     /// resync: no limit).

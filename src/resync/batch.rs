@@ -71,6 +71,61 @@ impl KeyBatch {
     pub fn iter(&self) -> impl Iterator<Item = BatchKey<'_>> {
         (0..self.len()).map(|i| self.get(i))
     }
+
+    /// The memory this batch holds.
+    pub fn heap_bytes(&self) -> usize {
+        self.buf.capacity() + self.keys.capacity() * std::mem::size_of::<KeyRef>()
+    }
+
+    /// Appends this batch as one record: its length (u64), the key count
+    /// (u32), per key its end (u32), raw length (u16), vbucket, base64 flag
+    /// and digest, then the wire bytes. All little-endian.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0; 8]);
+        out.extend_from_slice(&(self.keys.len() as u32).to_le_bytes());
+        for k in &self.keys {
+            out.extend_from_slice(&k.end.to_le_bytes());
+            out.extend_from_slice(&k.raw_len.to_le_bytes());
+            out.extend_from_slice(&[k.vbucket, u8::from(k.base64)]);
+            out.extend_from_slice(&k.digest);
+        }
+        out.extend_from_slice(&self.buf);
+        let len = (out.len() - start - 8) as u64;
+        if let Some(field) = out.get_mut(start..start + 8) {
+            field.copy_from_slice(&len.to_le_bytes());
+        }
+    }
+
+    /// A batch from a record of [`KeyBatch::write_to`] (without its length);
+    /// `None` if it is not one.
+    pub fn read_from(record: &[u8]) -> Option<KeyBatch> {
+        const REF: usize = 4 + 2 + 2 + 16;
+        let (count, rest) = record.split_first_chunk::<4>()?;
+        let count = u32::from_le_bytes(*count) as usize;
+        let (refs, buf) = rest.split_at_checked(count.checked_mul(REF)?)?;
+        let mut keys = Vec::with_capacity(count);
+        let mut last = 0;
+        for r in refs.chunks_exact(REF) {
+            let (end, r) = r.split_first_chunk::<4>()?;
+            let (raw_len, r) = r.split_first_chunk::<2>()?;
+            let (flags, digest) = r.split_first_chunk::<2>()?;
+            let [vbucket, base64] = *flags;
+            let end = u32::from_le_bytes(*end);
+            if (end as usize) < last || end as usize > buf.len() {
+                return None;
+            }
+            last = end as usize;
+            keys.push(KeyRef {
+                end,
+                raw_len: u16::from_le_bytes(*raw_len),
+                vbucket,
+                base64: base64 != 0,
+                digest: digest.try_into().ok()?,
+            });
+        }
+        (last == buf.len()).then(|| KeyBatch { buf: buf.to_vec(), keys })
+    }
 }
 
 /// Items fetched from a source for a [`KeyBatch`].

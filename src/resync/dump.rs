@@ -6,6 +6,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use super::batch::KeyBatch;
+use super::queue::{KeySender, SpillError};
 use super::Options;
 use crate::backoff::Backoff;
 use crate::memcached::dump::{decode_dump_key, refusal_hint, DumpLine, DumpMode};
@@ -16,7 +17,6 @@ use crate::view::{md5_lanes, vbucket_of};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 /// Keys under this prefix are Astaire's own (the restart tag): never copied.
@@ -40,34 +40,34 @@ pub struct Listing {
 pub struct Later {
     /// The vbuckets this source is listed first for.
     pub primary: VbSet,
-    pub tx: mpsc::UnboundedSender<KeyBatch>,
+    pub tx: KeySender,
 }
 
 /// A batch being filled and the channel it goes to.
 struct Outlet {
     batch: KeyBatch,
     bytes: u64,
-    tx: mpsc::UnboundedSender<KeyBatch>,
+    tx: KeySender,
 }
 
 impl Outlet {
-    fn new(tx: mpsc::UnboundedSender<KeyBatch>, opts: &Options) -> Outlet {
+    fn new(tx: KeySender, opts: &Options) -> Outlet {
         Outlet { batch: KeyBatch::with_capacity(opts.batch_keys), bytes: 0, tx }
     }
 
     /// Sends the batch once full (or when `flush`); false once the
     /// receiver is gone.
-    fn send_if(&mut self, flush: bool, opts: &Options, progress: Option<&ResyncCounters>) -> bool {
+    fn send_if(&mut self, flush: bool, opts: &Options, progress: Option<&ResyncCounters>) -> Result<bool, SpillError> {
         let full = self.batch.len() >= opts.batch_keys || self.bytes >= opts.batch_bytes;
         if self.batch.is_empty() || !(full || flush) {
-            return true;
+            return Ok(true);
         }
         if let Some(p) = progress {
             p.keys_found.fetch_add(self.batch.len() as u64, Ordering::Relaxed);
         }
         self.bytes = 0;
         let batch = std::mem::replace(&mut self.batch, KeyBatch::with_capacity(opts.batch_keys));
-        self.tx.send(batch).is_ok()
+        self.tx.send(batch)
     }
 }
 
@@ -79,7 +79,7 @@ pub async fn dump_keys(
     mode: DumpMode,
     wanted: &VbSet,
     opts: &Options,
-    tx: mpsc::UnboundedSender<KeyBatch>,
+    tx: KeySender,
     later: Option<Later>,
     progress: Option<&ResyncCounters>,
 ) -> Result<Listing, McError> {
@@ -112,7 +112,7 @@ pub async fn dump_keys(
                     .map_err(|source_err| McError::Protocol { server: source.to_owned(), source: source_err })?;
                 sorter.pending.ends.push(sorter.pending.raw.len());
                 sorter.pending.sizes.push(size.unwrap_or(0));
-                if sorter.pending.ends.len() == PENDING && !sorter.sort() {
+                if sorter.pending.ends.len() == PENDING && !sorter.sort()? {
                     return Ok(sorter.listing); // the copy gave up; it reports why
                 }
             }
@@ -126,10 +126,11 @@ pub async fn dump_keys(
         }
     }
     debug!(source, listed = sorter.listing.listed, "dump complete");
-    if sorter.sort() {
-        sorter.now.send_if(true, opts, progress);
+    if sorter.sort()? {
+        let spilled = |e: SpillError| McError::Unexpected { server: source.to_owned(), message: e.to_string() };
+        sorter.now.send_if(true, opts, progress).map_err(spilled)?;
         if let Some(l) = sorter.later.as_mut() {
-            l.send_if(true, opts, progress);
+            l.send_if(true, opts, progress).map_err(spilled)?;
         }
     }
     for (vb, n) in sorter.listing.unmovable.iter().filter(|(_, n)| **n > 1) {
@@ -165,8 +166,9 @@ struct Sorter<'a> {
 }
 
 impl Sorter<'_> {
-    /// Hashes the pending keys and sorts them; false once nobody listens.
-    fn sort(&mut self) -> bool {
+    /// Hashes the pending keys and sorts them; false once nobody listens,
+    /// an error when the keys cannot be queued.
+    fn sort(&mut self) -> Result<bool, McError> {
         let p = &mut self.pending;
         let mut keys: Vec<&[u8]> = Vec::with_capacity(p.ends.len());
         let mut start = 0;
@@ -199,12 +201,14 @@ impl Sorter<'_> {
             }
             self.listing.listed += 1;
             outlet.bytes += u64::from(*size);
-            listening &= outlet.send_if(false, self.opts, self.progress);
+            listening &= outlet
+                .send_if(false, self.opts, self.progress)
+                .map_err(|e| McError::Unexpected { server: self.source.to_owned(), message: e.to_string() })?;
         }
         p.raw.clear();
         p.ends.clear();
         p.sizes.clear();
-        listening
+        Ok(listening)
     }
 }
 

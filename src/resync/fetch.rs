@@ -5,6 +5,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use super::batch::{ItemBatch, KeyBatch};
+use super::queue::KeyReceiver;
 use super::rules::ConflictPolicy;
 use super::source::CopyContext;
 use crate::memcached::proto::{self, Status};
@@ -14,18 +15,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
 use tracing::debug;
 
+/// The next batch of keys, in order (from memory or the spill file).
+async fn next_keys(conn: &Connection, keys: &mut KeyReceiver) -> Result<Option<KeyBatch>, McError> {
+    keys.recv().await.map_err(|e| McError::Unexpected { server: conn.server().to_owned(), message: e.to_string() })
+}
+
 /// Fetches every key of each batch from the source (`mg … f t v u`, one
 /// response per request, matched by position) and passes the items on, in
 /// batches that hold at most about `budget` value bytes ([`fetch_values`]).
 pub async fn fetch_items(
     conn: &mut Connection,
-    mut keys: mpsc::UnboundedReceiver<KeyBatch>,
+    mut keys: KeyReceiver,
     items: mpsc::Sender<ItemBatch>,
     budget: u64,
     cancel: Option<&AtomicBool>,
 ) -> Result<(), McError> {
     let (mut req, mut sizing) = (Vec::new(), FetchSizing::default());
-    while let Some(batch) = keys.recv().await {
+    while let Some(batch) = next_keys(conn, &mut keys).await? {
         let mut todo: Vec<usize> = (0..batch.len()).collect();
         let mut out = ItemBatch::new(batch);
         loop {
@@ -126,8 +132,8 @@ pub enum Step {
 /// add-only not even that); its value is read only when it is newer here.
 pub async fn fetch_for_copy(
     conn: &mut Connection,
-    mut primary: mpsc::UnboundedReceiver<KeyBatch>,
-    mut later: mpsc::UnboundedReceiver<KeyBatch>,
+    mut primary: KeyReceiver,
+    mut later: KeyReceiver,
     ctx: &CopyContext,
     items: mpsc::Sender<Step>,
 ) -> Result<(), McError> {
@@ -137,7 +143,7 @@ pub async fn fetch_for_copy(
     let mut primary_open = true;
     loop {
         let batch = if primary_open {
-            match primary.recv().await {
+            match next_keys(conn, &mut primary).await? {
                 Some(b) => b,
                 None => {
                     primary_open = false;
@@ -150,7 +156,7 @@ pub async fn fetch_for_copy(
                 }
             }
         } else {
-            match later.recv().await {
+            match next_keys(conn, &mut later).await? {
                 Some(b) => b,
                 None => break,
             }
@@ -276,7 +282,8 @@ mod tests {
             let raw = format!("key{i}");
             keys.push(raw.as_bytes(), crate::view::key_digest(raw.as_bytes())).unwrap();
         }
-        let (key_tx, key_rx) = mpsc::unbounded_channel();
+        let budget = crate::resync::queue::QueueBudget::new(1 << 20, std::env::temp_dir());
+        let (key_tx, key_rx) = crate::resync::queue::key_queue(&budget);
         let (item_tx, mut item_rx) = mpsc::channel(1);
         key_tx.send(keys).unwrap();
         drop(key_tx);

@@ -14,6 +14,7 @@ mod fate;
 pub mod fetch;
 pub mod inject;
 pub mod landed;
+pub mod queue;
 pub mod rules;
 pub mod source;
 pub mod tag;
@@ -56,6 +57,11 @@ pub struct Options {
     pub cancel: Option<Arc<AtomicBool>>,
     /// The key listing command; `None` picks by each source's version.
     pub dump: Option<crate::memcached::dump::DumpMode>,
+    /// Memory for keys waiting to be copied, over the whole resync; past it
+    /// they wait in a spill file.
+    pub queue_memory: usize,
+    /// Where spill files go; `None` for [`queue::default_spill_dir`].
+    pub spill_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -70,6 +76,8 @@ impl Default for Options {
             cpu_share: None,
             cancel: None,
             dump: None,
+            queue_memory: queue::DEFAULT_QUEUE_MEMORY,
+            spill_dir: None,
         }
     }
 }
@@ -147,6 +155,8 @@ pub struct Report {
     /// Items the local memcached evicted during the resync: it is too small
     /// for its share (what was evicted is gone from this node).
     pub local_evictions: u64,
+    /// Bytes of keys that waited in a spill file (past `queue_memory`).
+    pub spilled_bytes: u64,
 }
 
 impl Report {
@@ -223,6 +233,10 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
         progress: Some(progress.clone()),
         landed: Landed::new(landed::DEFAULT_CAPACITY),
         barrier: landed::PrimaryBarrier::new(by_source.len()),
+        queue: queue::QueueBudget::new(
+            opts.queue_memory,
+            opts.spill_dir.clone().unwrap_or_else(queue::default_spill_dir),
+        ),
     });
     let first = work.first_sources();
     let mut tasks = tokio::task::JoinSet::new();
@@ -326,6 +340,7 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
         failed_vbuckets,
         seconds: started.elapsed().as_secs_f64(),
         local_evictions,
+        spilled_bytes: ctx.queue.spilled.load(std::sync::atomic::Ordering::Relaxed),
     };
     if report.succeeded() {
         info!(

@@ -25,6 +25,7 @@ use super::dump::{dump_keys, Later, VbSet};
 use super::fetch::fetch_for_copy;
 use super::inject::Injector;
 use super::landed::{Arrival, Landed, PrimaryBarrier};
+use super::queue::{key_queue, QueueBudget};
 use super::{Counts, Options};
 use crate::memcached::dump::DumpMode;
 use crate::memcached::{Connection, McError};
@@ -63,6 +64,8 @@ pub struct CopyContext {
     pub landed: Landed,
     /// One arrival per source.
     pub barrier: Arc<PrimaryBarrier>,
+    /// The memory the keys waiting to be copied may use, and where the rest spills.
+    pub queue: Arc<QueueBudget>,
 }
 
 /// Copies every `wanted` vbucket of `source` into the local node, those it
@@ -99,8 +102,8 @@ async fn copy(
     let mut recheck = Connection::connect(source, opts.io_timeout).await.map_err(CopyError::Source)?;
     let mut local = Connection::connect(local_name, opts.io_timeout).await.map_err(CopyError::Local)?;
 
-    let (key_tx, key_rx) = mpsc::unbounded_channel();
-    let (later_tx, later_rx) = mpsc::unbounded_channel();
+    let (key_tx, key_rx) = key_queue(&ctx.queue);
+    let (later_tx, later_rx) = key_queue(&ctx.queue);
     let (item_tx, item_rx) = mpsc::channel(2);
     let dump = {
         let (source, ctx) = (source.to_owned(), ctx.clone());

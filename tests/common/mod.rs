@@ -244,11 +244,12 @@ pub async fn load(view: &View, items: &[TestItem]) {
 
 /// Every key a server holds (Astaire's own keys excepted).
 pub async fn all_keys(server: &str) -> BTreeSet<Vec<u8>> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let budget = astaire::resync::queue::QueueBudget::new(usize::MAX, std::env::temp_dir());
+    let (tx, mut rx) = astaire::resync::queue::key_queue(&budget);
     let opts = Options::default();
     dump_keys(server, DumpMode::Metadump, &[true; VBUCKETS], &opts, tx, None, None).await.expect("dump");
     let mut keys = BTreeSet::new();
-    while let Ok(batch) = rx.try_recv() {
+    while let Some(batch) = rx.recv().await.expect("read back") {
         for k in batch.iter() {
             keys.insert(decode_key(k.wire));
         }
@@ -281,6 +282,36 @@ pub fn stat(server: &str, name: &str) -> u64 {
 /// Runs the `astaire` binary.
 pub fn astaire(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_astaire")).args(args).output().expect("run astaire")
+}
+
+/// `astaire args`, with its peak RSS in KiB: the kernel's high-water mark
+/// of the process after exec (`VmHWM`), read until it exits. (Not wait4's
+/// `ru_maxrss`: it counts the forked image of this test process, before
+/// exec, which holds the test data.)
+pub fn astaire_measured(args: &[&str]) -> (Output, i64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_astaire"))
+        .args(args)
+        .stdout(std::fs::File::create(&out).expect("out"))
+        .stderr(std::fs::File::create(&err).expect("err"))
+        .spawn()
+        .expect("run astaire");
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    let status = loop {
+        let hwm = std::fs::read_to_string(&status_file).ok().and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        });
+        peak = peak.max(hwm.unwrap_or(0));
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output =
+        Output { status, stdout: std::fs::read(&out).expect("out"), stderr: std::fs::read(&err).expect("err") };
+    (output, peak)
 }
 
 pub fn text(o: &Output) -> String {

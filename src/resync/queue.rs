@@ -1,0 +1,291 @@
+//! The queues between a source's dump and its fetcher. A dump is never
+//! slowed (a slow 1.6.18 metadump stalls the source's clients), so keys
+//! wait here for the copy, which may be throttled to 5% of a core. Memory
+//! for waiting keys is one budget over the whole resync (`queue_memory`);
+//! past it, batches go to a private spill file and come back in order. The
+//! file is anonymous (`O_TMPFILE`, mode 0600): nothing else can open it,
+//! and it is gone when the process exits, however it exits.
+
+use super::batch::KeyBatch;
+use std::collections::VecDeque;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// The memory all of a resync's waiting keys may use before they spill.
+pub const DEFAULT_QUEUE_MEMORY: usize = 32 << 20;
+
+/// One budget for every queue of a resync, and where they spill.
+#[derive(Debug)]
+pub struct QueueBudget {
+    limit: usize,
+    used: AtomicUsize,
+    dir: PathBuf,
+    /// Bytes written to spill files so far.
+    pub spilled: AtomicU64,
+}
+
+impl QueueBudget {
+    pub fn new(limit: usize, dir: PathBuf) -> Arc<QueueBudget> {
+        Arc::new(QueueBudget { limit, used: AtomicUsize::new(0), dir, spilled: AtomicU64::new(0) })
+    }
+
+    /// Takes `bytes` from the budget, or says it would go over.
+    fn take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                (used.saturating_add(bytes) <= self.limit).then_some(used + bytes)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Where spill files go: `$STATE_DIRECTORY` (systemd's StateDirectory),
+/// else `/var/lib/astaire` when it exists, else the temporary directory.
+pub fn default_spill_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("STATE_DIRECTORY")
+        .and_then(|d| std::env::split_paths(&d).next().filter(|p| !p.as_os_str().is_empty()))
+    {
+        return dir;
+    }
+    let state = Path::new("/var/lib/astaire");
+    if state.is_dir() && nix::unistd::access(state, nix::unistd::AccessFlags::W_OK).is_ok() {
+        return state.to_owned();
+    }
+    std::env::temp_dir()
+}
+
+/// A spill file could not be made or written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot queue keys in {}: {source}", dir.display())]
+pub struct SpillError {
+    pub dir: PathBuf,
+    pub source: std::io::Error,
+}
+
+struct Spill {
+    file: File,
+    write_at: u64,
+    read_at: u64,
+}
+
+struct State {
+    memory: VecDeque<(KeyBatch, usize)>,
+    spill: Option<Spill>,
+    /// Batches in the spill file not yet read back.
+    spilled: usize,
+    closed: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    ready: Notify,
+    budget: Arc<QueueBudget>,
+}
+
+/// A queue of key batches: FIFO, in memory within the budget, on disk past it.
+pub fn key_queue(budget: &Arc<QueueBudget>) -> (KeySender, KeyReceiver) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State { memory: VecDeque::new(), spill: None, spilled: 0, closed: false }),
+        ready: Notify::new(),
+        budget: budget.clone(),
+    });
+    (KeySender { shared: shared.clone() }, KeyReceiver { shared })
+}
+
+pub struct KeySender {
+    shared: Arc<Shared>,
+}
+
+pub struct KeyReceiver {
+    shared: Arc<Shared>,
+}
+
+impl KeySender {
+    /// Queues `batch` without waiting: in memory while the budget allows
+    /// (and nothing older is on disk), else at the end of the spill file.
+    /// `Ok(false)` once the receiver is gone.
+    pub fn send(&self, batch: KeyBatch) -> Result<bool, SpillError> {
+        if Arc::strong_count(&self.shared) < 2 {
+            return Ok(false);
+        }
+        let bytes = batch.heap_bytes();
+        let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.spilled == 0 && self.shared.budget.take(bytes) {
+            state.memory.push_back((batch, bytes));
+        } else {
+            let budget = &self.shared.budget;
+            let fail = |source| SpillError { dir: budget.dir.clone(), source };
+            if state.spill.is_none() {
+                state.spill = Some(Spill { file: spill_file(&budget.dir).map_err(fail)?, write_at: 0, read_at: 0 });
+            }
+            let Some(spill) = state.spill.as_mut() else { return Ok(true) };
+            let mut record = Vec::with_capacity(bytes + 8);
+            batch.write_to(&mut record);
+            spill.file.write_all_at(&record, spill.write_at).map_err(fail)?;
+            spill.write_at += record.len() as u64;
+            budget.spilled.fetch_add(record.len() as u64, Ordering::Relaxed);
+            state.spilled += 1;
+        }
+        drop(state);
+        self.shared.ready.notify_one();
+        Ok(true)
+    }
+}
+
+impl Drop for KeySender {
+    fn drop(&mut self) {
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+        self.shared.ready.notify_one();
+    }
+}
+
+impl KeyReceiver {
+    /// The next batch in the order sent; `None` once the sender is gone
+    /// and everything was read. A spill file that cannot be read back is
+    /// an error.
+    pub async fn recv(&mut self) -> Result<Option<KeyBatch>, SpillError> {
+        loop {
+            {
+                let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some((batch, bytes)) = state.memory.pop_front() {
+                    self.shared.budget.give_back(bytes);
+                    return Ok(Some(batch));
+                }
+                if state.spilled > 0 {
+                    return self.read_back(&mut state).map(Some);
+                }
+                if state.closed {
+                    return Ok(None);
+                }
+            }
+            self.shared.ready.notified().await;
+        }
+    }
+
+    fn read_back(&self, state: &mut State) -> Result<KeyBatch, SpillError> {
+        let dir = &self.shared.budget.dir;
+        let fail = |source| SpillError { dir: dir.clone(), source };
+        let bad = || fail(std::io::Error::new(std::io::ErrorKind::InvalidData, "spill file corrupt"));
+        let spill = state.spill.as_mut().ok_or_else(bad)?;
+        let mut len = [0u8; 8];
+        spill.file.read_exact_at(&mut len, spill.read_at).map_err(fail)?;
+        let len = usize::try_from(u64::from_le_bytes(len)).map_err(|_| bad())?;
+        let mut record = vec![0u8; len];
+        spill.file.read_exact_at(&mut record, spill.read_at + 8).map_err(fail)?;
+        spill.read_at += 8 + len as u64;
+        state.spilled -= 1;
+        if state.spilled == 0 {
+            // Everything was read back: the space is given back to the disk.
+            spill.file.set_len(0).map_err(fail)?;
+            (spill.write_at, spill.read_at) = (0, 0);
+        }
+        KeyBatch::read_from(&record).ok_or_else(bad)
+    }
+}
+
+/// An anonymous file in `dir`, readable by this process only.
+fn spill_file(dir: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let anonymous =
+        std::fs::OpenOptions::new().read(true).write(true).mode(0o600).custom_flags(libc::O_TMPFILE).open(dir);
+    match anonymous {
+        Ok(f) => Ok(f),
+        // A file system without O_TMPFILE: a named file, unlinked at once.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR)) => {
+            let path = dir.join(format!(".astaire-spill-{}-{:x}", std::process::id(), rand_suffix()));
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)?;
+            std::fs::remove_file(&path)?;
+            Ok(f)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(first: u32, n: u32) -> KeyBatch {
+        let mut b = KeyBatch::with_capacity(n as usize);
+        for i in first..first + n {
+            let key = format!("reg\\\\sip:user{i}@example.com");
+            b.push(key.as_bytes(), crate::view::key_digest(key.as_bytes())).unwrap();
+        }
+        b
+    }
+
+    fn keys(b: &KeyBatch) -> Vec<Vec<u8>> {
+        b.iter().map(|k| k.wire.bytes.to_vec()).collect()
+    }
+
+    #[tokio::test]
+    async fn past_the_budget_batches_spill_and_come_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = batch(0, 100).heap_bytes();
+        let budget = QueueBudget::new(one * 2, dir.path().to_owned());
+        let (tx, mut rx) = key_queue(&budget);
+        let sent: Vec<KeyBatch> = (0..10).map(|i| batch(i * 100, 100)).collect();
+        for b in &sent {
+            assert!(tx.send(b.clone()).unwrap());
+        }
+        assert!(budget.spilled.load(Ordering::Relaxed) > 0, "past two batches, the rest went to disk");
+        assert!(budget.used.load(Ordering::Relaxed) <= one * 2);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the spill file has no name");
+        // A batch sent while others are on disk goes behind them.
+        for expected in &sent[..5] {
+            assert_eq!(keys(&rx.recv().await.unwrap().unwrap()), keys(expected));
+        }
+        tx.send(batch(5000, 3)).unwrap();
+        drop(tx);
+        for expected in &sent[5..] {
+            assert_eq!(keys(&rx.recv().await.unwrap().unwrap()), keys(expected));
+        }
+        assert_eq!(keys(&rx.recv().await.unwrap().unwrap()), keys(&batch(5000, 3)));
+        assert!(rx.recv().await.unwrap().is_none());
+        assert_eq!(budget.used.load(Ordering::Relaxed), 0, "all memory given back");
+    }
+
+    #[tokio::test]
+    async fn the_budget_is_shared_and_a_waiting_receiver_wakes() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = batch(0, 10).heap_bytes();
+        let budget = QueueBudget::new(one, dir.path().to_owned());
+        let (a, mut ra) = key_queue(&budget);
+        let (b, mut rb) = key_queue(&budget);
+        a.send(batch(0, 10)).unwrap();
+        b.send(batch(10, 10)).unwrap();
+        assert!(budget.spilled.load(Ordering::Relaxed) > 0, "the second queue found the budget used");
+        let waiting = tokio::spawn(async move { rb.recv().await.unwrap().map(|x| x.len()) });
+        assert_eq!(ra.recv().await.unwrap().map(|x| x.len()), Some(10));
+        assert_eq!(waiting.await.unwrap(), Some(10));
+        drop(a);
+        assert!(ra.recv().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_spill_directory_is_an_error_naming_it() {
+        let budget = QueueBudget::new(0, PathBuf::from("/nonexistent/spill"));
+        let (tx, _rx) = key_queue(&budget);
+        let e = tx.send(batch(0, 1)).unwrap_err();
+        assert!(e.to_string().starts_with("cannot queue keys in /nonexistent/spill: "), "{e}");
+    }
+}
