@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 /// Entries recorded at most: 1,800,000 of 24 bytes, so the record never
-/// exceeds 42 MiB (and briefly twice that while it is indexed).
+/// exceeds 42 MiB (indexing is in place).
 pub const DEFAULT_CAPACITY: usize = 1_800_000;
 
 /// Digest → flags of the local value as this resync left it.
@@ -56,7 +56,8 @@ impl Landed {
             if log.entries() >= self.capacity {
                 return;
             }
-            log.pending.push(Entry { digest, flags, forgotten: false });
+            let seq = log.next_seq();
+            log.pending.push(Entry { digest, flags, seq });
         }
     }
 
@@ -65,7 +66,10 @@ impl Landed {
     /// landed.
     pub fn forget(&self, digests: impl IntoIterator<Item = [u8; 16]>) {
         let mut log = self.log();
-        log.pending.extend(digests.into_iter().map(|digest| Entry { digest, flags: 0, forgotten: true }));
+        for digest in digests {
+            let seq = log.next_seq() | FORGOTTEN;
+            log.pending.push(Entry { digest, flags: 0, seq });
+        }
     }
 
     /// The recorded flags of each digest, `None` where not recorded.
@@ -83,9 +87,10 @@ impl Landed {
         log.index();
         let mut keys = 0;
         for bucket in log.buckets() {
-            for (i, e) in bucket.iter().enumerate() {
+            for e in bucket {
                 // Count each digest once, by its last entry.
-                if !bucket[i + 1..].iter().any(|later| later.digest == e.digest) && !e.forgotten {
+                let last = bucket.iter().filter(|x| x.digest == e.digest).max_by_key(|x| x.order());
+                if last.is_some_and(|l| l.seq == e.seq && !e.forgotten()) {
                     keys += 1;
                 }
             }
@@ -99,12 +104,26 @@ impl Landed {
     }
 }
 
-/// One recording or forgetting, in the order they happened.
+/// One recording or forgetting: 24 bytes.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     digest: [u8; 16],
     flags: u32,
-    forgotten: bool,
+    /// When it happened (a count), with [`FORGOTTEN`] set for a forgetting:
+    /// a digest's newest entry is the one that counts.
+    seq: u32,
+}
+
+const FORGOTTEN: u32 = 1 << 31;
+
+impl Entry {
+    fn order(&self) -> u32 {
+        self.seq & !FORGOTTEN
+    }
+
+    fn forgotten(&self) -> bool {
+        self.seq & FORGOTTEN != 0
+    }
 }
 
 /// The entries, bucketed by digest prefix (in order within each bucket),
@@ -117,9 +136,17 @@ struct Log {
     /// Bucket of a digest: its prefix shifted right by this.
     shift: u32,
     pending: Vec<Entry>,
+    /// The next entry's order.
+    seq: u32,
 }
 
 impl Log {
+    fn next_seq(&mut self) -> u32 {
+        let seq = self.seq;
+        self.seq = (self.seq + 1) & !FORGOTTEN;
+        seq
+    }
+
     fn entries(&self) -> usize {
         self.sorted.len() + self.pending.len()
     }
@@ -130,35 +157,52 @@ impl Log {
         u32::from_be_bytes([digest[4], digest[5], digest[6], digest[7]])
     }
 
-    /// Puts the pending entries into the buckets: a stable counting sort
-    /// of every entry, so the order of a digest's entries is kept.
+    /// Puts the pending entries into the buckets, in place (an American
+    /// flag sort: each entry is swapped into its bucket), so indexing needs
+    /// no second copy of the record. Order within a bucket is lost; each
+    /// entry's `seq` keeps what came last.
     fn index(&mut self) {
         if self.pending.is_empty() {
             return;
         }
-        let mut all = std::mem::take(&mut self.pending);
-        if !self.sorted.is_empty() {
-            // The indexed entries came first.
-            all.splice(0..0, std::mem::take(&mut self.sorted));
-        }
+        // Grown in place, never copied into a new vector: the record is
+        // never held twice.
+        let mut all = if self.sorted.is_empty() {
+            std::mem::take(&mut self.pending)
+        } else {
+            let mut all = std::mem::take(&mut self.sorted);
+            all.append(&mut self.pending);
+            self.pending = Vec::new();
+            all
+        };
         // About two entries per bucket; at least 2^8 buckets, at most 2^22.
         let bits = (usize::BITS - (all.len() / 2).leading_zeros()).clamp(8, 22);
         self.shift = 32 - bits;
+        let bucket_of = |e: &Entry, shift: u32| (Self::prefix(&e.digest) >> shift) as usize;
         let mut starts = vec![0u32; (1 << bits) + 1];
         for e in &all {
-            starts[(Self::prefix(&e.digest) >> self.shift) as usize + 1] += 1;
+            starts[bucket_of(e, self.shift) + 1] += 1;
         }
         for b in 1..starts.len() {
             starts[b] += starts[b - 1];
         }
-        let mut next = starts.clone();
-        let mut sorted = vec![Entry { digest: [0; 16], flags: 0, forgotten: true }; all.len()];
-        for e in all {
-            let slot = &mut next[(Self::prefix(&e.digest) >> self.shift) as usize];
-            sorted[*slot as usize] = e;
-            *slot += 1;
+        let mut next: Vec<u32> = starts[..starts.len() - 1].to_vec();
+        for b in 0..next.len() {
+            while next[b] < starts[b + 1] {
+                let i = next[b] as usize;
+                let home = bucket_of(&all[i], self.shift);
+                if home == b {
+                    next[b] += 1;
+                } else {
+                    // Into the next free place of its own bucket; whatever
+                    // was there comes here and is looked at next.
+                    let j = next[home] as usize;
+                    next[home] += 1;
+                    all.swap(i, j);
+                }
+            }
         }
-        self.sorted = sorted;
+        self.sorted = all;
         self.starts = starts;
     }
 
@@ -179,8 +223,8 @@ impl Log {
             return None;
         }
         let bucket = self.bucket((Self::prefix(digest) >> self.shift) as usize);
-        let last = bucket.iter().rev().find(|e| e.digest == *digest)?;
-        (!last.forgotten).then_some(last.flags)
+        let last = bucket.iter().filter(|e| e.digest == *digest).max_by_key(|e| e.order())?;
+        (!last.forgotten()).then_some(last.flags)
     }
 }
 
