@@ -668,3 +668,49 @@ async fn keys_past_the_queue_budget_spill_and_every_key_lands() {
     eprintln!("spilled {spilled} bytes; peak RSS {bounded_rss} KiB bounded, {unbounded_rss} KiB not");
     assert!(saved * 1024 > spilled as i64 / 2, "peak RSS {bounded_rss} KiB bounded, {unbounded_rss} KiB not");
 }
+
+/// A spill directory that fills up fails the resync cleanly: exit 1, the
+/// directory and the reason named, promptly, and the sources still answer
+/// (their dumps were closed, not left hanging). The directory is a 64 KiB
+/// tmpfs; a machine that cannot mount one says so and skips the check.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_spill_disk_fails_the_resync_naming_it_and_stalls_no_source() {
+    let r = Resize::three_to_four();
+    let items = plain_items("reg\\\\sip:full-disk", 100_000, 1);
+    load_fast(&view(&r.stable), &items).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    struct Unmount<'a>(&'a std::path::Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(dir.path());
+    let started = std::time::Instant::now();
+    let out = resync_cli(
+        &r.all[3],
+        &r.resize,
+        &["--bandwidth-limit", "2000000", "--queue-memory", "100000", "--spill-dir", dir.path().to_str().unwrap()],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains(&format!("cannot queue keys in {}: No space left on device", dir.path().display())), "{t}");
+    assert!(started.elapsed() < Duration::from_secs(60), "ended promptly: {:?}", started.elapsed());
+    for source in &r.old {
+        let answered = tokio::time::timeout(Duration::from_secs(2), async {
+            let mut c = astaire::memcached::Connection::connect(source, Duration::from_secs(2)).await.unwrap();
+            get(&mut c, &items[0].key).await
+        })
+        .await;
+        assert!(answered.is_ok(), "{source} answers after the failed resync");
+    }
+}
