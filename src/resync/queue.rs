@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 /// The memory all of a resync's waiting keys may use before they spill.
-pub const DEFAULT_QUEUE_MEMORY: usize = 32 << 20;
+pub const DEFAULT_QUEUE_MEMORY: usize = 16 << 20;
 
 /// One budget for every queue of a resync, and where they spill.
 #[derive(Debug)]
