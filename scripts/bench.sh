@@ -3,7 +3,7 @@
 # own ceilings, on the same data in the same run. Writes target/bench/
 # results.txt, results.csv and resync.png. BENCH_SCALE=0.1 for a quick run.
 #
-# Usage: scripts/bench.sh [versions | large | dump_stall]
+# Usage: scripts/bench.sh [versions | large | dump_stall | scale [REV] | ab REV]
 #   versions    the per-version rows instead: the same 3→4 at 100 B on the
 #               memcached on PATH and on each that scripts/memcached-versions.sh
 #               builds (MEMCACHED_SUITES, default "trixie sid"); writes
@@ -12,6 +12,11 @@
 #               version; writes target/bench/large.{txt,csv}
 #   dump_stall  whether a dump left unread stalls the source's clients, per
 #               version and dump command; writes target/bench/dump-stall.txt
+#   scale [REV] peak memory and time against the cluster's size: 3→4s of 1 M,
+#               4 M and 10 M keys at 100 B (BENCH_SCALE_KEYS), unthrottled and
+#               at 5% CPU, and at the largest a full resync, the daemon's 3→4
+#               and a 4→3; with REV its build runs beside this one up to 4 M
+#               keys (BENCH_AB_MAX_KEYS); writes target/bench/scale.{txt,csv,png}
 #   ab REV      this tree's astaire against REV's (built in a worktree), on
 #               the same 3→4 at 100 B, alternating (BENCH_REPEATS, default 5);
 #               BENCH_MEMCACHED picks the memcached; writes target/bench/ab.txt
@@ -44,10 +49,11 @@ versions | large | dump_stall)
         BENCH_VERSIONS=$versions cargo bench --quiet --bench dump_stall
     fi
     ;;
-ab)
-    rev=${2:?usage: scripts/bench.sh ab REV}
+ab | scale)
+    rev=${2:-}
+    [ "$1" = ab ] && [ -z "$rev" ] && { echo "usage: scripts/bench.sh ab REV" >&2; exit 2; }
     other=target/bench/astaire-$rev
-    if [ ! -x "$other" ]; then
+    if [ -n "$rev" ] && [ ! -x "$other" ]; then
         tree=$(mktemp -d)
         git worktree add --detach --quiet "$tree" "$rev"
         (cd "$tree" && CARGO_TARGET_DIR="$tree/target" cargo build --release --quiet --bin astaire)
@@ -55,10 +61,16 @@ ab)
         cp "$tree/target/release/astaire" "$other"
         git worktree remove --force "$tree"
     fi
+    if [ "$1" = scale ]; then
+        export BENCH_SCALE_KEYS=${BENCH_SCALE_KEYS:-1000000,4000000,10000000}
+        [ -n "$rev" ] && export BENCH_AB=$other BENCH_AB_LABEL=$rev
+        cargo bench --quiet --bench resync
+        exit 0
+    fi
     BENCH_AB=$other BENCH_AB_LABEL=$rev BENCH_REPEATS=${BENCH_REPEATS:-5} cargo bench --quiet --bench resync
     ;;
 *)
-    echo "usage: scripts/bench.sh [versions | large | dump_stall | ab REV]" >&2
+    echo "usage: scripts/bench.sh [versions | large | dump_stall | scale [REV] | ab REV]" >&2
     exit 2
     ;;
 esac

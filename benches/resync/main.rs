@@ -24,10 +24,12 @@
 mod common; // the tests' private memcached processes
 mod measure;
 mod report;
+mod scale;
 mod scenarios;
 
 use measure::*;
 use report::*;
+use scale::*;
 use scenarios::*;
 
 fn main() {
@@ -43,6 +45,19 @@ fn main() {
     let sizes: Vec<(u64, usize)> =
         sizes.into_iter().filter(|(_, s)| only.as_ref().is_none_or(|o| o.contains(s))).collect();
     assert!(!sizes.is_empty(), "BENCH_SIZES selects none of the sizes 100, 1024, 10240");
+    // BENCH_SCALE_KEYS=1000000,4000000,10000000: the scale rows (issue 19),
+    // with BENCH_AB beside this build up to BENCH_AB_MAX_KEYS.
+    if let Ok(sizes) = std::env::var("BENCH_SCALE_KEYS") {
+        let sizes: Vec<u64> = sizes.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+        assert!(!sizes.is_empty(), "BENCH_SCALE_KEYS names no sizes");
+        let binary = std::env::var("BENCH_MEMCACHED").unwrap_or_else(|_| "memcached".into());
+        let other = std::env::var_os("BENCH_AB").map(std::path::PathBuf::from);
+        let label = std::env::var("BENCH_AB_LABEL").unwrap_or_else(|_| "other build".into());
+        let ab_max = std::env::var("BENCH_AB_MAX_KEYS").ok().and_then(|s| s.parse().ok()).unwrap_or(4_000_000);
+        let rows = scale_rows(&binary, &sizes, other.as_deref().map(|p| (p, label.as_str())), ab_max);
+        scale_report(&rows);
+        return;
+    }
     // BENCH_AB=PATH (BENCH_AB_LABEL names it): this build against that one.
     if let Some(other) = std::env::var_os("BENCH_AB") {
         let label = std::env::var("BENCH_AB_LABEL").unwrap_or_else(|_| "other build".into());

@@ -120,6 +120,8 @@ pub struct Row {
     /// Wall times of every repetition, shortest first (`wall` is their
     /// median); empty for rows measured once.
     pub walls: Vec<f64>,
+    /// Bytes the copy wrote to its spill file (`spilled_bytes`).
+    pub spilled: Option<u64>,
 }
 
 impl Row {

@@ -161,12 +161,19 @@ pub fn csv_field(s: &str) -> String {
     }
 }
 
+/// DejaVu Sans as the charts' "sans-serif" (plotters draws no text without
+/// a registered font).
+pub fn register_font() -> Result<(), Box<dyn std::error::Error>> {
+    let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")?;
+    let font: &'static [u8] = Box::leak(font.into_boxed_slice());
+    plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, font).map_err(|_| "font")?;
+    Ok(())
+}
+
 /// Keys per second per tool and scenario, log scale.
 pub fn chart(rows: &[Row], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
-    let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")?;
-    let font: &'static [u8] = Box::leak(font.into_boxed_slice());
-    plotters::style::register_font("sans-serif", FontStyle::Normal, font).map_err(|_| "font")?;
+    register_font()?;
     let tools = [
         "astaire",
         "astaire --cpu-limit 5",

@@ -75,6 +75,7 @@ pub fn astaire(
         probe_dst: probes.map(|p| p.1),
         mc_cpu: Some((mc_after.0 - mc_before.0, mc_after.1 - mc_before.1)),
         walls: Vec::new(),
+        spilled: report["spilled_bytes"].as_u64(),
     }
 }
 
@@ -192,7 +193,7 @@ pub fn three_to_four(keys: u64, size: usize) -> Vec<Row> {
 
 /// Loads `keys` values of `size` bytes into the first three of `nodes`;
 /// returns the nodes' names and the 3→4 `cluster_settings`.
-fn load_three_of_four(nodes: &[Memcached], keys: u64, size: usize) -> (Vec<String>, PathBuf) {
+pub fn load_three_of_four(nodes: &[Memcached], keys: u64, size: usize) -> (Vec<String>, PathBuf) {
     let names: Vec<String> = nodes.iter().map(Memcached::name).collect();
     let dir = out_dir();
     let (stable, resize) = (dir.join("cs-stable"), dir.join("cs-resize"));

@@ -349,6 +349,7 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
             bytes = report.counts.bytes,
             seconds = format!("{:.2}", report.seconds),
             keys_per_sec = format!("{:.0}", report.keys_landed_per_second()),
+            spilled_bytes = report.spilled_bytes,
             "resync completed"
         );
     } else {
