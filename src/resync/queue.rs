@@ -29,7 +29,10 @@ pub struct QueueBudget {
 }
 
 impl QueueBudget {
+    /// A budget of `limit` bytes spilling into `dir`, where any spill file
+    /// a killed process left behind is removed first.
     pub fn new(limit: usize, dir: PathBuf) -> Arc<QueueBudget> {
+        remove_stale_spills(&dir);
         Arc::new(QueueBudget { limit, used: AtomicUsize::new(0), dir, spilled: AtomicU64::new(0) })
     }
 
@@ -200,7 +203,7 @@ fn spill_file(dir: &Path) -> std::io::Result<File> {
         Ok(f) => Ok(f),
         // A file system without O_TMPFILE: a named file, unlinked at once.
         Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR)) => {
-            let path = dir.join(format!(".astaire-spill-{}-{:x}", std::process::id(), rand_suffix()));
+            let path = dir.join(format!("{SPILL_PREFIX}{}-{:x}", std::process::id(), rand_suffix()));
             let f = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -215,6 +218,30 @@ fn spill_file(dir: &Path) -> std::io::Result<File> {
     }
 }
 
+/// The process that made a named spill file (`.astaire-spill-PID-…`).
+fn spill_owner(name: &str) -> Option<u32> {
+    name.strip_prefix(SPILL_PREFIX)?.split('-').next()?.parse().ok()
+}
+
+const SPILL_PREFIX: &str = ".astaire-spill-";
+
+/// Removes the named spill files in `dir` whose process is gone. Only a
+/// file system without `O_TMPFILE` gets named files, unlinked at once
+/// after creation, so this finds one only after a kill in between.
+fn remove_stale_spills(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(spill_owner) else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!(file = %entry.path().display(), "removed a spill file left by process {pid}"),
+                Err(e) => tracing::warn!(file = %entry.path().display(), "cannot remove a stale spill file: {e}"),
+            }
+        }
+    }
+}
+
 fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     std::collections::hash_map::RandomState::new().build_hasher().finish()
@@ -224,11 +251,31 @@ fn rand_suffix() -> u64 {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_spill_file_left_by_a_dead_process_goes_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str| dir.path().join(name);
+        // pid_max is at most 2^22: this process cannot exist.
+        let stale = file(".astaire-spill-99999999-1f");
+        let ours = file(&format!(".astaire-spill-{}-2e", std::process::id()));
+        let alive = file(".astaire-spill-1-3d"); // init
+        let other = file("astaire-spill-99999999-4c"); // not ours to touch
+        for f in [&stale, &ours, &alive, &other] {
+            std::fs::write(f, b"keys").unwrap();
+        }
+        let _budget = QueueBudget::new(1, dir.path().to_owned());
+        assert!(!stale.exists(), "the dead process's file was removed");
+        assert!(ours.exists() && alive.exists() && other.exists(), "nothing else was touched");
+        assert_eq!(spill_owner(".astaire-spill-12-ab"), Some(12));
+        assert_eq!(spill_owner(".astaire-spill-x-ab"), None);
+    }
+
     fn batch(first: u32, n: u32) -> KeyBatch {
         let mut b = KeyBatch::with_capacity(n as usize);
         for i in first..first + n {
             let key = format!("reg\\\\sip:user{i}@example.com");
-            b.push(key.as_bytes(), crate::view::key_digest(key.as_bytes())).unwrap();
+            b.push(key.as_bytes(), crate::view::key_digest(key.as_bytes()), crate::view::vbucket(key.as_bytes()))
+                .unwrap();
         }
         b
     }
