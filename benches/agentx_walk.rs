@@ -32,7 +32,8 @@ fn stats(per_source: u8) -> Arc<Stats> {
         let sources = (0..3).map(|s| format!("127.0.0.1:{}", 21211 + s)).collect();
         vbuckets.insert(vb, sources);
     }
-    let work = astaire::view::WorkList { local_name: "127.0.0.1:1".into(), full: false, vbuckets };
+    let work =
+        astaire::view::WorkList { local_name: "127.0.0.1:1".into(), full: false, vbuckets, ..Default::default() };
     let stats = Stats::new();
     let p = stats.begin(&work, |s| s.parse().ok());
     for c in &p.connections {

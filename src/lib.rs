@@ -15,6 +15,7 @@ pub mod log_files;
 pub mod memcached;
 pub mod node_settings;
 pub mod pd_log;
+pub mod placement;
 pub mod progress;
 pub mod resync;
 pub mod snmp;

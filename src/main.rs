@@ -7,11 +7,12 @@ mod cli;
 use astaire::exit::{Exit, WaitExit};
 use astaire::node_settings::{self, NodeFlags, NodeSettings};
 use astaire::pd_log::{PdEvent, PdLog};
+use astaire::placement::Layout;
 use astaire::resync::{self, Options};
 use astaire::snmp::agentx::{MasterAddress, Subagent, DEFAULT_MASTER};
 use astaire::snmp::inform::AlarmReporter;
 use astaire::stats::Stats;
-use astaire::view::{ClusterSettings, View, WorkList};
+use astaire::view::{ClusterSettings, WorkList};
 use clap::Parser;
 use cli::args::{
     AlarmArgs, Cli, Cluster, Command, DaemonArgs, NodeConfigArgs, PlanArgs, ResyncArgs, StatusArgs, Target, WaitArgs,
@@ -61,7 +62,7 @@ fn main() -> ExitCode {
 }
 
 /// Loads the settings and the work list, or the exit code to stop with.
-fn load_work(cluster: &Cluster, full: bool) -> Result<(View, WorkList), Exit> {
+fn load_work(cluster: &Cluster, full: bool) -> Result<(Layout, WorkList), Exit> {
     let settings = ClusterSettings::load(&cluster.cluster_settings).map_err(|e| {
         output::error(format!("invalid cluster settings: {e}"));
         Exit::BadSettings
@@ -73,13 +74,19 @@ fn load_work(cluster: &Cluster, full: bool) -> Result<(View, WorkList), Exit> {
             return Err(Exit::Usage);
         }
     };
-    let view = View::new(&settings);
-    if !view.knows(local_name) {
+    let layout = Layout::new(&settings, &cluster.placement.placement()).map_err(|e| {
+        output::error(format!("invalid cluster settings: {}: {e}", cluster.cluster_settings.display()));
+        Exit::BadSettings
+    })?;
+    if !layout.knows(local_name) {
         output::error(format!("{local_name} is in neither servers nor new_servers of the cluster settings"));
         return Err(Exit::Usage);
     }
-    let work = view.work_list(local_name, full);
-    Ok((view, work))
+    let work = layout.work_list(local_name, full).map_err(|e| {
+        output::error(e);
+        Exit::Usage
+    })?;
+    Ok((layout, work))
 }
 
 /// The alarm reporter from the flags and the node's configuration file.
@@ -122,7 +129,7 @@ async fn resync(args: ResyncArgs) -> Exit {
     };
     let opts = Options {
         cancel: Some(stop),
-        conflict: args.limits.conflict,
+        conflict: args.limits.conflict(t.cluster.placement.placement().scheme),
         queue_memory: args.limits.queue_memory,
         spill_dir: args.limits.spill_dir.clone(),
         batch_keys: args.batch_keys.max(1),
@@ -202,7 +209,10 @@ fn plan(args: PlanArgs) -> Exit {
 }
 
 async fn verify(t: Target) -> Exit {
-    let (_, work) = match load_work(&t.cluster, true) {
+    // Everything the node holds, from the other replicas; under a one-copy
+    // placement there are none, so what it must hold after the resize.
+    let full = !t.cluster.placement.placement().scheme.one_copy();
+    let (_, work) = match load_work(&t.cluster, full) {
         Ok(w) => w,
         Err(code) => return code,
     };
@@ -267,6 +277,9 @@ fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) ->
         cpu_limit_percent: args.limits.cpu_limit,
         snmp_ip: args.alarms.snmp_ip.clone(),
         snmp_community: args.alarms.snmp_community.clone(),
+        placement: args.placement.placement,
+        key_text: args.placement.key_text,
+        pool_seed: args.placement.pool_seed.clone(),
     };
     let pd = match args.pd_log.as_os_str() == "none" {
         true => PdLog::disabled(),
@@ -311,7 +324,7 @@ fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) ->
         announce_alarm_state: args.alarms.announce_alarm_state,
         inform_linger: Duration::from_secs(args.alarms.inform_linger),
         resync: Options {
-            conflict: args.limits.conflict,
+            conflict: args.limits.conflict(node.placement.scheme),
             queue_memory: args.limits.queue_memory,
             spill_dir: args.limits.spill_dir.clone(),
             io_timeout: Duration::from_secs(args.io.io_timeout.max(1)),
@@ -322,6 +335,7 @@ fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) ->
         tag_poll: Duration::from_secs(args.tag_poll.max(1)),
         retry_after: Duration::from_secs(10),
         pd,
+        placement: node.placement,
     };
     tracing::info!(
         local = %opts.local_name,

@@ -36,6 +36,10 @@ pub enum NodeSettingsError {
     LocalName(AddrError),
     #[error("snmp_ip: {0}")]
     SnmpTargets(AddrError),
+    #[error("astaire_placement {0:?} is not one of clearwater, ketama, rendezvous, jump")]
+    Placement(String),
+    #[error("astaire_key_text {0:?} is not str or bytes")]
+    KeyText(String),
 }
 
 /// What flags can say about the node; `None` defers to the file.
@@ -46,6 +50,9 @@ pub struct NodeFlags {
     pub cpu_limit_percent: Option<f64>,
     pub snmp_ip: Option<String>,
     pub snmp_community: Option<String>,
+    pub placement: Option<crate::placement::Scheme>,
+    pub key_text: Option<crate::placement::KeyText>,
+    pub pool_seed: Option<String>,
 }
 
 /// The daemon's view of its node.
@@ -58,6 +65,9 @@ pub struct NodeSettings {
     /// The log directory's limit (`max_log_directory_size`).
     pub max_log_directory_size: u64,
     pub inform: InformConfig,
+    /// How the cluster's clients place keys (`astaire_placement`,
+    /// `astaire_key_text`, `astaire_pool_seed`).
+    pub placement: crate::placement::Placement,
 }
 
 /// Reads the node configuration. A missing file at the default path is no
@@ -100,8 +110,28 @@ impl NodeSettings {
             cpu_limit_percent,
             max_log_directory_size,
             inform: inform(flags, file)?,
+            placement: placement(flags, file)?,
         })
     }
+}
+
+/// The placement from the flags or the file; Clearwater's by default.
+pub fn placement(flags: &NodeFlags, file: &Config) -> Result<crate::placement::Placement, NodeSettingsError> {
+    use crate::placement::{KeyText, Placement, Scheme};
+    let scheme = match (flags.placement, file.get("astaire_placement")) {
+        (Some(s), _) => s,
+        (None, Some(v)) => Scheme::parse(v).ok_or_else(|| NodeSettingsError::Placement(v.into()))?,
+        (None, None) => Scheme::default(),
+    };
+    let key_text = match (flags.key_text, file.get("astaire_key_text")) {
+        (Some(k), _) => k,
+        (None, Some(v)) => {
+            <KeyText as clap::ValueEnum>::from_str(v.trim(), true).map_err(|_| NodeSettingsError::KeyText(v.into()))?
+        }
+        (None, None) => KeyText::default(),
+    };
+    let pool_seed = flags.pool_seed.clone().or_else(|| file.get("astaire_pool_seed").map(str::to_owned));
+    Ok(Placement { scheme, key_text, pool_seed })
 }
 
 /// Log levels outside 0..5 are the nearest end, as the original daemon
@@ -146,6 +176,7 @@ mod tests {
             cpu_limit_percent: Some(0.0),
             snmp_ip: Some(String::new()),
             snmp_community: None,
+            ..NodeFlags::default()
         };
         let s = NodeSettings::resolve(&flags, &f).unwrap();
         assert_eq!((s.local_name.as_str(), s.log_level, s.cpu_limit_percent), ("10.0.0.6:11311", 1, 0.0));

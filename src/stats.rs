@@ -229,7 +229,7 @@ mod tests {
         let mut vbuckets = BTreeMap::new();
         vbuckets.insert(3, vec!["10.0.0.1:11211".to_owned(), "10.0.0.2:11211".to_owned()]);
         vbuckets.insert(9, vec!["10.0.0.2:11211".to_owned()]);
-        WorkList { local_name: "10.0.0.4:11211".into(), full: false, vbuckets }
+        WorkList { local_name: "10.0.0.4:11211".into(), full: false, vbuckets, ..WorkList::default() }
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub async fn verify(work: &WorkList, opts: &Options) -> Result<VerifyReport, McE
                 *w = true;
             }
         }
-        if let Err(e) = verify_source(&source, &wanted, &mut local, opts, &mut report).await {
+        if let Err(e) = verify_source(&source, work, &wanted, &mut local, opts, &mut report).await {
             if e.server() == work.local_name {
                 return Err(e);
             }
@@ -77,6 +77,7 @@ pub async fn verify(work: &WorkList, opts: &Options) -> Result<VerifyReport, McE
 
 async fn verify_source(
     source: &str,
+    work: &WorkList,
     wanted: &[bool; VBUCKETS],
     local: &mut Connection,
     opts: &Options,
@@ -88,8 +89,8 @@ async fn verify_source(
     let (key_tx, key_rx) = key_queue(&budget);
     let (item_tx, mut item_rx) = mpsc::channel(2);
     let dump = {
-        let (source, opts, wanted) = (source.to_owned(), opts.clone(), *wanted);
-        tokio::spawn(async move { dump_keys(&source, mode, &wanted, &opts, key_tx, None, None).await })
+        let (source, opts, wanted, classifier) = (source.to_owned(), opts.clone(), *wanted, work.classifier.clone());
+        tokio::spawn(async move { dump_keys(&source, mode, &classifier, &wanted, &opts, key_tx, None, None).await })
     };
     let compare = async {
         let mut req = Vec::new();

@@ -95,7 +95,8 @@ fn frozen_stats(ports: &[u16]) -> Arc<Stats> {
         let b = format!("127.0.0.1:{}", ports[(vb as usize + 1) % 3]);
         vbuckets.insert(vb, vec![a, b]);
     }
-    let work = astaire::view::WorkList { local_name: "127.0.0.1:1".into(), full: false, vbuckets };
+    let work =
+        astaire::view::WorkList { local_name: "127.0.0.1:1".into(), full: false, vbuckets, ..Default::default() };
     let stats = Stats::new();
     let progress = stats.begin(&work, |s| s.parse().ok());
     for (i, c) in progress.connections.iter().enumerate() {

@@ -70,6 +70,48 @@ pub struct Cluster {
     pub local_name: String,
     #[arg(long, default_value = DEFAULT_CLUSTER_SETTINGS)]
     pub cluster_settings: PathBuf,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
+}
+
+/// How the cluster's clients place keys on servers.
+#[derive(Args, Clone)]
+pub struct PlacementArgs {
+    /// The clients' placement: Clearwater's vbucket ring, libmemcached
+    /// weighted ketama, pymemcache rendezvous, or the memcached proxy's
+    /// jump hash.
+    /// [default: clearwater; the daemon: astaire_placement]
+    #[arg(long, value_enum)]
+    pub placement: Option<astaire::placement::Scheme>,
+    /// rendezvous: whether the clients pass keys as str or as bytes
+    /// (pymemcache hashes bytes as b'...'). [default: str]
+    #[arg(long, value_enum)]
+    pub key_text: Option<astaire::placement::KeyText>,
+    /// jump: the proxy pool's seed option, if it has one.
+    #[arg(long, value_name = "STRING")]
+    pub pool_seed: Option<String>,
+}
+
+impl LimitArgs {
+    /// The conflict policy given, or the placement's default.
+    pub fn conflict(&self, scheme: astaire::placement::Scheme) -> ConflictPolicy {
+        self.conflict.unwrap_or(if scheme.one_copy() {
+            ConflictPolicy::AddOnly
+        } else {
+            ConflictPolicy::ClearwaterTimestamp
+        })
+    }
+}
+
+impl PlacementArgs {
+    /// The placement these flags give, the defaults for the rest.
+    pub fn placement(&self) -> astaire::placement::Placement {
+        astaire::placement::Placement {
+            scheme: self.placement.unwrap_or_default(),
+            key_text: self.key_text.unwrap_or_default(),
+            pool_seed: self.pool_seed.clone(),
+        }
+    }
 }
 
 /// This node, its cluster, and how long a silent server is waited for.
@@ -108,9 +150,11 @@ pub struct LimitArgs {
     /// Limit the copy to this many bytes per second.
     #[arg(long, value_name = "BYTES_PER_SECOND")]
     pub bandwidth_limit: Option<u64>,
-    /// What to do when the local node already has a key.
-    #[arg(long, value_enum, default_value_t = ConflictPolicy::ClearwaterTimestamp)]
-    pub conflict: ConflictPolicy,
+    /// What to do when the local node already has a key. [default:
+    /// clearwater-timestamp under Clearwater's placement, add-only under
+    /// the others, whose flags are not timestamps]
+    #[arg(long, value_enum)]
+    pub conflict: Option<ConflictPolicy>,
 }
 
 #[derive(Args)]
@@ -164,6 +208,8 @@ pub struct DaemonArgs {
     pub local_name: Option<String>,
     #[arg(long, alias = "cluster-settings-file", default_value = DEFAULT_CLUSTER_SETTINGS)]
     pub cluster_settings: PathBuf,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
     #[command(flatten)]
     pub control: ControlArgs,
     #[command(flatten)]

@@ -1,8 +1,9 @@
 //! What the user reads: reports on stdout, and one message per error.
 
+use astaire::placement::Layout;
 use astaire::resync::Report;
 use astaire::verify::VerifyReport;
-use astaire::view::{View, WorkList};
+use astaire::view::WorkList;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Whether the log goes to files rather than to the terminal.
@@ -70,7 +71,7 @@ pub fn resync_summary(work: &WorkList, r: &Report) {
 }
 
 /// What a resync would pull, as text or as one JSON object.
-pub fn plan(view: &View, work: &WorkList, json: bool) {
+pub fn plan(view: &Layout, work: &WorkList, json: bool) {
     if json {
         let vbuckets: serde_json::Map<String, serde_json::Value> =
             work.vbuckets.iter().map(|(vb, s)| (vb.to_string(), serde_json::json!(s))).collect();

@@ -15,11 +15,12 @@ pub mod scheduler;
 
 use crate::exit::Exit;
 use crate::pd_log::{PdEvent, PdLog};
+use crate::placement::Layout;
 use crate::resync::{self, Options, ResyncError};
 use crate::snmp::agentx::{AgentConfig, Subagent};
 use crate::snmp::inform::{AlarmReporter, InformConfig};
 use crate::stats::Stats;
-use crate::view::{ClusterSettings, View};
+use crate::view::ClusterSettings;
 use control::{ProgressStatus, Status};
 use scheduler::{Kind, Outcome, Scheduler};
 use std::path::PathBuf;
@@ -37,6 +38,8 @@ pub enum StartError {
     Signals(std::io::Error),
     #[error("invalid cluster settings: {0}")]
     Settings(#[from] crate::view::SettingsError),
+    #[error("invalid cluster settings: {0}")]
+    Layout(#[from] crate::placement::LayoutError),
     #[error("cannot create the control socket {}: {source}", path.display())]
     ControlSocket { path: PathBuf, source: std::io::Error },
 }
@@ -44,7 +47,7 @@ pub enum StartError {
 impl StartError {
     pub fn exit(&self) -> Exit {
         match self {
-            StartError::Settings(_) => Exit::BadSettings,
+            StartError::Settings(_) | StartError::Layout(_) => Exit::BadSettings,
             StartError::Signals(_) | StartError::ControlSocket { .. } => Exit::Usage,
         }
     }
@@ -68,6 +71,8 @@ pub struct DaemonOptions {
     pub retry_after: Duration,
     /// Where the major events go (syslog on a node).
     pub pd: PdLog,
+    /// How the cluster's clients place keys.
+    pub placement: crate::placement::Placement,
 }
 
 static HUPS: AtomicU64 = AtomicU64::new(0);
@@ -187,8 +192,11 @@ impl Daemon {
             let f = Finished { outcome, local_unreachable: false, member, pairs: 0, failed_sources: Vec::new() };
             Some(tokio::spawn(async move { f }))
         };
-        let view = match settings {
-            Ok(s) => View::new(&s),
+        let layout = settings.map_err(|e| e.to_string()).and_then(|s| {
+            Layout::new(&s, &self.opts.placement).map_err(|e| format!("{}: {e}", self.opts.cluster_settings.display()))
+        });
+        let view = match layout {
+            Ok(l) => l,
             Err(e) => {
                 error!("invalid cluster settings, nothing changed: {e}");
                 self.opts.pd.report(&PdEvent::InvalidClusterSettings(e.to_string()));
@@ -200,7 +208,12 @@ impl Daemon {
             info!(%local, "not in servers or new_servers: staying idle");
             return immediate(None, false);
         }
-        let work = view.work_list(&local, kind == Kind::Full);
+        // A one-copy placement has no full resync: a restart pulls what moves.
+        let full = kind == Kind::Full && !self.opts.placement.scheme.one_copy();
+        let work = match view.work_list(&local, full) {
+            Ok(w) => w,
+            Err(e) => return immediate(Some(e.to_string()), true),
+        };
         let pairs = work.pairs() as u64;
         if let Some(a) = self.alarms.as_mut() {
             a.resync_started(work.pairs());
@@ -299,9 +312,12 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
         (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => return Err(StartError::Signals(e)),
     };
     // The view is loaded before anything else: an invalid file at start is fatal.
-    let view = View::new(&ClusterSettings::load(&opts.cluster_settings).inspect_err(|e| {
+    let settings = ClusterSettings::load(&opts.cluster_settings).inspect_err(|e| {
         opts.pd.report(&PdEvent::InvalidClusterSettings(e.to_string()));
-    })?);
+    })?;
+    let view = Layout::new(&settings, &opts.placement).inspect_err(|e| {
+        opts.pd.report(&PdEvent::InvalidClusterSettings(e.to_string()));
+    })?;
     let listener = control::bind(&opts.control_socket)
         .map_err(|source| StartError::ControlSocket { path: opts.control_socket.clone(), source })?;
     let stats = Stats::new();

@@ -4,7 +4,6 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use crate::memcached::proto::{encode_key, KeyError, WireKey};
-use crate::view::vbucket_of;
 use std::ops::Range;
 
 /// Keys in their wire form, with their vbuckets.
@@ -39,10 +38,10 @@ impl KeyBatch {
         KeyBatch { buf: Vec::with_capacity(keys * 48), keys: Vec::with_capacity(keys) }
     }
 
-    /// Adds a key given its raw bytes and its digest.
-    pub fn push(&mut self, raw: &[u8], digest: [u8; 16]) -> Result<(), KeyError> {
+    /// Adds a key given its raw bytes, its digest and its bucket (the
+    /// vbucket under Clearwater's placement).
+    pub fn push(&mut self, raw: &[u8], digest: [u8; 16], vbucket: u8) -> Result<(), KeyError> {
         let base64 = encode_key(raw, &mut self.buf)?;
-        let vbucket = vbucket_of(&digest);
         self.keys.push(KeyRef { end: self.buf.len() as u32, raw_len: raw.len() as u16, vbucket, base64, digest });
         Ok(())
     }
@@ -214,9 +213,9 @@ mod tests {
     #[test]
     fn keys_and_items_round_trip() {
         let mut keys = KeyBatch::with_capacity(2);
-        keys.push(b"reg\\\\a", [7; 16]).unwrap();
-        keys.push(b"a b", [9; 16]).unwrap();
-        assert!(keys.push(&[b'x'; 300], [1; 16]).is_err());
+        keys.push(b"reg\\\\a", [7; 16], 7).unwrap();
+        keys.push(b"a b", [9; 16], 9).unwrap();
+        assert!(keys.push(&[b'x'; 300], [1; 16], 1).is_err());
         assert_eq!(keys.len(), 2);
         assert_eq!(keys.get(0).wire.bytes, b"reg\\\\a");
         assert_eq!((keys.get(1).wire.bytes, keys.get(1).wire.base64), (&b"YSBi"[..], true));

@@ -12,8 +12,9 @@ use crate::backoff::Backoff;
 use crate::memcached::dump::{decode_dump_key, refusal_hint, DumpLine, DumpMode};
 use crate::memcached::proto::{self, lossy, ProtoError};
 use crate::memcached::{Connection, McError};
+use crate::placement::Classifier;
 use crate::stats::ResyncCounters;
-use crate::view::{md5_lanes, vbucket_of};
+use crate::view::md5_lanes;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -74,9 +75,11 @@ impl Outlet {
 /// Enumerates `source` and sends the keys of `wanted` vbuckets in batches
 /// to `tx`, or to `later.tx` for the vbuckets `later` says this source is
 /// not the primary of. Fails unless the dump reached its end marker.
+#[allow(clippy::too_many_arguments)]
 pub async fn dump_keys(
     source: &str,
     mode: DumpMode,
+    classifier: &Classifier,
     wanted: &VbSet,
     opts: &Options,
     tx: KeySender,
@@ -88,6 +91,8 @@ pub async fn dump_keys(
     conn.reader.expect(usize::MAX);
     let mut sorter = Sorter {
         source,
+        classifier,
+        scratch: Vec::new(),
         wanted,
         opts,
         progress,
@@ -154,6 +159,8 @@ struct Pending {
 /// Sends each dumped key where it goes, or nowhere.
 struct Sorter<'a> {
     source: &'a str,
+    classifier: &'a Classifier,
+    scratch: Vec<u8>,
     wanted: &'a VbSet,
     opts: &'a Options,
     progress: Option<&'a ResyncCounters>,
@@ -179,7 +186,7 @@ impl Sorter<'_> {
         md5_lanes::digests(&keys, &mut p.digests);
         let mut listening = true;
         for ((raw, digest), size) in keys.iter().zip(&p.digests).zip(&p.sizes) {
-            let vb = vbucket_of(digest);
+            let vb = self.classifier.bucket(raw, digest, &mut self.scratch);
             if self.wanted.get(vb as usize) != Some(&true) || raw.starts_with(OWN_PREFIX) {
                 continue;
             }
@@ -187,7 +194,7 @@ impl Sorter<'_> {
                 Some(l) if self.primary.get(vb as usize) != Some(&true) => l,
                 _ => &mut self.now,
             };
-            if let Err(e) = outlet.batch.push(raw, *digest) {
+            if let Err(e) = outlet.batch.push(raw, *digest, vb) {
                 // One warning per vbucket (the rest are counted, and
                 // summed up when the dump ends), the key made printable.
                 let count = self.listing.unmovable.entry(vb).or_default();

@@ -280,7 +280,8 @@ mod tests {
         let mut keys = KeyBatch::default();
         for i in 0..20 {
             let raw = format!("key{i}");
-            keys.push(raw.as_bytes(), crate::view::key_digest(raw.as_bytes())).unwrap();
+            keys.push(raw.as_bytes(), crate::view::key_digest(raw.as_bytes()), crate::view::vbucket(raw.as_bytes()))
+                .unwrap();
         }
         let budget = crate::resync::queue::QueueBudget::new(1 << 20, std::env::temp_dir());
         let (key_tx, key_rx) = crate::resync::queue::key_queue(&budget);

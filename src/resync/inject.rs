@@ -379,7 +379,7 @@ mod injector_tests {
         let mut recheck = Connection::connect(&addr, Duration::from_secs(10)).await.unwrap();
         let mut keys = KeyBatch::default();
         for k in ["good1", "bad", "good2"] {
-            keys.push(k.as_bytes(), crate::view::key_digest(k.as_bytes())).unwrap();
+            keys.push(k.as_bytes(), crate::view::key_digest(k.as_bytes()), crate::view::vbucket(k.as_bytes())).unwrap();
         }
         let bad_vbucket = keys.get(1).vbucket;
         let mut batch = ItemBatch::new(keys);

@@ -231,12 +231,14 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
             cpu: opts.cpu_share.map(CpuBudget::new),
         },
         progress: Some(progress.clone()),
-        landed: Landed::new(landed::DEFAULT_CAPACITY),
+        // One copy per key: no second replica ever looks a key up.
+        landed: Landed::new(if work.classifier.one_copy() { 0 } else { landed::DEFAULT_CAPACITY }),
         barrier: landed::PrimaryBarrier::new(by_source.len()),
         queue: queue::QueueBudget::new(
             opts.queue_memory,
             opts.spill_dir.clone().unwrap_or_else(queue::default_spill_dir),
         ),
+        classifier: work.classifier.clone(),
     });
     let first = work.first_sources();
     let mut tasks = tokio::task::JoinSet::new();

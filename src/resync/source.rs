@@ -66,6 +66,8 @@ pub struct CopyContext {
     pub barrier: Arc<PrimaryBarrier>,
     /// The memory the keys waiting to be copied may use, and where the rest spills.
     pub queue: Arc<QueueBudget>,
+    /// Puts each dumped key in its bucket (vbucket, or source).
+    pub classifier: Arc<crate::placement::Classifier>,
 }
 
 /// Copies every `wanted` vbucket of `source` into the local node, those it
@@ -109,7 +111,8 @@ async fn copy(
         let (source, ctx) = (source.to_owned(), ctx.clone());
         tokio::spawn(async move {
             let later = Some(Later { primary, tx: later_tx });
-            dump_keys(&source, mode, &wanted, &ctx.opts, key_tx, later, ctx.progress.as_deref()).await
+            let classifier = &ctx.classifier;
+            dump_keys(&source, mode, classifier, &wanted, &ctx.opts, key_tx, later, ctx.progress.as_deref()).await
         })
     };
     let inject = {

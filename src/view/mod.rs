@@ -97,16 +97,21 @@ impl View {
                 vbuckets.insert(vb as u8, sources);
             }
         }
-        WorkList { local_name: local.to_owned(), full, vbuckets }
+        WorkList { local_name: local.to_owned(), full, vbuckets, classifier: Default::default() }
     }
 }
 
-/// The vbuckets one node pulls, each with its sources (primary first).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// The buckets one node pulls, each with its sources (primary first). A
+/// bucket is a vbucket under Clearwater's placement, a source under the
+/// one-copy schemes ([`crate::placement`]); `classifier` puts each key in
+/// its bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct WorkList {
     pub local_name: String,
     pub full: bool,
     pub vbuckets: BTreeMap<u8, Vec<String>>,
+    #[serde(skip)]
+    pub classifier: std::sync::Arc<crate::placement::Classifier>,
 }
 
 impl WorkList {

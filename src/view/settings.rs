@@ -11,11 +11,21 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The two server lists of a `cluster_settings` file, in file order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// An entry may carry a ketama weight, `host:port:weight` (twemproxy's and
+/// libmemcached's notation; `[v6]:port:weight` for IPv6). The names keep
+/// `host:port` only; the weights are beside them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ClusterSettings {
     pub servers: Vec<String>,
     /// `Some` only when the file has a `new_servers` line (a resize).
     pub new_servers: Option<Vec<String>>,
+    /// The weight of each entry of `servers`, `None` where none is given.
+    pub weights: Vec<Option<u32>>,
+    /// The same for `new_servers`.
+    pub new_weights: Option<Vec<Option<u32>>>,
+    /// The first line that gives a weight (for the placements without).
+    pub weight_line: Option<usize>,
 }
 
 /// Why a `cluster_settings` file was rejected.
@@ -57,8 +67,9 @@ impl ClusterSettings {
     /// Parses the text of a file; `path` only labels errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, SettingsError> {
         let err = |line: usize, reason: String| SettingsError { path: path.to_owned(), line, reason };
-        let mut servers: Option<(usize, Vec<String>)> = None;
-        let mut new_servers: Option<(usize, Vec<String>)> = None;
+        let mut servers: Option<(usize, Entries)> = None;
+        let mut new_servers: Option<(usize, Entries)> = None;
+        let mut weight_line = None;
 
         for (index, raw) in text.lines().enumerate() {
             let number = index + 1;
@@ -83,28 +94,66 @@ impl ClusterSettings {
                 return Err(err(number, format!("{key} given twice (first on line {first})")));
             }
             let list = parse_list(value).map_err(|reason| err(number, reason))?;
+            if weight_line.is_none() && list.iter().any(|(_, w)| w.is_some()) {
+                weight_line = Some(number);
+            }
             *slot = Some((number, list));
         }
 
         let Some((_, servers)) = servers else {
             return Err(err(0, "no servers line".to_owned()));
         };
-        Ok(ClusterSettings { servers, new_servers: new_servers.map(|(_, list)| list) })
+        let split = |list: Entries| list.into_iter().unzip::<_, _, Vec<_>, Vec<_>>();
+        let (servers, weights) = split(servers);
+        let (new_servers, new_weights) = match new_servers.map(|(_, list)| split(list)) {
+            Some((n, w)) => (Some(n), Some(w)),
+            None => (None, None),
+        };
+        Ok(ClusterSettings { servers, new_servers, weights, new_weights, weight_line })
+    }
+
+    /// Settings with these lists and no weights.
+    pub fn lists(servers: Vec<String>, new_servers: Option<Vec<String>>) -> ClusterSettings {
+        let weights = vec![None; servers.len()];
+        let new_weights = new_servers.as_ref().map(|n| vec![None; n.len()]);
+        ClusterSettings { servers, new_servers, weights, new_weights, weight_line: None }
     }
 }
 
-fn parse_list(value: &str) -> Result<Vec<String>, String> {
+/// A list's entries: each name and its weight, if any.
+type Entries = Vec<(String, Option<u32>)>;
+
+fn parse_list(value: &str) -> Result<Entries, String> {
     if value.is_empty() {
         return Ok(Vec::new());
     }
     value
         .split(',')
         .map(|entry| {
-            let entry = entry.trim();
-            validate_server(entry).map_err(|e| e.to_string())?;
-            Ok(entry.to_owned())
+            let (name, weight) = split_weight(entry.trim())?;
+            validate_server(name).map_err(|e| e.to_string())?;
+            Ok((name.to_owned(), weight))
         })
         .collect()
+}
+
+/// `host:port:weight` → (`host:port`, the weight); an entry without one is
+/// returned whole. An unbracketed IPv6 address is left to the address
+/// check, which rejects it.
+fn split_weight(entry: &str) -> Result<(&str, Option<u32>), String> {
+    let colons = entry.matches(':').count();
+    let weighted = match entry.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').is_some_and(|(_, tail)| tail.matches(':').count() == 2),
+        None => colons == 2,
+    };
+    if !weighted {
+        return Ok((entry, None));
+    }
+    let Some((name, weight)) = entry.rsplit_once(':') else { return Ok((entry, None)) };
+    match weight.parse::<u32>() {
+        Ok(w) if w >= 1 => Ok((name, Some(w))),
+        _ => Err(format!("bad weight {weight:?} in {entry:?} (host:port:weight, a whole number from 1)")),
+    }
 }
 
 /// Checks one `host:port` or `[v6]:port` entry. The entry is kept verbatim:
@@ -136,6 +185,17 @@ mod tests {
     }
 
     #[test]
+    fn weights_are_read_beside_the_names() {
+        let s = parse("servers=10.0.0.1:11211:600,[::1]:11211:3,h:1\nnew_servers=h:1:2\n").unwrap();
+        assert_eq!(s.servers, ["10.0.0.1:11211", "[::1]:11211", "h:1"]);
+        assert_eq!(s.weights, [Some(600), Some(3), None]);
+        assert_eq!(s.new_weights, Some(vec![Some(2)]));
+        assert_eq!(s.weight_line, Some(1));
+        assert_eq!(parse("servers=h:1\nnew_servers=h:1:2\n").unwrap().weight_line, Some(2));
+        assert_eq!(parse("servers=h:1\n").unwrap().weight_line, None);
+    }
+
+    #[test]
     fn empty_values_are_empty_lists() {
         let s = parse("servers=\nnew_servers=\n").unwrap();
         assert!(s.servers.is_empty());
@@ -153,6 +213,10 @@ mod tests {
             ("servers=a\n", 1, "not host:port"),
             ("servers=a:99999\n", 1, "bad port"),
             ("servers=2001:db8::1:11211\n", 1, "not host:port"),
+            ("servers=a:1:0\n", 1, "bad weight \"0\""),
+            ("servers=a:1:x\n", 1, "bad weight"),
+            ("servers=[::1]:1:-2\n", 1, "bad weight"),
+            ("servers=a:1:\n", 1, "bad weight"),
             ("new_servers=a:1\n", 0, "no servers line"),
         ];
         for (text, line, reason) in cases {
@@ -192,7 +256,7 @@ mod tests {
                     text.push_str(&format!("new_servers={}\n", n.join(",")));
                 }
                 let parsed = ClusterSettings::parse(&text, Path::new("cs")).unwrap();
-                prop_assert_eq!(parsed, ClusterSettings { servers, new_servers });
+                prop_assert_eq!(parsed, ClusterSettings::lists(servers, new_servers));
             }
         }
     }

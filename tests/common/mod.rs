@@ -247,7 +247,8 @@ pub async fn all_keys(server: &str) -> BTreeSet<Vec<u8>> {
     let budget = astaire::resync::queue::QueueBudget::new(usize::MAX, std::env::temp_dir());
     let (tx, mut rx) = astaire::resync::queue::key_queue(&budget);
     let opts = Options::default();
-    dump_keys(server, DumpMode::Metadump, &[true; VBUCKETS], &opts, tx, None, None).await.expect("dump");
+    let every = astaire::placement::Classifier::Vbucket;
+    dump_keys(server, DumpMode::Metadump, &every, &[true; VBUCKETS], &opts, tx, None, None).await.expect("dump");
     let mut keys = BTreeSet::new();
     while let Some(batch) = rx.recv().await.expect("read back") {
         for k in batch.iter() {

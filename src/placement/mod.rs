@@ -1,0 +1,324 @@
+//! Which server holds a key, under the old list and under the new one:
+//! the one seam between a cluster's clients and the resync engine.
+//!
+//! Clearwater's vbucket ring (two replicas of each of 128 vbuckets) is the
+//! default and lives in [`crate::view`]. The other schemes are those of the
+//! client libraries that shard most memcached clusters, each bit for bit
+//! (`shared/spec/placement.md`): libmemcached's weighted ketama,
+//! pymemcache's rendezvous hashing and the memcached proxy's jump hash.
+//! They keep one copy of each key, so a key's only source is its old
+//! owner, and keys can move between old servers too: the owner under both
+//! lists is computed for every key.
+//!
+//! Everything here is pure. The engine sees a [`WorkList`] of "buckets"
+//! and a [`Classifier`] that puts each dumped key in one (or none): under
+//! Clearwater a bucket is a vbucket; under the others it is a source.
+
+pub mod jump;
+pub mod ketama;
+pub mod rendezvous;
+
+use crate::view::{vbucket_of, ClusterSettings, View, WorkList};
+use ketama::{Continuum, KetamaServer};
+pub use rendezvous::KeyText;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A placement scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// Clearwater's 128-vbucket ring, two replicas.
+    #[default]
+    Clearwater,
+    /// libmemcached weighted ketama (PHP `LIBKETAMA_COMPATIBLE`, pylibmc
+    /// `ketama_weighted`, twemproxy `hash: md5`).
+    Ketama,
+    /// pymemcache `HashClient` (rendezvous, murmur3).
+    Rendezvous,
+    /// The memcached proxy's default pool (XXH3, jump hash).
+    Jump,
+}
+
+impl Scheme {
+    /// The name a configuration file or flag gives.
+    pub fn parse(text: &str) -> Option<Scheme> {
+        <Scheme as clap::ValueEnum>::from_str(text.trim(), true).ok()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Clearwater => "clearwater",
+            Scheme::Ketama => "ketama",
+            Scheme::Rendezvous => "rendezvous",
+            Scheme::Jump => "jump",
+        }
+    }
+
+    /// Whether each key has one copy (its old owner is its only source).
+    pub fn one_copy(self) -> bool {
+        self != Scheme::Clearwater
+    }
+}
+
+/// The scheme and its settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Placement {
+    pub scheme: Scheme,
+    /// How pymemcache's clients pass keys (`rendezvous` only).
+    pub key_text: KeyText,
+    /// The proxy pool's `seed` option (`jump` only).
+    pub pool_seed: Option<String>,
+}
+
+/// The bucket of a key no bucket of this work list wants.
+pub const NOT_WANTED: u8 = u8::MAX;
+
+/// Buckets a one-copy work list can have: one per old server.
+pub const MAX_SOURCES: usize = crate::view::VBUCKETS;
+
+/// What the dump filter computes for each key: its bucket in this work
+/// list, or [`NOT_WANTED`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Classifier {
+    /// Clearwater: the key's vbucket.
+    #[default]
+    Vbucket,
+    /// One copy per key: the old owner's bucket when the new owner is this
+    /// node and the old one another.
+    Owners(Owners),
+}
+
+/// Owners of keys under both lists, for one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owners {
+    rule: Rule,
+    /// Per old server: its bucket, or [`NOT_WANTED`] for this node itself.
+    bucket_of_old: Vec<u8>,
+    /// Per new server: whether it is this node.
+    local_new: Vec<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Rule {
+    Ketama {
+        old: Continuum,
+        new: Continuum,
+    },
+    /// Names of both lists once each; which of them each list has.
+    Rendezvous {
+        names: Vec<String>,
+        old: Vec<usize>,
+        new: Vec<usize>,
+        text: KeyText,
+    },
+    Jump {
+        old: usize,
+        new: usize,
+        seed: u64,
+    },
+}
+
+impl Classifier {
+    /// Whether each key has one copy (no second replica to check).
+    pub fn one_copy(&self) -> bool {
+        matches!(self, Classifier::Owners(_))
+    }
+
+    /// The bucket of `key` (its MD5 `digest` beside it); `scratch` is
+    /// reused between calls.
+    pub fn bucket(&self, key: &[u8], digest: &[u8; 16], scratch: &mut Vec<u8>) -> u8 {
+        match self {
+            Classifier::Vbucket => vbucket_of(digest),
+            Classifier::Owners(o) => o.bucket(key, digest, scratch),
+        }
+    }
+}
+
+impl Owners {
+    fn bucket(&self, key: &[u8], digest: &[u8; 16], scratch: &mut Vec<u8>) -> u8 {
+        let Some((old, new)) = self.owners(key, digest, scratch) else { return NOT_WANTED };
+        if self.local_new.get(new) != Some(&true) {
+            return NOT_WANTED;
+        }
+        self.bucket_of_old.get(old).copied().unwrap_or(NOT_WANTED)
+    }
+
+    /// The key's owner in the old list and in the new one (indexes).
+    pub fn owners(&self, key: &[u8], digest: &[u8; 16], scratch: &mut Vec<u8>) -> Option<(usize, usize)> {
+        match &self.rule {
+            Rule::Ketama { old, new } => {
+                let h = ketama::key_hash(digest);
+                Some((old.owner(h)?, new.owner(h)?))
+            }
+            Rule::Jump { old, new, seed } => {
+                let h = jump::key_hash(key, *seed);
+                Some((jump::jump(h, *old)?, jump::jump(h, *new)?))
+            }
+            Rule::Rendezvous { names, old, new, text } => {
+                let mut key_text = std::mem::take(scratch);
+                key_text.clear();
+                let known = rendezvous::key_text(key, *text, &mut key_text);
+                let mut name_key = Vec::with_capacity(64);
+                let scores: Vec<u32> = names
+                    .iter()
+                    .map(|n| {
+                        name_key.clear();
+                        name_key.extend_from_slice(n.as_bytes());
+                        name_key.push(b'-');
+                        name_key.extend_from_slice(&key_text);
+                        rendezvous::murmur3_32(&name_key)
+                    })
+                    .collect();
+                *scratch = key_text;
+                known?;
+                // Highest score; on a tie the greatest name (Python's max).
+                let winner = |members: &[usize]| -> Option<usize> {
+                    let best = members.iter().enumerate().max_by(|(_, a), (_, b)| {
+                        let (a, b) = (**a, **b);
+                        scores.get(a).cmp(&scores.get(b)).then_with(|| names.get(a).cmp(&names.get(b)))
+                    });
+                    best.map(|(position, _)| position)
+                };
+                Some((winner(old)?, winner(new)?))
+            }
+        }
+    }
+}
+
+/// Where keys live under a `cluster_settings` file and a placement.
+#[derive(Debug, Clone)]
+pub enum Layout {
+    Vbuckets(View),
+    OneCopy { placement: Placement, settings: ClusterSettings },
+}
+
+/// Why a layout or a work list cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LayoutError(pub String);
+
+impl Layout {
+    pub fn new(settings: &ClusterSettings, placement: &Placement) -> Result<Layout, LayoutError> {
+        if placement.scheme != Scheme::Ketama {
+            if let Some(line) = settings.weight_line {
+                return Err(LayoutError(format!(
+                    "line {line} gives server weights (host:port:weight), which only --placement ketama uses"
+                )));
+            }
+        }
+        if placement.scheme == Scheme::Clearwater {
+            return Ok(Layout::Vbuckets(View::new(settings)));
+        }
+        if settings.servers.len() > MAX_SOURCES {
+            return Err(LayoutError(format!(
+                "{} servers: placement {} handles at most {MAX_SOURCES}",
+                settings.servers.len(),
+                placement.scheme.name()
+            )));
+        }
+        Ok(Layout::OneCopy { placement: placement.clone(), settings: settings.clone() })
+    }
+
+    /// Whether `name` is a member of either list.
+    pub fn knows(&self, name: &str) -> bool {
+        match self {
+            Layout::Vbuckets(v) => v.knows(name),
+            Layout::OneCopy { settings, .. } => {
+                settings.servers.iter().chain(settings.new_servers.iter().flatten()).any(|s| s == name)
+            }
+        }
+    }
+
+    pub fn is_resizing(&self) -> bool {
+        match self {
+            Layout::Vbuckets(v) => v.is_resizing(),
+            Layout::OneCopy { settings, .. } => settings.new_servers.as_ref().is_some_and(|n| !n.is_empty()),
+        }
+    }
+
+    /// What `local` must pull. A one-copy scheme has no full resync (no
+    /// other copy exists) and pulls nothing while stable.
+    pub fn work_list(&self, local: &str, full: bool) -> Result<WorkList, LayoutError> {
+        let (placement, settings) = match self {
+            Layout::Vbuckets(v) => return Ok(v.work_list(local, full)),
+            Layout::OneCopy { placement, settings } => (placement, settings),
+        };
+        if full {
+            return Err(LayoutError(format!(
+                "placement {} keeps one copy of each key: there is no other copy for a full resync to pull",
+                placement.scheme.name()
+            )));
+        }
+        let empty = || WorkList { local_name: local.to_owned(), full, ..WorkList::default() };
+        let Some(new) = settings.new_servers.as_ref().filter(|n| !n.is_empty() && !settings.servers.is_empty()) else {
+            return Ok(empty());
+        };
+        let old = &settings.servers;
+        if !new.iter().any(|s| s == local) {
+            return Ok(empty()); // leaving, or not a member: nothing to hold
+        }
+        // Every old server but this node may hand it keys: with unequal
+        // ketama weights, or jump positions shifting, even old servers do.
+        let mut vbuckets = BTreeMap::new();
+        let mut bucket_of_old = vec![NOT_WANTED; old.len()];
+        for (i, s) in old.iter().enumerate() {
+            if s != local {
+                bucket_of_old[i] = i as u8;
+                vbuckets.insert(i as u8, vec![s.clone()]);
+            }
+        }
+        let rule = match placement.scheme {
+            Scheme::Ketama => {
+                let continuum = |names: &[String], weights: Option<&Vec<Option<u32>>>| {
+                    let servers: Result<Vec<KetamaServer>, LayoutError> = names
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| {
+                            let hp = crate::addr::HostPort::parse(n, crate::addr::Role::Server)
+                                .map_err(|e| LayoutError(e.to_string()))?;
+                            let weight = weights.and_then(|w| w.get(i).copied().flatten()).unwrap_or(1);
+                            Ok(KetamaServer { host: hp.host.clone(), port: hp.port, weight })
+                        })
+                        .collect();
+                    servers.map(|s| Continuum::new(&s))
+                };
+                Rule::Ketama {
+                    old: continuum(old, Some(&settings.weights))?,
+                    new: continuum(new, settings.new_weights.as_ref())?,
+                }
+            }
+            Scheme::Rendezvous => {
+                let mut names: Vec<String> = Vec::new();
+                let mut index = |n: &String| {
+                    let name = rendezvous_name(n);
+                    match names.iter().position(|x| *x == name) {
+                        Some(i) => i,
+                        None => {
+                            names.push(name);
+                            names.len() - 1
+                        }
+                    }
+                };
+                let (o, n): (Vec<usize>, Vec<usize>) =
+                    (old.iter().map(&mut index).collect(), new.iter().map(&mut index).collect());
+                Rule::Rendezvous { names, old: o, new: n, text: placement.key_text }
+            }
+            Scheme::Jump => {
+                Rule::Jump { old: old.len(), new: new.len(), seed: jump::pool_seed(placement.pool_seed.as_deref()) }
+            }
+            Scheme::Clearwater => return Ok(empty()),
+        };
+        let local_new = new.iter().map(|s| s == local).collect();
+        let owners = Owners { rule, bucket_of_old, local_new };
+        Ok(WorkList { local_name: local.to_owned(), full, vbuckets, classifier: Arc::new(Classifier::Owners(owners)) })
+    }
+}
+
+/// pymemcache's name of a server: `host:port`, IPv6 without brackets.
+fn rendezvous_name(entry: &str) -> String {
+    match crate::addr::HostPort::parse(entry, crate::addr::Role::Server) {
+        Ok(hp) => format!("{}:{}", hp.host, hp.port),
+        Err(_) => entry.to_owned(),
+    }
+}

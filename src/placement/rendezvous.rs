@@ -1,0 +1,176 @@
+//! pymemcache's `HashClient` (rendezvous hashing, the client of Django's
+//! `PyMemcacheCache`), bit for bit: `shared/spec/placement.md` §4.
+//!
+//! A node's score for a key is MurmurHash3_x86_32 (seed 0) of
+//! `"{host}:{port}-{keytext}"`; the highest score wins, ties going to the
+//! greatest name. The key text is what the application passed: a `str` is
+//! hashed one byte per character (the code point's low byte), a `bytes`
+//! key as Python's `repr` of it (`b'foo'`). The server stores neither form,
+//! so which one the clients use is a setting ([`KeyText`]). Pure.
+
+/// How the clients pass keys to pymemcache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+pub enum KeyText {
+    /// `str` keys (Django's cache, most applications).
+    #[default]
+    Str,
+    /// `bytes` keys, hashed as Python prints them: `b'…'`.
+    Bytes,
+}
+
+/// MurmurHash3_x86_32 of `data` with seed 0.
+pub fn murmur3_32(data: &[u8]) -> u32 {
+    // The murmur3 crate reads from any `Read`; a byte slice cannot fail.
+    murmur3::murmur3_32(&mut std::io::Cursor::new(data), 0).unwrap_or(0)
+}
+
+/// The key text pymemcache hashes for the key `key` as stored (UTF-8 on
+/// the server), appended to `out`. `None` for a `str` key that is not
+/// UTF-8: no `str` could have been stored as those bytes.
+pub fn key_text(key: &[u8], mode: KeyText, out: &mut Vec<u8>) -> Option<()> {
+    match mode {
+        KeyText::Str => {
+            let text = std::str::from_utf8(key).ok()?;
+            out.extend(text.chars().map(|c| (u32::from(c) & 0xff) as u8));
+        }
+        KeyText::Bytes => python_bytes_repr(key, out),
+    }
+    Some(())
+}
+
+/// CPython's `repr(bytes)`: `b'…'`, or `b"…"` when the bytes hold a `'`
+/// and no `"`; `\\`, `\t`, `\n`, `\r` and the quote escaped, other bytes
+/// outside 0x20..0x7f as `\xNN`.
+pub fn python_bytes_repr(key: &[u8], out: &mut Vec<u8>) {
+    let quote = if key.contains(&b'\'') && !key.contains(&b'"') { b'"' } else { b'\'' };
+    out.push(b'b');
+    out.push(quote);
+    for &c in key {
+        match c {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ if c == quote => out.extend_from_slice(&[b'\\', c]),
+            0x20..0x7f => out.push(c),
+            _ => out.extend_from_slice(format!("\\x{c:02x}").as_bytes()),
+        }
+    }
+    out.push(quote);
+}
+
+/// The nodes of one list, by name (`host:port`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendezvous {
+    names: Vec<String>,
+}
+
+impl Rendezvous {
+    pub fn new(names: Vec<String>) -> Rendezvous {
+        Rendezvous { names }
+    }
+
+    /// The index of the winning node for the key text `text`; `scratch`
+    /// is reused between calls.
+    pub fn owner(&self, text: &[u8], scratch: &mut Vec<u8>) -> Option<usize> {
+        if self.names.len() <= 1 {
+            return (self.names.len() == 1).then_some(0);
+        }
+        let mut best: Option<(u32, usize)> = None;
+        for (i, name) in self.names.iter().enumerate() {
+            scratch.clear();
+            scratch.extend_from_slice(name.as_bytes());
+            scratch.push(b'-');
+            scratch.extend_from_slice(text);
+            let score = murmur3_32(scratch);
+            let wins = match best {
+                None => true,
+                Some((s, b)) => score > s || (score == s && name.as_str() > self.names[b].as_str()),
+            };
+            if wins {
+                best = Some((score, i));
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur3_vectors() {
+        assert_eq!(murmur3_32(b""), 0);
+        assert_eq!(murmur3_32(b"hello"), 613153351);
+        assert_eq!(murmur3_32(b"The quick brown fox jumps over the lazy dog"), 776992547);
+        assert_eq!(murmur3_32(b"127.0.0.1:21211-foo"), 1248243307);
+        assert_eq!(murmur3_32(b"127.0.0.1:21212-foo"), 862758748);
+        assert_eq!(murmur3_32(b"127.0.0.1:21213-foo"), 2807905136);
+    }
+
+    fn text(key: &[u8], mode: KeyText) -> Vec<u8> {
+        let mut out = Vec::new();
+        key_text(key, mode, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn key_texts_as_python_hashes_them() {
+        assert_eq!(text(b"foo", KeyText::Bytes), b"b'foo'");
+        assert_eq!(text(b"it's", KeyText::Bytes), b"b\"it's\"");
+        assert_eq!(text(b"a'\"b", KeyText::Bytes), b"b'a\\'\"b'");
+        assert_eq!(text(b"t\tn\nr\rs\\\x00\x7f\xff", KeyText::Bytes), b"b't\\tn\\nr\\rs\\\\\\x00\\x7f\\xff'");
+        assert_eq!(text(b"foo", KeyText::Str), b"foo");
+        // "é" (U+00E9, stored as c3 a9) is hashed as the one byte e9;
+        // "€" (U+20AC) as its low byte, ac.
+        assert_eq!(text("é€".as_bytes(), KeyText::Str), vec![0xe9, 0xac]);
+        assert!(key_text(b"\xff", KeyText::Str, &mut Vec::new()).is_none());
+    }
+
+    #[test]
+    fn the_spec_vectors() {
+        let list = |ports: &[u16]| Rendezvous::new(ports.iter().map(|p| format!("127.0.0.1:{p}")).collect());
+        let r1 = list(&[21211, 21212, 21213]);
+        let r2 = list(&[21211, 21212, 21213, 21214]);
+        let r3 = Rendezvous::new(["127.0.0.2:11211", "127.0.0.3:11211", "127.0.0.4:11211"].map(String::from).to_vec());
+        let rows: [(&str, u16, u16, &str); 12] = [
+            ("foo", 21213, 21213, ".3"),
+            ("bar", 21212, 21212, ".2"),
+            ("baz", 21211, 21211, ".2"),
+            ("user:1", 21211, 21211, ".4"),
+            ("user:2", 21212, 21212, ".4"),
+            ("user:42", 21211, 21211, ".4"),
+            ("session:abc", 21213, 21213, ".4"),
+            ("a", 21213, 21213, ".2"),
+            ("z", 21211, 21214, ".3"),
+            ("hello_world", 21211, 21211, ".2"),
+            ("memcached", 21213, 21214, ".2"),
+            ("key-0", 21213, 21213, ".4"),
+        ];
+        let mut scratch = Vec::new();
+        for (key, p1, p2, o3) in rows {
+            let t = text(key.as_bytes(), KeyText::Str);
+            assert_eq!(r1.names[r1.owner(&t, &mut scratch).unwrap()], format!("127.0.0.1:{p1}"), "{key} R1");
+            assert_eq!(r2.names[r2.owner(&t, &mut scratch).unwrap()], format!("127.0.0.1:{p2}"), "{key} R2");
+            assert_eq!(r3.names[r3.owner(&t, &mut scratch).unwrap()], format!("127.0.0{o3}:11211"), "{key} R3");
+        }
+        // The bytes key b"foo" on R1: hashed as "b'foo'".
+        let t = text(b"foo", KeyText::Bytes);
+        assert_eq!(r1.names[r1.owner(&t, &mut scratch).unwrap()], "127.0.0.1:21213");
+    }
+
+    #[test]
+    fn list_order_never_matters() {
+        let a = Rendezvous::new(["x:1", "y:2", "z:3"].map(String::from).to_vec());
+        let b = Rendezvous::new(["z:3", "x:1", "y:2"].map(String::from).to_vec());
+        let mut s = Vec::new();
+        for i in 0..500u32 {
+            let k = i.to_string();
+            assert_eq!(
+                a.names[a.owner(k.as_bytes(), &mut s).unwrap()],
+                b.names[b.owner(k.as_bytes(), &mut s).unwrap()]
+            );
+        }
+    }
+}
