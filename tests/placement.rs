@@ -3,14 +3,13 @@
 //! weighted ketama) or pymemcache (rendezvous) with the old list, moved by
 //! `astaire resync --placement …` on the nodes that gain keys, and read
 //! back through the same library with the new list, after the nodes that
-//! handed keys over were flushed. Where each key belongs is asked of the
+//! handed keys over dropped them. Where each key belongs is asked of the
 //! library itself (`pylibmc.Client.hash`, `HashClient.hasher.get_node`),
 //! never of Astaire.
 
 mod common;
 
 use common::*;
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -53,17 +52,37 @@ fn key(i: usize) -> String {
     }
 }
 
+/// A list entry's server name: `host:port` without a `:weight`.
+fn name(entry: &str) -> String {
+    match entry.matches(':').count() {
+        2 => entry.rsplit_once(':').unwrap().0.to_owned(),
+        _ => entry.to_owned(),
+    }
+}
+
 /// Writes through the library with `old`, resyncs every node of `new`
-/// with Astaire, flushes the nodes that handed keys over, and reads the
-/// moved keys back through the library with `new`.
+/// with Astaire, deletes the moved keys from the nodes that handed them
+/// over, and reads the
+/// moved keys back through the library with `new`. Entries may carry a
+/// ketama weight (`host:port:weight`), in the library's list and in
+/// cluster_settings alike.
 async fn resize_and_read_back(scheme: &str, cluster: &Cluster, old: &[String], new: &[String]) {
     let (old_owner, new_owner) = (owners(scheme, old), owners(scheme, new));
+    let between_old = (0..KEYS)
+        .filter(|i| name(&old[old_owner[*i]]) != name(&new[new_owner[*i]]))
+        .filter(|i| old.iter().any(|o| name(o) == name(&new[new_owner[*i]])))
+        .count();
+    eprintln!("{scheme}: {between_old} keys move between servers of the old list");
     let names: Vec<String> = cluster.names(0..cluster.nodes.len());
+    let (old_entries, new_entries) = (old, new);
+    let (old, new): (Vec<String>, Vec<String>) =
+        (old.iter().map(|e| name(e)).collect(), new.iter().map(|e| name(e)).collect());
+    let (old, new) = (&old[..], &new[..]);
     let at = |list: &[String], i: usize| names.iter().position(|n| *n == list[i]).unwrap();
     let index: std::collections::HashMap<Vec<u8>, usize> = (0..KEYS).map(|i| (key(i).into_bytes(), i)).collect();
     let moved: Vec<usize> = (0..KEYS).filter(|i| old[old_owner[*i]] != new[new_owner[*i]]).collect();
     assert!(moved.len() > KEYS / 10, "{scheme}: a resize moves keys ({} of {KEYS})", moved.len());
-    client(&["write", scheme, &old.join(","), &KEYS.to_string(), "v1"], "");
+    client(&["write", scheme, &old_entries.join(","), &KEYS.to_string(), "v1"], "");
     for node in &names {
         let held = all_keys(node).await;
         assert!(
@@ -72,23 +91,34 @@ async fn resize_and_read_back(scheme: &str, cluster: &Cluster, old: &[String], n
         );
     }
 
-    let settings = cluster.settings(&format!("{scheme}-{}-{}", old.len(), new.len()), old, Some(new));
+    let settings = cluster.settings(&format!("{scheme}-{}-{}", old.len(), new.len()), old_entries, Some(new_entries));
     for node in new {
         let out = resync_cli(node, &settings, &["--placement", scheme]);
         assert_eq!(out.status.code(), Some(0), "{scheme} on {node}: {}", text(&out));
     }
-    // The nodes that handed keys over lose everything: only copies remain.
-    let senders: BTreeSet<usize> = moved.iter().map(|i| at(old, old_owner[*i])).collect();
-    for s in &senders {
+    // The nodes that handed keys over drop them: only the copies remain.
+    // (Not flush_all: with unequal weights a sender also receives.)
+    let mut handed: std::collections::BTreeMap<usize, Vec<u8>> = Default::default();
+    for i in &moved {
+        let req = handed.entry(at(old, old_owner[*i])).or_default();
+        req.extend_from_slice(format!("delete {} noreply\r\n", key(*i)).as_bytes());
+    }
+    for (s, mut req) in handed {
         use std::io::Read;
-        let mut conn = std::net::TcpStream::connect(&names[*s]).unwrap();
-        conn.write_all(b"flush_all\r\n").unwrap();
-        let mut ok = [0u8; 4];
-        conn.read_exact(&mut ok).unwrap();
-        assert_eq!(&ok, b"OK\r\n");
+        req.extend_from_slice(b"version\r\n");
+        let mut conn = std::net::TcpStream::connect(&names[s]).unwrap();
+        conn.write_all(&req).unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 256];
+        while !answer.ends_with(b"\r\n") {
+            let n = conn.read(&mut buf).unwrap();
+            assert!(n > 0, "{} closed", names[s]);
+            answer.extend_from_slice(&buf[..n]);
+        }
+        assert!(answer.starts_with(b"VERSION"), "{}", String::from_utf8_lossy(&answer));
     }
     let wanted: String = moved.iter().map(|i| format!("{i}\n")).collect();
-    let read = client(&["read", scheme, &new.join(","), &KEYS.to_string(), "v1"], &wanted);
+    let read = client(&["read", scheme, &new_entries.join(","), &KEYS.to_string(), "v1"], &wanted);
     let r: serde_json::Value = serde_json::from_str(&read).unwrap();
     assert_eq!(r["hit"], moved.len(), "{scheme} {}→{}: every moved key reads back: {read}", old.len(), new.len());
     // No node holds a key the new list does not give it.
@@ -122,4 +152,14 @@ async fn rendezvous_three_to_four_through_pymemcache() {
 async fn rendezvous_four_to_three_through_pymemcache() {
     let cluster = Cluster::start(4);
     resize_and_read_back("rendezvous", &cluster, &cluster.names(0..4), &cluster.names(0..3)).await;
+}
+
+/// Unequal weights: every point count changes, so keys also move between
+/// the old servers, and each of them must run (spec §7).
+#[tokio::test(flavor = "multi_thread")]
+async fn weighted_ketama_moves_keys_between_old_servers_too() {
+    let cluster = Cluster::start(4);
+    let names = cluster.names(0..4);
+    let weighted = |ws: &[u32]| ws.iter().zip(&names).map(|(w, n)| format!("{n}:{w}")).collect::<Vec<_>>();
+    resize_and_read_back("ketama", &cluster, &weighted(&[1, 2, 5]), &weighted(&[1, 2, 5, 1])).await;
 }
