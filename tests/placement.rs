@@ -66,7 +66,8 @@ fn name(entry: &str) -> String {
 /// moved keys back through the library with `new`. Entries may carry a
 /// ketama weight (`host:port:weight`), in the library's list and in
 /// cluster_settings alike.
-async fn resize_and_read_back(scheme: &str, cluster: &Cluster, old: &[String], new: &[String]) {
+/// Returns how many keys moved between two servers that are in both lists.
+async fn resize_and_read_back(scheme: &str, cluster: &Cluster, old: &[String], new: &[String]) -> usize {
     let (old_owner, new_owner) = (owners(scheme, old), owners(scheme, new));
     let between_old = (0..KEYS)
         .filter(|i| name(&old[old_owner[*i]]) != name(&new[new_owner[*i]]))
@@ -82,6 +83,8 @@ async fn resize_and_read_back(scheme: &str, cluster: &Cluster, old: &[String], n
     let index: std::collections::HashMap<Vec<u8>, usize> = (0..KEYS).map(|i| (key(i).into_bytes(), i)).collect();
     let moved: Vec<usize> = (0..KEYS).filter(|i| old[old_owner[*i]] != new[new_owner[*i]]).collect();
     assert!(moved.len() > KEYS / 10, "{scheme}: a resize moves keys ({} of {KEYS})", moved.len());
+    let between =
+        moved.iter().filter(|i| new.contains(&old[old_owner[**i]]) && old.contains(&new[new_owner[**i]])).count();
     client(&["write", scheme, &old_entries.join(","), &KEYS.to_string(), "v1"], "");
     for node in &names {
         let held = all_keys(node).await;
@@ -128,12 +131,14 @@ async fn resize_and_read_back(scheme: &str, cluster: &Cluster, old: &[String], n
             assert_eq!(at(new, new_owner[i]), n, "{scheme}: {node} holds {} it does not own", key(i));
         }
     }
+    between
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ketama_three_to_four_through_pylibmc() {
     let cluster = Cluster::start(4);
-    resize_and_read_back("ketama", &cluster, &cluster.names(0..3), &cluster.names(0..4)).await;
+    let between = resize_and_read_back("ketama", &cluster, &cluster.names(0..3), &cluster.names(0..4)).await;
+    assert_eq!(between, 0, "equal weights: keys only go to the new server");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -161,5 +166,110 @@ async fn weighted_ketama_moves_keys_between_old_servers_too() {
     let cluster = Cluster::start(4);
     let names = cluster.names(0..4);
     let weighted = |ws: &[u32]| ws.iter().zip(&names).map(|(w, n)| format!("{n}:{w}")).collect::<Vec<_>>();
-    resize_and_read_back("ketama", &cluster, &weighted(&[1, 2, 5]), &weighted(&[1, 2, 5, 1])).await;
+    let between = resize_and_read_back("ketama", &cluster, &weighted(&[1, 2, 5]), &weighted(&[1, 2, 5, 1])).await;
+    assert!(between > 300, "keys moved between old servers: {between}");
+}
+
+/// The client protocol of the README, raced against the copy: while
+/// Astaire runs (slowed, so the races happen), clients that know both
+/// lists rewrite moved keys on their new owner and delete others on both
+/// owners. Read through the new list afterwards: every key holds its last
+/// write, no deleted key came back, every untouched one was copied.
+async fn races_under_the_client_protocol(scheme: &str) {
+    let r = race(scheme, true).await;
+    assert_eq!((r["stale"].as_u64(), r["revived"].as_u64()), (Some(0), Some(0)), "{scheme}: {r}");
+}
+
+/// The race, with deletes on both owners (the protocol) or on the new
+/// owner only; the JSON counts of the read-back.
+async fn race(scheme: &str, delete_on_both: bool) -> serde_json::Value {
+    let cluster = Cluster::start(4);
+    let (old, new) = (cluster.names(0..3), cluster.names(0..4));
+    let (old_owner, new_owner) = (owners(scheme, &old), owners(scheme, &new));
+    let moved: Vec<usize> = (0..KEYS).filter(|i| old[old_owner[*i]] != new[new_owner[*i]]).collect();
+    client(&["write", scheme, &old.join(","), &KEYS.to_string(), "v1"], "");
+    let settings = cluster.settings(&format!("{scheme}-race"), &old, Some(&new));
+
+    let mut race = Command::new("/usr/bin/python3")
+        .arg(client_script())
+        .args(["race", scheme, &old.join(","), &new.join(","), &KEYS.to_string(), "5"])
+        .args(if delete_on_both { &[][..] } else { &["new-only"][..] })
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let wanted: String = moved.iter().map(|i| format!("{i}\n")).collect();
+    race.stdin.take().unwrap().write_all(wanted.as_bytes()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500)); // the clients get going
+                                                               // Every gaining node at once, each slowed to 2-3 s of copying.
+    let copies: Vec<_> = new
+        .iter()
+        .map(|node| {
+            let (node, settings) = (node.clone(), settings.clone());
+            let scheme = scheme.to_owned();
+            std::thread::spawn(move || {
+                let out =
+                    resync_cli(&node, &settings, &["--placement", &scheme, "--bandwidth-limit", "40000", "--json"]);
+                assert_eq!(out.status.code(), Some(0), "{scheme} on {node}: {}", text(&out));
+                String::from_utf8(out.stdout).unwrap()
+            })
+        })
+        .collect();
+    let mut counts = serde_json::Map::new();
+    for c in copies {
+        let report: serde_json::Value = serde_json::from_str(c.join().unwrap().trim()).unwrap();
+        for (k, v) in report["counts"].as_object().unwrap() {
+            let sum = counts.get(k).and_then(|x| x.as_u64()).unwrap_or(0) + v.as_u64().unwrap_or(0);
+            counts.insert(k.clone(), sum.into());
+        }
+    }
+    eprintln!("{scheme}: {counts:?}");
+    // The copy really raced the clients: values they wrote first were kept,
+    // and copies of keys they deleted meanwhile were taken back.
+    assert!(counts["kept"].as_u64() > Some(100), "{scheme}: {counts:?}");
+    if delete_on_both {
+        assert!(counts["reverted"].as_u64() > Some(100), "{scheme}: {counts:?}");
+    }
+    let out = race.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let last: std::collections::HashMap<String, Option<String>> = serde_json::from_slice(&out.stdout).unwrap();
+    let written = last.values().filter(|v| v.is_some()).count();
+    assert!(
+        written > 100 && last.len() - written > 100,
+        "the clients raced: {} touched, {written} rewritten",
+        last.len()
+    );
+    let expect: String = moved
+        .iter()
+        .map(|i| match last.get(&i.to_string()) {
+            Some(Some(tag)) => format!("{i} {tag}\n"),
+            Some(None) => format!("{i} -\n"),
+            None => format!("{i} v1\n"),
+        })
+        .collect();
+    let check = client(&["check", scheme, &new.join(","), &KEYS.to_string()], &expect);
+    let r: serde_json::Value = serde_json::from_str(&check).unwrap();
+    if delete_on_both {
+        assert_eq!(r["ok"], moved.len(), "{scheme}: {check}");
+    }
+    r
+}
+
+/// What the README says happens when clients delete on the new owner only:
+/// the copy brings deleted keys back (the old owner still had them).
+#[tokio::test(flavor = "multi_thread")]
+async fn deletes_on_the_new_owner_only_let_deleted_keys_come_back() {
+    let r = race("ketama", false).await;
+    assert!(r["revived"].as_u64() > Some(0), "deleted keys came back: {r}");
+    assert_eq!(r["stale"].as_u64(), Some(0), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ketama_live_writes_and_deletes_leave_nothing_stale_or_revived() {
+    races_under_the_client_protocol("ketama").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rendezvous_live_writes_and_deletes_leave_nothing_stale_or_revived() {
+    races_under_the_client_protocol("rendezvous").await;
 }

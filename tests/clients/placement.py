@@ -11,6 +11,14 @@ python3-pymemcache.
   placement.py read   SCHEME SERVERS COUNT TAG   read back the keys whose
                                                  indexes stdin lists: JSON counts
   placement.py owners SCHEME SERVERS COUNT       the library's server per key
+  placement.py race   SCHEME OLD NEW COUNT SECONDS [new-only]
+        clients during a resize, under the documented protocol: for
+        SECONDS, random keys of those stdin lists are rewritten (v2:i) on
+        their new owner or deleted on both owners (with new-only: on the
+        new owner only, which the protocol forbids); prints each touched
+        key's last state (JSON: index → "v2" or null)
+  placement.py check  SCHEME SERVERS COUNT       reads "index expected" lines
+        (expected: a tag, or - for absent): JSON counts of stale and revived
 
 SERVERS is comma-separated host:port[:weight] (weights: ketama only).
 """
@@ -45,8 +53,35 @@ def owner(scheme, c, servers, key):
     return [f"{h}:{p}" for h, p in (s.rsplit(":", 1) for s in servers)].index(c.hasher.get_node(key))
 
 
+def race(scheme, old, new, count, seconds, both=True):
+    """A client that knows both lists: writes go to the new owner, deletes
+    to both owners (what mcrouter's MigrateRoute does)."""
+    import random
+    import time
+    names = list(keys(count))
+    moving = [int(line) for line in sys.stdin if line.strip()]
+    before, after = client(scheme, old), client(scheme, new)
+    last = {}
+    rng = random.Random(20)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        i = rng.choice(moving)
+        if rng.random() < 0.5:
+            after.set(names[i], f"v2:{i}".encode())
+            last[i] = "v2"
+        else:
+            after.delete(names[i])
+            if both:
+                before.delete(names[i])
+            last[i] = None
+    print(json.dumps(last))
+
+
 def main(argv):
     command, scheme, servers = argv[1], argv[2], argv[3].split(",")
+    if command == "race":
+        both = len(argv) < 8 or argv[7] != "new-only"
+        return race(scheme, servers, argv[4].split(","), int(argv[5]), float(argv[6]), both)
     count = int(argv[4])
     c = client(scheme, servers)
     if command == "write":
@@ -69,6 +104,26 @@ def main(argv):
             else:
                 hit += 1
         print(json.dumps({"hit": hit, "missing": len(missing), "wrong": len(wrong), "first_missing": missing[:5]}))
+    elif command == "check":
+        names = list(keys(count))
+        stale, revived, ok = [], [], 0
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            i, expected = line.split()
+            k = names[int(i)]
+            v = c.get(k)
+            if expected == "-":
+                if v is not None:
+                    revived.append(k)
+                else:
+                    ok += 1
+            elif v != f"{expected}:{i}".encode():
+                stale.append((k, v.decode() if v is not None else None))
+            else:
+                ok += 1
+        print(json.dumps({"ok": ok, "stale": len(stale), "revived": len(revived),
+                          "first_stale": stale[:5], "first_revived": revived[:5]}))
     elif command == "owners":
         for k in keys(count):
             print(owner(scheme, c, servers, k))
