@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Astaire's demo and tests need on Debian 12, only what is
-# missing: memcached, net-snmp (snmpd, snmp, snmptrapd) and a Rust toolchain.
+# missing: memcached, net-snmp (snmpd, snmp, snmptrapd), the reference client
+# libraries the placement tests write through (pylibmc, pymemcache) and a
+# Rust toolchain.
 # Sourced by demo.sh and test.sh; safe to run again.
 set -euo pipefail
 
@@ -15,6 +17,8 @@ command -v memcached >/dev/null || missing+=(memcached)
 command -v snmpd >/dev/null || missing+=(snmpd)
 command -v snmpget >/dev/null || missing+=(snmp)
 command -v snmptrapd >/dev/null || missing+=(snmptrapd)
+/usr/bin/python3 -c 'import pylibmc' 2>/dev/null || missing+=(python3-pylibmc)
+/usr/bin/python3 -c 'import pymemcache' 2>/dev/null || missing+=(python3-pymemcache)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
     as_root apt-get update -qq
