@@ -79,6 +79,20 @@ pub fn plan(view: &Layout, work: &WorkList, json: bool) {
         println!("{out}");
         return;
     }
+    if work.classifier.one_copy() {
+        // Which keys move is known only from the sources' key lists.
+        println!(
+            "{} ({}): may receive keys from {} sources: those each of them owns under servers= and this node \
+             owns under new_servers= (which keys, and how many, only a dump of each source can say)",
+            work.local_name,
+            if view.is_resizing() { "resizing" } else { "stable" },
+            work.vbuckets.len()
+        );
+        for (source, _) in work.by_source() {
+            println!("  from {source}");
+        }
+        return;
+    }
     println!(
         "{} ({}{}): pulls {} vbuckets, {} vbucket-source pairs",
         work.local_name,
