@@ -3,7 +3,7 @@
 # own ceilings, on the same data in the same run. Writes target/bench/
 # results.txt, results.csv and resync.png. BENCH_SCALE=0.1 for a quick run.
 #
-# Usage: scripts/bench.sh [versions | large | dump_stall | scale [REV] | ab REV]
+# Usage: scripts/bench.sh [versions | large | dump_stall | scale [REV] | placement | ab REV]
 #   versions    the per-version rows instead: the same 3→4 at 100 B on the
 #               memcached on PATH and on each that scripts/memcached-versions.sh
 #               builds (MEMCACHED_SUITES, default "trixie sid"); writes
@@ -17,6 +17,9 @@
 #               at 5% CPU, and at the largest a full resync, the daemon's 3→4
 #               and a 4→3; with REV its build runs beside this one up to 4 M
 #               keys (BENCH_AB_MAX_KEYS); writes target/bench/scale.{txt,csv,png}
+#   placement   the same 3→4 at 100 B under Clearwater's placement and under
+#               ketama (1 M keys each): keys/s and CPU per key landed; writes
+#               target/bench/placement.{txt,csv,png}
 #   ab REV      this tree's astaire against REV's (built in a worktree), on
 #               the same 3→4 at 100 B, alternating (BENCH_REPEATS, default 5);
 #               BENCH_MEMCACHED picks the memcached; writes target/bench/ab.txt
@@ -49,6 +52,9 @@ versions | large | dump_stall)
         BENCH_VERSIONS=$versions cargo bench --quiet --bench dump_stall
     fi
     ;;
+placement)
+    BENCH_PLACEMENT=1 cargo bench --quiet --bench resync
+    ;;
 ab | scale)
     rev=${2:-}
     [ "$1" = ab ] && [ -z "$rev" ] && { echo "usage: scripts/bench.sh ab REV" >&2; exit 2; }
@@ -70,7 +76,7 @@ ab | scale)
     BENCH_AB=$other BENCH_AB_LABEL=$rev BENCH_REPEATS=${BENCH_REPEATS:-5} cargo bench --quiet --bench resync
     ;;
 *)
-    echo "usage: scripts/bench.sh [versions | large | dump_stall | scale [REV] | ab REV]" >&2
+    echo "usage: scripts/bench.sh [versions | large | dump_stall | scale [REV] | placement | ab REV]" >&2
     exit 2
     ;;
 esac

@@ -23,11 +23,13 @@
 #[path = "../../tests/common/mod.rs"]
 mod common; // the tests' private memcached processes
 mod measure;
+mod placement;
 mod report;
 mod scale;
 mod scenarios;
 
 use measure::*;
+use placement::*;
 use report::*;
 use scale::*;
 use scenarios::*;
@@ -45,6 +47,11 @@ fn main() {
     let sizes: Vec<(u64, usize)> =
         sizes.into_iter().filter(|(_, s)| only.as_ref().is_none_or(|o| o.contains(s))).collect();
     assert!(!sizes.is_empty(), "BENCH_SIZES selects none of the sizes 100, 1024, 10240");
+    // BENCH_PLACEMENT=1: Clearwater's placement beside ketama (issue 20).
+    if std::env::var_os("BENCH_PLACEMENT").is_some() {
+        report(&placement_rows((1_000_000.0 * scale) as u64), "placement");
+        return;
+    }
     // BENCH_SCALE_KEYS=1000000,4000000,10000000: the scale rows (issue 19),
     // with BENCH_AB beside this build up to BENCH_AB_MAX_KEYS.
     if let Ok(sizes) = std::env::var("BENCH_SCALE_KEYS") {

@@ -25,12 +25,18 @@ pub fn write_settings(path: &Path, servers: &[String], new: Option<&[String]>) {
 }
 
 pub fn load(settings: &Path, keys: u64, size: usize) {
-    let m = measure(Command::new(bin("astaire-loadgen")).arg("--cluster-settings").arg(settings).args([
-        "--keys",
-        &keys.to_string(),
-        "--value-size",
-        &size.to_string(),
-    ]));
+    load_with(settings, keys, size, &[]);
+}
+
+/// `load` with more loadgen options (`--placement ketama`).
+pub fn load_with(settings: &Path, keys: u64, size: usize, extra: &[&str]) {
+    let m = measure(
+        Command::new(bin("astaire-loadgen"))
+            .arg("--cluster-settings")
+            .arg(settings)
+            .args(["--keys", &keys.to_string(), "--value-size", &size.to_string()])
+            .args(extra),
+    );
     assert_eq!(m.code, 0, "loadgen failed");
 }
 

@@ -26,6 +26,10 @@ struct Args {
     /// Key numbers start here (to add keys to an already loaded cluster).
     #[arg(long, default_value_t = 0)]
     first: u64,
+    /// Place keys as these clients do (one copy each under the one-copy
+    /// schemes) instead of on Clearwater's two replicas.
+    #[arg(long, value_enum, default_value_t = astaire::placement::Scheme::Clearwater)]
+    placement: astaire::placement::Scheme,
 }
 
 #[tokio::main]
@@ -39,6 +43,16 @@ async fn main() -> ExitCode {
         }
     };
     let view = View::new(&settings);
+    let placement = astaire::placement::Placement { scheme: args.placement, ..Default::default() };
+    let owner = match args.placement.one_copy().then(|| astaire::placement::ListOwner::new(&settings, &placement)) {
+        Some(Err(e)) => {
+            eprintln!("astaire-loadgen: {e}");
+            return ExitCode::from(3);
+        }
+        Some(Ok(o)) => Some(o),
+        None => None,
+    };
+    let mut scratch = Vec::new();
     let (now, stamp) = (testdata::now(), testdata::stamp());
 
     // Requests per server, built up front, sent in pipelined chunks of
@@ -48,7 +62,11 @@ async fn main() -> ExitCode {
     for i in args.first..args.first + args.keys {
         let k = key(i);
         let v = value(i, args.value_size);
-        for server in view.write_set(vbucket(&k)) {
+        let servers = match &owner {
+            Some(o) => o.owner(&k, &mut scratch).map(|i| vec![settings.servers[i].clone()]).unwrap_or_default(),
+            None => view.write_set(vbucket(&k)),
+        };
+        for server in servers {
             let chunks = per_server.entry(server.clone()).or_default();
             let n = counts.entry(server).or_default();
             if n.is_multiple_of(1000) {

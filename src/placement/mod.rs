@@ -268,7 +268,23 @@ impl Layout {
                 vbuckets.insert(i as u8, vec![s.clone()]);
             }
         }
-        let rule = match placement.scheme {
+        let rule = Rule::new(placement, settings, old, new, settings.new_weights.as_ref())?;
+        let local_new = new.iter().map(|s| s == local).collect();
+        let owners = Owners { rule, bucket_of_old, local_new };
+        Ok(WorkList { local_name: local.to_owned(), full, vbuckets, classifier: Arc::new(Classifier::Owners(owners)) })
+    }
+}
+
+impl Rule {
+    /// The owners' rule of a one-copy scheme for the lists `old` and `new`.
+    fn new(
+        placement: &Placement,
+        settings: &ClusterSettings,
+        old: &[String],
+        new: &[String],
+        new_weights: Option<&Vec<Option<u32>>>,
+    ) -> Result<Rule, LayoutError> {
+        Ok(match placement.scheme {
             Scheme::Ketama => {
                 let continuum = |names: &[String], weights: Option<&Vec<Option<u32>>>| {
                     let servers: Result<Vec<KetamaServer>, LayoutError> = names
@@ -283,10 +299,7 @@ impl Layout {
                         .collect();
                     servers.map(|s| Continuum::new(&s))
                 };
-                Rule::Ketama {
-                    old: continuum(old, Some(&settings.weights))?,
-                    new: continuum(new, settings.new_weights.as_ref())?,
-                }
+                Rule::Ketama { old: continuum(old, Some(&settings.weights))?, new: continuum(new, new_weights)? }
             }
             Scheme::Rendezvous => {
                 let mut names: Vec<String> = Vec::new();
@@ -307,11 +320,26 @@ impl Layout {
             Scheme::Jump => {
                 Rule::Jump { old: old.len(), new: new.len(), seed: jump::pool_seed(placement.pool_seed.as_deref()) }
             }
-            Scheme::Clearwater => return Ok(empty()),
-        };
-        let local_new = new.iter().map(|s| s == local).collect();
-        let owners = Owners { rule, bucket_of_old, local_new };
-        Ok(WorkList { local_name: local.to_owned(), full, vbuckets, classifier: Arc::new(Classifier::Owners(owners)) })
+            Scheme::Clearwater => return Err(LayoutError("Clearwater's placement has vbuckets, not owners".into())),
+        })
+    }
+}
+
+/// Where a one-copy scheme's clients put each key under `servers=` alone
+/// (the load generator's, and the tests').
+#[derive(Debug, Clone)]
+pub struct ListOwner(Owners);
+
+impl ListOwner {
+    pub fn new(settings: &ClusterSettings, placement: &Placement) -> Result<ListOwner, LayoutError> {
+        let s = &settings.servers;
+        let rule = Rule::new(placement, settings, s, s, Some(&settings.weights))?;
+        Ok(ListOwner(Owners { rule, bucket_of_old: Vec::new(), local_new: Vec::new() }))
+    }
+
+    /// The index in `servers=` of the key's server.
+    pub fn owner(&self, key: &[u8], scratch: &mut Vec<u8>) -> Option<usize> {
+        self.0.owners(key, &crate::view::key_digest(key), scratch).map(|(o, _)| o)
     }
 }
 
