@@ -4,6 +4,10 @@
 #
 # Usage: scripts/memcached-versions.sh [SUITE ...]   (default: trixie sid)
 #
+# A SUITE ending in -proxy (sid-proxy) is that suite's memcached built with
+# its proxy (--enable-proxy, the Lua the tarball vendors), for the jump
+# placement's tests.
+#
 # For each suite it prints one line, "SUITE VERSION PATH", where PATH is
 # target/memcached/SUITE/memcached. A binary already built there is reused
 # (delete target/memcached to pick up a newer sid). Everything is fetched
@@ -64,7 +68,7 @@ if [ ${#need_build[@]} -gt 0 ]; then
     {
         echo "Types: deb-src"
         echo "URIs: $mirror"
-        echo "Suites: ${need_build[*]}"
+        echo "Suites: $(printf '%s\n' "${need_build[@]%-proxy}" | sort -u | tr '\n' ' ')"
         echo "Components: main"
         echo "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"
     } >"$apt_dir/memcached-src.sources"
@@ -89,7 +93,7 @@ if [ ${#need_build[@]} -gt 0 ]; then
         # The .dsc is not needed: apt checks every file it fetches against
         # the hashes in the signed Sources index, and only the upstream
         # tarball is built. So a mirror that lacks the .dsc is no failure.
-        (cd "$work" && apt-get "${apt_opts[@]}" source --download-only "memcached/$suite") >"$work/fetch.log" 2>&1 || true
+        (cd "$work" && apt-get "${apt_opts[@]}" source --download-only "memcached/${suite%-proxy}") >"$work/fetch.log" 2>&1 || true
         tarball=$(find "$work" -maxdepth 1 -name 'memcached_*.orig.tar.*' | head -n 1)
         if [ -z "$tarball" ]; then
             cat "$work/fetch.log" >&2
@@ -99,8 +103,14 @@ if [ ${#need_build[@]} -gt 0 ]; then
         say "building $(basename "$tarball")"
         tar -xf "$tarball" -C "$work"
         dir=$(find "$work" -maxdepth 1 -type d -name 'memcached-*' | head -n 1)
+        flags=${MEMCACHED_CONFIGURE_FLAGS:-}
+        vendor=true
+        if [ "$suite" != "${suite%-proxy}" ]; then
+            flags="$flags --enable-proxy"
+            vendor="make -C vendor -j$(nproc)" # the bundled Lua, linked in
+        fi
         # shellcheck disable=SC2086 # the flags are words
-        if ! (cd "$dir" && ./configure ${MEMCACHED_CONFIGURE_FLAGS:-} && make -j"$(nproc)" memcached) >"$work/build.log" 2>&1; then
+        if ! (cd "$dir" && ./configure $flags && $vendor && make -j"$(nproc)" memcached) >"$work/build.log" 2>&1; then
             tail -n 30 "$work/build.log" >&2
             say "building memcached for $suite failed (log: $work/build.log)" >&2
             exit 1

@@ -42,6 +42,18 @@ if [ -n "$suites" ]; then
         tested+=("$version ($suite: resync, faults, edges, daemon)")
     done <<<"$versions"
 fi
+# The jump placement against a real memcached proxy: sid's memcached built
+# with --enable-proxy (skipped where MEMCACHED_SUITES is empty).
+if [ -n "$suites" ]; then
+    read -r _suite proxy_version proxy_path < <(scripts/memcached-versions.sh sid-proxy) || true
+    if [ ! -x "${proxy_path:-}" ]; then
+        echo "test: could not build memcached with its proxy (scripts/memcached-versions.sh sid-proxy)" >&2
+        exit 1
+    fi
+    echo "test: the jump placement through memcached $proxy_version's proxy ($proxy_path)"
+    ASTAIRE_TEST_PROXY=$proxy_path cargo test --quiet --test placement jump_through_a_real_memcached_proxy "$@"
+    tested+=("$proxy_version (sid-proxy: the jump placement through its proxy)")
+fi
 printf 'test: memcached versions tested: %s\n' "$(IFS=';'; echo "${tested[*]}" | sed 's/;/; /g')"
 
 # In CI (root, throwaway machine): run the README's demo on fewer keys (it

@@ -230,4 +230,24 @@ mod tests {
         assert!(err("local_ip='a b'\n").starts_with("local name: server \"a b:11211\" has a bad host"));
         assert!(err("local_ip=10.0.0.1\nsnmp_ip=10.0.0.9,,10.0.0.8\n").starts_with("snmp_ip: empty"));
     }
+
+    #[test]
+    fn the_placement_comes_from_the_flags_or_the_file() {
+        use crate::placement::{KeyText, Scheme};
+        let base = "local_ip=10.0.0.5\n";
+        let s = NodeSettings::resolve(&NodeFlags::default(), &file(base)).unwrap();
+        assert_eq!(
+            (s.placement.scheme, s.placement.key_text, s.placement.pool_seed),
+            (Scheme::Clearwater, KeyText::Str, None)
+        );
+        let f = file(&format!("{base}astaire_placement=Rendezvous\nastaire_key_text=bytes\nastaire_pool_seed=foo\n"));
+        let s = NodeSettings::resolve(&NodeFlags::default(), &f).unwrap();
+        assert_eq!((s.placement.scheme, s.placement.key_text), (Scheme::Rendezvous, KeyText::Bytes));
+        assert_eq!(s.placement.pool_seed.as_deref(), Some("foo"));
+        let flags = NodeFlags { placement: Some(Scheme::Jump), ..NodeFlags::default() };
+        assert_eq!(NodeSettings::resolve(&flags, &f).unwrap().placement.scheme, Scheme::Jump, "the flag wins");
+        let err = |text: &str| NodeSettings::resolve(&NodeFlags::default(), &file(text)).unwrap_err().to_string();
+        assert!(err(&format!("{base}astaire_placement=modulo\n")).contains("\"modulo\" is not one of clearwater"));
+        assert!(err(&format!("{base}astaire_key_text=utf8\n")).contains("astaire_key_text \"utf8\""));
+    }
 }

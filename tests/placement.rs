@@ -273,3 +273,157 @@ async fn ketama_live_writes_and_deletes_leave_nothing_stale_or_revived() {
 async fn rendezvous_live_writes_and_deletes_leave_nothing_stale_or_revived() {
     races_under_the_client_protocol("rendezvous").await;
 }
+
+/// The daemon under a one-copy placement, as an operator runs it: the
+/// placement from the node's configuration file, `wait-sync` until done,
+/// and the library reads every moved key from the joining node.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_resizes_a_ketama_cluster_from_its_configuration() {
+    let cluster = Cluster::start(4);
+    let (old, new) = (cluster.names(0..3), cluster.names(0..4));
+    let (old_owner, new_owner) = (owners("ketama", &old), owners("ketama", &new));
+    client(&["write", "ketama", &old.join(","), &KEYS.to_string(), "v1"], "");
+    let settings = cluster.settings("ketama-daemon", &old, Some(&new));
+    let config = cluster.dir.path().join("config");
+    std::fs::write(&config, "astaire_placement=ketama\n").unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let d =
+        common::daemon::Daemon::start(&new[3], &settings, &["--no-agentx", "--cpu-limit", "0", "--config", &config]);
+    let (code, out) = d.wait_sync(60);
+    assert_eq!(code, Some(0), "{out}\n{}", d.log());
+    let moved: Vec<usize> = (0..KEYS).filter(|i| old[old_owner[*i]] != new[new_owner[*i]]).collect();
+    assert!(moved.iter().all(|i| new_owner[*i] == 3), "equal weights: keys only go to the new server");
+    let wanted: String = moved.iter().map(|i| format!("{i}\n")).collect();
+    // Read from the joining node alone: the old owners still hold theirs.
+    let read = client(&["read", "ketama", &new[3], &KEYS.to_string(), "v1"], &wanted);
+    let r: serde_json::Value = serde_json::from_str(&read).unwrap();
+    assert_eq!(r["hit"], moved.len(), "{read}");
+}
+
+/// A memcached proxy (`ASTAIRE_TEST_PROXY`, a memcached built with
+/// `--enable-proxy`; scripts/test.sh builds one), with one pool of
+/// `backends` in order and the pool's default distribution.
+fn proxy(binary: &str, dir: &std::path::Path, backends: &[String]) -> (Memcached, String) {
+    let list: Vec<String> = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let (host, port) = b.rsplit_once(':').unwrap();
+            format!("        mcp.backend(\"b{i}\", \"{host}\", {port}),")
+        })
+        .collect();
+    let config = dir.join(format!("pool{}.lua", backends.len()));
+    std::fs::write(
+        &config,
+        format!(
+            "function mcp_config_pools()\n    return mcp.pool({{\n{}\n    }})\nend\n\n\
+             function mcp_config_routes(pool)\n    local fg = mcp.funcgen_new()\n    local h = fg:new_handle(pool)\n    \
+             fg:ready({{ f = function(rctx) return function(r) return rctx:enqueue_and_wait(r, h) end end }})\n    \
+             mcp.attach(mcp.CMD_ANY_STORAGE, fg)\nend\n",
+            list.join("\n")
+        ),
+    )
+    .unwrap();
+    let proxy = Memcached::start_binary(binary, &["-o", &format!("proxy_config={}", config.display())]);
+    let name = proxy.name();
+    (proxy, name)
+}
+
+/// Sends `requests` (each answered by one line) through `server` and
+/// returns the answers, in order.
+fn through(server: &str, requests: &[Vec<u8>]) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    let conn = std::net::TcpStream::connect(server).unwrap();
+    let mut writer = conn.try_clone().unwrap();
+    let mut reader = BufReader::new(conn);
+    let mut answers = Vec::new();
+    for chunk in requests.chunks(500) {
+        writer.write_all(&chunk.concat()).unwrap();
+        for _ in chunk {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line.starts_with("VALUE") {
+                let mut value = String::new();
+                reader.read_line(&mut value).unwrap();
+                let mut end = String::new();
+                reader.read_line(&mut end).unwrap();
+                line = value;
+            }
+            answers.push(line.trim_end().to_owned());
+        }
+    }
+    answers
+}
+
+/// `jump` against a real memcached proxy: keys written through a proxy
+/// whose pool has three backends, resized to a pool of four, read back
+/// through a proxy with the new pool. Where the proxy puts each key is
+/// asked of the proxy: everything is written once through the new pool
+/// first, and each backend's keys listed.
+#[tokio::test(flavor = "multi_thread")]
+async fn jump_through_a_real_memcached_proxy() {
+    let Ok(binary) = std::env::var("ASTAIRE_TEST_PROXY") else {
+        eprintln!("skipped: ASTAIRE_TEST_PROXY names no proxy-enabled memcached (scripts/test.sh builds one)");
+        return;
+    };
+    let cluster = Cluster::start(4);
+    let (old, new) = (cluster.names(0..3), cluster.names(0..4));
+    let keys: Vec<String> = (0..KEYS).map(key).collect();
+    let index: std::collections::HashMap<Vec<u8>, usize> =
+        keys.iter().enumerate().map(|(i, k)| (k.clone().into_bytes(), i)).collect();
+    let sets = |tag: &str| -> Vec<Vec<u8>> {
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let v = format!("{tag}:{i}");
+                format!("set {k} 0 0 {}\r\n{v}\r\n", v.len()).into_bytes()
+            })
+            .collect()
+    };
+    // Where each pool puts each key, from the backends themselves.
+    let mut owner_under = Vec::new();
+    for pool in [&old, &new] {
+        let (mut p, name) = proxy(&binary, cluster.dir.path(), pool);
+        assert!(through(&name, &sets("probe")).iter().all(|a| a == "STORED"));
+        let mut owner = vec![usize::MAX; KEYS];
+        for (n, node) in new.iter().enumerate() {
+            for k in all_keys(node).await {
+                owner[index[&k]] = n;
+            }
+            assert_eq!(through(node, &[b"flush_all\r\n".to_vec()]), ["OK"]);
+        }
+        assert!(owner.iter().all(|o| *o < pool.len()), "every key is on a backend of the pool");
+        p.kill();
+        owner_under.push(owner);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (old_owner, new_owner) = (&owner_under[0], &owner_under[1]);
+    let moved: Vec<usize> = (0..KEYS).filter(|i| old_owner[*i] != new_owner[*i]).collect();
+    assert!(moved.iter().all(|i| new_owner[*i] == 3), "appending to a jump pool only moves keys to the new last");
+    assert!(moved.len() > KEYS / 6, "about a quarter moves: {}", moved.len());
+
+    let (mut p_old, old_proxy) = proxy(&binary, cluster.dir.path(), &old);
+    assert!(through(&old_proxy, &sets("v1")).iter().all(|a| a == "STORED"));
+    p_old.kill();
+    let settings = cluster.settings("jump", &old, Some(&new));
+    for node in &new {
+        let out = resync_cli(node, &settings, &["--placement", "jump"]);
+        assert_eq!(out.status.code(), Some(0), "jump on {node}: {}", text(&out));
+    }
+    // The senders drop what they handed over.
+    for (n, node) in old.iter().enumerate() {
+        let deletes: Vec<Vec<u8>> = moved
+            .iter()
+            .filter(|i| old_owner[**i] == n)
+            .map(|i| format!("delete {}\r\n", keys[*i]).into_bytes())
+            .collect();
+        assert!(through(node, &deletes).iter().all(|a| a == "DELETED"), "{node} handed its moved keys over");
+    }
+    let (mut p_new, new_proxy) = proxy(&binary, cluster.dir.path(), &new);
+    let gets: Vec<Vec<u8>> = moved.iter().map(|i| format!("get {}\r\n", keys[*i]).into_bytes()).collect();
+    let answers = through(&new_proxy, &gets);
+    p_new.kill();
+    let wrong: Vec<(usize, &String)> =
+        moved.iter().zip(&answers).filter(|(i, a)| **a != format!("v1:{i}")).map(|(i, a)| (*i, a)).take(5).collect();
+    assert!(wrong.is_empty(), "every moved key reads back through the new pool: {wrong:?} (of {})", moved.len());
+}

@@ -23,7 +23,9 @@ impl Daemon {
             .arg(settings)
             .arg("--control-socket")
             .arg(&control)
-            .args(["--config", "/dev/null", "--nice", "0", "--pd-log", "none"])
+            // No node configuration unless the test gives one.
+            .args(if extra.contains(&"--config") { &[][..] } else { &["--config", "/dev/null"][..] })
+            .args(["--nice", "0", "--pd-log", "none"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log"))
