@@ -4,7 +4,8 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     Ok,
-    /// The resync left vbuckets behind, or verify found differences.
+    /// The resync left vbuckets behind, verify found differences, or
+    /// `plan --count` could not list a source.
     Incomplete,
     /// Bad arguments, options or node configuration; the daemon could not
     /// take its control socket or pidfile.
@@ -55,7 +56,8 @@ impl WaitExit {
 }
 
 /// The help text's summary of both tables.
-pub const SUMMARY: &str = "Exit codes: 0 success, 1 vbuckets failed / differences found, 2 usage, \
+pub const SUMMARY: &str =
+    "Exit codes: 0 success, 1 vbuckets failed / differences found / a source not listed, 2 usage, \
 3 invalid cluster_settings, 4 local memcached unreachable, 130 resync stopped by SIGINT/SIGTERM. \
 wait-sync: 0 synced, 1 the last resync failed, 2 timeout, 3 no daemon.";
 

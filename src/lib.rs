@@ -16,6 +16,7 @@ pub mod memcached;
 pub mod node_settings;
 pub mod pd_log;
 pub mod placement;
+pub mod plan;
 pub mod progress;
 pub mod resync;
 pub mod snmp;

@@ -48,7 +48,7 @@ fn main() -> ExitCode {
             process::with_runtime(async move {
                 match command {
                     Command::Resync(args) => resync(args).await.code(),
-                    Command::Plan(args) => plan(args).code(),
+                    Command::Plan(args) => plan(args).await.code(),
                     Command::Verify(target) => verify(target).await.code(),
                     Command::Status(args) => status(args).await.code(),
                     Command::WaitSync(args) => wait_sync(args).await.code(),
@@ -198,13 +198,22 @@ fn node_config(args: NodeConfigArgs) -> Exit {
     }
 }
 
-fn plan(args: PlanArgs) -> Exit {
-    match load_work(&args.cluster, args.full) {
-        Ok((view, work)) => {
-            output::plan(&view, &work, args.json);
-            Exit::Ok
-        }
-        Err(code) => code,
+async fn plan(args: PlanArgs) -> Exit {
+    let (view, work) = match load_work(&args.cluster, args.full) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
+    if !args.count {
+        output::plan(&view, &work, args.json);
+        return Exit::Ok;
+    }
+    let opts = Options { io_timeout: Duration::from_secs(args.io_timeout.max(1)), ..Options::default() };
+    let counts = astaire::plan::count(&work, &opts).await;
+    output::plan_counts(&work, &counts, args.json);
+    if counts.values().any(|c| c.error.is_some()) {
+        Exit::Incomplete
+    } else {
+        Exit::Ok
     }
 }
 

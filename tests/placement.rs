@@ -427,3 +427,35 @@ async fn jump_through_a_real_memcached_proxy() {
         moved.iter().zip(&answers).filter(|(i, a)| **a != format!("v1:{i}")).map(|(i, a)| (*i, a)).take(5).collect();
     assert!(wrong.is_empty(), "every moved key reads back through the new pool: {wrong:?} (of {})", moved.len());
 }
+
+/// `plan --count` under a one-copy placement: per source, the keys the
+/// library moved to the joining node, counted from the sources' key lists,
+/// with nothing written anywhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_counts_what_each_source_would_send_and_writes_nothing() {
+    let cluster = Cluster::start(4);
+    let (old, new) = (cluster.names(0..3), cluster.names(0..4));
+    let (old_owner, new_owner) = (owners("rendezvous", &old), owners("rendezvous", &new));
+    client(&["write", "rendezvous", &old.join(","), &KEYS.to_string(), "v1"], "");
+    let settings = cluster.settings("rendezvous-plan", &old, Some(&new));
+    let sets: Vec<u64> = new.iter().map(|n| stat(n, "cmd_set")).collect();
+    let out = astaire(&[
+        "plan",
+        "--count",
+        "--json",
+        "--placement",
+        "rendezvous",
+        "--local-name",
+        &new[3],
+        "--cluster-settings",
+        settings.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (s, source) in old.iter().enumerate() {
+        let expected = (0..KEYS).filter(|i| old_owner[*i] == s && new_owner[*i] == 3).count();
+        assert_eq!(plan["sources"][source]["keys"], expected, "{source}: {plan}");
+        assert!(plan["sources"][source]["bytes"].as_u64() > Some(expected as u64 * 10), "{plan}");
+    }
+    assert_eq!(new.iter().map(|n| stat(n, "cmd_set")).collect::<Vec<_>>(), sets, "plan wrote nothing");
+}

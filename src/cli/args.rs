@@ -163,6 +163,13 @@ pub struct PlanArgs {
     pub cluster: Cluster,
     #[arg(long)]
     pub full: bool,
+    /// Count the keys and bytes each source would send, from its key list
+    /// (a metadump per source, one at a time; read-only).
+    #[arg(long)]
+    pub count: bool,
+    /// With --count: seconds without progress before a source counts as dead.
+    #[arg(long, default_value_t = 10)]
+    pub io_timeout: u64,
     /// Print exactly one JSON object.
     #[arg(long)]
     pub json: bool,

@@ -4,6 +4,7 @@ use astaire::placement::Layout;
 use astaire::resync::Report;
 use astaire::verify::VerifyReport;
 use astaire::view::WorkList;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Whether the log goes to files rather than to the terminal.
@@ -104,6 +105,28 @@ pub fn plan(view: &Layout, work: &WorkList, json: bool) {
     for (source, vbs) in work.by_source() {
         let list: Vec<String> = vbs.iter().map(u8::to_string).collect();
         println!("  from {source}: {} vbuckets: {}", vbs.len(), list.join(","));
+    }
+}
+
+/// What each source would send (`plan --count`), as text or one JSON object.
+pub fn plan_counts(work: &WorkList, counts: &BTreeMap<String, astaire::plan::SourceCount>, json: bool) {
+    if json {
+        let out = serde_json::json!({ "local_name": work.local_name, "full": work.full, "sources": counts });
+        println!("{out}");
+        return;
+    }
+    let (keys, bytes): (u64, u64) = counts.values().fold((0, 0), |(k, b), c| (k + c.keys, b + c.bytes));
+    println!(
+        "{} would pull {keys} keys, {:.1} MB, from {} sources (counted from their key lists; nothing was written):",
+        work.local_name,
+        bytes as f64 / 1e6,
+        counts.len()
+    );
+    for (source, c) in counts {
+        match &c.error {
+            Some(e) => println!("  from {source}: could not be listed: {e}"),
+            None => println!("  from {source}: {} keys, {:.1} MB", c.keys, c.bytes as f64 / 1e6),
+        }
     }
 }
 

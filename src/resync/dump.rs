@@ -31,6 +31,9 @@ pub type VbSet = [bool; crate::view::VBUCKETS];
 pub struct Listing {
     /// Keys of the wanted vbuckets sent on.
     pub listed: u64,
+    /// Their sizes as the dump gave them (metadump's `size=`; mgdump
+    /// gives none, so 0).
+    pub bytes: u64,
     /// Keys that cannot be expressed in a meta request, per vbucket.
     pub unmovable: BTreeMap<u8, u64>,
 }
@@ -207,6 +210,7 @@ impl Sorter<'_> {
                 continue;
             }
             self.listing.listed += 1;
+            self.listing.bytes += u64::from(*size);
             outlet.bytes += u64::from(*size);
             listening &= outlet
                 .send_if(false, self.opts, self.progress)
