@@ -68,5 +68,12 @@ if [ "${CI:-}" = true ] && [ "$(id -u)" -eq 0 ]; then
         exit 1
     fi
     grep -E '^verify .* 0 differences$' target/demo.log
+    # The second demo: a ketama cluster written and read back by pylibmc.
+    if ! DEMO_KEYS=30000 scripts/demo-ketama.sh >target/demo-ketama.log 2>&1; then
+        tail -n 40 target/demo-ketama.log >&2
+        echo "test: scripts/demo-ketama.sh failed (log: target/demo-ketama.log)" >&2
+        exit 1
+    fi
+    grep -E 'pylibmc with the new list reads' target/demo-ketama.log
     scripts/package.sh --install-check
 fi

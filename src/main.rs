@@ -61,23 +61,33 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Loads the settings and the work list, or the exit code to stop with.
-fn load_work(cluster: &Cluster, full: bool) -> Result<(Layout, WorkList), Exit> {
+/// Loads the settings and their layout under the placement flags.
+fn load_layout(cluster: &Cluster) -> Result<(ClusterSettings, Layout), Exit> {
     let settings = ClusterSettings::load(&cluster.cluster_settings).map_err(|e| {
         output::error(format!("invalid cluster settings: {e}"));
         Exit::BadSettings
     })?;
-    let local_name = &match astaire::addr::HostPort::local_name(&cluster.local_name) {
+    let layout = Layout::new(&settings, &cluster.placement.placement()).map_err(|e| {
+        output::error(format!("invalid cluster settings: {}: {e}", cluster.cluster_settings.display()));
+        Exit::BadSettings
+    })?;
+    Ok((settings, layout))
+}
+
+/// Loads the settings and the work list, or the exit code to stop with.
+fn load_work(cluster: &Cluster, full: bool) -> Result<(Layout, WorkList), Exit> {
+    let Some(given) = cluster.local_name.as_deref() else {
+        output::error("--local-name is required (HOST:PORT as cluster_settings names this node)");
+        return Err(Exit::Usage);
+    };
+    let (_, layout) = load_layout(cluster)?;
+    let local_name = &match astaire::addr::HostPort::local_name(given) {
         Ok(name) => name,
         Err(e) => {
             output::error(format!("--local-name: {e}"));
             return Err(Exit::Usage);
         }
     };
-    let layout = Layout::new(&settings, &cluster.placement.placement()).map_err(|e| {
-        output::error(format!("invalid cluster settings: {}: {e}", cluster.cluster_settings.display()));
-        Exit::BadSettings
-    })?;
     if !layout.knows(local_name) {
         output::error(format!("{local_name} is in neither servers nor new_servers of the cluster settings"));
         return Err(Exit::Usage);
@@ -87,6 +97,40 @@ fn load_work(cluster: &Cluster, full: bool) -> Result<(Layout, WorkList), Exit> 
         Exit::Usage
     })?;
     Ok((layout, work))
+}
+
+/// `plan --every-node`: each node of the target list in turn, from one
+/// machine.
+async fn plan_every_node(args: &PlanArgs) -> Exit {
+    let (settings, layout) = match load_layout(&args.cluster) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let nodes = settings.new_servers.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| settings.servers.clone());
+    let mut works = Vec::new();
+    for node in &nodes {
+        match layout.work_list(node, args.full) {
+            Ok(w) => works.push(w),
+            Err(e) => {
+                output::error(e);
+                return Exit::Usage;
+            }
+        }
+    }
+    if !args.count {
+        works.iter().for_each(|w| output::plan(&layout, w, args.json));
+        return Exit::Ok;
+    }
+    let opts = Options { io_timeout: Duration::from_secs(args.io_timeout.max(1)), ..Options::default() };
+    let mut code = Exit::Ok;
+    for work in &works {
+        let counts = astaire::plan::count(work, &opts).await;
+        if counts.values().any(|c| c.error.is_some()) {
+            code = Exit::Incomplete;
+        }
+        output::plan_counts(work, &counts, args.json);
+    }
+    code
 }
 
 /// The alarm reporter from the flags and the node's configuration file.
@@ -199,6 +243,9 @@ fn node_config(args: NodeConfigArgs) -> Exit {
 }
 
 async fn plan(args: PlanArgs) -> Exit {
+    if args.every_node {
+        return plan_every_node(&args).await;
+    }
     let (view, work) = match load_work(&args.cluster, args.full) {
         Ok(w) => w,
         Err(code) => return code,

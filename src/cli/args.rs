@@ -66,8 +66,9 @@ pub struct NodeConfigArgs {
 #[derive(Args)]
 pub struct Cluster {
     /// This node, exactly as it appears in cluster_settings (HOST:PORT).
+    /// Required, except by `plan --every-node`.
     #[arg(long)]
-    pub local_name: String,
+    pub local_name: Option<String>,
     #[arg(long, default_value = DEFAULT_CLUSTER_SETTINGS)]
     pub cluster_settings: PathBuf,
     #[command(flatten)]
@@ -167,6 +168,10 @@ pub struct PlanArgs {
     /// (a metadump per source, one at a time; read-only).
     #[arg(long)]
     pub count: bool,
+    /// Every node of the cluster instead of --local-name: what each would
+    /// pull (with --count, one metadump per source per node).
+    #[arg(long)]
+    pub every_node: bool,
     /// With --count: seconds without progress before a source counts as dead.
     #[arg(long, default_value_t = 10)]
     pub io_timeout: u64,

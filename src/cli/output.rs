@@ -138,8 +138,9 @@ pub fn verify(work: &WorkList, report: &VerifyReport) {
     for (s, e) in &report.failed_sources {
         println!("source {s} could not be read: {e}");
     }
+    let scope = if work.classifier.one_copy() { "sources" } else { "vbuckets" };
     println!(
-        "verify {}: {} items checked against their sources in {} vbuckets, {} differences{}",
+        "verify {}: {} items checked against their sources ({} {scope}), {} differences{}",
         work.local_name,
         report.checked,
         work.vbuckets.len(),
