@@ -10,7 +10,7 @@ use super::scenarios::*;
 
 pub fn placement_rows(keys: u64) -> Vec<Row> {
     let mut rows = Vec::new();
-    for scheme in ["clearwater", "ketama"] {
+    for scheme in ["clearwater", "ketama", "rendezvous", "jump"] {
         let mut nodes: Vec<Memcached> = (0..4).map(|_| Memcached::start_with(&["-m", "2048"])).collect();
         let names: Vec<String> = nodes.iter().map(Memcached::name).collect();
         let dir = out_dir();

@@ -105,11 +105,12 @@ enum Rule {
         old: Continuum,
         new: Continuum,
     },
-    /// Names of both lists once each; which of them each list has.
+    /// Names of both lists once each, and each name's position in the old
+    /// list and in the new one.
     Rendezvous {
         names: Vec<String>,
-        old: Vec<usize>,
-        new: Vec<usize>,
+        old_pos: Vec<Option<usize>>,
+        new_pos: Vec<Option<usize>>,
         text: KeyText,
     },
     Jump {
@@ -155,32 +156,36 @@ impl Owners {
                 let h = jump::key_hash(key, *seed);
                 Some((jump::jump(h, *old)?, jump::jump(h, *new)?))
             }
-            Rule::Rendezvous { names, old, new, text } => {
-                let mut key_text = std::mem::take(scratch);
-                key_text.clear();
-                let known = rendezvous::key_text(key, *text, &mut key_text);
-                let mut name_key = Vec::with_capacity(64);
-                let scores: Vec<u32> = names
-                    .iter()
-                    .map(|n| {
-                        name_key.clear();
-                        name_key.extend_from_slice(n.as_bytes());
-                        name_key.push(b'-');
-                        name_key.extend_from_slice(&key_text);
-                        rendezvous::murmur3_32(&name_key)
-                    })
-                    .collect();
-                *scratch = key_text;
-                known?;
-                // Highest score; on a tie the greatest name (Python's max).
-                let winner = |members: &[usize]| -> Option<usize> {
-                    let best = members.iter().enumerate().max_by(|(_, a), (_, b)| {
-                        let (a, b) = (**a, **b);
-                        scores.get(a).cmp(&scores.get(b)).then_with(|| names.get(a).cmp(&names.get(b)))
-                    });
-                    best.map(|(position, _)| position)
-                };
-                Some((winner(old)?, winner(new)?))
+            Rule::Rendezvous { names, old_pos, new_pos, text } => {
+                // Each name scored once, without allocating: the buffer
+                // holds the key text, then "name-keytext" for one name at
+                // a time.
+                scratch.clear();
+                rendezvous::key_text(key, *text, scratch)?;
+                let t = scratch.len();
+                // (score, name index) of the best so far in each list.
+                let mut best_old: Option<(u32, usize)> = None;
+                let mut best_new: Option<(u32, usize)> = None;
+                for (n, name) in names.iter().enumerate() {
+                    scratch.truncate(t);
+                    scratch.extend_from_slice(name.as_bytes());
+                    scratch.push(b'-');
+                    scratch.extend_from_within(..t);
+                    let score = rendezvous::murmur3_32(scratch.get(t..).unwrap_or_default());
+                    // Highest score; on a tie the greatest name (Python's max).
+                    let beats = |best: Option<(u32, usize)>| match best {
+                        None => true,
+                        Some((s, b)) => score > s || (score == s && names.get(b).is_some_and(|b| name > b)),
+                    };
+                    if old_pos.get(n).copied().flatten().is_some() && beats(best_old) {
+                        best_old = Some((score, n));
+                    }
+                    if new_pos.get(n).copied().flatten().is_some() && beats(best_new) {
+                        best_new = Some((score, n));
+                    }
+                }
+                let position = |best: Option<(u32, usize)>, pos: &[Option<usize>]| pos.get(best?.1).copied().flatten();
+                Some((position(best_old, old_pos)?, position(best_new, new_pos)?))
             }
         }
     }
@@ -303,19 +308,17 @@ impl Rule {
             }
             Scheme::Rendezvous => {
                 let mut names: Vec<String> = Vec::new();
-                let mut index = |n: &String| {
+                for n in old.iter().chain(new) {
                     let name = rendezvous_name(n);
-                    match names.iter().position(|x| *x == name) {
-                        Some(i) => i,
-                        None => {
-                            names.push(name);
-                            names.len() - 1
-                        }
+                    if !names.contains(&name) {
+                        names.push(name);
                     }
+                }
+                let positions = |list: &[String]| -> Vec<Option<usize>> {
+                    names.iter().map(|name| list.iter().position(|e| rendezvous_name(e) == *name)).collect()
                 };
-                let (o, n): (Vec<usize>, Vec<usize>) =
-                    (old.iter().map(&mut index).collect(), new.iter().map(&mut index).collect());
-                Rule::Rendezvous { names, old: o, new: n, text: placement.key_text }
+                let (old_pos, new_pos) = (positions(old), positions(new));
+                Rule::Rendezvous { names, old_pos, new_pos, text: placement.key_text }
             }
             Scheme::Jump => {
                 Rule::Jump { old: old.len(), new: new.len(), seed: jump::pool_seed(placement.pool_seed.as_deref()) }
