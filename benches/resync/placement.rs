@@ -1,8 +1,8 @@
-//! The placement rows (issue 20): the same 3→4 at 100 B under Clearwater's
-//! placement and under libmemcached's ketama, each on its own load of the
-//! same number of keys: keys landed per second and CPU per key landed.
-//! Clearwater keeps two replicas (each key listed by two sources and
-//! checked on the second), ketama one copy.
+//! The placement rows (issue 20): the same 3→4 at 100 B under each
+//! placement (Clearwater's, ketama, rendezvous, jump), each on its own load
+//! of the same number of keys: keys landed per second and CPU per key
+//! landed. Clearwater keeps two replicas (each key listed by two sources
+//! and checked on the second), the others one copy.
 
 use super::common::Memcached;
 use super::measure::*;
