@@ -16,32 +16,9 @@ base=${DEMO_PORT_BASE:-21311}
 ports=($base $((base + 1)) $((base + 2)) $((base + 3)))
 client=tests/clients/placement.py
 
-echo "== building (release)"
-cargo build --release --quiet
-bin=target/release
-
-work=$(mktemp -d /tmp/astaire-demo-ketama.XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$work" || echo "demo: could not remove $work" >&2
-}
-trap cleanup EXIT
-
-user_args=()
-[ "$(id -u)" -eq 0 ] && user_args=(-u root)
-for port in "${ports[@]}"; do
-    if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
-        echo "demo: port $port is in use; set DEMO_PORT_BASE to a free range" >&2
-        exit 1
-    fi
-    memcached -l 127.0.0.1 -p "$port" -U 0 -m 256 -t 2 "${user_args[@]}" &
-    pids+=($!)
-done
-for port in "${ports[@]}"; do
-    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.05; done
-done
+source scripts/demo-common.sh
+demo_start astaire-demo-ketama
+demo_memcached 256 "${ports[@]}"
 
 # Weights as ketama users write them: host:port:weight.
 old="127.0.0.1:${ports[0]}:1,127.0.0.1:${ports[1]}:2,127.0.0.1:${ports[2]}:2"

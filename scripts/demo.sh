@@ -17,34 +17,9 @@ value_size=${DEMO_VALUE_SIZE:-100}
 base=${DEMO_PORT_BASE:-21211}
 ports=($base $((base + 1)) $((base + 2)) $((base + 3)))
 
-echo "== building (release)"
-cargo build --release --quiet
-bin=target/release
-
-work=$(mktemp -d /tmp/astaire-demo.XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    # Wait for them to exit before removing their directory: snmpd writes
-    # its persistent state on the way out.
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$work" || echo "demo: could not remove $work" >&2
-}
-trap cleanup EXIT
-
-user_args=()
-[ "$(id -u)" -eq 0 ] && user_args=(-u root)
-for port in "${ports[@]}"; do
-    if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
-        echo "demo: port $port is in use; set DEMO_PORT_BASE to a free range" >&2
-        exit 1
-    fi
-    memcached -l 127.0.0.1 -p "$port" -U 0 -m 512 -t 2 "${user_args[@]}" &
-    pids+=($!)
-done
-for port in "${ports[@]}"; do
-    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.05; done
-done
+source scripts/demo-common.sh
+demo_start astaire-demo
+demo_memcached 512 "${ports[@]}"
 
 # A private snmpd: SNMP on udp:127.0.0.1:$snmp_port, AgentX on a unix socket.
 snmp_port=$((base + 50))
