@@ -84,42 +84,6 @@ pub fn python_bytes_repr(key: &[u8], out: &mut Vec<u8>) {
     out.push(quote);
 }
 
-/// The nodes of one list, by name (`host:port`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rendezvous {
-    names: Vec<String>,
-}
-
-impl Rendezvous {
-    pub fn new(names: Vec<String>) -> Rendezvous {
-        Rendezvous { names }
-    }
-
-    /// The index of the winning node for the key text `text`; `scratch`
-    /// is reused between calls.
-    pub fn owner(&self, text: &[u8], scratch: &mut Vec<u8>) -> Option<usize> {
-        if self.names.len() <= 1 {
-            return (self.names.len() == 1).then_some(0);
-        }
-        let mut best: Option<(u32, usize)> = None;
-        for (i, name) in self.names.iter().enumerate() {
-            scratch.clear();
-            scratch.extend_from_slice(name.as_bytes());
-            scratch.push(b'-');
-            scratch.extend_from_slice(text);
-            let score = murmur3_32(scratch);
-            let wins = match best {
-                None => true,
-                Some((s, b)) => score > s || (score == s && name.as_str() > self.names[b].as_str()),
-            };
-            if wins {
-                best = Some((score, i));
-            }
-        }
-        best.map(|(_, i)| i)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,12 +126,23 @@ mod tests {
         assert!(key_text(b"\xff", KeyText::Str, &mut Vec::new()).is_none());
     }
 
+    use crate::placement::{ListOwner, Placement, Scheme};
+    use crate::view::ClusterSettings;
+
+    /// The server the production path gives `key` under `servers` (with
+    /// `text` keys), as its `host:port` name.
+    fn owner(servers: &[&str], key: &[u8], text: KeyText) -> String {
+        let settings = ClusterSettings::lists(servers.iter().map(|s| s.to_string()).collect(), None);
+        let placement = Placement { scheme: Scheme::Rendezvous, key_text: text, pool_seed: None };
+        let list = ListOwner::new(&settings, &placement).unwrap();
+        servers[list.owner(key, &mut Vec::new()).unwrap()].to_owned()
+    }
+
     #[test]
     fn the_spec_vectors() {
-        let list = |ports: &[u16]| Rendezvous::new(ports.iter().map(|p| format!("127.0.0.1:{p}")).collect());
-        let r1 = list(&[21211, 21212, 21213]);
-        let r2 = list(&[21211, 21212, 21213, 21214]);
-        let r3 = Rendezvous::new(["127.0.0.2:11211", "127.0.0.3:11211", "127.0.0.4:11211"].map(String::from).to_vec());
+        let r1 = ["127.0.0.1:21211", "127.0.0.1:21212", "127.0.0.1:21213"];
+        let r2 = ["127.0.0.1:21211", "127.0.0.1:21212", "127.0.0.1:21213", "127.0.0.1:21214"];
+        let r3 = ["127.0.0.2:11211", "127.0.0.3:11211", "127.0.0.4:11211"];
         let rows: [(&str, u16, u16, &str); 12] = [
             ("foo", 21213, 21213, ".3"),
             ("bar", 21212, 21212, ".2"),
@@ -182,29 +157,22 @@ mod tests {
             ("memcached", 21213, 21214, ".2"),
             ("key-0", 21213, 21213, ".4"),
         ];
-        let mut scratch = Vec::new();
         for (key, p1, p2, o3) in rows {
-            let t = text(key.as_bytes(), KeyText::Str);
-            assert_eq!(r1.names[r1.owner(&t, &mut scratch).unwrap()], format!("127.0.0.1:{p1}"), "{key} R1");
-            assert_eq!(r2.names[r2.owner(&t, &mut scratch).unwrap()], format!("127.0.0.1:{p2}"), "{key} R2");
-            assert_eq!(r3.names[r3.owner(&t, &mut scratch).unwrap()], format!("127.0.0{o3}:11211"), "{key} R3");
+            let k = key.as_bytes();
+            assert_eq!(owner(&r1, k, KeyText::Str), format!("127.0.0.1:{p1}"), "{key} R1");
+            assert_eq!(owner(&r2, k, KeyText::Str), format!("127.0.0.1:{p2}"), "{key} R2");
+            assert_eq!(owner(&r3, k, KeyText::Str), format!("127.0.0{o3}:11211"), "{key} R3");
         }
         // The bytes key b"foo" on R1: hashed as "b'foo'".
-        let t = text(b"foo", KeyText::Bytes);
-        assert_eq!(r1.names[r1.owner(&t, &mut scratch).unwrap()], "127.0.0.1:21213");
+        assert_eq!(owner(&r1, b"foo", KeyText::Bytes), "127.0.0.1:21213");
     }
 
     #[test]
     fn list_order_never_matters() {
-        let a = Rendezvous::new(["x:1", "y:2", "z:3"].map(String::from).to_vec());
-        let b = Rendezvous::new(["z:3", "x:1", "y:2"].map(String::from).to_vec());
-        let mut s = Vec::new();
+        let (a, b) = (["10.0.0.1:1", "10.0.0.2:2", "10.0.0.3:3"], ["10.0.0.3:3", "10.0.0.1:1", "10.0.0.2:2"]);
         for i in 0..500u32 {
             let k = i.to_string();
-            assert_eq!(
-                a.names[a.owner(k.as_bytes(), &mut s).unwrap()],
-                b.names[b.owner(k.as_bytes(), &mut s).unwrap()]
-            );
+            assert_eq!(owner(&a, k.as_bytes(), KeyText::Str), owner(&b, k.as_bytes(), KeyText::Str));
         }
     }
 }
