@@ -4,10 +4,10 @@
 //! is fetched or written.
 
 use crate::memcached::dump::DumpMode;
-use crate::resync::dump::dump_keys;
+use crate::resync::dump::{bucket_set, dump_keys};
 use crate::resync::queue::{default_spill_dir, key_queue, QueueBudget};
 use crate::resync::Options;
-use crate::view::{WorkList, VBUCKETS};
+use crate::view::WorkList;
 use std::collections::BTreeMap;
 
 /// One source's share of a work list.
@@ -26,8 +26,7 @@ pub struct SourceCount {
 pub async fn count(work: &WorkList, opts: &Options) -> BTreeMap<String, SourceCount> {
     let mut out = BTreeMap::new();
     for (source, buckets) in work.by_source() {
-        let mut wanted = [false; VBUCKETS];
-        buckets.iter().for_each(|b| wanted[usize::from(*b) % VBUCKETS] = true);
+        let wanted = bucket_set(&buckets);
         let budget = QueueBudget::new(opts.queue_memory, opts.spill_dir.clone().unwrap_or_else(default_spill_dir));
         let (tx, mut rx) = key_queue(&budget);
         // The keys are only counted: drain them as they come.

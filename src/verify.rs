@@ -59,12 +59,7 @@ pub async fn verify(work: &WorkList, opts: &Options) -> Result<VerifyReport, McE
     let mut local = Connection::connect(&work.local_name, opts.io_timeout).await?;
     let mut report = VerifyReport::default();
     for (source, vbuckets) in work.by_source() {
-        let mut wanted = [false; VBUCKETS];
-        for vb in &vbuckets {
-            if let Some(w) = wanted.get_mut(*vb as usize) {
-                *w = true;
-            }
-        }
+        let wanted = crate::resync::dump::bucket_set(&vbuckets);
         if let Err(e) = verify_source(&source, work, &wanted, &mut local, opts, &mut report).await {
             if e.server() == work.local_name {
                 return Err(e);

@@ -26,6 +26,17 @@ pub const OWN_PREFIX: &[u8] = b"astaire\\\\";
 /// The vbuckets wanted from a source, as a membership table.
 pub type VbSet = [bool; crate::view::VBUCKETS];
 
+/// The membership table of `buckets` (out-of-range numbers are no member).
+pub fn bucket_set<'a>(buckets: impl IntoIterator<Item = &'a u8>) -> VbSet {
+    let mut set = [false; crate::view::VBUCKETS];
+    for b in buckets {
+        if let Some(member) = set.get_mut(usize::from(*b)) {
+            *member = true;
+        }
+    }
+    set
+}
+
 /// What a dump listed.
 #[derive(Debug, Default)]
 pub struct Listing {

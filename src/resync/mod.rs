@@ -24,7 +24,7 @@ pub use tag::TAG_KEY;
 use crate::memcached::{Connection, McError};
 use crate::stats::{Stats, BANDWIDTH_PERIOD_SECS};
 use crate::throttle::{Bandwidth, CpuBudget, Throttle};
-use crate::view::{WorkList, VBUCKETS};
+use crate::view::WorkList;
 pub use dump::OWN_PREFIX;
 use landed::Landed;
 pub use rules::ConflictPolicy;
@@ -243,14 +243,8 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
     let first = work.first_sources();
     let mut tasks = tokio::task::JoinSet::new();
     for (source, vbuckets) in &by_source {
-        let mut wanted = [false; VBUCKETS];
-        for vb in vbuckets {
-            if let Some(w) = wanted.get_mut(*vb as usize) {
-                *w = true;
-            }
-        }
-        let mut primary = [false; VBUCKETS];
-        first.get(source).into_iter().flatten().for_each(|vb| primary[*vb as usize] = true);
+        let wanted = dump::bucket_set(vbuckets);
+        let primary = dump::bucket_set(first.get(source).into_iter().flatten());
         let (src, ctx) = (source.clone(), ctx.clone());
         tasks.spawn(async move {
             let (outcome, result) = source::copy_source(src.clone(), wanted, primary, ctx).await;
