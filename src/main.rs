@@ -336,6 +336,7 @@ fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) ->
         placement: args.placement.placement,
         key_text: args.placement.key_text,
         pool_seed: args.placement.pool_seed.clone(),
+        key_prefix: args.placement.key_prefix.clone(),
     };
     let pd = match args.pd_log.as_os_str() == "none" {
         true => PdLog::disabled(),

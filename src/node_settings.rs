@@ -53,6 +53,7 @@ pub struct NodeFlags {
     pub placement: Option<crate::placement::Scheme>,
     pub key_text: Option<crate::placement::KeyText>,
     pub pool_seed: Option<String>,
+    pub key_prefix: Option<String>,
 }
 
 /// The daemon's view of its node.
@@ -66,7 +67,7 @@ pub struct NodeSettings {
     pub max_log_directory_size: u64,
     pub inform: InformConfig,
     /// How the cluster's clients place keys (`astaire_placement`,
-    /// `astaire_key_text`, `astaire_pool_seed`).
+    /// `astaire_key_text`, `astaire_pool_seed`, `astaire_key_prefix`).
     pub placement: crate::placement::Placement,
 }
 
@@ -131,7 +132,8 @@ pub fn placement(flags: &NodeFlags, file: &Config) -> Result<crate::placement::P
         (None, None) => KeyText::default(),
     };
     let pool_seed = flags.pool_seed.clone().or_else(|| file.get("astaire_pool_seed").map(str::to_owned));
-    Ok(Placement { scheme, key_text, pool_seed })
+    let key_prefix = flags.key_prefix.clone().or_else(|| file.get("astaire_key_prefix").map(str::to_owned));
+    Ok(Placement { scheme, key_text, pool_seed, key_prefix })
 }
 
 /// Log levels outside 0..5 are the nearest end, as the original daemon
@@ -240,10 +242,11 @@ mod tests {
             (s.placement.scheme, s.placement.key_text, s.placement.pool_seed),
             (Scheme::Clearwater, KeyText::Str, None)
         );
-        let f = file(&format!("{base}astaire_placement=Rendezvous\nastaire_key_text=bytes\nastaire_pool_seed=foo\n"));
+        let f = file(&format!("{base}astaire_placement=Rendezvous\nastaire_key_text=bytes\nastaire_pool_seed=foo\nastaire_key_prefix=app:\n"));
         let s = NodeSettings::resolve(&NodeFlags::default(), &f).unwrap();
         assert_eq!((s.placement.scheme, s.placement.key_text), (Scheme::Rendezvous, KeyText::Bytes));
         assert_eq!(s.placement.pool_seed.as_deref(), Some("foo"));
+        assert_eq!(s.placement.key_prefix.as_deref(), Some("app:"));
         let flags = NodeFlags { placement: Some(Scheme::Jump), ..NodeFlags::default() };
         assert_eq!(NodeSettings::resolve(&flags, &f).unwrap().placement.scheme, Scheme::Jump, "the flag wins");
         let err = |text: &str| NodeSettings::resolve(&NodeFlags::default(), &file(text)).unwrap_err().to_string();

@@ -21,9 +21,15 @@ fn client_script() -> String {
 
 /// Runs the client script with Debian's python3 (which has the libraries).
 fn client(args: &[&str], stdin: &str) -> String {
+    client_with(args, stdin, &[])
+}
+
+/// `client` with environment variables (`PLACEMENT_KEY_PREFIX`).
+fn client_with(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> String {
     let mut child = Command::new("/usr/bin/python3")
         .arg(client_script())
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -168,6 +174,29 @@ async fn weighted_ketama_moves_keys_between_old_servers_too() {
     let weighted = |ws: &[u32]| ws.iter().zip(&names).map(|(w, n)| format!("{n}:{w}")).collect::<Vec<_>>();
     let between = resize_and_read_back("ketama", &cluster, &weighted(&[1, 2, 5]), &weighted(&[1, 2, 5, 1])).await;
     assert!(between > 300, "keys moved between old servers: {between}");
+}
+
+/// pymemcache's `key_prefix` is stored with every key but left out of the
+/// hash. Written through a prefixed HashClient with the old list, moved
+/// with `--key-prefix`, every key reads back through the new list (the
+/// senders keep theirs; a key moved to the wrong node is a miss).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_key_prefix_is_left_out_of_the_hash() {
+    let cluster = Cluster::start(4);
+    let (old, new) = (cluster.names(0..3), cluster.names(0..4));
+    let env = [("PLACEMENT_KEY_PREFIX", "app:")];
+    client_with(&["write", "rendezvous", &old.join(","), &KEYS.to_string(), "v1"], "", &env);
+    let held = all_keys(&old[0]).await;
+    assert!(!held.is_empty() && held.iter().all(|k| k.starts_with(b"app:")), "the library stores the prefix");
+    let settings = cluster.settings("prefix", &old, Some(&new));
+    let out = resync_cli(&new[3], &settings, &["--placement", "rendezvous", "--key-prefix", "app:"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let moved = all_keys(&new[3]).await.len();
+    assert!(moved > KEYS / 10, "a quarter of the keys move: {moved}");
+    let every: String = (0..KEYS).map(|i| format!("{i}\n")).collect();
+    let read = client_with(&["read", "rendezvous", &new.join(","), &KEYS.to_string(), "v1"], &every, &env);
+    let r: serde_json::Value = serde_json::from_str(&read).unwrap();
+    assert_eq!(r["hit"], KEYS, "every key reads back through the new list: {read}");
 }
 
 /// The client protocol of the README, raced against the copy: while

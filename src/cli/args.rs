@@ -91,6 +91,12 @@ pub struct PlacementArgs {
     /// jump: the proxy pool's seed option, if it has one.
     #[arg(long, value_name = "STRING")]
     pub pool_seed: Option<String>,
+    /// ketama, rendezvous, jump: a prefix the clients put on every key
+    /// but leave out of the hash (libmemcached's namespace, PHP's
+    /// OPT_PREFIX_KEY, pymemcache's key_prefix). Keys without it are
+    /// hashed whole.
+    #[arg(long, value_name = "PREFIX")]
+    pub key_prefix: Option<String>,
 }
 
 impl LimitArgs {
@@ -111,6 +117,7 @@ impl PlacementArgs {
             scheme: self.placement.unwrap_or_default(),
             key_text: self.key_text.unwrap_or_default(),
             pool_seed: self.pool_seed.clone(),
+            key_prefix: self.key_prefix.clone(),
         }
     }
 }

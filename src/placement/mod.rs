@@ -69,6 +69,10 @@ pub struct Placement {
     pub key_text: KeyText,
     /// The proxy pool's `seed` option (`jump` only).
     pub pool_seed: Option<String>,
+    /// A prefix the clients add to every key but leave out of the hash
+    /// (libmemcached's namespace, PHP's `OPT_PREFIX_KEY`, pymemcache's
+    /// `key_prefix`). Keys that do not start with it are hashed whole.
+    pub key_prefix: Option<String>,
 }
 
 /// The bucket of a key no bucket of this work list wants.
@@ -97,6 +101,8 @@ pub struct Owners {
     bucket_of_old: Vec<u8>,
     /// Per new server: whether it is this node.
     local_new: Vec<bool>,
+    /// Left out of the hash when a key starts with it.
+    prefix: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,9 +153,17 @@ impl Owners {
 
     /// The key's owner in the old list and in the new one (indexes).
     pub fn owners(&self, key: &[u8], digest: &[u8; 16], scratch: &mut Vec<u8>) -> Option<(usize, usize)> {
+        let (key, stripped) = match key.strip_prefix(self.prefix.as_slice()) {
+            Some(rest) if !self.prefix.is_empty() => (rest, true),
+            _ => (key, false),
+        };
         match &self.rule {
             Rule::Ketama { old, new } => {
-                let h = ketama::key_hash(digest);
+                let h = match stripped {
+                    // The dump's digest is of the whole key.
+                    true => ketama::key_hash(&crate::view::key_digest(key)),
+                    false => ketama::key_hash(digest),
+                };
                 Some((old.owner(h)?, new.owner(h)?))
             }
             Rule::Jump { old, new, seed } => {
@@ -213,6 +227,11 @@ impl Layout {
             }
         }
         if placement.scheme == Scheme::Clearwater {
+            if placement.key_prefix.is_some() {
+                return Err(LayoutError(
+                    "a key prefix is for client-library placements: Clearwater's vbuckets hash the whole key".into(),
+                ));
+            }
             return Ok(Layout::Vbuckets(View::new(settings)));
         }
         if settings.servers.len() > MAX_SOURCES {
@@ -275,7 +294,8 @@ impl Layout {
         }
         let rule = Rule::new(placement, settings, old, new, settings.new_weights.as_ref())?;
         let local_new = new.iter().map(|s| s == local).collect();
-        let owners = Owners { rule, bucket_of_old, local_new };
+        let prefix = placement.key_prefix.clone().unwrap_or_default().into_bytes();
+        let owners = Owners { rule, bucket_of_old, local_new, prefix };
         Ok(WorkList { local_name: local.to_owned(), full, vbuckets, classifier: Arc::new(Classifier::Owners(owners)) })
     }
 }
@@ -337,7 +357,8 @@ impl ListOwner {
     pub fn new(settings: &ClusterSettings, placement: &Placement) -> Result<ListOwner, LayoutError> {
         let s = &settings.servers;
         let rule = Rule::new(placement, settings, s, s, Some(&settings.weights))?;
-        Ok(ListOwner(Owners { rule, bucket_of_old: Vec::new(), local_new: Vec::new() }))
+        let prefix = placement.key_prefix.clone().unwrap_or_default().into_bytes();
+        Ok(ListOwner(Owners { rule, bucket_of_old: Vec::new(), local_new: Vec::new(), prefix }))
     }
 
     /// The index in `servers=` of the key's server.
@@ -401,6 +422,28 @@ mod tests {
             let e = layout(weighted, scheme).unwrap_err();
             assert!(e.0.contains("line 1") && e.0.contains("ketama"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_key_prefix_is_left_out_of_the_hash_of_the_keys_that_carry_it() {
+        let settings = ClusterSettings::parse(THREE_TO_FOUR, Path::new("cs")).unwrap();
+        let mut scratch = Vec::new();
+        for scheme in [Scheme::Ketama, Scheme::Rendezvous, Scheme::Jump] {
+            let plain = ListOwner::new(&settings, &Placement { scheme, ..Placement::default() }).unwrap();
+            let prefixed = Placement { scheme, key_prefix: Some("app:".into()), ..Placement::default() };
+            let prefixed = ListOwner::new(&settings, &prefixed).unwrap();
+            let mut differ = 0;
+            for i in 0..300 {
+                let key = format!("user:{i}");
+                let owner = plain.owner(key.as_bytes(), &mut scratch);
+                assert_eq!(prefixed.owner(format!("app:{key}").as_bytes(), &mut scratch), owner, "{scheme:?} {key}");
+                assert_eq!(prefixed.owner(key.as_bytes(), &mut scratch), owner, "{scheme:?}: {key} hashed whole");
+                differ += usize::from(plain.owner(format!("app:{key}").as_bytes(), &mut scratch) != owner);
+            }
+            assert!(differ > 100, "{scheme:?}: the prefix changes owners when hashed ({differ} of 300)");
+        }
+        let clearwater = Placement { key_prefix: Some("app:".into()), ..Placement::default() };
+        assert!(Layout::new(&settings, &clearwater).unwrap_err().0.contains("key prefix"));
     }
 
     #[test]

@@ -133,7 +133,7 @@ mod tests {
     /// `text` keys), as its `host:port` name.
     fn owner(servers: &[&str], key: &[u8], text: KeyText) -> String {
         let settings = ClusterSettings::lists(servers.iter().map(|s| s.to_string()).collect(), None);
-        let placement = Placement { scheme: Scheme::Rendezvous, key_text: text, pool_seed: None };
+        let placement = Placement { scheme: Scheme::Rendezvous, key_text: text, ..Placement::default() };
         let list = ListOwner::new(&settings, &placement).unwrap();
         servers[list.owner(key, &mut Vec::new()).unwrap()].to_owned()
     }

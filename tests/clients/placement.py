@@ -23,6 +23,7 @@ python3-pymemcache.
 SERVERS is comma-separated host:port[:weight] (weights: ketama only).
 """
 import json
+import os
 import sys
 
 
@@ -43,7 +44,10 @@ def client(scheme, servers):
         for s in servers:
             host, port = s.rsplit(":", 1)
             nodes.append((host, int(port)))
-        return HashClient(nodes, allow_unicode_keys=True, connect_timeout=5, timeout=5)
+        # PLACEMENT_KEY_PREFIX: pymemcache's key_prefix, stored with each
+        # key but not hashed.
+        prefix = os.environ.get("PLACEMENT_KEY_PREFIX", "").encode()
+        return HashClient(nodes, allow_unicode_keys=True, connect_timeout=5, timeout=5, key_prefix=prefix)
     raise SystemExit(f"unknown scheme {scheme}")
 
 
