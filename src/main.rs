@@ -4,6 +4,8 @@
 
 mod cli;
 
+use cli::output::say;
+
 use astaire::exit::{Exit, WaitExit};
 use astaire::node_settings::{self, NodeFlags, NodeSettings};
 use astaire::pd_log::{PdEvent, PdLog};
@@ -213,7 +215,7 @@ async fn resync(args: ResyncArgs) -> Exit {
         }
         Ok(report) => {
             if args.json {
-                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                say!("{}", serde_json::to_string(&report).unwrap_or_default());
             } else {
                 output::resync_summary(&work, &report);
             }
@@ -230,7 +232,7 @@ fn node_config(args: NodeConfigArgs) -> Exit {
     match node_settings::load_config(args.config.as_deref()) {
         Ok(file) => match file.get(&args.key) {
             Some(value) => {
-                println!("{value}");
+                say!("{value}");
                 Exit::Ok
             }
             None => Exit::Incomplete,
@@ -293,9 +295,9 @@ async fn status(args: StatusArgs) -> WaitExit {
     match astaire::daemon::control::query(&args.control.control_socket).await {
         Ok(status) => {
             if args.json {
-                println!("{}", serde_json::to_string(&status).unwrap_or_default());
+                say!("{}", serde_json::to_string(&status).unwrap_or_default());
             } else {
-                println!("{}", status.summary());
+                say!("{}", status.summary());
             }
             WaitExit::Succeeded
         }

@@ -202,3 +202,24 @@ async fn verify_lists_missing_and_changed_keys_and_exits_1() {
     }
     assert!(t.contains("3 differences"), "{t}");
 }
+
+/// `astaire plan | head` : a reader that has gone ends the report as a C
+/// tool killed by SIGPIPE would (exit 141, nothing on stderr), not with a
+/// panic. The pipe's read end is closed before astaire starts, so its
+/// first line meets EPIPE.
+#[test]
+fn a_report_whose_reader_has_gone_ends_quietly_with_141() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("cluster_settings");
+    std::fs::write(&settings, "servers=10.0.0.1:11211\nnew_servers=10.0.0.1:11211,10.0.0.2:11211\n").unwrap();
+    let (read, write) = nix::unistd::pipe().unwrap();
+    drop(read);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
+        .args(["plan", "--local-name", "10.0.0.2:11211", "--cluster-settings", settings.to_str().unwrap()])
+        .stdout(std::process::Stdio::from(write))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(stderr.is_empty(), "nothing on stderr: {stderr}");
+}
