@@ -19,6 +19,8 @@ command -v snmpget >/dev/null || missing+=(snmp)
 command -v snmptrapd >/dev/null || missing+=(snmptrapd)
 /usr/bin/python3 -c 'import pylibmc' 2>/dev/null || missing+=(python3-pylibmc)
 /usr/bin/python3 -c 'import pymemcache' 2>/dev/null || missing+=(python3-pymemcache)
+# The stand-in for Clearwater's alarm agent (libzmq) in tests/alarms.rs.
+/usr/bin/python3 -c 'import zmq' 2>/dev/null || missing+=(python3-zmq)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
     as_root apt-get update -qq

@@ -151,7 +151,7 @@ fn alarms(args: &AlarmArgs) -> Result<AlarmReporter, Exit> {
         output::error(e);
         Exit::Usage
     })?;
-    Ok(AlarmReporter::new(inform, args.announce_alarm_state))
+    Ok(AlarmReporter::new(inform, args.agent(), args.announce_alarm_state))
 }
 
 async fn resync(args: ResyncArgs) -> Exit {
@@ -382,6 +382,7 @@ fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) ->
         inform: node.inform,
         announce_alarm_state: args.alarms.announce_alarm_state,
         inform_linger: Duration::from_secs(args.alarms.inform_linger),
+        alarm_agent: args.alarms.agent(),
         resync: Options {
             conflict: args.limits.conflict(node.placement.scheme),
             queue_memory: args.limits.queue_memory,

@@ -4,6 +4,7 @@ mod common;
 
 use astaire::snmp::inform::message::encode_inform;
 use astaire::snmp::inform::{InformConfig, Informer, Notification, ResyncAlarm};
+use common::alarm_agent::StandInAgent;
 use common::snmptrapd::{Received, Snmptrapd};
 use common::*;
 use std::time::{Duration, Instant};
@@ -326,4 +327,78 @@ async fn the_daemon_announces_the_cleared_state_at_start_when_asked() {
     assert_alarm(&got[1], &RAISE);
     assert_alarm(&got[2], &CLEAR);
     assert_eq!(d.stop(), Some(0), "{}", d.log());
+}
+
+/// Clearwater's agent socket exists: the alarm goes to it as the original
+/// daemon sent it (the cleared state first, as the agent's alarms start
+/// undefined; then raise and clear), and no INFORM goes to snmp_ip, so a
+/// manager sees each change once (from the agent).
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_clearwater_node_the_alarm_goes_through_the_agent_and_no_inform_is_sent() {
+    let r = small_resize().await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = StandInAgent::start(&dir.path().join("alarms"), false);
+    let trapd = Snmptrapd::start_any("clearwater");
+    let target = format!("127.0.0.1:{}", trapd.port);
+    let socket = agent.socket.to_str().unwrap();
+    let out = resync_cli(r.new_node(), &r.resize, &["--snmp-ip", &target, "--alarm-agent", socket]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let got = agent.wait_for(3, Duration::from_secs(5));
+    assert_eq!(
+        got,
+        ["issue-alarm astaire 5501.1", "issue-alarm astaire 5501.5", "issue-alarm astaire 5501.1"],
+        "{}",
+        text(&out)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(trapd.received(), vec![], "no INFORM beside the agent");
+    assert!(!text(&out).contains("not taken"), "the agent answered every request: {}", text(&out));
+}
+
+/// The daemon sends the alarm's last state again every interval (30 s on
+/// a node; 1 s here), so an agent that restarted learns it; a change goes
+/// out at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_resends_the_state_and_a_restarted_agent_learns_it() {
+    let cluster = Cluster::start(3);
+    let names = cluster.names(0..3);
+    let settings = cluster.settings("cs3", &names, None);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alarms");
+    let agent = StandInAgent::start(&path, false);
+    let extra = ["--no-agentx", "--alarm-agent", path.to_str().unwrap(), "--alarm-agent-resend", "1"];
+    let mut d = common::daemon::Daemon::start(&names[0], &settings, &extra);
+    // At start: no restart tag, so a full resync (raise, clear) follows the
+    // first clear; then the clear again every second.
+    let got = agent.wait_for(6, Duration::from_secs(15));
+    assert_eq!(got[..3], ["issue-alarm astaire 5501.1", "issue-alarm astaire 5501.5", "issue-alarm astaire 5501.1"]);
+    assert!(got[3..].iter().all(|r| r == "issue-alarm astaire 5501.1"), "{got:?}");
+    let timed = agent.timed();
+    let gaps: Vec<f64> = timed[3..].windows(2).map(|w| (w[1].0 - w[0].0).as_secs_f64()).collect();
+    assert!(gaps.iter().all(|g| (0.7..2.0).contains(g)), "resent about every second: {gaps:?}");
+    drop(agent);
+    let again = StandInAgent::start(&path, false);
+    let got = again.wait_for(1, Duration::from_secs(8));
+    assert_eq!(got.first().map(String::as_str), Some("issue-alarm astaire 5501.1"), "{}", d.log());
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+}
+
+/// An agent that takes a request and never answers costs a warning, not
+/// the resync: it completes, and the exit waits only the linger.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_that_never_answers_does_not_hold_the_resync() {
+    let r = small_resize().await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = StandInAgent::start(&dir.path().join("alarms"), true);
+    let started = Instant::now();
+    let socket = agent.socket.to_str().unwrap();
+    let out = resync_cli(r.new_node(), &r.resize, &["--alarm-agent", socket, "--inform-linger", "1"]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    let t = text(&out);
+    assert!(t.contains("not delivered to the alarm agent") || t.contains("not taken by the alarm agent"), "{t}");
+    assert_eq!(agent.requests(), ["issue-alarm astaire 5501.1"], "one request taken, never answered");
+    let mut local = astaire::memcached::Connection::connect(r.new_node(), Duration::from_secs(2)).await.unwrap();
+    assert!(get(&mut local, astaire::resync::TAG_KEY).await.is_some(), "the resync completed");
 }

@@ -314,6 +314,23 @@ pub struct AlarmArgs {
     /// At exit, wait this long for the clear to be acknowledged.
     #[arg(long, default_value_t = 3, value_name = "SECONDS")]
     pub inform_linger: u64,
+    /// Clearwater's alarm agent: while this socket exists, alarms go to it
+    /// (`issue-alarm astaire 5501.5|5501.1`) and the agent sends the
+    /// INFORMs; otherwise they go to snmp_ip. `none` never uses it.
+    #[arg(long, value_name = "SOCKET", default_value = astaire::snmp::alarm_agent::DEFAULT_AGENT_SOCKET)]
+    pub alarm_agent: String,
+    /// How often the alarm's state is sent to the agent again.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS", hide = true)]
+    pub alarm_agent_resend: u64,
+}
+
+impl AlarmArgs {
+    pub fn agent(&self) -> astaire::snmp::alarm_agent::AgentSettings {
+        astaire::snmp::alarm_agent::AgentSettings {
+            socket: (self.alarm_agent != "none").then(|| PathBuf::from(&self.alarm_agent)),
+            resend: std::time::Duration::from_secs(self.alarm_agent_resend.max(1)),
+        }
+    }
 }
 
 #[derive(Args)]

@@ -60,6 +60,8 @@ pub struct DaemonOptions {
     pub control_socket: PathBuf,
     pub agentx: Option<AgentConfig>,
     pub inform: InformConfig,
+    /// Clearwater's alarm agent, used instead of `inform` when its socket exists.
+    pub alarm_agent: crate::snmp::alarm_agent::AgentSettings,
     /// Also send the alarm's current (cleared) state at start.
     pub announce_alarm_state: bool,
     /// At stop, how long receivers get to acknowledge the clear.
@@ -332,7 +334,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
         member,
         local_unreachable: false,
         stopping: false,
-        alarms: Some(AlarmReporter::new(opts.inform.clone(), opts.announce_alarm_state)),
+        alarms: Some(AlarmReporter::new(opts.inform.clone(), opts.alarm_agent.clone(), opts.announce_alarm_state)),
         cancel: Arc::new(AtomicBool::new(false)),
     };
     info!(local = %opts.local_name, member, "astaire daemon started");

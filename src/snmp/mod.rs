@@ -2,6 +2,7 @@
 //! knows nothing of memcached.
 
 pub mod agentx;
+pub mod alarm_agent;
 pub mod inform;
 pub mod mib;
 pub mod uptime;

@@ -2,6 +2,8 @@
 //! helpers the tests use to load and inspect them.
 #![allow(dead_code)]
 
+#[allow(dead_code, reason = "only the alarm tests use the stand-in agent")]
+pub mod alarm_agent;
 pub mod daemon;
 pub mod snmpd;
 pub mod snmptrapd;

@@ -1,32 +1,72 @@
 //! The resync alarm around resyncs, for every mode that resyncs: the state
-//! machine ([`ResyncAlarm`]) feeding the sender ([`Informer`]). Never waits,
-//! except for [`AlarmReporter::finish`], which is bounded.
+//! machine ([`ResyncAlarm`]) feeding one route. On a Clearwater node, where
+//! the alarm agent's socket exists, that is the agent ([`AgentLink`]);
+//! elsewhere INFORMs straight to `snmp_ip` ([`Informer`]). Never both, so a
+//! manager sees each change once. Never waits, except for
+//! [`AlarmReporter::finish`], which is bounded.
 
 use super::{InformConfig, Informer, Notification, ResyncAlarm};
+use crate::snmp::alarm_agent::{AgentLink, AgentSettings};
 use std::time::Duration;
 use tracing::{info, warn};
 
+enum Route {
+    Agent(AgentLink),
+    Inform(Informer),
+    /// No agent and no targets: the state is still tracked.
+    Nowhere,
+}
+
 pub struct AlarmReporter {
     alarm: ResyncAlarm,
-    /// `None` when there are no targets: the state is still tracked.
-    informer: Option<Informer>,
+    route: Route,
+    inform: InformConfig,
+    agent: AgentSettings,
 }
 
 impl AlarmReporter {
-    /// Starts sending to `config`'s targets, if any. With
-    /// `announce_at_start`, the cleared state is sent once now.
-    pub fn new(config: InformConfig, announce_at_start: bool) -> AlarmReporter {
-        let informer = (!config.targets.is_empty()).then(|| Informer::spawn(config));
-        let (alarm, announce) = ResyncAlarm::new(announce_at_start);
-        let reporter = AlarmReporter { alarm, informer };
+    /// Starts reporting: through the agent if its socket is there, else to
+    /// `inform`'s targets, if any. The cleared state is sent once now with
+    /// `announce_at_start`, and always to the agent (as the original
+    /// daemon's first idle pass did), whose alarms start undefined.
+    pub fn new(inform: InformConfig, agent: AgentSettings, announce_at_start: bool) -> AlarmReporter {
+        let mut reporter = AlarmReporter { alarm: ResyncAlarm::default(), route: Route::Nowhere, inform, agent };
+        reporter.route = reporter.choose();
+        let (alarm, announce) = ResyncAlarm::new(announce_at_start || matches!(reporter.route, Route::Agent(_)));
+        reporter.alarm = alarm;
         reporter.send(announce);
         reporter
     }
 
-    fn send(&self, n: Option<Notification>) {
-        if let (Some(n), Some(informer)) = (n, &self.informer) {
-            info!("alarm {}", n.describe());
-            informer.notify(n);
+    fn choose(&self) -> Route {
+        if let Some(socket) = self.agent.present() {
+            return Route::Agent(AgentLink::spawn(socket.to_owned(), self.agent.resend));
+        }
+        match self.inform.targets.is_empty() {
+            true => Route::Nowhere,
+            false => Route::Inform(Informer::spawn(self.inform.clone())),
+        }
+    }
+
+    fn send(&mut self, n: Option<Notification>) {
+        let Some(n) = n else { return };
+        // An agent that started after this process takes over from then on.
+        if !matches!(self.route, Route::Agent(_)) && self.agent.present().is_some() {
+            if let Route::Inform(informer) = std::mem::replace(&mut self.route, Route::Nowhere) {
+                informer.shutdown();
+            }
+            self.route = self.choose();
+        }
+        match &self.route {
+            Route::Agent(agent) => {
+                info!("alarm {} (to the alarm agent)", n.describe());
+                agent.notify(n);
+            }
+            Route::Inform(informer) => {
+                info!("alarm {}", n.describe());
+                informer.notify(n);
+            }
+            Route::Nowhere => {}
         }
     }
 
@@ -46,11 +86,20 @@ impl AlarmReporter {
     /// `linger` to acknowledge before the process goes.
     pub async fn finish(mut self, linger: Duration) {
         self.resync_ended();
-        if let Some(informer) = self.informer {
-            if !informer.flush(linger).await {
-                warn!("alarm state not acknowledged by every SNMP target before exit");
+        match self.route {
+            Route::Agent(agent) => {
+                if !agent.flush(linger).await {
+                    warn!("alarm state not taken by the alarm agent before exit");
+                }
+                agent.shutdown();
             }
-            informer.shutdown();
+            Route::Inform(informer) => {
+                if !informer.flush(linger).await {
+                    warn!("alarm state not acknowledged by every SNMP target before exit");
+                }
+                informer.shutdown();
+            }
+            Route::Nowhere => {}
         }
     }
 }

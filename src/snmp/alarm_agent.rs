@@ -1,0 +1,221 @@
+//! Alarm 5501 through Clearwater's alarm agent (`clearwater-snmp-alarm-agent`),
+//! as the original Astaire reported it: a ZeroMQ REQ to the agent's socket
+//! with the frames `issue-alarm`, `astaire`, `5501.5` (raise, MINOR) or
+//! `5501.1` (clear); the agent answers `ok`, keeps alarmActiveTable and the
+//! model tables, and sends the INFORMs itself. The last state is sent again
+//! every 30 s, so an agent that restarted learns it.
+//!
+//! The socket is `zeromq` (pure Rust, on the daemon's tokio runtime, no
+//! libzmq to build or depend on; it speaks ZMTP 3, which the agent's
+//! libzmq 4 speaks). Every wait is bounded: an agent that does not answer
+//! costs a reconnect, never a resync.
+
+use super::inform::Notification;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+use zeromq::{Socket, SocketRecv, SocketSend};
+
+/// Where the agent listens on a Clearwater node.
+pub const DEFAULT_AGENT_SOCKET: &str = "/var/run/clearwater/alarms";
+/// The issuer the original daemon gave.
+pub const ISSUER: &str = "astaire";
+/// How often the last state is sent again (the original's re-raiser).
+pub const RESEND: Duration = Duration::from_secs(30);
+/// How long one request may take: connect, send and the agent's `ok`.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+/// How soon a request that failed is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// Whether and how to report through the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSettings {
+    /// The agent's socket; `None` never uses the agent.
+    pub socket: Option<PathBuf>,
+    pub resend: Duration,
+}
+
+impl Default for AgentSettings {
+    fn default() -> AgentSettings {
+        AgentSettings { socket: Some(PathBuf::from(DEFAULT_AGENT_SOCKET)), resend: RESEND }
+    }
+}
+
+impl AgentSettings {
+    /// The agent's socket, when it is there to be used now.
+    pub fn present(&self) -> Option<&Path> {
+        self.socket.as_deref().filter(|p| is_socket(p))
+    }
+}
+
+fn is_socket(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket())
+}
+
+/// The request's frames for a notification: the alarm identifier is
+/// `<index>.<severity>`, severity ITU MINOR 5 when raised, CLEARED 1.
+pub fn request(n: Notification) -> [String; 3] {
+    let severity = if n.raised { 5 } else { 1 };
+    ["issue-alarm".into(), ISSUER.into(), format!("{}.{severity}", n.index)]
+}
+
+/// Changes held while the agent cannot take them; the oldest go first.
+/// (Changes alternate raise and clear, so the newest state survives.)
+const HELD: usize = 16;
+
+/// The link to the agent: each change goes out at once, in order, and
+/// the last state again every `resend`.
+pub struct AgentLink {
+    changes: mpsc::UnboundedSender<(u64, Notification)>,
+    /// The number of changes notified so far.
+    notified: AtomicU64,
+    /// The number of the last change the agent answered `ok` to.
+    answered: watch::Receiver<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AgentLink {
+    pub fn spawn(socket: PathBuf, resend: Duration) -> AgentLink {
+        info!(socket = %socket.display(), "alarms go to Clearwater's alarm agent");
+        let (changes, rx) = mpsc::unbounded_channel();
+        let (tx, answered) = watch::channel(0);
+        let task = tokio::spawn(run(socket, resend, rx, tx));
+        AgentLink { changes, notified: AtomicU64::new(0), answered, task }
+    }
+
+    /// The alarm's new state.
+    pub fn notify(&self, n: Notification) {
+        let seq = self.notified.fetch_add(1, Ordering::SeqCst) + 1;
+        let _ = self.changes.send((seq, n));
+    }
+
+    /// Waits at most `linger` for the agent to answer every change.
+    pub async fn flush(&self, linger: Duration) -> bool {
+        let want = self.notified.load(Ordering::SeqCst);
+        let mut answered = self.answered.clone();
+        let done = async move { answered.wait_for(|a| *a >= want).await.is_ok() };
+        tokio::time::timeout(linger, done).await.unwrap_or(false)
+    }
+
+    pub fn shutdown(self) {
+        self.task.abort();
+    }
+}
+
+async fn run(
+    path: PathBuf,
+    resend: Duration,
+    mut changes: mpsc::UnboundedReceiver<(u64, Notification)>,
+    answered: watch::Sender<u64>,
+) {
+    let endpoint = format!("ipc://{}", path.display());
+    let mut socket: Option<zeromq::ReqSocket> = None;
+    let mut pending: VecDeque<(u64, Notification)> = VecDeque::new();
+    let mut last: Option<(u64, Notification)> = None;
+    let mut next = None::<Instant>;
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            change = changes.recv() => match change {
+                Some(c) => pending.push_back(c),
+                None => return,
+            },
+            _ = sleep_until(next) => {}
+        }
+        while let Ok(c) = changes.try_recv() {
+            pending.push_back(c);
+        }
+        while pending.len() > HELD {
+            pending.pop_front();
+        }
+        let due = next.is_some_and(|t| t <= Instant::now());
+        let Some((seq, n)) = pending.front().copied().or(if due { last } else { None }) else { continue };
+        let frames = request(n);
+        let outcome = match tokio::time::timeout(ANSWER_WITHIN, issue(&mut socket, &endpoint, &frames)).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {} s", ANSWER_WITHIN.as_secs())),
+        };
+        match outcome {
+            Ok(()) => {
+                if failing {
+                    info!(socket = %path.display(), "the alarm agent answers again");
+                }
+                failing = false;
+                debug!(alarm = %frames[2], "the alarm agent took the alarm");
+                if pending.front().is_some_and(|(s, _)| *s == seq) {
+                    pending.pop_front();
+                }
+                last = Some((seq, n));
+                answered.send_modify(|a| *a = (*a).max(seq));
+                next = Some(if pending.is_empty() { Instant::now() + resend } else { Instant::now() });
+            }
+            Err(why) => {
+                if !failing {
+                    warn!(socket = %path.display(), "alarm {} not delivered to the alarm agent: {why}; retrying", frames[2]);
+                }
+                failing = true;
+                // The REQ socket is mid-request: only a new one can send.
+                socket = None;
+                next = Some(Instant::now() + RETRY_AFTER.min(resend));
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One request and its answer on `socket`, connecting it first if needed.
+async fn issue(socket: &mut Option<zeromq::ReqSocket>, endpoint: &str, frames: &[String; 3]) -> Result<(), String> {
+    if socket.is_none() {
+        let mut s = zeromq::ReqSocket::new();
+        s.connect(endpoint).await.map_err(|e| format!("connect: {e}"))?;
+        *socket = Some(s);
+    }
+    let s = socket.as_mut().ok_or("no socket")?;
+    let message: Vec<bytes::Bytes> = frames.iter().map(|f| bytes::Bytes::from(f.clone())).collect();
+    let message = zeromq::ZmqMessage::try_from(message).map_err(|e| format!("message: {e:?}"))?;
+    s.send(message).await.map_err(|e| format!("send: {e}"))?;
+    let reply = s.recv().await.map_err(|e| format!("answer: {e}"))?;
+    match reply.get(0).map(|b| b.as_ref()) {
+        Some(b"ok") => Ok(()),
+        other => Err(format!("answered {:?}", other.map(String::from_utf8_lossy))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snmp::inform::RESYNC_ALARM_INDEX;
+
+    #[test]
+    fn raise_is_minor_and_clear_is_cleared_as_the_original_issued_them() {
+        let raise = Notification { index: RESYNC_ALARM_INDEX, raised: true };
+        assert_eq!(request(raise), ["issue-alarm", "astaire", "5501.5"]);
+        let clear = Notification { index: RESYNC_ALARM_INDEX, raised: false };
+        assert_eq!(request(clear), ["issue-alarm", "astaire", "5501.1"]);
+    }
+
+    #[test]
+    fn only_a_socket_at_the_path_counts_as_the_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alarms");
+        let settings = AgentSettings { socket: Some(path.clone()), resend: RESEND };
+        assert_eq!(settings.present(), None, "nothing there");
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(settings.present(), None, "a plain file");
+        std::fs::remove_file(&path).unwrap();
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert_eq!(settings.present(), Some(path.as_path()));
+        assert_eq!(AgentSettings { socket: None, resend: RESEND }.present(), None, "--alarm-agent none");
+    }
+}
