@@ -4,14 +4,21 @@
 # installed files, the user and `astaire --version`, runs the README's SNMP
 # set-up with the installed snippet (stock snmpd.conf, snmpd as Debian-snmp,
 # the daemon as astaire, a private UDP port) and the seeds' procedure on a
-# Clearwater node's files (scripts/clearwater-node-check.sh), then purges it.
+# Clearwater node's files (scripts/clearwater-node-check.sh), the install
+# over Clearwater's own packages (scripts/clearwater-upgrade-check.sh), then
+# purges it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --quiet
 # Release builds keep debug info for profiling; the package does not.
-cargo deb --quiet --strip
-deb=$(ls -t target/debian/astaire_*.deb | head -1)
+# The epoch puts this package above Clearwater's own astaire (1.0-YYMMDD…),
+# which it replaces: apt upgrades that package to this one.
+version=$(grep -m1 '^version' Cargo.toml | cut -d'"' -f2)
+# (The file name leaves the epoch out, as Debian's do.)
+deb="target/debian/astaire_${version}-1_$(dpkg --print-architecture).deb"
+rm -f target/debian/astaire_*.deb
+cargo deb --quiet --strip --deb-version "1:$version-1" --output "$deb" >/dev/null
 echo "package: $deb"
 [ "${1:-}" = "--install-check" ] || exit 0
 
@@ -91,6 +98,8 @@ for f in /etc/init.d/astaire /usr/share/clearwater/infrastructure/scripts/reload
 done
 # The seeds' procedure through `service astaire …` on Clearwater's files.
 scripts/clearwater-node-check.sh
+# Over Clearwater's own astaire and its neighbours: nothing old stays active.
+scripts/clearwater-upgrade-check.sh "$deb"
 
 echo "package check passed: $version, $(du -h "$deb" | cut -f1) package, files, user, unit and MIB in place;" \
     "the stock snmpd with the shipped snippet serves the counters to 'public' from a daemon run as astaire ($perms socket);" \
