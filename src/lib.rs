@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod exit;
 pub mod log_files;
 pub mod memcached;
+pub mod memcached_config;
 pub mod node_settings;
 pub mod pd_log;
 pub mod placement;

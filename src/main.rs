@@ -55,6 +55,7 @@ fn main() -> ExitCode {
                     Command::Status(args) => status(args).await.code(),
                     Command::WaitSync(args) => wait_sync(args).await.code(),
                     Command::NodeConfig(args) => node_config(args).code(),
+                    Command::MigrateMemcachedConfig(args) => cli::migrate::run(args).code(),
                     Command::Daemon(_) => unreachable!("handled above"),
                 }
             })

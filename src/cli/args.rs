@@ -51,6 +51,10 @@ pub enum Command {
     /// (for init scripts); exit 1 when it is not set, 2 when the
     /// configuration is invalid.
     NodeConfig(NodeConfigArgs),
+    /// Convert a Clearwater node's memcached configuration (the fork's
+    /// engine options, -e cache_size=…;eviction=false) to upstream
+    /// memcached's (-m, -M), keeping every other line.
+    MigrateMemcachedConfig(MigrateArgs),
 }
 
 #[derive(Args)]
@@ -60,6 +64,19 @@ pub struct NodeConfigArgs {
     /// The configuration file (default /etc/clearwater/config).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct MigrateArgs {
+    /// The configuration clearwater-memcached wrote.
+    #[arg(default_value = "/etc/memcached_11211.conf")]
+    pub file: PathBuf,
+    /// Replace FILE, keeping the original as FILE.clearwater.
+    #[arg(long, conflicts_with = "output")]
+    pub in_place: bool,
+    /// Write the upstream configuration here (default: standard output).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// This node and its cluster.

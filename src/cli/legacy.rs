@@ -2,7 +2,11 @@
 //! positional `astaire HOST:PORT CLUSTER_SETTINGS` runs `resync`, and the
 //! original daemon's options without a subcommand run `daemon`.
 
-const COMMANDS: [&str; 8] = ["resync", "plan", "verify", "daemon", "status", "wait-sync", "node-config", "help"];
+/// Today's subcommands (and `help`), as clap knows them.
+fn commands() -> Vec<String> {
+    let cli = <super::args::Cli as clap::CommandFactory>::command();
+    cli.get_subcommands().map(|c| c.get_name().to_owned()).chain(["help".to_owned()]).collect()
+}
 /// The original daemon's options: any of them without a subcommand means `daemon`.
 const DAEMON_OPTIONS: [&str; 3] = ["--cluster-settings-file", "--pidfile", "--daemon"];
 /// Options that may come before the positional pair and take a value.
@@ -10,7 +14,8 @@ const GLOBAL_WITH_VALUE: [&str; 2] = ["--log-level", "--log-file"];
 
 /// `args` as today's command line (`args[0]` is the program).
 pub fn normalise_args(mut args: Vec<String>) -> Vec<String> {
-    let has_subcommand = args.iter().skip(1).any(|a| COMMANDS.contains(&a.as_str()));
+    let commands = commands();
+    let has_subcommand = args.iter().skip(1).any(|a| commands.contains(a));
     let is_daemon_option = |a: &String| DAEMON_OPTIONS.iter().any(|o| a == o || a.starts_with(&format!("{o}=")));
     if !has_subcommand && args.iter().skip(1).any(is_daemon_option) {
         args.insert(1, "daemon".into());
@@ -23,7 +28,7 @@ pub fn normalise_args(mut args: Vec<String>) -> Vec<String> {
             i += 2; // its value is not a positional
             continue;
         }
-        if COMMANDS.contains(&a.as_str()) {
+        if commands.contains(a) {
             return args;
         }
         if !a.starts_with('-') {
@@ -45,6 +50,14 @@ mod tests {
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn every_subcommand_is_left_alone() {
+        for c in super::commands() {
+            assert_eq!(normalise_args(args(&["astaire", &c, "a", "b"])), args(&["astaire", &c, "a", "b"]), "{c}");
+        }
+        assert!(super::commands().contains(&"migrate-memcached-config".to_owned()));
     }
 
     #[test]

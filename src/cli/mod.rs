@@ -3,5 +3,6 @@
 
 pub mod args;
 pub mod legacy;
+pub mod migrate;
 pub mod output;
 pub mod process;
