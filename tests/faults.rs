@@ -529,3 +529,43 @@ async fn a_full_local_memcached_is_reported_and_never_hangs() {
         }
     }
 }
+
+/// What Clearwater's own memcached (the clearwater-memcached 1.6.00 fork,
+/// spec clearwater-node.md §6) says, as far as its sources show: `version`
+/// and `stats`, but `ERROR` to key listing and to every meta command. (A
+/// fake: that fork is not published. The real-part refusal, a memcached
+/// with -X, is tested in tests/edges.rs.)
+fn clearwater_fork() -> String {
+    fake_memcached(|line| match line.split_whitespace().next().unwrap_or("") {
+        "version" => Some(Answer::Say("VERSION 1.6.00\r\n".into())),
+        "stats" => None,
+        _ => Some(Answer::Say("ERROR\r\n".into())),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_memcached_without_meta_commands_is_refused_naming_the_fix() {
+    let fork = clearwater_fork();
+    let source = Memcached::start();
+    let cluster = Cluster { nodes: vec![], dir: tempfile::tempdir().unwrap() };
+    let path = cluster.settings("cs", &[source.name()], Some(&[source.name(), fork.clone()]));
+    let out = astaire(&["resync", "--local-name", &fork, "--cluster-settings", path.to_str().unwrap(), "--quiet"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    assert!(t.contains(&format!("local memcached {fork}: does not know the meta commands")), "{t}");
+    assert!(t.contains("migrate-memcached-config"), "the fix is named: {t}");
+    assert_eq!(t.matches("astaire: ").count(), 1, "one clear error: {t}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_that_cannot_list_its_keys_is_reported_naming_the_fix() {
+    let fork = clearwater_fork();
+    let local = Memcached::start();
+    let (_dir, path) = resizing_from(&fork, &local);
+    let out = astaire(&["resync", "--local-name", &local.name(), "--cluster-settings", path.to_str().unwrap()]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains(&format!("source {fork}: FAILED")), "{t}");
+    assert!(t.contains("cannot list its keys") && t.contains("migrate-memcached-config"), "{t}");
+    assert!(!t.contains("malformed"), "not a parse error: {t}");
+}

@@ -264,6 +264,18 @@ impl Connection {
         Err(self.reader.protocol(ProtoError::Malformed(format!("stats: no END within {MAX_STAT_LINES} lines"))))
     }
 
+    /// Whether the server knows the meta commands (upstream memcached 1.6+):
+    /// `mn` answers `MN`, where a server without them says `ERROR`.
+    pub async fn speaks_meta(&mut self) -> Result<bool, McError> {
+        self.send(b"mn\r\n").await?;
+        self.reader.line().await?;
+        match self.reader.frame().trim_ascii_end() {
+            b"MN" => Ok(true),
+            b"ERROR" => Ok(false),
+            other => Err(self.reader.protocol(ProtoError::Malformed(String::from_utf8_lossy(other).into_owned()))),
+        }
+    }
+
     /// `version`: the server's version string.
     pub async fn version(&mut self) -> Result<String, McError> {
         self.send(b"version\r\n").await?;

@@ -160,7 +160,11 @@ pub fn refusal_hint(answer: &str, mode: DumpMode) -> Option<&'static str> {
     } else if mode == DumpMode::Mgdump {
         Some("the server does not know lru_crawler mgdump (memcached 1.6.19+); use --dump-command metadump")
     } else {
-        Some("the server cannot list its keys (lru_crawler metadump needs memcached 1.4.33 or later)")
+        Some(
+            "the server cannot list its keys: lru_crawler metadump needs upstream memcached 1.4.33 or later, and \
+             Clearwater's own memcached (clearwater-memcached, a 1.6.00 fork) has none; move the node to Debian's \
+             memcached (astaire migrate-memcached-config converts its configuration)",
+        )
     }
 }
 

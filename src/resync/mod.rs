@@ -185,11 +185,21 @@ pub enum ResyncError {
     Cancelled,
 }
 
+/// Why a local memcached without the meta commands cannot take a resync,
+/// and what to do.
+pub const NO_META: &str = "does not know the meta commands (mn answered ERROR): Astaire needs upstream memcached 1.6 \
+    or later. Clearwater's own memcached (clearwater-memcached, a 1.6.00 fork) has neither meta commands nor key \
+    listing: move the node to Debian's memcached and convert its configuration with astaire migrate-memcached-config \
+    (README: Installing on a Clearwater node)";
+
 /// Runs one resync of `work`, publishing progress into `stats`.
 pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Report, ResyncError> {
     let started = Instant::now();
     let local_name = work.local_name.clone();
     let mut local = Connection::connect(&local_name, opts.io_timeout).await.map_err(ResyncError::Local)?;
+    if !local.speaks_meta().await.map_err(ResyncError::Local)? {
+        return Err(ResyncError::Local(McError::Unexpected { server: local_name, message: NO_META.into() }));
+    }
     let evictions_before = local.evictions().await.map_err(ResyncError::Local)?;
     // A full resync first forgets that this node was complete: if it stops
     // part way, or fails, the next start (or the daemon's tag check) sees
