@@ -45,6 +45,8 @@ for f in /etc/clearwater /etc/default/astaire; do
 done
 cleanup() {
     service astaire stop >/dev/null 2>&1 || true
+    if [ -n "${agent_pid:-}" ]; then kill "$agent_pid" 2>/dev/null || true; rm -f /var/run/clearwater/alarms; fi
+    if [ -n "${made_agent_dir:-}" ]; then rmdir /var/run/clearwater 2>/dev/null || true; fi
     for pid in $(cat "$pids"/*.pid 2>/dev/null); do
         kill -CONT "$pid" 2>/dev/null || true
         kill "$pid" 2>/dev/null || true
@@ -104,6 +106,13 @@ node_is 127.0.0.4
 # Slowed to about 5 s, so a wait-sync that returned before the data moved
 # would be caught by the verify after it.
 echo 'DAEMON_ARGS="--bandwidth-limit 400000"' >/etc/default/astaire
+# Clearwater's alarm agent (a stand-in: the one part that cannot run here)
+# listens where the node's agent does; the daemon must report 5501 to it.
+[ -e /var/run/clearwater/alarms ] && fail "/var/run/clearwater/alarms exists: is an alarm agent running?"
+[ -d /var/run/clearwater ] || { mkdir -p /var/run/clearwater && made_agent_dir=1; }
+/usr/bin/python3 tests/clients/alarm_agent.py /var/run/clearwater/alarms >"$work/agent.txt" &
+agent_pid=$!
+for _ in $(seq 50); do grep -q listening "$work/agent.txt" 2>/dev/null && break; sleep 0.1; done
 service astaire start
 service astaire status >/dev/null || fail "service astaire status after start"
 [ -s /run/astaire/astaire.pid ] || fail "no pidfile /run/astaire/astaire.pid"
@@ -114,6 +123,11 @@ started=$(date +%s)
 service astaire wait-sync >"$work/wait.txt" 2>&1 || fail "wait-sync exited $?: $(tail -n 3 "$work/wait.txt")"
 say "scale-up: wait-sync returned 0 after $(($(date +%s) - started)) s"
 say "$(verify 4 "$work/resize-up")"
+# The agent heard the resync: raised (MINOR) then cleared, from the daemon.
+requests=$(grep -c '^issue-alarm astaire ' "$work/agent.txt" || true)
+awk '/5501.5$/ { r = NR } /5501.1$/ && r { c = NR } END { exit !(r && c > r) }' "$work/agent.txt" ||
+    fail "the alarm agent did not get 5501 raised then cleared: $(cat "$work/agent.txt")"
+say "scale-up: the alarm agent got $requests requests from the daemon, 5501.5 then 5501.1"
 rm /etc/default/astaire
 cluster_settings "$(nodes 1 2 3 4)"
 /usr/share/clearwater/infrastructure/scripts/reload/memcached/astaire_reload
@@ -214,8 +228,46 @@ else
     say "signaling_namespace: skipped (this machine cannot make network namespaces)"
 fi
 
+# --- the node's memcached moved to Debian's: clearwater-memcached's file
+# (the fork's engine options) converted, then run as Debian runs it (its
+# start-up wrapper reads the file); upstream memcached then lists its keys.
+sed -e 's/^-l .*/-l 127.0.0.5/' -e "s/^-u .*/-u $user/" tests/fixtures/memcached_11211.conf >"$work/memcached_11211.conf"
+astaire migrate-memcached-config --in-place "$work/memcached_11211.conf" 2>"$work/migrate.txt" ||
+    fail "migrate-memcached-config: $(cat "$work/migrate.txt")"
+[ -e "$work/memcached_11211.conf.clearwater" ] || fail "the original memcached configuration was not kept"
+/usr/share/memcached/scripts/systemd-memcached-wrapper "$work/memcached_11211.conf" >"$work/memcached-5.log" 2>&1 &
+echo $! >"$pids/memcached-5.pid"
+ask5() { # one request to the converted node's memcached, its answer without CRs
+    (exec 3<>/dev/tcp/127.0.0.5/11211 && printf '%s\r\nquit\r\n' "$1" >&3 && timeout 5 tr -d '\r' <&3) 2>/dev/null || true
+}
+settings=""
+for _ in $(seq 50); do
+    settings=$(ask5 "stats settings")
+    case "$settings" in *END*) break ;; esac
+    sleep 0.1
+done
+# (The first crawl after a start can take some seconds to answer.)
+listing=""
+for _ in $(seq 10); do
+    # Alone on its connection (memcached takes no pipelined command around
+    # a metadump); an empty cache lists nothing but its END line.
+    listing=$( (exec 3<>/dev/tcp/127.0.0.5/11211 && printf 'lru_crawler metadump all\r\n' >&3 &&
+        timeout 5 head -n 1 <&3 | tr -d '\r') 2>/dev/null || true)
+    case "$listing" in END*) break ;; esac
+done
+case "$listing" in
+    END*) ;;
+    *) fail "Debian's memcached on the converted file does not list its keys: '$listing'" ;;
+esac
+for want in "maxbytes $((2929 * 1024 * 1024))" "evictions off" "maxconns 4096" "tcpport 11211" "udpport 0"; do
+    grep -q "^STAT $want\$" <<<"$settings" || fail "Debian's memcached on the converted file: no '$want' in its settings
+$(cat "$work/migrate.txt")
+$(tail -5 "$work/memcached-5.log")"
+done
+say "clearwater-memcached's configuration converted ($(sed 's/^astaire: [^:]*: //' "$work/migrate.txt" | head -1)); Debian's memcached runs it: 2929 MiB, no eviction, 4096 connections, lists its keys"
+
 # Clearwater's log names, which the node's cleanup and its operators know.
 [ -L /var/log/astaire/astaire_current.txt ] || fail "no /var/log/astaire/astaire_current.txt"
 grep -q "Status .*astaire daemon started" /var/log/astaire/astaire_current.txt || fail "no start line in astaire_current.txt"
 [ -e /var/log/astaire/astaire_err.log ] || fail "no /var/log/astaire/astaire_err.log"
-say "passed: service start/status/reload/wait-sync/stop/full-resync, both hooks, signaling_namespace, the log files, a 3→4 and a 4→3 on Clearwater's files"
+say "passed: service start/status/reload/wait-sync/stop/full-resync, both hooks, signaling_namespace, the log files, the alarm agent, the memcached migration, a 3→4 and a 4→3 on Clearwater's files"

@@ -30,6 +30,7 @@ cleanup() {
     rm -f "$snippet"
     rm -rf "$check"
     if [ -n "${made_socket:-}" ]; then rm -f /var/agentx/master; rmdir /var/agentx 2>/dev/null || true; fi
+    if [ -n "${made_group:-}" ]; then groupdel snmp 2>/dev/null || true; fi
     dpkg --purge astaire >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -92,6 +93,44 @@ esac
 perms=$(stat -c '%U:%G %a' /var/agentx/master)
 [ "$perms" = "Debian-snmp:astaire 660" ] || fail "/var/agentx/master is $perms"
 
+# A Clearwater node's snmpd instead (clearwater-snmpd's configuration, spec
+# clearwater-node.md §6; no snippet added): the daemon's subagent serves the
+# counters to community `clearwater`, and the master socket stays open to
+# every local subagent, so Clearwater's others are not locked out.
+for pid in $check_pids; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+check_pids=""
+rm -f "$snippet"
+getent group snmp >/dev/null || { groupadd --system snmp && made_group=1; }
+cat >"$check/clearwater-snmpd.conf" <<'CONF'
+master agentx
+agentXSocket /var/agentx/master
+agentXPerms 777 777 root snmp
+view clearwater included .1.2.826.0.1.1578918
+rocommunity clearwater default -V clearwater
+CONF
+/usr/sbin/snmpd -Lf "$check/snmpd-clearwater.log" -C -c "$check/clearwater-snmpd.conf" -I -smux,mteTrigger,mteTriggerConf \
+    -f -p "$check/snmpd-clearwater.pid" "udp:127.0.0.1:$port" &
+check_pids="$!"
+runuser -u astaire -- /usr/bin/astaire daemon --local-name 127.0.0.1:21393 --config /dev/null --nice 0 \
+    --cluster-settings "$check/cluster_settings" --control-socket "$check/run/control-clearwater" 2>"$check/daemon-clearwater.log" &
+check_pids="$! $check_pids"
+served=""
+for _ in $(seq 100); do
+    served=$(snmpget -v2c -c clearwater -On -t 1 -r 0 "127.0.0.1:$port" .1.2.826.0.1.1578918.9.9.1.0 2>&1 || true)
+    case "$served" in *"Gauge32: 0"*) break ;; esac
+    sleep 0.1
+done
+case "$served" in
+    *"Gauge32: 0"*) ;;
+    *) fail "Clearwater's snmpd configuration: community clearwater did not read astaireBucketsNeedingResync: $served
+snmpd: $(tail -5 "$check/snmpd-clearwater.log")
+daemon: $(tail -5 "$check/daemon-clearwater.log")" ;;
+esac
+cw_perms=$(stat -c '%U:%G %a' /var/agentx/master)
+[ "$cw_perms" = "root:snmp 777" ] || fail "under Clearwater's snmpd configuration /var/agentx/master is $cw_perms"
+runuser -u nobody -- /usr/bin/python3 -c 'import socket; socket.socket(socket.AF_UNIX).connect("/var/agentx/master")' ||
+    fail "another user's subagent cannot connect to /var/agentx/master under Clearwater's configuration"
+
 for f in /etc/init.d/astaire /usr/share/clearwater/infrastructure/scripts/reload/memcached/astaire_reload \
          /usr/share/clearwater/infrastructure/scripts/restart/astaire_restart; do
     [ -x "$f" ] || fail "$f missing or not executable"
@@ -103,4 +142,5 @@ scripts/clearwater-upgrade-check.sh "$deb"
 
 echo "package check passed: $version, $(du -h "$deb" | cut -f1) package, files, user, unit and MIB in place;" \
     "the stock snmpd with the shipped snippet serves the counters to 'public' from a daemon run as astaire ($perms socket);" \
+    "under Clearwater's snmpd configuration community clearwater reads them and any user's subagent may connect ($cw_perms);" \
     "the init script and hooks drive a 3→4 and a 4→3 on a Clearwater node's files"
