@@ -69,29 +69,37 @@ made_socket=1
 port=21391
 mkdir -p /etc/snmp/snmpd.conf.d
 cp /usr/share/doc/astaire/examples/snmpd-astaire.conf "$snippet"
-/usr/sbin/snmpd -Lf "$check/snmpd.log" -u Debian-snmp -g Debian-snmp -I -smux,mteTrigger,mteTriggerConf -f \
+/usr/sbin/snmpd -Lf "$check/snmpd-snippet.log" -u Debian-snmp -g Debian-snmp -I -smux,mteTrigger,mteTriggerConf -f \
     -p "$check/snmpd.pid" "udp:127.0.0.1:$port" &
 check_pids="$!"
 chmod 0755 "$check"
 echo "servers=127.0.0.1:21392" >"$check/cluster_settings"
 mkdir "$check/run" && chown astaire:astaire "$check/run"
-runuser -u astaire -- /usr/bin/astaire daemon --local-name 127.0.0.1:21393 --config /dev/null --nice 0 \
-    --cluster-settings "$check/cluster_settings" --control-socket "$check/run/control" 2>"$check/daemon.log" &
-check_pids="$! $check_pids"
-served=""
-for _ in $(seq 100); do
-    served=$(snmpget -v2c -c public -On -t 1 -r 0 "127.0.0.1:$port" .1.2.826.0.1.1578918.9.9.1.0 2>&1 || true)
-    case "$served" in *"Gauge32: 0"*) break ;; esac
-    sleep 0.1
-done
-case "$served" in
-    *"Gauge32: 0"*) ;;
-    *) fail "public community did not read astaireBucketsNeedingResync through the shipped snippet: $served
-snmpd: $(tail -5 "$check/snmpd.log")
-daemon: $(tail -5 "$check/daemon.log")" ;;
-esac
+# Starts the daemon as the astaire user beside the running snmpd (NAME
+# tells their logs apart) and reads astaireBucketsNeedingResync through
+# snmpd with COMMUNITY; fails with both logs unless it reads 0.
+serves_counters() { # COMMUNITY NAME
+    runuser -u astaire -- /usr/bin/astaire daemon --local-name 127.0.0.1:21393 --config /dev/null --nice 0 \
+        --cluster-settings "$check/cluster_settings" --control-socket "$check/run/control-$2" 2>"$check/daemon-$2.log" &
+    check_pids="$! $check_pids"
+    local served=""
+    for _ in $(seq 100); do
+        served=$(snmpget -v2c -c "$1" -On -t 1 -r 0 "127.0.0.1:$port" .1.2.826.0.1.1578918.9.9.1.0 2>&1 || true)
+        case "$served" in *"Gauge32: 0"*) return 0 ;; esac
+        sleep 0.1
+    done
+    fail "community $1 did not read astaireBucketsNeedingResync ($2): $served
+snmpd: $(tail -5 "$check/snmpd-$2.log")
+daemon: $(tail -5 "$check/daemon-$2.log")"
+}
+serves_counters public snippet
 perms=$(stat -c '%U:%G %a' /var/agentx/master)
 [ "$perms" = "Debian-snmp:astaire 660" ] || fail "/var/agentx/master is $perms"
+# What the README warns of: with the snippet, other users' subagents (a
+# Clearwater node's others) cannot connect.
+connects_as_nobody() { runuser -u nobody -- /usr/bin/python3 -c \
+    'import socket; socket.socket(socket.AF_UNIX).connect("/var/agentx/master")' 2>/dev/null; }
+connects_as_nobody && fail "the snippet's socket lets every user's subagent in"
 
 # A Clearwater node's snmpd instead (clearwater-snmpd's configuration, spec
 # clearwater-node.md §6; no snippet added): the daemon's subagent serves the
@@ -111,24 +119,10 @@ CONF
 /usr/sbin/snmpd -Lf "$check/snmpd-clearwater.log" -C -c "$check/clearwater-snmpd.conf" -I -smux,mteTrigger,mteTriggerConf \
     -f -p "$check/snmpd-clearwater.pid" "udp:127.0.0.1:$port" &
 check_pids="$!"
-runuser -u astaire -- /usr/bin/astaire daemon --local-name 127.0.0.1:21393 --config /dev/null --nice 0 \
-    --cluster-settings "$check/cluster_settings" --control-socket "$check/run/control-clearwater" 2>"$check/daemon-clearwater.log" &
-check_pids="$! $check_pids"
-served=""
-for _ in $(seq 100); do
-    served=$(snmpget -v2c -c clearwater -On -t 1 -r 0 "127.0.0.1:$port" .1.2.826.0.1.1578918.9.9.1.0 2>&1 || true)
-    case "$served" in *"Gauge32: 0"*) break ;; esac
-    sleep 0.1
-done
-case "$served" in
-    *"Gauge32: 0"*) ;;
-    *) fail "Clearwater's snmpd configuration: community clearwater did not read astaireBucketsNeedingResync: $served
-snmpd: $(tail -5 "$check/snmpd-clearwater.log")
-daemon: $(tail -5 "$check/daemon-clearwater.log")" ;;
-esac
+serves_counters clearwater clearwater
 cw_perms=$(stat -c '%U:%G %a' /var/agentx/master)
 [ "$cw_perms" = "root:snmp 777" ] || fail "under Clearwater's snmpd configuration /var/agentx/master is $cw_perms"
-runuser -u nobody -- /usr/bin/python3 -c 'import socket; socket.socket(socket.AF_UNIX).connect("/var/agentx/master")' ||
+connects_as_nobody ||
     fail "another user's subagent cannot connect to /var/agentx/master under Clearwater's configuration"
 
 for f in /etc/init.d/astaire /usr/share/clearwater/infrastructure/scripts/reload/memcached/astaire_reload \
