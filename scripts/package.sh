@@ -102,7 +102,7 @@ connects_as_nobody() { runuser -u nobody -- /usr/bin/python3 -c \
 connects_as_nobody && fail "the snippet's socket lets every user's subagent in"
 
 # A Clearwater node's snmpd instead (clearwater-snmpd's configuration, spec
-# clearwater-node.md §6; no snippet added): the daemon's subagent serves the
+# clearwater-node.md §6, its handler's library gone; no snippet added): the daemon's subagent serves the
 # counters to community `clearwater`, and the master socket stays open to
 # every local subagent, so Clearwater's others are not locked out.
 for pid in $check_pids; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
@@ -113,6 +113,9 @@ cat >"$check/clearwater-snmpd.conf" <<'CONF'
 master agentx
 agentXSocket /var/agentx/master
 agentXPerms 777 777 root snmp
+# Left dangling once apt removed clearwater-snmp-handler-astaire: snmpd logs
+# the failed load and goes on.
+dlmod astaire_handler /usr/lib/clearwater/astaire_handler.so
 view clearwater included .1.2.826.0.1.1578918
 rocommunity clearwater default -V clearwater
 CONF

@@ -205,6 +205,49 @@ mod tests {
         assert_eq!(request(clear), ["issue-alarm", "astaire", "5501.1"]);
     }
 
+    /// The definitions the package installs pass the agent's checks at load
+    /// (cpp-common src/json_alarms.cpp): its cause and severity names, each
+    /// level's five texts, details and description at most 255 bytes, the
+    /// others 4096, and a cleared level beside a raised one.
+    #[test]
+    fn the_shipped_alarm_definitions_pass_the_agents_checks() {
+        let text = include_str!("../../packaging/clearwater/astaire_alarms.json");
+        let json: serde_json::Value = serde_json::from_str(text).unwrap();
+        let alarms = json["alarms"].as_array().unwrap();
+        let indexes: Vec<u64> = alarms.iter().map(|a| a["index"].as_u64().unwrap()).collect();
+        assert_eq!(indexes, [5500, 5501]);
+        let severities = ["cleared", "critical", "indeterminate", "major", "minor", "warning"];
+        for alarm in alarms {
+            let cause = alarm["cause"].as_str().unwrap().to_lowercase();
+            assert!(["database_inconsistency", "software_error", "underlying_resource_unavailable"]
+                .contains(&cause.as_str()));
+            assert!(alarm["name"].as_str().is_some_and(|n| n.starts_with("ASTAIRE_")));
+            let levels = alarm["levels"].as_array().unwrap();
+            let mut cleared = 0;
+            for level in levels {
+                let severity = level["severity"].as_str().unwrap().to_lowercase();
+                assert!(severities.contains(&severity.as_str()), "{severity}");
+                cleared += usize::from(severity == "cleared");
+                for (field, limit) in
+                    [("details", 255), ("description", 255), ("cause", 4096), ("effect", 4096), ("action", 4096)]
+                {
+                    let t =
+                        level[field].as_str().unwrap_or_else(|| panic!("{} {severity}: no {field}", alarm["index"]));
+                    assert!(
+                        !t.is_empty() && t.len() <= limit,
+                        "{} {severity} {field}: {} bytes",
+                        alarm["index"],
+                        t.len()
+                    );
+                }
+            }
+            assert_eq!((cleared, levels.len()), (1, 2), "{}: a cleared level and a raised one", alarm["index"]);
+        }
+        let raised = &alarms[1]["levels"][1];
+        assert_eq!(raised["description"], "Astaire: Memcached database resynchronization in progress.");
+        assert_eq!(alarms[1]["levels"][0]["description"], "Astaire: Memcached database synchronized.");
+    }
+
     #[test]
     fn only_a_socket_at_the_path_counts_as_the_agent() {
         let dir = tempfile::tempdir().unwrap();
