@@ -125,13 +125,19 @@ async fn plan_every_node(args: &PlanArgs) -> Exit {
         return Exit::Ok;
     }
     let opts = Options { io_timeout: Duration::from_secs(args.io_timeout.max(1)), ..Options::default() };
+    let every = match astaire::plan::count_every_node(&layout, &works, &opts).await {
+        Ok(every) => every,
+        Err(e) => {
+            output::error(e);
+            return Exit::Usage;
+        }
+    };
     let mut code = Exit::Ok;
-    for work in &works {
-        let counts = astaire::plan::count(work, &opts).await;
+    for (work, counts) in works.iter().zip(&every) {
         if counts.values().any(|c| c.error.is_some()) {
             code = Exit::Incomplete;
         }
-        output::plan_counts(work, &counts, args.json);
+        output::plan_counts(work, counts, args.json);
     }
     code
 }

@@ -508,3 +508,65 @@ async fn plan_counts_what_each_source_would_send_and_writes_nothing() {
     assert_eq!(nodes.iter().map(total).collect::<Vec<_>>(), [0, 0, 0, moved]);
     assert_eq!(new.iter().map(|n| stat(n, "cmd_set")).collect::<Vec<_>>(), sets, "plan wrote nothing");
 }
+
+/// `plan --count` of every node as JSON, one object per node.
+fn plan_every_node(settings: &std::path::Path, placement: &str) -> Vec<serde_json::Value> {
+    let out = astaire(&[
+        "plan",
+        "--count",
+        "--every-node",
+        "--json",
+        "--placement",
+        placement,
+        "--cluster-settings",
+        settings.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// `plan --every-node --count` lists each source once (its crawler starts
+/// once), not once per node, and says for every node exactly what that
+/// node's own `plan --count` says: under Clearwater's ring (3→4: the new
+/// node receives) and under weighted ketama (keys also move between old
+/// servers, so every node receives).
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_every_node_lists_each_source_once_and_agrees_with_each_node() {
+    let cluster = Cluster::start(4);
+    let names = cluster.names(0..4);
+    let weighted = |ws: &[u32]| ws.iter().zip(&names).map(|(w, n)| format!("{n}:{w}")).collect::<Vec<_>>();
+    let clearwater = cluster.settings("cw-plan", &names[..3], Some(&names));
+    load_fast(&view(&clearwater), &plain_items("reg\\\\sip:plan", 20_000, 1)).await;
+    client(&["write", "ketama", &weighted(&[1, 2, 5]).join(","), "5000", "v1"], "");
+    let ketama = cluster.settings("ketama-plan", &weighted(&[1, 2, 5]), Some(&weighted(&[1, 2, 5, 1])));
+    for (placement, settings) in [("clearwater", &clearwater), ("ketama", &ketama)] {
+        let crawls = || names.iter().map(|n| stat(n, "lru_crawler_starts")).collect::<Vec<_>>();
+        let before = crawls();
+        let every = plan_every_node(settings, placement);
+        let after = crawls();
+        let once: Vec<u64> = before.iter().zip(&after).map(|(b, a)| a - b).collect();
+        assert_eq!(once, [1, 1, 1, 0], "{placement}: each old server crawled once, the new one never");
+        assert_eq!(every.len(), 4);
+        let mut receiving = 0;
+        for (node, plan) in names.iter().zip(&every) {
+            let alone = astaire(&[
+                "plan",
+                "--count",
+                "--json",
+                "--placement",
+                placement,
+                "--local-name",
+                node,
+                "--cluster-settings",
+                settings.to_str().unwrap(),
+            ]);
+            assert_eq!(alone.status.code(), Some(0), "{}", text(&alone));
+            let alone: serde_json::Value = serde_json::from_slice(&alone.stdout).unwrap();
+            assert_eq!(plan["sources"], alone["sources"], "{placement} {node}");
+            let keys: u64 = plan["sources"].as_object().unwrap().values().map(|c| c["keys"].as_u64().unwrap()).sum();
+            receiving += usize::from(keys > 0);
+        }
+        let expect = if placement == "ketama" { 4 } else { 1 };
+        assert_eq!(receiving, expect, "{placement}: the nodes of the new list that receive keys");
+    }
+}

@@ -99,8 +99,13 @@ pub struct Owners {
     rule: Rule,
     /// Per old server: its bucket, or [`NOT_WANTED`] for this node itself.
     bucket_of_old: Vec<u8>,
-    /// Per new server: whether it is this node.
+    /// Per new server: whether it is this node. (For a survey: whether it
+    /// is a server other than the surveyed source, whose bucket is then
+    /// its own index.)
     local_new: Vec<bool>,
+    /// A survey of one source for every node: a key's bucket is its new
+    /// owner's index.
+    survey: bool,
     /// Left out of the hash when a key starts with it.
     prefix: Vec<u8>,
 }
@@ -148,7 +153,11 @@ impl Owners {
         if self.local_new.get(new) != Some(&true) {
             return NOT_WANTED;
         }
-        self.bucket_of_old.get(old).copied().unwrap_or(NOT_WANTED)
+        match self.bucket_of_old.get(old).copied().unwrap_or(NOT_WANTED) {
+            NOT_WANTED => NOT_WANTED,
+            _ if self.survey => u8::try_from(new).unwrap_or(NOT_WANTED),
+            bucket => bucket,
+        }
     }
 
     /// The key's owner in the old list and in the new one (indexes).
@@ -212,6 +221,14 @@ pub enum Layout {
     OneCopy { placement: Placement, settings: ClusterSettings },
 }
 
+/// One source listed once for every node: see [`Layout::survey`].
+#[derive(Debug, Clone)]
+pub struct Survey {
+    pub classifier: Arc<Classifier>,
+    /// Per work list given, the buckets of the dump it would pull.
+    pub buckets: Vec<Vec<u8>>,
+}
+
 /// Why a layout or a work list cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -234,10 +251,10 @@ impl Layout {
             }
             return Ok(Layout::Vbuckets(View::new(settings)));
         }
-        if settings.servers.len() > MAX_SOURCES {
+        let longest = settings.servers.len().max(settings.new_servers.as_ref().map_or(0, Vec::len));
+        if longest > MAX_SOURCES {
             return Err(LayoutError(format!(
-                "{} servers: placement {} handles at most {MAX_SOURCES}",
-                settings.servers.len(),
+                "{longest} servers: placement {} handles at most {MAX_SOURCES}",
                 placement.scheme.name()
             )));
         }
@@ -259,6 +276,36 @@ impl Layout {
             Layout::Vbuckets(v) => v.is_resizing(),
             Layout::OneCopy { settings, .. } => settings.new_servers.as_ref().is_some_and(|n| !n.is_empty()),
         }
+    }
+
+    /// How to list `source` once for every node (`plan --every-node
+    /// --count`): the classifier to dump it with, and, per node of the new
+    /// list, the buckets of that dump the node would pull. Under
+    /// Clearwater's ring the buckets are vbuckets; under a one-copy scheme
+    /// a key's bucket is its new owner's index, among the keys `source`
+    /// holds now and hands over.
+    pub fn survey(&self, source: &str, works: &[WorkList]) -> Result<Survey, LayoutError> {
+        let wants = |w: &WorkList| w.by_source().remove(source).unwrap_or_default();
+        let (placement, settings) = match self {
+            Layout::Vbuckets(_) => {
+                let buckets = works.iter().map(wants).collect();
+                return Ok(Survey { classifier: Arc::new(Classifier::Vbucket), buckets });
+            }
+            Layout::OneCopy { placement, settings } => (placement, settings),
+        };
+        let old = &settings.servers;
+        let new = settings.new_servers.as_deref().unwrap_or_default();
+        let bucket_of_old = old.iter().map(|s| if s == source { 0 } else { NOT_WANTED }).collect();
+        let local_new = new.iter().map(|s| s != source).collect();
+        let rule = Rule::new(placement, settings, old, new, settings.new_weights.as_ref())?;
+        let prefix = placement.key_prefix.clone().unwrap_or_default().into_bytes();
+        let owners = Owners { rule, bucket_of_old, local_new, prefix, survey: true };
+        let bucket = |w: &WorkList| -> Vec<u8> {
+            let at = new.iter().position(|s| *s == w.local_name).and_then(|i| u8::try_from(i).ok());
+            at.filter(|_| !wants(w).is_empty()).into_iter().collect()
+        };
+        let buckets = works.iter().map(bucket).collect();
+        Ok(Survey { classifier: Arc::new(Classifier::Owners(owners)), buckets })
     }
 
     /// What `local` must pull. A one-copy scheme has no full resync (no
@@ -295,7 +342,7 @@ impl Layout {
         let rule = Rule::new(placement, settings, old, new, settings.new_weights.as_ref())?;
         let local_new = new.iter().map(|s| s == local).collect();
         let prefix = placement.key_prefix.clone().unwrap_or_default().into_bytes();
-        let owners = Owners { rule, bucket_of_old, local_new, prefix };
+        let owners = Owners { rule, bucket_of_old, local_new, prefix, survey: false };
         Ok(WorkList { local_name: local.to_owned(), full, vbuckets, classifier: Arc::new(Classifier::Owners(owners)) })
     }
 }
@@ -358,7 +405,7 @@ impl ListOwner {
         let s = &settings.servers;
         let rule = Rule::new(placement, settings, s, s, Some(&settings.weights))?;
         let prefix = placement.key_prefix.clone().unwrap_or_default().into_bytes();
-        Ok(ListOwner(Owners { rule, bucket_of_old: Vec::new(), local_new: Vec::new(), prefix }))
+        Ok(ListOwner(Owners { rule, bucket_of_old: Vec::new(), local_new: Vec::new(), prefix, survey: false }))
     }
 
     /// The index in `servers=` of the key's server.
@@ -376,93 +423,4 @@ fn rendezvous_name(entry: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-
-    fn layout(text: &str, scheme: Scheme) -> Result<Layout, LayoutError> {
-        Layout::new(
-            &ClusterSettings::parse(text, Path::new("cs")).unwrap(),
-            &Placement { scheme, ..Placement::default() },
-        )
-    }
-
-    const THREE_TO_FOUR: &str = "servers=10.0.0.1:11211,10.0.0.2:11211,10.0.0.3:11211\n\
-        new_servers=10.0.0.1:11211,10.0.0.2:11211,10.0.0.3:11211,10.0.0.4:11211\n";
-
-    #[test]
-    fn a_joining_node_may_receive_from_every_old_server() {
-        for scheme in [Scheme::Ketama, Scheme::Rendezvous, Scheme::Jump] {
-            let w = layout(THREE_TO_FOUR, scheme).unwrap().work_list("10.0.0.4:11211", false).unwrap();
-            let buckets: Vec<(u8, Vec<String>)> = w.vbuckets.into_iter().collect();
-            let expect: Vec<(u8, Vec<String>)> =
-                (0..3u8).map(|i| (i, vec![format!("10.0.0.{}:11211", i + 1)])).collect();
-            assert_eq!(buckets, expect, "{scheme:?}");
-            assert!(w.classifier.one_copy());
-        }
-    }
-
-    #[test]
-    fn a_leaving_node_and_a_stable_cluster_pull_nothing_and_there_is_no_full_resync() {
-        let shrink = "servers=10.0.0.1:11211,10.0.0.2:11211\nnew_servers=10.0.0.1:11211\n";
-        let l = layout(shrink, Scheme::Jump).unwrap();
-        assert!(l.work_list("10.0.0.2:11211", false).unwrap().is_empty());
-        assert_eq!(l.work_list("10.0.0.1:11211", false).unwrap().vbuckets.len(), 1);
-        let stable = layout("servers=10.0.0.1:11211,10.0.0.2:11211\n", Scheme::Ketama).unwrap();
-        assert!(stable.work_list("10.0.0.1:11211", false).unwrap().is_empty());
-        let e = stable.work_list("10.0.0.1:11211", true).unwrap_err();
-        assert!(e.0.contains("one copy"), "{e}");
-    }
-
-    #[test]
-    fn weights_are_for_ketama_only() {
-        let weighted = "servers=10.0.0.1:11211:2\nnew_servers=10.0.0.1:11211:2,10.0.0.2:11211\n";
-        assert!(layout(weighted, Scheme::Ketama).is_ok());
-        for scheme in [Scheme::Clearwater, Scheme::Rendezvous, Scheme::Jump] {
-            let e = layout(weighted, scheme).unwrap_err();
-            assert!(e.0.contains("line 1") && e.0.contains("ketama"), "{e}");
-        }
-    }
-
-    #[test]
-    fn a_key_prefix_is_left_out_of_the_hash_of_the_keys_that_carry_it() {
-        let settings = ClusterSettings::parse(THREE_TO_FOUR, Path::new("cs")).unwrap();
-        let mut scratch = Vec::new();
-        for scheme in [Scheme::Ketama, Scheme::Rendezvous, Scheme::Jump] {
-            let plain = ListOwner::new(&settings, &Placement { scheme, ..Placement::default() }).unwrap();
-            let prefixed = Placement { scheme, key_prefix: Some("app:".into()), ..Placement::default() };
-            let prefixed = ListOwner::new(&settings, &prefixed).unwrap();
-            let mut differ = 0;
-            for i in 0..300 {
-                let key = format!("user:{i}");
-                let owner = plain.owner(key.as_bytes(), &mut scratch);
-                assert_eq!(prefixed.owner(format!("app:{key}").as_bytes(), &mut scratch), owner, "{scheme:?} {key}");
-                assert_eq!(prefixed.owner(key.as_bytes(), &mut scratch), owner, "{scheme:?}: {key} hashed whole");
-                differ += usize::from(plain.owner(format!("app:{key}").as_bytes(), &mut scratch) != owner);
-            }
-            assert!(differ > 100, "{scheme:?}: the prefix changes owners when hashed ({differ} of 300)");
-        }
-        let clearwater = Placement { key_prefix: Some("app:".into()), ..Placement::default() };
-        assert!(Layout::new(&settings, &clearwater).unwrap_err().0.contains("key prefix"));
-    }
-
-    #[test]
-    fn a_key_is_wanted_from_its_old_owner_when_this_node_is_its_new_one() {
-        // Jump: every key an old server held and the new last position
-        // takes is wanted from that server; nothing else.
-        let w = layout(THREE_TO_FOUR, Scheme::Jump).unwrap().work_list("10.0.0.4:11211", false).unwrap();
-        let mut scratch = Vec::new();
-        let (mut wanted, mut all) = (0, 0);
-        for i in 0..4000 {
-            let key = format!("key:{i}");
-            let h = jump::key_hash(key.as_bytes(), 0);
-            let digest = crate::view::key_digest(key.as_bytes());
-            let bucket = w.classifier.bucket(key.as_bytes(), &digest, &mut scratch);
-            let (old, new) = (jump::jump(h, 3).unwrap(), jump::jump(h, 4).unwrap());
-            assert_eq!(bucket, if new == 3 { old as u8 } else { NOT_WANTED }, "{key}");
-            all += 1;
-            wanted += usize::from(bucket != NOT_WANTED);
-        }
-        assert!((800..1200).contains(&wanted), "about a quarter moves: {wanted} of {all}");
-    }
-}
+mod tests;
