@@ -487,19 +487,7 @@ async fn plan_counts_what_each_source_would_send_and_writes_nothing() {
         assert!(plan["sources"][source]["bytes"].as_u64() > Some(expected as u64 * 10), "{plan}");
     }
     // From one machine, for every node: only the joining one receives.
-    let out = astaire(&[
-        "plan",
-        "--count",
-        "--every-node",
-        "--json",
-        "--placement",
-        "rendezvous",
-        "--cluster-settings",
-        settings.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let nodes: Vec<serde_json::Value> =
-        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let nodes = plan_every_node(&settings, "rendezvous");
     assert_eq!(nodes.iter().map(|n| n["local_name"].as_str().unwrap()).collect::<Vec<_>>(), new);
     let total = |n: &serde_json::Value| -> u64 {
         n["sources"].as_object().unwrap().values().map(|c| c["keys"].as_u64().unwrap()).sum()
