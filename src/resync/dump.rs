@@ -47,12 +47,16 @@ pub struct Listing {
     pub bytes: u64,
     /// Keys that cannot be expressed in a meta request, per vbucket.
     pub unmovable: BTreeMap<u8, u64>,
-    /// `(keys, bytes)` sent on, per bucket (indexed by bucket; empty
-    /// until the first key).
+    /// `(keys, bytes)` sent on, indexed by bucket.
     pub by_bucket: Vec<(u64, u64)>,
 }
 
 impl Listing {
+    /// An empty listing with a count for every bucket.
+    fn new() -> Listing {
+        Listing { by_bucket: vec![(0, 0); usize::from(u8::MAX) + 1], ..Listing::default() }
+    }
+
     /// The keys and bytes sent on of `buckets`.
     pub fn of(&self, buckets: &[u8]) -> (u64, u64) {
         buckets.iter().filter_map(|b| self.by_bucket.get(usize::from(*b))).fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1))
@@ -123,7 +127,7 @@ pub async fn dump_keys(
         now: Outlet::new(tx, opts),
         primary: [true; crate::view::VBUCKETS],
         later: None,
-        listing: Listing::default(),
+        listing: Listing::new(),
         pending: Pending::default(),
     };
     if let Some(l) = later {
@@ -232,9 +236,6 @@ impl Sorter<'_> {
             }
             self.listing.listed += 1;
             self.listing.bytes += u64::from(*size);
-            if self.listing.by_bucket.is_empty() {
-                self.listing.by_bucket.resize(usize::from(u8::MAX) + 1, (0, 0));
-            }
             if let Some(b) = self.listing.by_bucket.get_mut(usize::from(vb)) {
                 *b = (b.0 + 1, b.1 + u64::from(*size));
             }

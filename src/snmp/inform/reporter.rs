@@ -30,22 +30,11 @@ impl AlarmReporter {
     /// `announce_at_start`, and always to the agent (as the original
     /// daemon's first idle pass did), whose alarms start undefined.
     pub fn new(inform: InformConfig, agent: AgentSettings, announce_at_start: bool) -> AlarmReporter {
-        let mut reporter = AlarmReporter { alarm: ResyncAlarm::default(), route: Route::Nowhere, inform, agent };
-        reporter.route = reporter.choose();
-        let (alarm, announce) = ResyncAlarm::new(announce_at_start || matches!(reporter.route, Route::Agent(_)));
-        reporter.alarm = alarm;
+        let route = choose(&inform, &agent);
+        let (alarm, announce) = ResyncAlarm::new(announce_at_start || matches!(route, Route::Agent(_)));
+        let mut reporter = AlarmReporter { alarm, route, inform, agent };
         reporter.send(announce);
         reporter
-    }
-
-    fn choose(&self) -> Route {
-        if let Some(socket) = self.agent.present() {
-            return Route::Agent(AgentLink::spawn(socket.to_owned(), self.agent.resend));
-        }
-        match self.inform.targets.is_empty() {
-            true => Route::Nowhere,
-            false => Route::Inform(Informer::spawn(self.inform.clone())),
-        }
     }
 
     fn send(&mut self, n: Option<Notification>) {
@@ -55,7 +44,7 @@ impl AlarmReporter {
             if let Route::Inform(informer) = std::mem::replace(&mut self.route, Route::Nowhere) {
                 informer.shutdown();
             }
-            self.route = self.choose();
+            self.route = choose(&self.inform, &self.agent);
         }
         match &self.route {
             Route::Agent(agent) => {
@@ -101,5 +90,16 @@ impl AlarmReporter {
             }
             Route::Nowhere => {}
         }
+    }
+}
+
+/// The agent while its socket is there, else the INFORM targets, if any.
+fn choose(inform: &InformConfig, agent: &AgentSettings) -> Route {
+    if let Some(socket) = agent.present() {
+        return Route::Agent(AgentLink::spawn(socket.to_owned(), agent.resend));
+    }
+    match inform.targets.is_empty() {
+        true => Route::Nowhere,
+        false => Route::Inform(Informer::spawn(inform.clone())),
     }
 }
