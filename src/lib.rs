@@ -22,6 +22,7 @@ pub mod progress;
 pub mod resync;
 pub mod snmp;
 pub mod stats;
+pub mod stop;
 /// Test data for the load generator and the benchmarks; not part of the
 /// product's API.
 #[doc(hidden)]

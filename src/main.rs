@@ -185,6 +185,7 @@ async fn resync(args: ResyncArgs) -> Exit {
         conflict: args.limits.conflict(t.cluster.placement.placement().scheme),
         queue_memory: args.limits.queue_memory,
         spill_dir: args.limits.spill_dir.clone(),
+        spill_limit: args.limits.spill_limit,
         batch_keys: args.batch_keys.max(1),
         busy_wait: Duration::from_secs(args.busy_wait),
         dump: args.dump_command,
@@ -346,6 +347,7 @@ fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) ->
         key_text: args.placement.key_text,
         pool_seed: args.placement.pool_seed.clone(),
         key_prefix: args.placement.key_prefix.clone(),
+        spill_limit: args.limits.spill_limit,
     };
     let pd = match args.pd_log.as_os_str() == "none" {
         true => PdLog::disabled(),
@@ -394,6 +396,7 @@ fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) ->
             conflict: args.limits.conflict(node.placement.scheme),
             queue_memory: args.limits.queue_memory,
             spill_dir: args.limits.spill_dir.clone(),
+            spill_limit: node.spill_limit,
             io_timeout: Duration::from_secs(args.io.io_timeout.max(1)),
             bandwidth_limit: args.limits.bandwidth_limit,
             cpu_share: (cpu_limit > 0.0).then(|| astaire::throttle::share_of_one_core(cpu_limit, cores)),

@@ -30,6 +30,8 @@ pub enum NodeSettingsError {
     CpuLimitOutOfRange(f64),
     #[error("max_log_directory_size {0:?} is not a number of bytes")]
     MaxLogDirectorySize(String),
+    #[error("astaire_spill_limit {0:?} is not a number of bytes")]
+    SpillLimit(String),
     #[error("no --local-name and no local_ip in the configuration")]
     NoLocalName,
     #[error("local name: {0}")]
@@ -54,6 +56,7 @@ pub struct NodeFlags {
     pub key_text: Option<crate::placement::KeyText>,
     pub pool_seed: Option<String>,
     pub key_prefix: Option<String>,
+    pub spill_limit: Option<u64>,
 }
 
 /// The daemon's view of its node.
@@ -69,6 +72,9 @@ pub struct NodeSettings {
     /// How the cluster's clients place keys (`astaire_placement`,
     /// `astaire_key_text`, `astaire_pool_seed`, `astaire_key_prefix`).
     pub placement: crate::placement::Placement,
+    /// The most the spill files may hold (`astaire_spill_limit`); `None`
+    /// for half the free space at each resync's start.
+    pub spill_limit: Option<u64>,
 }
 
 /// Reads the node configuration. A missing file at the default path is no
@@ -105,7 +111,13 @@ impl NodeSettings {
             Some(v) => v.parse::<u64>().map_err(|_| NodeSettingsError::MaxLogDirectorySize(v.into()))?,
             None => crate::log_files::DEFAULT_MAX_DIRECTORY_SIZE,
         };
+        let spill_limit = match (flags.spill_limit, file.get("astaire_spill_limit")) {
+            (Some(l), _) => Some(l),
+            (None, Some(v)) => Some(v.trim().parse::<u64>().map_err(|_| NodeSettingsError::SpillLimit(v.into()))?),
+            (None, None) => None,
+        };
         Ok(NodeSettings {
+            spill_limit,
             local_name,
             log_level,
             cpu_limit_percent,

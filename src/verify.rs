@@ -11,7 +11,7 @@ use crate::resync::batch::ItemBatch;
 use crate::resync::dump::dump_keys;
 use crate::resync::fetch::fetch_items;
 use crate::resync::queue::{default_spill_dir, key_queue, QueueBudget};
-use crate::resync::rules::inject_ttl;
+use crate::resync::rules::{inject_ttl, Expiry};
 use crate::resync::Options;
 use crate::view::{WorkList, VBUCKETS};
 use tokio::sync::mpsc;
@@ -112,7 +112,7 @@ async fn compare_batch(
     report: &mut VerifyReport,
 ) -> Result<(), McError> {
     // Items about to expire are not copied, so not expected either.
-    let items: Vec<_> = batch.items.iter().filter(|i| inject_ttl(i.ttl, 0).is_some()).collect();
+    let items: Vec<_> = batch.items.iter().filter(|i| inject_ttl(i.ttl, 0) != Expiry::Expired).collect();
     proto::mg_batch(req, items.iter().map(|item| batch.key(item).wire), "f v u");
     let mut found = Vec::with_capacity(items.len());
     local

@@ -671,11 +671,14 @@ async fn keys_past_the_queue_budget_spill_and_every_key_lands() {
 
 /// A spill directory that fills up fails the resync cleanly: exit 1, the
 /// directory and the reason named, promptly, and the sources still answer
-/// (their dumps were closed, not left hanging). The directory is a 64 KiB
-/// tmpfs; a machine that cannot mount one says so and skips the check.
+/// (their dumps were closed, not left hanging). By default (issue 29) the
+/// spill files stop at half the space free, so the disk never fills; with
+/// a limit past its size, it does, as when another process takes the
+/// space. The directory is a 64 KiB tmpfs; a machine that cannot mount one
+/// says so and skips the check.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_spill_disk_fails_the_resync_naming_it_and_stalls_no_source() {
-    let r = Resize::three_to_four();
+    let mut r = Resize::three_to_four();
     let items = plain_items("reg\\\\sip:full-disk", 100_000, 1);
     load_fast(&view(&r.stable), &items).await;
     let dir = tempfile::tempdir().unwrap();
@@ -695,11 +698,33 @@ async fn a_full_spill_disk_fails_the_resync_naming_it_and_stalls_no_source() {
         }
     }
     let _unmount = Unmount(dir.path());
+    // By default the spill files stop at half the space free (32 KiB
+    // here): the sources fail, naming the limit, and the disk never fills.
+    let spill_dir = dir.path().to_str().unwrap();
+    let throttled = ["--bandwidth-limit", "2000000", "--queue-memory", "100000", "--spill-dir", spill_dir];
+    let limited = resync_cli(&r.all[3], &r.resize, &throttled);
+    let t = text(&limited);
+    assert_eq!(limited.status.code(), Some(1), "{t}");
+    assert!(t.contains("the spill files would pass their limit of 32768 bytes"), "{t}");
+    assert!(!t.contains("No space left on device"), "{t}");
+    r.cluster.nodes[3].restart_empty();
     let started = std::time::Instant::now();
+    // A limit past the disk's size: the disk fills first, as when another
+    // process takes the space (by default the spill stops at half of it).
+    let spill_dir = dir.path().to_str().unwrap();
     let out = resync_cli(
         &r.all[3],
         &r.resize,
-        &["--bandwidth-limit", "2000000", "--queue-memory", "100000", "--spill-dir", dir.path().to_str().unwrap()],
+        &[
+            "--bandwidth-limit",
+            "2000000",
+            "--queue-memory",
+            "100000",
+            "--spill-dir",
+            spill_dir,
+            "--spill-limit",
+            "1000000",
+        ],
     );
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");

@@ -167,6 +167,13 @@ pub struct LimitArgs {
     /// and are gone when the process exits.
     #[arg(long, value_name = "DIR")]
     pub spill_dir: Option<PathBuf>,
+    /// The most the spill files may hold at once (bytes); past it, the
+    /// source whose keys would pass it fails and its vbuckets go to the
+    /// other replica (daemon default: astaire_spill_limit, else half the
+    /// space free on the spill directory's file system at each resync's
+    /// start).
+    #[arg(long, value_name = "BYTES")]
+    pub spill_limit: Option<u64>,
     /// Limit the copy to this percentage of the node's total CPU; 0
     /// disables it (daemon default: astaire_cpu_limit_percentage, else 5;
     /// resync: no limit).

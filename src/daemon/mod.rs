@@ -123,6 +123,17 @@ struct Daemon {
 }
 
 impl Daemon {
+    /// A stop signal: the first stops at the next safe point, a second
+    /// exits at once (the alarm stays as it is, no restart tag is written).
+    fn stop(&mut self, signal: &str) {
+        if self.stopping {
+            warn!("{signal} again: exiting at once");
+            std::process::exit(Exit::Interrupted.code().into());
+        }
+        info!("{signal}: stopping");
+        self.stopping = true;
+    }
+
     /// Folds signals counted by the handlers into requests.
     fn absorb_signals(&mut self) {
         let hups = HUPS.load(Ordering::SeqCst);
@@ -402,14 +413,8 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
             }
             _ = hup.recv() => d.absorb_signals(),
             _ = usr1.recv() => d.absorb_signals(),
-            _ = term.recv() => {
-                info!("SIGTERM: stopping");
-                d.stopping = true;
-            }
-            _ = int.recv() => {
-                info!("SIGINT: stopping");
-                d.stopping = true;
-            }
+            _ = term.recv() => d.stop("SIGTERM"),
+            _ = int.recv() => d.stop("SIGINT"),
             Some(reply) = control_rx.recv() => {
                 d.absorb_signals();
                 let _ = reply.send(d.status());
@@ -471,12 +476,19 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
 
     notify_systemd(&[sd_notify::NotifyState::Stopping]);
     // Clear what this process raised; receivers get --inform-linger to
-    // acknowledge.
-    if let Some(alarms) = d.alarms.take() {
-        alarms.finish(opts.inform_linger).await;
-    }
-    if let Some(agent) = agent {
-        agent.shutdown().await;
+    // acknowledge. A second signal meanwhile exits at once.
+    let farewell = async {
+        if let Some(alarms) = d.alarms.take() {
+            alarms.finish(opts.inform_linger).await;
+        }
+        if let Some(agent) = agent {
+            agent.shutdown().await;
+        }
+    };
+    tokio::select! {
+        () = farewell => {}
+        _ = term.recv() => d.stop("SIGTERM"),
+        _ = int.recv() => d.stop("SIGINT"),
     }
     let _ = std::fs::remove_file(&opts.control_socket);
     info!("astaire daemon stopped");

@@ -9,6 +9,7 @@
 // Reads network or file input: no panicking access outside tests (issue 7).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+use super::pace::{Pace, MIN_BATCH_PROGRESS};
 use super::proto::{self, Meta, ProtoError, Status, WireKey};
 use super::reader::{AnswerGuess, Reader};
 use super::McError;
@@ -20,11 +21,6 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-/// A pipelined batch must move at least this many bytes (written and read
-/// together) in every `io_timeout` until it completes: a server that
-/// answers one request every few seconds never trips a per-read timeout,
-/// but it does trip this.
-pub const MIN_PROGRESS: u64 = 4096;
 /// How often a batch in flight looks at its cancel flag.
 pub const CANCEL_POLL: Duration = Duration::from_millis(50);
 /// Writes go out in pieces of this size, each with its own timeout, so the
@@ -165,24 +161,15 @@ impl Connection {
         };
         let stalled = async {
             let moved = || read_total.load(Ordering::Relaxed) + written.load(Ordering::Relaxed);
-            let mut last = moved();
+            let mut pace = Pace::new(window, MIN_BATCH_PROGRESS, tokio::time::Instant::now(), moved());
             loop {
                 tokio::time::sleep(window).await;
-                let now = moved();
-                if now == last {
-                    return McError::Timeout { server: server.clone(), secs: window.as_secs() };
-                }
-                if now - last < MIN_PROGRESS {
-                    return McError::Unexpected {
-                        server: server.clone(),
-                        message: format!(
-                            "too slow: {} bytes in {} s, under the {MIN_PROGRESS} bytes a batch must move per --io-timeout",
-                            now - last,
-                            window.as_secs()
-                        ),
+                if let Err(slow) = pace.check(tokio::time::Instant::now(), moved()) {
+                    return match slow.moved {
+                        0 => McError::Timeout { server: server.clone(), secs: window.as_secs() },
+                        _ => McError::Unexpected { server: server.clone(), message: slow.to_string() },
                     };
                 }
-                last = now;
             }
         };
         let done = tokio::select! {
@@ -236,29 +223,51 @@ impl Connection {
         self.stats_sum(&[b"evictions"]).await
     }
 
-    /// The sum of the named counters of `stats`. A sum past `u64` or an
-    /// answer of more than [`MAX_STAT_LINES`] lines (memcached prints about
-    /// 90) is a protocol error, never a wrapped or endless count.
+    /// The sum of the named counters of `stats` (one missing counts 0). A
+    /// sum past `u64` is a protocol error, never a wrapped count.
     pub async fn stats_sum(&mut self, names: &[&[u8]]) -> Result<u64, McError> {
-        self.send(b"stats\r\n").await?;
-        let mut total = 0u64;
+        let values = self.stats(names).await?;
+        values.iter().flatten().try_fold(0u64, |total, v| total.checked_add(*v)).ok_or_else(|| {
+            self.reader.protocol(ProtoError::Malformed(format!("stats: the sum of {} counters overflows", names.len())))
+        })
+    }
+
+    /// The named counters of `stats` (`None` for one the server does not
+    /// print), read whole within the timeout: an answer of more than
+    /// [`MAX_STAT_LINES`] lines (memcached prints about 90), or one that
+    /// drips, is an error, never an endless wait.
+    pub async fn stats(&mut self, names: &[&[u8]]) -> Result<Vec<Option<u64>>, McError> {
+        let (server, t) = (self.server.clone(), self.timeout);
+        whole(t, server, "stats", self.read_stats(b"stats\r\n", names)).await
+    }
+
+    /// The largest item the server stores (`item_size_max` of `stats
+    /// settings`; `-I`), if it says.
+    pub async fn item_size_max(&mut self) -> Result<Option<u64>, McError> {
+        let (server, t) = (self.server.clone(), self.timeout);
+        let values = whole(t, server, "stats settings", self.read_stats(b"stats settings\r\n", &[b"item_size_max"]));
+        Ok(values.await?.first().copied().flatten())
+    }
+
+    async fn read_stats(&mut self, command: &[u8], names: &[&[u8]]) -> Result<Vec<Option<u64>>, McError> {
+        self.send(command).await?;
+        let mut values = vec![None; names.len()];
         for _ in 0..MAX_STAT_LINES {
             self.reader.line().await?;
             let text = self.reader.frame().trim_ascii_end();
             if text == b"END" {
-                return Ok(total);
+                return Ok(values);
             }
+            let malformed = || ProtoError::Malformed(String::from_utf8_lossy(text).into_owned());
             let mut fields = text.split(|c| *c == b' ');
             match (fields.next(), fields.next(), fields.next()) {
-                (Some(b"STAT"), Some(name), Some(value)) if names.contains(&name) => {
-                    total = proto::parse_decimal::<u64>(value).and_then(|v| total.checked_add(v)).ok_or_else(|| {
-                        self.reader.protocol(ProtoError::Malformed(String::from_utf8_lossy(text).into_owned()))
-                    })?;
+                (Some(b"STAT"), Some(name), Some(value)) => {
+                    if let Some(slot) = names.iter().position(|n| *n == name).and_then(|i| values.get_mut(i)) {
+                        *slot =
+                            Some(proto::parse_decimal::<u64>(value).ok_or_else(|| self.reader.protocol(malformed()))?);
+                    }
                 }
-                (Some(b"STAT"), _, _) => {}
-                _ => {
-                    return Err(self.reader.protocol(ProtoError::Malformed(String::from_utf8_lossy(text).into_owned())))
-                }
+                _ => return Err(self.reader.protocol(malformed())),
             }
         }
         Err(self.reader.protocol(ProtoError::Malformed(format!("stats: no END within {MAX_STAT_LINES} lines"))))
@@ -267,23 +276,31 @@ impl Connection {
     /// Whether the server knows the meta commands (upstream memcached 1.6+):
     /// `mn` answers `MN`, where a server without them says `ERROR`.
     pub async fn speaks_meta(&mut self) -> Result<bool, McError> {
-        self.send(b"mn\r\n").await?;
-        self.reader.line().await?;
-        match self.reader.frame().trim_ascii_end() {
-            b"MN" => Ok(true),
-            b"ERROR" => Ok(false),
-            other => Err(self.reader.protocol(ProtoError::Malformed(String::from_utf8_lossy(other).into_owned()))),
-        }
+        let (server, t) = (self.server.clone(), self.timeout);
+        let ask = async {
+            self.send(b"mn\r\n").await?;
+            self.reader.line().await?;
+            match self.reader.frame().trim_ascii_end() {
+                b"MN" => Ok(true),
+                b"ERROR" => Ok(false),
+                other => Err(self.reader.protocol(ProtoError::Malformed(String::from_utf8_lossy(other).into_owned()))),
+            }
+        };
+        whole(t, server, "mn", ask).await
     }
 
     /// `version`: the server's version string.
     pub async fn version(&mut self) -> Result<String, McError> {
-        self.send(b"version\r\n").await?;
-        self.reader.line().await?;
-        let line = String::from_utf8_lossy(self.reader.frame()).trim().to_owned();
-        line.strip_prefix("VERSION ")
-            .map(str::to_owned)
-            .ok_or_else(|| self.reader.protocol(ProtoError::Malformed(line)))
+        let (server, t) = (self.server.clone(), self.timeout);
+        let ask = async {
+            self.send(b"version\r\n").await?;
+            self.reader.line().await?;
+            let line = String::from_utf8_lossy(self.reader.frame()).trim().to_owned();
+            line.strip_prefix("VERSION ")
+                .map(str::to_owned)
+                .ok_or_else(|| self.reader.protocol(ProtoError::Malformed(line)))
+        };
+        whole(t, server, "version", ask).await
     }
 
     /// Reads one item: `(value, flags, remaining ttl, cas)`, or `None`.
@@ -372,6 +389,20 @@ async fn write_all(w: &mut OwnedWriteHalf, bytes: &[u8], server: &str, t: Durati
     write_counted(w, bytes, server, t, &AtomicU64::new(0)).await
 }
 
+/// `ask` (a request and its short answer) within `t` as a whole, not per
+/// read: a peer that drips its answer a byte at a time holds us for one
+/// `--io-timeout`, not for as many as it has bytes.
+async fn whole<T>(
+    t: Duration,
+    server: String,
+    what: &str,
+    ask: impl std::future::Future<Output = Result<T, McError>>,
+) -> Result<T, McError> {
+    timeout(t, ask).await.unwrap_or_else(|_| {
+        Err(McError::Unexpected { server, message: format!("{what}: no complete answer within {} s", t.as_secs()) })
+    })
+}
+
 /// Writes `bytes` a piece at a time, each piece within `t`, adding what
 /// went out to `written`.
 async fn write_counted(
@@ -421,7 +452,38 @@ mod tests {
         let answer = format!("STAT delete_hits {}\r\nSTAT touch_hits 2\r\nEND\r\n", u64::MAX);
         let mut c = answering(answer.into_bytes()).await;
         let err = c.removals().await.unwrap_err().to_string();
-        assert!(err.contains("malformed response \"STAT touch_hits 2\""), "{err}");
+        assert!(err.contains("stats: the sum of 3 counters overflows"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_counter_the_server_does_not_print_is_none_not_zero() {
+        let mut c = answering(b"STAT pid 9\r\nSTAT curr_items 0\r\nEND\r\n".to_vec()).await;
+        assert_eq!(c.stats(&[b"curr_items", b"limit_maxbytes"]).await.unwrap(), vec![Some(0), None]);
+    }
+
+    /// Issue 29: a peer that drips its answer kept each read inside the
+    /// timeout, and a stats answer of 4,096 lines at a byte a second took
+    /// hours. The answer must now arrive whole within the timeout.
+    #[tokio::test]
+    async fn an_answer_that_drips_is_given_up_after_one_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut req = [0u8; 7];
+            s.read_exact(&mut req).await.unwrap();
+            for b in b"STAT pid 9\r\n".iter().cycle() {
+                if s.write_all(&[*b]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let mut c = Connection::connect(&addr, Duration::from_secs(1)).await.unwrap();
+        let started = std::time::Instant::now();
+        let err = c.removals().await.unwrap_err().to_string();
+        assert!(err.contains("stats: no complete answer within 1 s"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(3), "gave up after {:?}", started.elapsed());
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 
 pub mod conn;
 pub mod dump;
+pub mod pace;
 pub mod proto;
 pub mod reader;
 

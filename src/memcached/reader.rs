@@ -79,6 +79,9 @@ pub struct Reader {
     pub(super) expect: usize,
     /// The socket's `SO_RCVLOWAT` as last set; 0 where it cannot be set.
     pub(super) lowat: usize,
+    /// Values larger than this are read past, never held (see
+    /// [`Meta::oversized`]).
+    pub(super) max_value: usize,
 }
 
 impl Reader {
@@ -94,6 +97,7 @@ impl Reader {
             total: Arc::new(AtomicU64::new(0)),
             expect: 0,
             lowat: 1,
+            max_value: proto::MAX_VALUE,
         }
     }
 
@@ -177,6 +181,11 @@ impl Reader {
         }
     }
 
+    /// Bytes read from the socket so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
     /// From now on, reads wait for `bytes` more than is buffered (a lower
     /// bound of what is coming; `usize::MAX` for a stream without end).
     pub fn expect(&mut self, bytes: usize) {
@@ -223,15 +232,63 @@ impl Reader {
         }
     }
 
-    /// The next meta response.
+    /// Values over `bytes` are read past without being held: memory is
+    /// bounded by what is kept, not by what a server announces.
+    pub fn limit_values(&mut self, bytes: usize) {
+        self.max_value = bytes.min(proto::MAX_VALUE);
+    }
+
+    /// Reads more bytes of a frame begun: a close is one in the middle
+    /// of a response, however much of it is buffered.
+    async fn fill_in_frame(&mut self) -> Result<(), McError> {
+        match self.fill().await? {
+            true => Ok(()),
+            false => Err(McError::Closed { server: self.server.clone(), partial: true }),
+        }
+    }
+
+    /// The next meta response. One whose value is over the limit comes
+    /// with [`Meta::oversized`] set, its value read past and dropped.
     pub async fn meta(&mut self) -> Result<Meta, McError> {
-        self.next(|b| {
-            Ok(proto::parse_meta(b)?.map(|m| {
-                let l = m.len;
-                (m, l)
-            }))
-        })
-        .await
+        let max_value = self.max_value;
+        let meta = self
+            .next(|b| {
+                Ok(proto::parse_meta_within(b, max_value)?.map(|m| {
+                    let l = m.len;
+                    (m, l)
+                }))
+            })
+            .await?;
+        if let Some(n) = meta.oversized {
+            self.skip(n).await?;
+            // The header's bytes may be overwritten by now: no frame.
+            self.frame = 0..0;
+        }
+        Ok(meta)
+    }
+
+    /// Reads past `n` bytes of value and the CRLF after it, a buffer at a
+    /// time, keeping none of it.
+    async fn skip(&mut self, mut n: usize) -> Result<(), McError> {
+        loop {
+            let take = (self.end - self.start).min(n);
+            self.start += take;
+            n -= take;
+            if n == 0 {
+                break;
+            }
+            self.expect = n;
+            self.fill_in_frame().await?;
+        }
+        while self.end - self.start < 2 {
+            self.expect = 2;
+            self.fill_in_frame().await?;
+        }
+        if self.buf.get(self.start..self.start + 2) != Some(b"\r\n") {
+            return Err(self.protocol(ProtoError::Malformed("a value not followed by CRLF".into())));
+        }
+        self.start += 2;
+        Ok(())
     }
 
     /// The next text line (at most [`MAX_LINE`] bytes), as [`Reader::frame`].
@@ -319,6 +376,49 @@ mod tests {
         // timeout): silence is not taken as the end.
         let err = tokio::time::timeout(Duration::from_millis(300), c.reader.dump_line(DumpMode::Mgdump)).await;
         assert!(err.is_err(), "a silent server is waited for, not taken as ended");
+    }
+
+    /// Issue 29: two sources each sending a 256 MiB value made a resync
+    /// peak at 775 MiB. A value over the reader's limit is read past from
+    /// its header: the buffer never grows to hold it, and the answers
+    /// after it are read in step.
+    #[tokio::test]
+    async fn a_value_over_the_limit_is_read_past_without_being_held() {
+        const BIG: usize = 3 << 20;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(format!("VA {BIG} f1 t-1 O0\r\n").as_bytes()).await.unwrap();
+            for _ in 0..BIG / 4096 {
+                s.write_all(&[b'x'; 4096]).await.unwrap();
+            }
+            s.write_all(b"\r\nVA 5 f2 t-1 O1\r\nhello\r\nMN\r\n").await.unwrap();
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+        let mut c = Connection::connect(&addr, Duration::from_secs(10)).await.unwrap();
+        c.reader.limit_values(1 << 20);
+        let mut seen = Vec::new();
+        c.pipeline(b"", 2, |_, m, frame| {
+            let value = m.value.clone().and_then(|r| frame.get(r)).map(<[u8]>::to_vec);
+            seen.push((m.status, m.flags, m.oversized, value));
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            seen,
+            vec![(Status::Value, Some(1), Some(BIG), None), (Status::Value, Some(2), None, Some(b"hello".to_vec()))]
+        );
+        assert_eq!(c.reader.buf.len(), 256 * 1024, "the buffer never grew to hold the large value");
+    }
+
+    #[tokio::test]
+    async fn a_value_read_past_must_end_with_crlf() {
+        let mut c = sending_then_silent(b"VA 3 O0\r\nabcXY").await;
+        c.reader.limit_values(2);
+        let err = c.reader.meta().await.unwrap_err().to_string();
+        assert!(err.contains("a value not followed by CRLF"), "{err}");
     }
 
     #[test]

@@ -143,6 +143,10 @@ pub struct ItemBatch {
     pub removals_before: Option<u64>,
     /// Keys of vbuckets the source is primary for (see [`super::landed`]).
     pub primary: bool,
+    /// Keys (positions in `keys`) whose items the source sent but that
+    /// cannot be copied: a value larger than the local memcached takes,
+    /// or a TTL that is neither a time nor "none".
+    pub refused: Vec<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -150,8 +154,9 @@ pub struct FetchedItem {
     /// Index into `keys`.
     pub key: usize,
     pub flags: u32,
-    /// Remaining TTL on the source; -1 for none.
-    pub ttl: i64,
+    /// Remaining TTL on the source as it said it (`t`): -1 for none,
+    /// `None` where it said nothing.
+    pub ttl: Option<i64>,
     value: Range<usize>,
 }
 
@@ -165,6 +170,7 @@ impl ItemBatch {
             checked: Vec::new(),
             removals_before: None,
             primary: false,
+            refused: Vec::new(),
         }
     }
 
@@ -181,7 +187,7 @@ impl ItemBatch {
         self.data.len() as u64
     }
 
-    pub fn push(&mut self, key: usize, flags: u32, ttl: i64, value: &[u8]) {
+    pub fn push(&mut self, key: usize, flags: u32, ttl: Option<i64>, value: &[u8]) {
         let start = self.data.len();
         self.data.extend_from_slice(value);
         self.items.push(FetchedItem { key, flags, ttl, value: start..self.data.len() });
@@ -221,7 +227,7 @@ mod tests {
         assert_eq!((keys.get(1).wire.bytes, keys.get(1).wire.base64), (&b"YSBi"[..], true));
         assert_eq!((keys.get(1).vbucket, keys.get(1).raw_len, keys.get(1).digest), (9, 3, [9; 16]));
         let mut items = ItemBatch::new(keys);
-        items.push(1, 5, -1, b"value");
+        items.push(1, 5, Some(-1), b"value");
         assert_eq!(items.value(&items.items[0]), b"value");
         assert_eq!(items.key(&items.items[0]).vbucket, 9);
         assert_eq!(items.bytes(), 8);

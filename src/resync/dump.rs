@@ -10,6 +10,7 @@ use super::queue::{KeySender, SpillError};
 use super::Options;
 use crate::backoff::Backoff;
 use crate::memcached::dump::{decode_dump_key, refusal_hint, DumpLine, DumpMode};
+use crate::memcached::pace::{Pace, MIN_DUMP_PROGRESS};
 use crate::memcached::proto::{self, lossy, ProtoError};
 use crate::memcached::{Connection, McError};
 use crate::placement::Classifier;
@@ -18,6 +19,7 @@ use crate::view::md5_lanes;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
 /// Keys under this prefix are Astaire's own (the restart tag): never copied.
@@ -42,6 +44,8 @@ pub fn bucket_set<'a>(buckets: impl IntoIterator<Item = &'a u8>) -> VbSet {
 pub struct Listing {
     /// Keys of the wanted vbuckets sent on.
     pub listed: u64,
+    /// Every key the dump named, wanted or not.
+    pub dumped: u64,
     /// Their sizes as the dump gave them (metadump's `size=`; mgdump
     /// gives none, so 0).
     pub bytes: u64,
@@ -114,9 +118,12 @@ pub async fn dump_keys(
     later: Option<Later>,
     progress: Option<&ResyncCounters>,
 ) -> Result<Listing, McError> {
-    let (mut conn, mode) = start_dump(source, mode, opts).await?;
-    // A dump has no length: read it in bulk until its end line.
+    let Dump { mut conn, mode, holds } = start_dump(source, mode, opts).await?;
+    let most = most_keys(holds);
+    // A dump has no length: read it in bulk until its end line, as long
+    // as it keeps coming.
     conn.reader.expect(usize::MAX);
+    let mut pace = Pace::new(opts.io_timeout, MIN_DUMP_PROGRESS, Instant::now(), conn.reader.bytes_read());
     let mut sorter = Sorter {
         source,
         classifier,
@@ -134,13 +141,20 @@ pub async fn dump_keys(
         sorter.primary = l.primary;
         sorter.later = Some(Outlet::new(l.tx, opts));
     }
+    let unexpected = |message: String| McError::Unexpected { server: source.to_owned(), message };
     loop {
         let Some(line) = conn.reader.buffered_dump_line(mode)? else {
             conn.reader.fill_or_closed().await?;
+            pace.check(Instant::now(), conn.reader.bytes_read())
+                .map_err(|slow| unexpected(format!("key dump {slow}")))?;
             continue;
         };
         match line {
             DumpLine::Key { key, encoding, size, .. } => {
+                sorter.listing.dumped += 1;
+                if sorter.listing.dumped > most {
+                    return Err(unexpected(endless(most, holds)));
+                }
                 decode_dump_key(conn.reader.frame().get(key).unwrap_or_default(), encoding, &mut sorter.pending.raw)
                     .map_err(|source_err| McError::Protocol { server: source.to_owned(), source: source_err })?;
                 sorter.pending.ends.push(sorter.pending.raw.len());
@@ -151,10 +165,7 @@ pub async fn dump_keys(
             }
             DumpLine::End => break,
             DumpLine::Busy | DumpLine::Started => {
-                return Err(McError::Unexpected {
-                    server: source.to_owned(),
-                    message: format!("{:?} in the middle of a dump", lossy(conn.reader.frame())),
-                })
+                return Err(unexpected(format!("{:?} in the middle of a dump", lossy(conn.reader.frame()))));
             }
         }
     }
@@ -174,6 +185,27 @@ pub async fn dump_keys(
 
 /// Dumped keys hashed together ([`md5_lanes`]).
 const PENDING: usize = 64;
+
+/// Keys a dump may name beyond what its source said it holds when the
+/// dump started (`curr_items`), for clients writing while it runs.
+pub const DUMP_SLACK: u64 = 100_000;
+
+/// The most keys a dump of a source holding `holds` items may name: twice
+/// that, and [`DUMP_SLACK`] more (a crawl of a busy server can meet keys
+/// written after it began, never more than the server then holds). A
+/// source that does not say what it holds is held to nothing but the
+/// spill limit. Pure.
+pub fn most_keys(holds: Option<u64>) -> u64 {
+    holds.map_or(u64::MAX, |n| n.saturating_mul(2).saturating_add(DUMP_SLACK))
+}
+
+fn endless(most: u64, holds: Option<u64>) -> String {
+    format!(
+        "its key dump named more than {most} keys, but it holds {} items (stats curr_items): a dump that does not end \
+         is given up",
+        holds.unwrap_or(0)
+    )
+}
 
 /// Decoded keys waiting to be hashed, back to back.
 #[derive(Default)]
@@ -251,16 +283,26 @@ impl Sorter<'_> {
     }
 }
 
+/// A dump under way.
+struct Dump {
+    conn: Connection,
+    /// The command that started it.
+    mode: DumpMode,
+    /// What the source said it held just before (`curr_items`).
+    holds: Option<u64>,
+}
+
 /// Opens a connection and starts a dump on it, waiting out `BUSY` (another
 /// crawl running on that server) with backoff. Returns the command that
 /// started: a server whose version promised `mgdump` but that does not
 /// know it (a fork, or a proxy reporting its own version) gets `metadump`,
 /// unless the operator chose the command.
-async fn start_dump(source: &str, mut mode: DumpMode, opts: &Options) -> Result<(Connection, DumpMode), McError> {
+async fn start_dump(source: &str, mut mode: DumpMode, opts: &Options) -> Result<Dump, McError> {
     let deadline = tokio::time::Instant::now() + opts.busy_wait;
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     loop {
         let mut conn = Connection::connect(source, opts.io_timeout).await?;
+        let holds = conn.stats(&[b"curr_items"]).await?.first().copied().flatten();
         conn.send(mode.command()).await?;
         // Peek at the first line without consuming a key line. `BUSY`
         // (another crawl) and `ERROR locked try again later` (memcached
@@ -272,12 +314,12 @@ async fn start_dump(source: &str, mut mode: DumpMode, opts: &Options) -> Result<
             Ok(DumpLine::Started) => {
                 if conn.reader.dump_line(mode).await? != DumpLine::Busy {
                     conn.reader.unread_frame();
-                    return Ok((conn, mode));
+                    return Ok(Dump { conn, mode, holds });
                 }
             }
             Ok(DumpLine::Key { .. } | DumpLine::End) => {
                 conn.reader.unread_frame();
-                return Ok((conn, mode));
+                return Ok(Dump { conn, mode, holds });
             }
             Err(McError::Protocol { source: ProtoError::Refused(answer), .. })
                 if mode == DumpMode::Mgdump && opts.dump.is_none() && answer.trim() == "ERROR" =>

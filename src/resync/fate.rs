@@ -116,6 +116,7 @@ mod tests {
             value: None,
             message: None,
             opaque: Some(0),
+            oversized: None,
         }
     }
 

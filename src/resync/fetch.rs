@@ -13,7 +13,7 @@ use crate::memcached::reader::AnswerGuess;
 use crate::memcached::{Connection, McError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// The next batch of keys, in order (from memory or the spill file).
 async fn next_keys(conn: &Connection, keys: &mut KeyReceiver) -> Result<Option<KeyBatch>, McError> {
@@ -62,7 +62,12 @@ pub struct FetchSizing {
     largest: Option<u64>,
     /// What reads wait for per answer due.
     answer: AnswerGuess,
+    /// Values refused as too large so far (the first few are logged).
+    oversized: u64,
 }
+
+/// Refused values logged per connection; the rest are only counted.
+const WARNINGS: u64 = 3;
 
 /// Keys asked for by a connection's first fetch.
 const FIRST_FETCH: u64 = 64;
@@ -92,13 +97,28 @@ async fn fetch_values(
     let (mut dropped, mut largest) = (Vec::new(), None::<u64>);
     conn.pipeline_items(req, asked, Some(&mut sizing.answer), |i, m, frame| {
         match m.status {
+            // Larger than the local memcached stores: read past, never held.
+            Status::Value if m.oversized.is_some() => {
+                out.refused.push(i);
+                sizing.oversized += 1;
+                if sizing.oversized <= WARNINGS {
+                    let key = out.keys.get(i);
+                    warn!(
+                        source = %server,
+                        vbucket = key.vbucket,
+                        key = %proto::printable(&proto::decode_key(key.wire)),
+                        bytes = m.oversized.unwrap_or(0),
+                        "value larger than the local memcached stores (item_size_max): not copied"
+                    );
+                }
+            }
             Status::Value => {
                 let value = m.value.clone().and_then(|r| frame.get(r)).unwrap_or_default();
                 largest = largest.max(Some(value.len() as u64));
                 if out.held() >= budget {
                     dropped.push(i);
                 } else {
-                    out.push(i, m.flags.unwrap_or(0), m.ttl.unwrap_or(-1), value);
+                    out.push(i, m.flags.unwrap_or(0), m.ttl, value);
                 }
             }
             Status::Miss => out.vanished += 1,
@@ -137,31 +157,28 @@ pub async fn fetch_for_copy(
     ctx: &CopyContext,
     items: mpsc::Sender<Step>,
 ) -> Result<(), McError> {
-    let (landed, policy, cancel) = (&ctx.landed, ctx.opts.conflict, ctx.opts.cancel.as_deref());
+    let (landed, policy, stop) = (&ctx.landed, ctx.opts.conflict, &ctx.stop);
     let (mut req, mut sizing) = (Vec::new(), FetchSizing::default());
     let mut recorded = Vec::new();
     let mut primary_open = true;
     loop {
-        let batch = if primary_open {
-            match next_keys(conn, &mut primary).await? {
-                Some(b) => b,
-                None => {
-                    primary_open = false;
-                    if items.send(Step::PrimaryDone).await.is_err() {
-                        break;
-                    }
-                    ctx.barrier.wait().await;
-                    debug!(source = conn.server(), "past the primary barrier");
-                    continue;
+        // Waiting for keys (a dump that drips) or for the other sources
+        // (the barrier) changes nothing: a stop ends either wait.
+        let next = if primary_open { &mut primary } else { &mut later };
+        let Some(next) = stop.or(next_keys(conn, next)).await else { break };
+        let batch = match next? {
+            Some(b) => b,
+            None if primary_open => {
+                primary_open = false;
+                if items.send(Step::PrimaryDone).await.is_err() || stop.or(ctx.barrier.wait()).await.is_none() {
+                    break;
                 }
+                debug!(source = conn.server(), "past the primary barrier");
+                continue;
             }
-        } else {
-            match next_keys(conn, &mut later).await? {
-                Some(b) => b,
-                None => break,
-            }
+            None => break,
         };
-        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+        if stop.is_set() {
             break;
         }
         // Each vbucket has one primary: before the barrier nothing of these
@@ -196,7 +213,7 @@ pub async fn fetch_for_copy(
                 return Ok(()); // the injector stopped; it reports why
             }
             match next {
-                Some(n) if !cancel.is_some_and(|c| c.load(Ordering::Relaxed)) => out = n,
+                Some(n) if !stop.is_set() => out = n,
                 _ => break,
             }
         }

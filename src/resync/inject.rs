@@ -8,14 +8,14 @@ use super::batch::ItemBatch;
 use super::fate::{after_add, after_replace, gone_from_source, local_value, on_conflict, positions, taken_back, Fate};
 use super::fetch::Step;
 use super::landed::{Arrival, Landed};
-use super::rules::{inject_ttl, ConflictPolicy};
+use super::rules::{inject_ttl, ConflictPolicy, Expiry};
 use super::source::{unexpected, CopyError};
 use super::Counts;
 use crate::memcached::proto::{self, SetMode};
 use crate::memcached::Connection;
 use crate::stats::ResyncCounters;
+use crate::stop::Stop;
 use crate::throttle::Throttle;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -29,8 +29,8 @@ pub struct Injector<'a> {
     pub recheck: &'a mut Connection,
     pub policy: ConflictPolicy,
     pub throttle: Option<&'a Throttle>,
-    /// Stop between batches once set.
-    pub cancel: Option<&'a AtomicBool>,
+    /// Stop between batches (and in the throttle's pause) once requested.
+    pub stop: Stop,
     pub progress: Option<&'a ResyncCounters>,
     /// Where keys put on the local node are recorded for the other sources.
     pub landed: Option<&'a Landed>,
@@ -53,7 +53,7 @@ impl<'a> Injector<'a> {
             recheck,
             policy,
             throttle: None,
-            cancel: None,
+            stop: Stop::default(),
             progress: None,
             landed: None,
             arrival: None,
@@ -76,11 +76,14 @@ impl<'a> Injector<'a> {
             };
             // A batch is injected whole, delete guard included, or not at
             // all: this is the safe point to stop at.
-            if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            if self.stop.is_set() {
                 break;
             }
+            // The throttle's pause may be long at a low limit: a stop ends it.
             if let Some(t) = self.throttle {
-                t.pace(batch.bytes()).await;
+                if self.stop.or(t.pace(batch.bytes())).await.is_none() {
+                    break;
+                }
             }
             self.inject(&batch).await?;
         }
@@ -95,10 +98,13 @@ impl<'a> Injector<'a> {
         // 1. Add mode: a value a client wrote first is never overwritten.
         self.req.clear();
         let mut sent = Vec::with_capacity(batch.items.len());
-        for ((i, item), slot) in batch.items.iter().enumerate().zip(&mut ttls) {
+        for (((i, item), slot), fate) in batch.items.iter().enumerate().zip(&mut ttls).zip(&mut fates) {
             match inject_ttl(item.ttl, now) {
-                None => self.counts.skipped += 1,
-                Some(ttl) => {
+                Expiry::Expired => self.counts.skipped += 1,
+                // Never stored as immortal: counted as failed, its vbucket
+                // reported.
+                Expiry::Invalid => *fate = Fate::Failed,
+                Expiry::Store(ttl) => {
                     *slot = ttl;
                     let wire = batch.key(item).wire;
                     proto::ms(&mut self.req, wire, batch.value(item), item.flags, ttl, SetMode::Add, sent.len());
@@ -107,6 +113,14 @@ impl<'a> Injector<'a> {
             }
         }
         proto::mn(&mut self.req);
+        let invalid = fates.iter().filter(|f| **f == Fate::Failed).count();
+        if invalid > 0 {
+            warn!(
+                source = self.source,
+                items = invalid,
+                "items with a TTL memcached never gives (only -1 means none): not copied"
+            );
+        }
         self.local_round(&sent, &mut fates, after_add).await?;
 
         // 2. The key was there already: keep it, or replace an older one.
@@ -304,6 +318,10 @@ impl<'a> Injector<'a> {
                 slot.1 += bytes;
             }
         }
+        for i in &batch.refused {
+            c.failed += 1;
+            *c.failed_vbuckets.entry(batch.keys.get(*i).vbucket).or_default() += 1;
+        }
         c.checked += batch.checked.len() as u64;
         for i in &batch.checked {
             let key = batch.keys.get(*i);
@@ -384,7 +402,7 @@ mod injector_tests {
         let bad_vbucket = keys.get(1).vbucket;
         let mut batch = ItemBatch::new(keys);
         for i in 0..3 {
-            batch.push(i, 0, -1, b"value");
+            batch.push(i, 0, Some(-1), b"value");
         }
         batch.removals_before = Some(0);
         let mut injector = Injector::new("source", &mut local, &mut recheck, ConflictPolicy::default());

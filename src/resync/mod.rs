@@ -23,12 +23,13 @@ pub use tag::TAG_KEY;
 
 use crate::memcached::{Connection, McError};
 use crate::stats::{Stats, BANDWIDTH_PERIOD_SECS};
+use crate::stop::Stop;
 use crate::throttle::{Bandwidth, CpuBudget, Throttle};
 use crate::view::WorkList;
 pub use dump::OWN_PREFIX;
 use landed::Landed;
 pub use rules::ConflictPolicy;
-pub use source::CopyError;
+pub use source::{CopyError, SourceOutcome};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,6 +63,9 @@ pub struct Options {
     pub queue_memory: usize,
     /// Where spill files go; `None` for [`queue::default_spill_dir`].
     pub spill_dir: Option<std::path::PathBuf>,
+    /// The most the spill files may hold at once; `None` for
+    /// [`queue::default_spill_limit`].
+    pub spill_limit: Option<u64>,
 }
 
 impl Default for Options {
@@ -78,6 +82,7 @@ impl Default for Options {
             dump: None,
             queue_memory: queue::DEFAULT_QUEUE_MEMORY,
             spill_dir: None,
+            spill_limit: None,
         }
     }
 }
@@ -192,6 +197,9 @@ pub const NO_META: &str = "does not know the meta commands (mn answered ERROR): 
     listing: move the node to Debian's memcached and convert its configuration with astaire migrate-memcached-config \
     (README: Installing on a Clearwater node)";
 
+/// memcached's `-I` when the local memcached does not say (1 MiB).
+const DEFAULT_ITEM_SIZE_MAX: u64 = 1 << 20;
+
 /// Runs one resync of `work`, publishing progress into `stats`.
 pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Report, ResyncError> {
     let started = Instant::now();
@@ -201,6 +209,10 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
         return Err(ResyncError::Local(McError::Unexpected { server: local_name, message: NO_META.into() }));
     }
     let evictions_before = local.evictions().await.map_err(ResyncError::Local)?;
+    // What the local memcached cannot store is never held: a source's
+    // larger values are read past from their header.
+    let item_size_max = local.item_size_max().await.map_err(ResyncError::Local)?.unwrap_or(DEFAULT_ITEM_SIZE_MAX);
+    let item_size_max = usize::try_from(item_size_max).unwrap_or(usize::MAX);
     // A full resync first forgets that this node was complete: if it stops
     // part way, or fails, the next start (or the daemon's tag check) sees
     // the tag missing and does it again.
@@ -244,32 +256,33 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
         // One copy per key: no second replica ever looks a key up.
         landed: Landed::new(if work.classifier.one_copy() { 0 } else { landed::DEFAULT_CAPACITY }),
         barrier: landed::PrimaryBarrier::new(by_source.len()),
-        queue: queue::QueueBudget::new(
+        queue: queue::QueueBudget::with_spill_limit(
             opts.queue_memory,
             opts.spill_dir.clone().unwrap_or_else(queue::default_spill_dir),
+            opts.spill_limit,
         ),
         classifier: work.classifier.clone(),
+        stop: Stop::new(opts.cancel.clone()),
+        item_size_max,
     });
     let first = work.first_sources();
     let mut tasks = tokio::task::JoinSet::new();
+    // Which source each task copies, to name it whatever way the task ends.
+    let mut task_source = std::collections::HashMap::new();
     for (source, vbuckets) in &by_source {
         let wanted = dump::bucket_set(vbuckets);
         let primary = dump::bucket_set(first.get(source).into_iter().flatten());
         let (src, ctx) = (source.clone(), ctx.clone());
-        tasks.spawn(async move {
-            let (outcome, result) = source::copy_source(src.clone(), wanted, primary, ctx).await;
-            (src, outcome, result)
-        });
+        let task = tasks.spawn(async move { source::copy_source(src, wanted, primary, ctx).await });
+        task_source.insert(task.id(), source.clone());
     }
 
     let mut counts = Counts::default();
     let mut failed_sources: BTreeMap<String, String> = BTreeMap::new();
     let mut listed: BTreeMap<String, u64> = BTreeMap::new();
     let mut local_error = None;
-    while let Some(joined) = tasks.join_next().await {
-        let Ok((source, outcome, result)) = joined else {
-            continue;
-        };
+    while let Some(joined) = tasks.join_next_with_id().await {
+        let (source, outcome, result) = settle(joined, &mut task_source);
         counts.merge(&outcome.counts);
         listed.insert(source.clone(), outcome.listed);
         match result {
@@ -281,6 +294,7 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
                 local_error.get_or_insert(e);
                 tasks.abort_all();
             }
+            Err(CopyError::Stopped) => {}
             Err(CopyError::Source(e)) => {
                 warn!(%source, "source failed: {e}");
                 failed_sources.insert(source, e.to_string());
@@ -365,7 +379,60 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
     Ok(report)
 }
 
+/// How one source's task ended: its source, what it delivered, and its
+/// result. A task that ended without an outcome (it panicked, or was
+/// aborted) is a failed source, never a succeeded one.
+type Settled = (String, SourceOutcome, Result<(), CopyError>);
+
+/// What a source's task returns: [`source::copy_source`]'s outcome.
+type Copied = (SourceOutcome, Result<(), CopyError>);
+
+fn settle(
+    joined: Result<(tokio::task::Id, Copied), tokio::task::JoinError>,
+    task_source: &mut std::collections::HashMap<tokio::task::Id, String>,
+) -> Settled {
+    match joined {
+        Ok((id, (outcome, result))) => (task_source.remove(&id).unwrap_or_default(), outcome, result),
+        Err(e) => {
+            let source = task_source.remove(&e.id()).unwrap_or_default();
+            let why = if e.is_panic() { "the copy from this source panicked" } else { "the copy was cancelled" };
+            let error = McError::Unexpected { server: source.clone(), message: why.to_owned() };
+            (source, SourceOutcome::default(), Err(CopyError::Source(error)))
+        }
+    }
+}
+
 /// The address a source resolved to (for reporting), if any.
 pub async fn resolve(server: &str) -> Option<SocketAddr> {
     tokio::net::lookup_host(server).await.ok().and_then(|mut a| a.next())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 29: a source whose task panicked was skipped by the join
+    /// loop, so its vbuckets counted as copied.
+    #[tokio::test]
+    async fn a_source_whose_task_panicked_is_a_failed_source() {
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut names = std::collections::HashMap::new();
+        let id = tasks
+            .spawn(async {
+                if true {
+                    panic!("a bug in the copy");
+                }
+                (SourceOutcome::default(), Ok(()))
+            })
+            .id();
+        names.insert(id, "10.0.0.1:11211".to_owned());
+        let (source, _, result) = settle(tasks.join_next_with_id().await.unwrap(), &mut names);
+        assert_eq!(source, "10.0.0.1:11211");
+        match result {
+            Err(CopyError::Source(e)) => {
+                assert_eq!(e.to_string(), "10.0.0.1:11211: the copy from this source panicked")
+            }
+            other => panic!("a panicked task must be a failed source, not {other:?}"),
+        }
+    }
 }

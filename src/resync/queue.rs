@@ -26,14 +26,48 @@ pub struct QueueBudget {
     dir: PathBuf,
     /// Bytes written to spill files so far.
     pub spilled: AtomicU64,
+    /// The most the spill files may hold at once, all queues together.
+    spill_limit: u64,
+    /// What they hold now.
+    on_disk: AtomicU64,
 }
 
 impl QueueBudget {
-    /// A budget of `limit` bytes spilling into `dir`, where any spill file
-    /// a killed process left behind is removed first.
+    /// A budget of `limit` bytes spilling into `dir`, at most
+    /// [`default_spill_limit`] of it, where any spill file a killed
+    /// process left behind is removed first.
     pub fn new(limit: usize, dir: PathBuf) -> Arc<QueueBudget> {
+        Self::with_spill_limit(limit, dir, None)
+    }
+
+    /// [`QueueBudget::new`] with the spill files held to `spill_limit`
+    /// bytes (`None`: [`default_spill_limit`]).
+    pub fn with_spill_limit(limit: usize, dir: PathBuf, spill_limit: Option<u64>) -> Arc<QueueBudget> {
         remove_stale_spills(&dir);
-        Arc::new(QueueBudget { limit, used: AtomicUsize::new(0), dir, spilled: AtomicU64::new(0) })
+        let spill_limit = spill_limit.unwrap_or_else(|| default_spill_limit(&dir));
+        Arc::new(QueueBudget {
+            limit,
+            used: AtomicUsize::new(0),
+            dir,
+            spilled: AtomicU64::new(0),
+            spill_limit,
+            on_disk: AtomicU64::new(0),
+        })
+    }
+
+    /// The most the spill files may hold at once.
+    pub fn spill_limit(&self) -> u64 {
+        self.spill_limit
+    }
+
+    /// Reserves `bytes` of spill file, or says it would pass the limit.
+    fn take_disk(&self, bytes: u64) -> Result<(), SpillError> {
+        self.on_disk
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                held.checked_add(bytes).filter(|after| *after <= self.spill_limit)
+            })
+            .map(|_| ())
+            .map_err(|_| SpillError::Limit { dir: self.dir.clone(), limit: self.spill_limit })
     }
 
     /// Takes `bytes` from the budget, or says it would go over.
@@ -65,12 +99,29 @@ pub fn default_spill_dir() -> PathBuf {
     std::env::temp_dir()
 }
 
-/// A spill file could not be made or written.
+/// The spill files may hold at most half the space free on their file
+/// system when the resync starts (statvfs, as this user sees it): keys
+/// waiting to be copied never fill the node's disk, whatever a source
+/// lists. Where that cannot be read, only the disk itself limits them.
+pub fn default_spill_limit(dir: &Path) -> u64 {
+    nix::sys::statvfs::statvfs(dir)
+        .map(|s| s.blocks_available().saturating_mul(s.fragment_size()) / 2)
+        .unwrap_or(u64::MAX)
+}
+
+/// Keys could not be queued.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot queue keys in {}: {source}", dir.display())]
-pub struct SpillError {
-    pub dir: PathBuf,
-    pub source: std::io::Error,
+pub enum SpillError {
+    /// A spill file could not be made or written (a full disk among others).
+    #[error("cannot queue keys in {}: {source}", dir.display())]
+    Io { dir: PathBuf, source: std::io::Error },
+    /// The spill files would pass their limit.
+    #[error(
+        "cannot queue keys in {}: the spill files would pass their limit of {limit} bytes (--spill-limit, \
+         astaire_spill_limit; by default half the space free when the resync started)",
+        dir.display()
+    )]
+    Limit { dir: PathBuf, limit: u64 },
 }
 
 struct Spill {
@@ -91,6 +142,17 @@ struct Shared {
     state: Mutex<State>,
     ready: Notify,
     budget: Arc<QueueBudget>,
+}
+
+impl Drop for Shared {
+    /// A queue given up with batches on disk (its source failed) gives
+    /// their space back to the limit; the anonymous file goes with it.
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(spill) = &state.spill {
+            self.budget.on_disk.fetch_sub(spill.write_at, Ordering::Relaxed);
+        }
+    }
 }
 
 /// A queue of key batches: FIFO, in memory within the budget, on disk past it.
@@ -125,13 +187,14 @@ impl KeySender {
             state.memory.push_back((batch, bytes));
         } else {
             let budget = &self.shared.budget;
-            let fail = |source| SpillError { dir: budget.dir.clone(), source };
+            let fail = |source| SpillError::Io { dir: budget.dir.clone(), source };
             if state.spill.is_none() {
                 state.spill = Some(Spill { file: spill_file(&budget.dir).map_err(fail)?, write_at: 0, read_at: 0 });
             }
             let Some(spill) = state.spill.as_mut() else { return Ok(true) };
             let mut record = Vec::with_capacity(bytes + 8);
             batch.write_to(&mut record);
+            budget.take_disk(record.len() as u64)?;
             spill.file.write_all_at(&record, spill.write_at).map_err(fail)?;
             spill.write_at += record.len() as u64;
             budget.spilled.fetch_add(record.len() as u64, Ordering::Relaxed);
@@ -174,8 +237,8 @@ impl KeyReceiver {
     }
 
     fn read_back(&self, state: &mut State) -> Result<KeyBatch, SpillError> {
-        let dir = &self.shared.budget.dir;
-        let fail = |source| SpillError { dir: dir.clone(), source };
+        let budget = &self.shared.budget;
+        let fail = |source| SpillError::Io { dir: budget.dir.clone(), source };
         let bad = || fail(std::io::Error::new(std::io::ErrorKind::InvalidData, "spill file corrupt"));
         let spill = state.spill.as_mut().ok_or_else(bad)?;
         let mut len = [0u8; 8];
@@ -188,6 +251,7 @@ impl KeyReceiver {
         if state.spilled == 0 {
             // Everything was read back: the space is given back to the disk.
             spill.file.set_len(0).map_err(fail)?;
+            budget.on_disk.fetch_sub(spill.write_at, Ordering::Relaxed);
             (spill.write_at, spill.read_at) = (0, 0);
         }
         KeyBatch::read_from(&record).ok_or_else(bad)
@@ -326,6 +390,44 @@ mod tests {
         assert_eq!(waiting.await.unwrap(), Some(10));
         drop(a);
         assert!(ra.recv().await.unwrap().is_none());
+    }
+
+    /// Issue 29: a source that dumps for ever filled the disk (4.4 GB in
+    /// 40 s). The spill files of every queue together stop at their limit,
+    /// and what a queue given up held counts no more.
+    #[tokio::test]
+    async fn the_spill_files_stop_at_their_limit_and_give_back_what_they_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = batch(0, 100);
+        let mut record = Vec::new();
+        one.write_to(&mut record);
+        let limit = record.len() as u64 * 3;
+        let budget = QueueBudget::with_spill_limit(0, dir.path().to_owned(), Some(limit));
+        let (a, mut ra) = key_queue(&budget);
+        let (b, rb) = key_queue(&budget);
+        assert!(a.send(one.clone()).unwrap() && a.send(one.clone()).unwrap() && b.send(one.clone()).unwrap());
+        let e = b.send(one.clone()).unwrap_err();
+        assert!(matches!(e, SpillError::Limit { limit: l, .. } if l == limit), "{e}");
+        assert!(e.to_string().contains("--spill-limit"), "{e}");
+        assert_eq!(budget.on_disk.load(Ordering::Relaxed), limit, "nothing written past the limit");
+        drop((b, rb));
+        assert_eq!(budget.on_disk.load(Ordering::Relaxed), limit / 3 * 2, "the dropped queue's batch is given back");
+        assert!(a.send(one.clone()).unwrap(), "room again");
+        for _ in 0..3 {
+            assert_eq!(ra.recv().await.unwrap().unwrap().len(), 100);
+        }
+        assert_eq!(budget.on_disk.load(Ordering::Relaxed), 0, "read back, the file is emptied");
+    }
+
+    #[test]
+    fn the_default_spill_limit_is_half_the_free_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = nix::sys::statvfs::statvfs(dir.path()).unwrap();
+        let free = s.blocks_available() * s.fragment_size();
+        let limit = default_spill_limit(dir.path());
+        // The free space moves while tests run: within a percent of it.
+        assert!(limit.abs_diff(free / 2) <= free / 100, "{limit} against {free} free");
+        assert_eq!(default_spill_limit(Path::new("/nonexistent/spill")), u64::MAX);
     }
 
     #[tokio::test]

@@ -9,18 +9,32 @@ pub const RELATIVE_TTL_MAX: i64 = 30 * 24 * 3600;
 /// absolute time, January 2038.
 pub const TTL_MAX: u64 = i32::MAX as u64;
 
+/// What to do with an item whose remaining TTL on the source is `t`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// Store it with this `T`.
+    Store(u64),
+    /// Skip it: it would expire on arrival.
+    Expired,
+    /// Fail it: `t` is no answer memcached gives (a missing `t`, or a
+    /// negative other than -1), and storing it as immortal would keep data
+    /// the source meant to expire.
+    Invalid,
+}
+
 /// The `T` to store for an item whose remaining TTL on the source is `t`
-/// (`-1`: none), at unix time `now`. `None`: skip it, it would expire on
-/// arrival. A remaining TTL past what memcached can store (a real server
-/// never reports one; a hostile or broken one may) is clamped to the
-/// latest expiry memcached accepts, so one bad item never fails the
-/// local node.
-pub fn inject_ttl(t: i64, now: u64) -> Option<u64> {
+/// (`-1`: none; `None`: the answer had no `t`), at unix time `now`. A
+/// remaining TTL past what memcached can store (a real server never
+/// reports one; a hostile or broken one may) is clamped to the latest
+/// expiry memcached accepts, so one bad item never fails the local node.
+pub fn inject_ttl(t: Option<i64>, now: u64) -> Expiry {
     match t {
-        t if t < 0 => Some(0),
-        0 | 1 => None,
-        t if t > RELATIVE_TTL_MAX => Some(now.saturating_add(t.unsigned_abs()).min(TTL_MAX)),
-        t => Some(t as u64),
+        Some(-1) => Expiry::Store(0),
+        None => Expiry::Invalid,
+        Some(t) if t < 0 => Expiry::Invalid,
+        Some(0 | 1) => Expiry::Expired,
+        Some(t) if t > RELATIVE_TTL_MAX => Expiry::Store(now.saturating_add(t.unsigned_abs()).min(TTL_MAX)),
+        Some(t) => Expiry::Store(t.unsigned_abs()),
     }
 }
 
@@ -55,16 +69,25 @@ mod tests {
     #[test]
     fn ttl_rules() {
         let now = 1_800_000_000;
-        assert_eq!(inject_ttl(-1, now), Some(0), "no expiry stays no expiry");
-        assert_eq!(inject_ttl(0, now), None);
-        assert_eq!(inject_ttl(1, now), None);
-        assert_eq!(inject_ttl(2, now), Some(2));
-        assert_eq!(inject_ttl(RELATIVE_TTL_MAX, now), Some(RELATIVE_TTL_MAX as u64));
+        let ttl = |t| inject_ttl(Some(t), now);
+        assert_eq!(ttl(-1), Expiry::Store(0), "no expiry stays no expiry");
+        assert_eq!(ttl(0), Expiry::Expired);
+        assert_eq!(ttl(1), Expiry::Expired);
+        assert_eq!(ttl(2), Expiry::Store(2));
+        assert_eq!(ttl(RELATIVE_TTL_MAX), Expiry::Store(RELATIVE_TTL_MAX as u64));
         let forty_days = 40 * 24 * 3600;
-        assert_eq!(inject_ttl(forty_days, now), Some(now + forty_days as u64), "over 30 days becomes absolute");
-        assert_eq!(inject_ttl(i64::MAX, now), Some(TTL_MAX), "clamped, never wrapped");
-        assert_eq!(inject_ttl(i64::MAX, u64::MAX), Some(TTL_MAX));
-        assert_eq!(inject_ttl(i64::MIN, now), Some(0), "a negative TTL is no expiry");
+        assert_eq!(ttl(forty_days), Expiry::Store(now + forty_days as u64), "over 30 days becomes absolute");
+        assert_eq!(ttl(i64::MAX), Expiry::Store(TTL_MAX), "clamped, never wrapped");
+        assert_eq!(inject_ttl(Some(i64::MAX), u64::MAX), Expiry::Store(TTL_MAX));
+    }
+
+    /// Issue 29: `t-5`, or no `t` at all, was stored with no expiry.
+    #[test]
+    fn only_minus_one_means_no_expiry() {
+        let now = 1_800_000_000;
+        for bad in [Some(-2), Some(-5), Some(i64::MIN), None] {
+            assert_eq!(inject_ttl(bad, now), Expiry::Invalid, "{bad:?}");
+        }
     }
 
     #[test]

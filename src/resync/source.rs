@@ -30,6 +30,7 @@ use super::{Counts, Options};
 use crate::memcached::dump::DumpMode;
 use crate::memcached::{Connection, McError};
 use crate::stats::ResyncCounters;
+use crate::stop::Stop;
 use crate::throttle::Throttle;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -41,6 +42,9 @@ pub enum CopyError {
     Source(McError),
     #[error("local {0}")]
     Local(McError),
+    /// A stop was requested before this source finished.
+    #[error("stopped before the end")]
+    Stopped,
 }
 
 /// What one source delivered.
@@ -68,6 +72,11 @@ pub struct CopyContext {
     pub queue: Arc<QueueBudget>,
     /// Puts each dumped key in its bucket (vbucket, or source).
     pub classifier: Arc<crate::placement::Classifier>,
+    /// Every wait of the copy that changes nothing ends on it.
+    pub stop: Stop,
+    /// The largest value the local memcached stores (`item_size_max`):
+    /// larger ones are read past, never held.
+    pub item_size_max: usize,
 }
 
 /// Copies every `wanted` vbucket of `source` into the local node, those it
@@ -94,15 +103,21 @@ async fn copy(
     let (opts, local_name) = (&ctx.opts, ctx.local_name.as_str());
     // Arrives however this copy ends, so the others never wait for it forever.
     let arrival = Arrival::new(ctx.barrier.clone());
-    let mut fetch_conn = Connection::connect(source, opts.io_timeout).await.map_err(CopyError::Source)?;
-    // The fetcher only reads the source: a stop may cut its batch short.
-    fetch_conn.stop_on(opts.cancel.clone());
-    let mode = match opts.dump {
-        Some(forced) => forced,
-        None => DumpMode::for_version(&fetch_conn.version().await.map_err(CopyError::Source)?),
+    // Connecting and asking the version change nothing: a stop cuts them.
+    let setup = async {
+        let mut fetch_conn = Connection::connect(source, opts.io_timeout).await.map_err(CopyError::Source)?;
+        // The fetcher only reads the source: a stop may cut its batch short.
+        fetch_conn.stop_on(opts.cancel.clone());
+        fetch_conn.reader.limit_values(ctx.item_size_max);
+        let mode = match opts.dump {
+            Some(forced) => forced,
+            None => DumpMode::for_version(&fetch_conn.version().await.map_err(CopyError::Source)?),
+        };
+        let recheck = Connection::connect(source, opts.io_timeout).await.map_err(CopyError::Source)?;
+        let local = Connection::connect(local_name, opts.io_timeout).await.map_err(CopyError::Local)?;
+        Ok::<_, CopyError>((fetch_conn, mode, recheck, local))
     };
-    let mut recheck = Connection::connect(source, opts.io_timeout).await.map_err(CopyError::Source)?;
-    let mut local = Connection::connect(local_name, opts.io_timeout).await.map_err(CopyError::Local)?;
+    let (mut fetch_conn, mode, mut recheck, mut local) = ctx.stop.or(setup).await.ok_or(CopyError::Stopped)??;
 
     let (key_tx, key_rx) = key_queue(&ctx.queue);
     let (later_tx, later_rx) = key_queue(&ctx.queue);
@@ -120,7 +135,7 @@ async fn copy(
         tokio::spawn(async move {
             let mut injector = Injector::new(&source, &mut local, &mut recheck, ctx.opts.conflict);
             injector.throttle = (!ctx.throttle.is_unlimited()).then_some(&ctx.throttle);
-            injector.cancel = ctx.opts.cancel.as_deref();
+            injector.stop = ctx.stop.clone();
             injector.progress = ctx.progress.as_deref();
             injector.landed = Some(&ctx.landed);
             injector.arrival = Some(arrival);
@@ -128,7 +143,25 @@ async fn copy(
             (result, injector.counts)
         })
     };
-    let fetched = fetch_for_copy(&mut fetch_conn, key_rx, later_rx, &ctx, item_tx).await;
+    // A dump that fails fails this source at once: the keys it queued are
+    // not fetched (the fetcher only reads, so it may stop anywhere), and
+    // the injector finishes the batch it holds.
+    let mut fetch = Box::pin(fetch_for_copy(&mut fetch_conn, key_rx, later_rx, &ctx, item_tx));
+    let mut dump = dump;
+    let mut dumped = None;
+    let fetched = loop {
+        tokio::select! {
+            fetched = &mut fetch => break fetched,
+            listing = &mut dump, if dumped.is_none() => {
+                let failed = !matches!(listing, Ok(Ok(_)));
+                dumped = Some(listing);
+                if failed {
+                    break Ok(());
+                }
+            }
+        }
+    };
+    drop(fetch);
     let injected = match inject.await {
         Ok((result, counts)) => {
             outcome.counts = counts;
@@ -137,8 +170,13 @@ async fn copy(
         Err(e) => Err(CopyError::Local(unexpected(local_name, format!("injector task failed: {e}")))),
     };
     // The dump only ends early if the copy failed; stop it then.
-    dump.abort_handle().abort();
-    let dumped = dump.await;
+    let dumped = match dumped {
+        Some(listing) => listing,
+        None => {
+            dump.abort_handle().abort();
+            dump.await
+        }
+    };
     injected?;
     fetched.map_err(CopyError::Source)?;
     let listing = match dumped {

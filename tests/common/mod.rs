@@ -5,6 +5,7 @@
 #[allow(dead_code, reason = "only the alarm tests use the stand-in agent")]
 pub mod alarm_agent;
 pub mod daemon;
+pub mod fake;
 pub mod snmpd;
 pub mod snmptrapd;
 

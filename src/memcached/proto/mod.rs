@@ -76,6 +76,10 @@ pub struct Meta {
     pub message: Option<Range<usize>>,
     /// The `O` token echoed back: the request's position in its batch.
     pub opaque: Option<u32>,
+    /// A value over the reader's limit: its size. The frame is then the
+    /// header alone (`value` is `None`), and the reader has read the value
+    /// past without keeping it.
+    pub oversized: Option<usize>,
 }
 
 /// At most the first `n` bytes of `b`.
@@ -145,6 +149,14 @@ pub fn parse_decimal<T: TryFrom<i128>>(tok: &[u8]) -> Option<T> {
 
 /// Parses one meta response from the front of `buf`.
 pub fn parse_meta(buf: &[u8]) -> Result<Option<Meta>, ProtoError> {
+    parse_meta_within(buf, MAX_VALUE)
+}
+
+/// [`parse_meta`], for a reader that keeps values of at most `max_value`
+/// bytes: a larger one (up to [`MAX_VALUE`]) is returned from its header
+/// alone, complete as soon as the header line is, marked
+/// [`Meta::oversized`], for the reader to read past.
+pub fn parse_meta_within(buf: &[u8], max_value: usize) -> Result<Option<Meta>, ProtoError> {
     let Some((line, line_len)) = first_line(buf)? else {
         return Ok(None);
     };
@@ -159,6 +171,7 @@ pub fn parse_meta(buf: &[u8]) -> Result<Option<Meta>, ProtoError> {
         value: None,
         message: None,
         opaque: None,
+        oversized: None,
     };
     for (prefix, status) in [(&b"SERVER_ERROR"[..], Status::ServerError), (b"CLIENT_ERROR", Status::ClientError)] {
         if let Some(rest) = line.strip_prefix(prefix) {
@@ -207,7 +220,9 @@ pub fn parse_meta(buf: &[u8]) -> Result<Option<Meta>, ProtoError> {
             _ => {} // flags we did not ask for (s, W, Z, …) are not ours to judge
         }
     }
-    if let Some(n) = value_len {
+    if let Some(n) = value_len.filter(|n| *n > max_value) {
+        meta.oversized = Some(n);
+    } else if let Some(n) = value_len {
         let start = line_len;
         let end = start + n;
         let Some(terminator) = buf.get(end..end + 2) else {
