@@ -198,6 +198,19 @@ mod tests {
     }
 
     #[test]
+    fn the_spill_limit_comes_from_the_flag_or_the_file() {
+        let base = "local_ip=10.0.0.5\n";
+        let none = NodeSettings::resolve(&NodeFlags::default(), &file(base)).unwrap();
+        assert_eq!(none.spill_limit, None, "by default, half the free space at each resync");
+        let f = file(&format!("{base}astaire_spill_limit=5000000\n"));
+        assert_eq!(NodeSettings::resolve(&NodeFlags::default(), &f).unwrap().spill_limit, Some(5_000_000));
+        let flags = NodeFlags { spill_limit: Some(7), ..NodeFlags::default() };
+        assert_eq!(NodeSettings::resolve(&flags, &f).unwrap().spill_limit, Some(7), "the flag wins");
+        let bad = NodeSettings::resolve(&NodeFlags::default(), &file(&format!("{base}astaire_spill_limit=5G\n")));
+        assert_eq!(bad.unwrap_err().to_string(), "astaire_spill_limit \"5G\" is not a number of bytes");
+    }
+
+    #[test]
     fn defaults_without_a_file() {
         let flags = NodeFlags { local_name: Some("10.0.0.1:11211".into()), ..NodeFlags::default() };
         let s = NodeSettings::resolve(&flags, &Config::default()).unwrap();
