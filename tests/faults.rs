@@ -35,7 +35,7 @@ async fn a_source_stopped_mid_stream_is_abandoned_after_the_timeout_and_nothing_
     }
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
     let stopped = Instant::now();
-    let out = run.join().unwrap();
+    let out = join_bounded(run, ASTAIRE_LIMIT, "the resync whose source was stopped");
     let took = stopped.elapsed();
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -441,7 +441,7 @@ async fn sigterm_stops_a_resync_in_the_middle_of_a_slow_batch() {
     std::thread::sleep(Duration::from_millis(1500)); // inside the first batch
     let signalled = Instant::now();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = wait_bounded(child, Duration::from_secs(30), "the resync stopped by SIGTERM to exit");
     let took = signalled.elapsed();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
     assert!(took < Duration::from_secs(3), "stopped {took:?} after SIGTERM");

@@ -12,6 +12,7 @@ mod common;
 use common::*;
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 const KEYS: usize = 30_000;
 
@@ -24,19 +25,16 @@ fn client(args: &[&str], stdin: &str) -> String {
     client_with(args, stdin, &[])
 }
 
+/// How long a client script may run: writing or reading 30,000 keys
+/// takes a few seconds.
+const CLIENT_LIMIT: Duration = Duration::from_secs(120);
+
 /// `client` with environment variables (`PLACEMENT_KEY_PREFIX`).
 fn client_with(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> String {
-    let mut child = Command::new("/usr/bin/python3")
-        .arg(client_script())
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("/usr/bin/python3 (python3-pylibmc, python3-pymemcache)");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut python = Command::new("/usr/bin/python3");
+    python.arg(client_script()).args(args).envs(env.iter().copied());
+    let what = format!("placement.py {args:?} (python3-pylibmc, python3-pymemcache)");
+    let out = run_bounded_with_input(&mut python, stdin.as_bytes(), CLIENT_LIMIT, &what);
     assert!(out.status.success(), "placement.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
@@ -116,11 +114,12 @@ async fn resize_and_read_back(scheme: &str, cluster: &Cluster, old: &[String], n
         use std::io::Read;
         req.extend_from_slice(b"version\r\n");
         let mut conn = std::net::TcpStream::connect(&names[s]).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         conn.write_all(&req).unwrap();
         let mut answer = Vec::new();
         let mut buf = [0u8; 256];
         while !answer.ends_with(b"\r\n") {
-            let n = conn.read(&mut buf).unwrap();
+            let n = conn.read(&mut buf).unwrap_or_else(|e| panic!("{} answering the deletes: {e}", names[s]));
             assert!(n > 0, "{} closed", names[s]);
             answer.extend_from_slice(&buf[..n]);
         }
@@ -219,18 +218,18 @@ async fn race(scheme: &str, delete_on_both: bool) -> serde_json::Value {
     client(&["write", scheme, &old.join(","), &KEYS.to_string(), "v1"], "");
     let settings = cluster.settings(&format!("{scheme}-race"), &old, Some(&new));
 
-    let mut race = Command::new("/usr/bin/python3")
+    let mut clients = Command::new("/usr/bin/python3");
+    clients
         .arg(client_script())
         .args(["race", scheme, &old.join(","), &new.join(","), &KEYS.to_string(), "5"])
         .args(if delete_on_both { &[][..] } else { &["new-only"][..] })
-        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
+        .stderr(Stdio::piped());
     let wanted: String = moved.iter().map(|i| format!("{i}\n")).collect();
-    race.stdin.take().unwrap().write_all(wanted.as_bytes()).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500)); // the clients get going
-                                                               // Every gaining node at once, each slowed to 2-3 s of copying.
+    let race = common::bounded::spawn_with_input(&mut clients, wanted.as_bytes());
+    std::thread::sleep(Duration::from_millis(500)); // the clients get going
+
+    // Every gaining node at once, each slowed to 2-3 s of copying.
     let copies: Vec<_> = new
         .iter()
         .map(|node| {
@@ -246,7 +245,8 @@ async fn race(scheme: &str, delete_on_both: bool) -> serde_json::Value {
         .collect();
     let mut counts = serde_json::Map::new();
     for c in copies {
-        let report: serde_json::Value = serde_json::from_str(c.join().unwrap().trim()).unwrap();
+        let report = join_bounded(c, ASTAIRE_LIMIT, &format!("{scheme}: a node's copy"));
+        let report: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
         for (k, v) in report["counts"].as_object().unwrap() {
             let sum = counts.get(k).and_then(|x| x.as_u64()).unwrap_or(0) + v.as_u64().unwrap_or(0);
             counts.insert(k.clone(), sum.into());
@@ -261,8 +261,8 @@ async fn race(scheme: &str, delete_on_both: bool) -> serde_json::Value {
     if delete_on_both {
         assert!(counts["reverted"].as_u64() > Some(50), "{scheme}: {counts:?}");
     }
-    let out = race.wait_with_output().unwrap();
-    assert!(out.status.success());
+    let out = wait_bounded(race, Duration::from_secs(60), &format!("{scheme}: the racing clients"));
+    assert!(out.status.success(), "placement.py race: {}", text(&out));
     let last: std::collections::HashMap<String, Option<String>> = serde_json::from_slice(&out.stdout).unwrap();
     let written = last.values().filter(|v| v.is_some()).count();
     assert!(
@@ -365,19 +365,23 @@ fn proxy(binary: &str, dir: &std::path::Path, backends: &[String]) -> (Memcached
 fn through(server: &str, requests: &[Vec<u8>]) -> Vec<String> {
     use std::io::{BufRead, BufReader};
     let conn = std::net::TcpStream::connect(server).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut writer = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
     let mut answers = Vec::new();
     for chunk in requests.chunks(500) {
         writer.write_all(&chunk.concat()).unwrap();
+        let mut read_line = |line: &mut String| {
+            reader.read_line(line).unwrap_or_else(|e| panic!("{server}: no answer within 10 s: {e}"));
+        };
         for _ in chunk {
             let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
+            read_line(&mut line);
             if line.starts_with("VALUE") {
                 let mut value = String::new();
-                reader.read_line(&mut value).unwrap();
+                read_line(&mut value);
                 let mut end = String::new();
-                reader.read_line(&mut end).unwrap();
+                read_line(&mut end);
                 line = value;
             }
             answers.push(line.trim_end().to_owned());

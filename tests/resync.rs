@@ -62,12 +62,12 @@ async fn scale_up_three_to_four_moves_exactly_the_new_nodes_vbuckets() {
         };
     }
     let special = |key: Vec<u8>, value: Vec<u8>, ttl: u64| TestItem { key, value, flags: 77, ttl };
-    let long_key: Vec<u8> = (0u32..)
+    let long_key: Vec<u8> = (0..KEY_IN_TRIES)
         .map(|i| {
             format!("{i:0>10}").into_bytes().into_iter().chain(std::iter::repeat(b'k')).take(250).collect::<Vec<u8>>()
         })
         .find(|k| mine(vbucket(k)))
-        .unwrap();
+        .expect("a 250-byte key in one of the new node's vbuckets");
     items.extend([
         special(key_in(b"percent%20and%25", mine), b"p".to_vec(), 0),
         special(key_in("utf8-clé-日本".as_bytes(), mine), "välue".as_bytes().to_vec(), 0),
@@ -132,7 +132,7 @@ async fn scale_down_four_to_three_gives_each_remaining_node_what_it_newly_owns()
         })
         .collect();
     for run in runs {
-        let out = run.join().unwrap();
+        let out = join_bounded(run, ASTAIRE_LIMIT, "a node's resync");
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     }
     let after = view(&resize);
@@ -236,7 +236,7 @@ async fn a_source_killed_mid_stream_is_covered_by_the_other_replica() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     cluster.nodes[victim].kill();
-    let out = run.join().unwrap();
+    let out = join_bounded(run, ASTAIRE_LIMIT, "the resync whose source was killed");
     assert!(landed_before_kill > 0, "the copy had started");
     assert!(landed_before_kill < expected.len() / 2, "the kill came mid-stream ({landed_before_kill})");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -377,10 +377,11 @@ async fn live_traffic_round(race: Race, label: &str) {
             }
         })
     };
-    traffic.await.unwrap();
+    within(Duration::from_secs(60), &format!("{label}: the clients"), traffic).await.unwrap();
     let mut rechecked = 0;
     for (node, resync) in targets.iter().zip(resyncs) {
-        let report = resync.await.unwrap().expect("resync ran");
+        let report = within(Duration::from_secs(120), &format!("{label}: the fill of {node}"), resync).await;
+        let report = report.unwrap().expect("resync ran");
         assert!(report.succeeded(), "{label} {node}: {report:?}");
         assert!(report.seconds > 1.0, "{label} {node}: the resync overlapped the traffic ({:.2} s)", report.seconds);
         rechecked += report.counts.rechecked;
@@ -501,7 +502,8 @@ async fn a_client_racing_the_first_batch_is_never_overwritten_and_a_delete_is_ne
             direct.set(&key, b"newer", NEW_STAMP, 0).await.unwrap();
         }
         release.send(()).unwrap();
-        let report = run.await.unwrap().expect("resync ran");
+        let report = within(Duration::from_secs(60), "the resync through the holding proxy", run).await;
+        let report = report.unwrap().expect("resync ran");
         assert!(report.succeeded(), "{report:?}");
 
         let got = get(&mut direct, &key).await;
@@ -679,11 +681,9 @@ async fn a_full_spill_disk_fails_the_resync_naming_it_and_stalls_no_source() {
     let items = plain_items("reg\\\\sip:full-disk", 100_000, 1);
     load_fast(&view(&r.stable), &items).await;
     let dir = tempfile::tempdir().unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
-        .arg(dir.path())
-        .status()
-        .is_ok_and(|s| s.success());
+    let mut mount = std::process::Command::new("mount");
+    mount.args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"]).arg(dir.path());
+    let mounted = run_bounded(&mut mount, Duration::from_secs(30), "mount to mount a tmpfs").status.success();
     if !mounted {
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
         return;
@@ -691,7 +691,8 @@ async fn a_full_spill_disk_fails_the_resync_naming_it_and_stalls_no_source() {
     struct Unmount<'a>(&'a std::path::Path);
     impl Drop for Unmount<'_> {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(self.0).status();
+            let mut umount = std::process::Command::new("umount");
+            let _ = common::bounded::try_run_within(umount.arg(self.0), Duration::from_secs(30));
         }
     }
     let _unmount = Unmount(dir.path());
