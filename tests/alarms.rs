@@ -183,13 +183,13 @@ async fn a_receiver_away_never_slows_the_resync() {
     let away = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let informer = Informer::spawn(InformConfig::from_settings(&away.local_addr().unwrap().to_string(), None).unwrap());
     let (mut alarm, _) = ResyncAlarm::new(false);
-    let work = view(&r.resize).work_list(r.new_node(), false);
+    let work = astaire_work_list(&r.resize, r.new_node(), false);
     let alone = Instant::now();
     resync_within(&work, &astaire::resync::Options::default(), &astaire::stats::Stats::new()).await.unwrap();
     let alone = alone.elapsed();
     for n in 0..3 {
         let r = small_resize().await;
-        let work = view(&r.resize).work_list(r.new_node(), false);
+        let work = astaire_work_list(&r.resize, r.new_node(), false);
         let started = Instant::now();
         informer.notify(alarm.resync_started(work.pairs()).unwrap());
         let report =

@@ -14,12 +14,9 @@ use std::time::{Duration, Instant};
 const A: &str = ".1.2.826.0.1.1578918.9.9";
 
 /// Every key of `items` that `node` must hold is there with its value.
-async fn holds_its_keys(view: &astaire::view::View, node: &str, items: &[TestItem]) -> usize {
+async fn holds_its_keys(view: &View, node: &str, items: &[TestItem]) -> usize {
     let held = all_keys(node).await;
-    let expected: Vec<&TestItem> = items
-        .iter()
-        .filter(|i| view.target()[astaire::view::vbucket(&i.key) as usize].iter().any(|s| s == node))
-        .collect();
+    let expected: Vec<&TestItem> = items.iter().filter(|i| view.holds(node, &i.key)).collect();
     let missing = expected.iter().filter(|i| !held.contains(&i.key)).count();
     assert_eq!(missing, 0, "{node} misses {missing} of {} keys", expected.len());
     expected.len()
@@ -412,10 +409,7 @@ async fn a_whole_cluster_grows_4_to_6_and_shrinks_back() {
             // The joiners hold exactly their vbuckets, nothing else.
             for node in &six[4..] {
                 let held = all_keys(node).await.len();
-                let theirs = items
-                    .iter()
-                    .filter(|i| resized.target()[astaire::view::vbucket(&i.key) as usize].contains(node))
-                    .count();
+                let theirs = items.iter().filter(|i| resized.holds(node, &i.key)).count();
                 assert_eq!(held, theirs, "{node}");
             }
         }

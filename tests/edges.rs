@@ -6,7 +6,7 @@ mod common;
 use astaire::memcached::Connection;
 use astaire::resync::Options;
 use astaire::stats::Stats;
-use astaire::view::vbucket;
+use common::oracle::vbucket;
 use common::*;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -45,7 +45,7 @@ async fn clearwater_timestamp_replaces_older_local_values_and_keeps_newer_ones()
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((report["counts"]["replaced"].as_u64(), report["counts"]["kept"].as_u64()), (Some(0), Some(2)));
     assert_eq!(get(&mut dst, &older_local).await.unwrap().value, b"stale-local");
-    let work = view.work_list(&local, false);
+    let work = astaire_work_list(&path, &local, false);
 
     // The default replaces only the older one.
     let report = resync_within(&work, &Options::default(), &Stats::new()).await.unwrap();
@@ -87,7 +87,8 @@ async fn replicas_that_disagree_give_the_newer_value_whichever_holds_it() {
         }
     }
 
-    let report = resync_within(&work, &Options::default(), &Stats::new()).await.unwrap();
+    let input = astaire_work_list(&resize, &all[3], false);
+    let report = resync_within(&input, &Options::default(), &Stats::new()).await.unwrap();
     assert!(report.succeeded(), "{report:?}");
     assert!(report.counts.checked > 0, "the second replica was only checked: {:?}", report.counts);
     // No client removed anything during the resync: the delete guard had

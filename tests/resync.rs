@@ -6,7 +6,7 @@ mod common;
 use astaire::memcached::Connection;
 use astaire::resync::{self, Options, TAG_KEY};
 use astaire::stats::Stats;
-use astaire::view::{vbucket, View};
+use common::oracle::vbucket;
 use common::*;
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -336,7 +336,7 @@ async fn live_traffic_round(race: Race, label: &str) {
     let resyncs: Vec<_> = targets
         .iter()
         .map(|node| {
-            let (work, opts, stats) = (during.work_list(node, false), opts.clone(), Stats::new());
+            let (work, opts, stats) = (astaire_work_list(&resize, node, false), opts.clone(), Stats::new());
             tokio::spawn(async move { resync::run(&work, &opts, &stats).await })
         })
         .collect();
@@ -483,7 +483,7 @@ async fn a_client_racing_the_first_batch_is_never_overwritten_and_a_delete_is_ne
         let resize = cluster.settings("cs3", &[s0.clone(), s1.clone()], Some(&[s0.clone(), s1.clone(), proxy.clone()]));
         let items = plain_items("reg\\\\sip:held-", 3000, OLD_STAMP);
         load(&view(&stable), &items).await;
-        let work = view(&resize).work_list(&proxy, false);
+        let work = astaire_work_list(&resize, &proxy, false);
         let opts = Options { batch_keys: 64, ..Options::default() };
         let run = tokio::spawn(async move { resync::run(&work, &opts, &Stats::new()).await });
 

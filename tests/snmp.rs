@@ -298,7 +298,7 @@ async fn a_live_resync_is_observable_over_snmp_and_reads_zero_after() {
     // In-process: after a resync the subtree reads zero with no rows.
     let stats = Stats::new();
     let agent = agent_for(&snmpd, &stats);
-    let work = view(&resize).work_list(&all[3], true);
+    let work = astaire_work_list(&resize, &all[3], true);
     let report = resync_within(&work, &Options::default(), &stats).await.unwrap();
     assert!(report.succeeded());
     let s = snmpd.clone();

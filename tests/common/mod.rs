@@ -6,6 +6,7 @@
 pub mod alarm_agent;
 pub mod bounded;
 pub mod daemon;
+pub mod oracle;
 pub mod snmpd;
 pub mod snmptrapd;
 
@@ -14,9 +15,10 @@ use astaire::memcached::proto::decode_key;
 use astaire::memcached::{Connection, Item, DEFAULT_TIMEOUT};
 use astaire::resync::dump::dump_keys;
 use astaire::resync::Options;
-use astaire::view::{vbucket, ClusterSettings, View, VBUCKETS};
+use astaire::view::VBUCKETS;
 #[allow(unused_imports, reason = "not every test binary uses every bounded wait")]
 pub use bounded::{join_bounded, run_bounded, run_bounded_with_input, wait_bounded, wait_until, within};
+pub use oracle::View;
 use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -218,8 +220,18 @@ impl Cluster {
     }
 }
 
+/// Where the spec puts each key under the settings file `path`: the
+/// tests' expectations, from [`oracle`], never from `astaire::view`.
 pub fn view(path: &Path) -> View {
-    View::new(&ClusterSettings::load(path).expect("valid settings"))
+    View::of_file(path)
+}
+
+/// Astaire's own work list for `local` under `path`: an input for the
+/// in-process `resync::run` (what the tests then check comes from
+/// [`view`]).
+pub fn astaire_work_list(path: &Path, local: &str, full: bool) -> astaire::view::WorkList {
+    let settings = astaire::view::ClusterSettings::load(path).expect("valid settings");
+    astaire::view::View::new(&settings).work_list(local, full)
 }
 
 /// Astaire's resync of `work`, in process, for at most 120 s.
@@ -254,7 +266,7 @@ pub async fn load(view: &View, items: &[TestItem]) {
 async fn load_unbounded(view: &View, items: &[TestItem]) {
     let mut conns = std::collections::HashMap::new();
     for item in items {
-        for server in view.write_set(vbucket(&item.key)) {
+        for server in view.write_set(oracle::vbucket(&item.key)) {
             if !conns.contains_key(&server) {
                 let c = Connection::connect(&server, DEFAULT_TIMEOUT).await.expect("connect");
                 conns.insert(server.clone(), c);
@@ -396,11 +408,12 @@ pub fn filled_items(prefix: &str, n: usize, flags: u32, value: &[u8]) -> Vec<Tes
 /// odds of (127/128)^10000, about e^-78: failing means it wants none.
 pub const KEY_IN_TRIES: u32 = 10_000;
 
-/// A key starting with `stem` whose vbucket satisfies `wanted`, among
-/// `stem#0` to `stem#9999`.
+/// A key starting with `stem` whose vbucket (the spec's, from [`oracle`])
+/// satisfies `wanted`, among `stem#0` to `stem#9999`.
 #[track_caller]
 pub fn key_in(stem: &[u8], wanted: impl Fn(u8) -> bool) -> Vec<u8> {
-    let found = (0..KEY_IN_TRIES).map(|i| [stem, format!("#{i}").as_bytes()].concat()).find(|k| wanted(vbucket(k)));
+    let found =
+        (0..KEY_IN_TRIES).map(|i| [stem, format!("#{i}").as_bytes()].concat()).find(|k| wanted(oracle::vbucket(k)));
     match found {
         Some(key) => key,
         None => panic!(
@@ -479,7 +492,7 @@ pub fn resync_cli(node: &str, settings: &Path, extra: &[&str]) -> Output {
 pub async fn load_fast(view: &View, items: &[TestItem]) {
     let mut per_server: std::collections::BTreeMap<String, Vec<TestItem>> = Default::default();
     for item in items {
-        for server in view.write_set(vbucket(&item.key)) {
+        for server in view.write_set(oracle::vbucket(&item.key)) {
             per_server.entry(server).or_default().push(item.clone());
         }
     }
