@@ -412,12 +412,19 @@ fn through(server: &str, requests: &[Vec<u8>]) -> Vec<String> {
 /// through a proxy with the new pool. Where the proxy puts each key is
 /// asked of the proxy: everything is written once through the new pool
 /// first, and each backend's keys listed.
+///
+/// Ignored unless asked for (issue 29: it used to report "ok" having
+/// tested nothing when no proxy was named): `cargo test` lists it as
+/// ignored with the reason, and scripts/test.sh builds the proxy and runs
+/// it with `--ignored`, where a missing `ASTAIRE_TEST_PROXY` fails it.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs ASTAIRE_TEST_PROXY, a memcached built with --enable-proxy: scripts/test.sh builds one and runs this"]
 async fn jump_through_a_real_memcached_proxy() {
-    let Ok(binary) = std::env::var("ASTAIRE_TEST_PROXY") else {
-        eprintln!("skipped: ASTAIRE_TEST_PROXY names no proxy-enabled memcached (scripts/test.sh builds one)");
-        return;
-    };
+    let binary = std::env::var("ASTAIRE_TEST_PROXY").unwrap_or_default();
+    assert!(
+        !binary.is_empty(),
+        "ASTAIRE_TEST_PROXY names no proxy-enabled memcached: `scripts/memcached-versions.sh sid-proxy` builds one"
+    );
     let cluster = Cluster::start(4);
     let (old, new) = (cluster.names(0..3), cluster.names(0..4));
     let keys: Vec<String> = (0..KEYS).map(key).collect();
