@@ -11,6 +11,10 @@
 #[allow(dead_code)]
 #[path = "../tests/common/snmpd.rs"]
 mod snmpd;
+// What snmpd.rs runs its net-snmp clients with (`super::bounded`).
+#[allow(dead_code)]
+#[path = "../tests/common/bounded.rs"]
+mod bounded;
 
 use astaire::snmp::agentx::pdu::{self, Oid, Payload, Pdu, SearchRange};
 use astaire::snmp::agentx::{AgentConfig, MasterAddress, Subagent};

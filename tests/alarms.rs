@@ -183,18 +183,17 @@ async fn a_receiver_away_never_slows_the_resync() {
     let away = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let informer = Informer::spawn(InformConfig::from_settings(&away.local_addr().unwrap().to_string(), None).unwrap());
     let (mut alarm, _) = ResyncAlarm::new(false);
-    let work = view(&r.resize).work_list(r.new_node(), false);
+    let work = astaire_work_list(&r.resize, r.new_node(), false);
     let alone = Instant::now();
-    astaire::resync::run(&work, &astaire::resync::Options::default(), &astaire::stats::Stats::new()).await.unwrap();
+    resync_within(&work, &astaire::resync::Options::default(), &astaire::stats::Stats::new()).await.unwrap();
     let alone = alone.elapsed();
     for n in 0..3 {
         let r = small_resize().await;
-        let work = view(&r.resize).work_list(r.new_node(), false);
+        let work = astaire_work_list(&r.resize, r.new_node(), false);
         let started = Instant::now();
         informer.notify(alarm.resync_started(work.pairs()).unwrap());
-        let report = astaire::resync::run(&work, &astaire::resync::Options::default(), &astaire::stats::Stats::new())
-            .await
-            .unwrap();
+        let report =
+            resync_within(&work, &astaire::resync::Options::default(), &astaire::stats::Stats::new()).await.unwrap();
         informer.notify(alarm.resync_ended().unwrap());
         assert!(report.succeeded());
         // An INFORM try times out after 1 s: a resync that waited for one
@@ -292,7 +291,7 @@ async fn a_one_shot_resync_stopped_by_sigterm_clears_its_alarm_and_exits_130() {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let sent = Instant::now();
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-    let out = child.wait_with_output().expect("wait");
+    let out = wait_bounded(child, Duration::from_secs(60), "the resync stopped by SIGTERM to exit");
     let t = text(&out);
     assert!(sent.elapsed() < Duration::from_secs(5), "stopped within a batch, not at the end: {t}");
     assert_eq!(out.status.code(), Some(130), "{t}");

@@ -14,12 +14,9 @@ use std::time::{Duration, Instant};
 const A: &str = ".1.2.826.0.1.1578918.9.9";
 
 /// Every key of `items` that `node` must hold is there with its value.
-async fn holds_its_keys(view: &astaire::view::View, node: &str, items: &[TestItem]) -> usize {
+async fn holds_its_keys(view: &View, node: &str, items: &[TestItem]) -> usize {
     let held = all_keys(node).await;
-    let expected: Vec<&TestItem> = items
-        .iter()
-        .filter(|i| view.target()[astaire::view::vbucket(&i.key) as usize].iter().any(|s| s == node))
-        .collect();
+    let expected: Vec<&TestItem> = items.iter().filter(|i| view.holds(node, &i.key)).collect();
     let missing = expected.iter().filter(|i| !held.contains(&i.key)).count();
     assert_eq!(missing, 0, "{node} misses {missing} of {} keys", expected.len());
     expected.len()
@@ -65,11 +62,8 @@ async fn wait_sync_exits_1_when_the_resync_failed_and_2_on_timeout() {
     let slow =
         Daemon::start(r.new_node(), &r.resize, &["--no-agentx", "--bandwidth-limit", "500000", "--cpu-limit", "0"]);
     let started = Instant::now();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
-        .args(["wait-sync", "--timeout", "0.5", "--control-socket"])
-        .arg(&slow.control)
-        .output()
-        .unwrap();
+    let control = slow.control.to_str().unwrap();
+    let out = astaire_within(&["wait-sync", "--timeout", "0.5", "--control-socket", control], Duration::from_secs(15));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(text(&out).contains("timed out"), "{}", text(&out));
@@ -169,12 +163,10 @@ async fn signals_during_a_resync_queue_one_more_and_never_overlap() {
     let between = std::thread::spawn({
         let control = d.control.clone();
         move || {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
-                .args(["wait-sync", "--timeout", "60", "--control-socket"])
-                .arg(control)
-                .output()
-                .unwrap();
-            out.status.code()
+            let control = control.to_str().unwrap();
+            astaire_within(&["wait-sync", "--timeout", "60", "--control-socket", control], Duration::from_secs(75))
+                .status
+                .code()
         }
     });
     std::thread::sleep(Duration::from_millis(200));
@@ -185,7 +177,7 @@ async fn signals_during_a_resync_queue_one_more_and_never_overlap() {
         (Some("resyncing"), Some(0)),
         "both signals came during the first resync: {status}"
     );
-    assert_eq!(between.join().unwrap(), Some(0));
+    assert_eq!(join_bounded(between, Duration::from_secs(80), "the wait-sync between the signals"), Some(0));
     let status = d.status().unwrap();
     // Start-up (1) and two SIGHUPs (2, 3), the two coalesced into one resync.
     assert_eq!(status["requested"], 3, "{status}");
@@ -305,7 +297,7 @@ async fn a_second_daemon_on_the_same_control_socket_exits_2_and_the_first_keeps_
     let r = Resize::three_to_four();
     let d = Daemon::start(r.new_node(), &r.stable, &["--no-agentx"]);
     assert_eq!(d.wait_sync(10).0, Some(0));
-    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
         .args(["daemon", "--no-agentx", "--config", "/dev/null", "--local-name", r.new_node(), "--control-socket"])
         .arg(&d.control)
         .arg("--cluster-settings")
@@ -314,15 +306,7 @@ async fn a_second_daemon_on_the_same_control_socket_exits_2_and_the_first_keeps_
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while second.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = second.kill();
-            panic!("a second daemon on the same control socket kept running");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = second.wait_with_output().unwrap();
+    let out = wait_bounded(second, Duration::from_secs(10), "a second daemon on the same control socket to exit");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("another daemon answers on it"), "{}", text(&out));
     assert_eq!(d.status().expect("the first daemon still answers")["state"], "not-member");
@@ -334,15 +318,13 @@ fn bad_configuration_gets_a_clear_error_and_the_documented_exit_code() {
     let settings = dir.path().join("cs");
     std::fs::write(&settings, "servers=127.0.0.1:1\n").unwrap();
     let config = dir.path().join("config");
+    // A daemon that took a bad configuration would run for ever: each
+    // must exit, and within seconds (one once waited 7 minutes here).
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
-            .args(["daemon", "--control-socket"])
-            .arg(dir.path().join("ctl"))
-            .args(["--no-agentx", "--local-name", "127.0.0.1:1", "--cluster-settings"])
-            .arg(&settings)
-            .args(args)
-            .output()
-            .unwrap();
+        let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"));
+        daemon.args(["daemon", "--control-socket"]).arg(dir.path().join("ctl"));
+        daemon.args(["--no-agentx", "--local-name", "127.0.0.1:1", "--cluster-settings"]).arg(&settings).args(args);
+        let out = run_bounded(&mut daemon, Duration::from_secs(20), &format!("the daemon given {args:?} to refuse it"));
         (out.status.code(), text(&out))
     };
     std::fs::write(&config, "astaire_cpu_limit_percentage=lots\n").unwrap();
@@ -367,23 +349,18 @@ fn bad_configuration_gets_a_clear_error_and_the_documented_exit_code() {
     let _held =
         nix::fcntl::Flock::lock(std::fs::File::create(&pidfile).unwrap(), nix::fcntl::FlockArg::LockExclusiveNonblock)
             .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
-        .arg(format!("--cluster-settings-file={}", settings.display()))
-        .arg("--local-name=127.0.0.1:1")
-        .arg(format!("--pidfile={}", pidfile.display()))
-        .args(["--no-agentx", "--config", "/dev/null"])
-        .output()
-        .unwrap();
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"));
+    daemon.arg(format!("--cluster-settings-file={}", settings.display()));
+    daemon.arg("--local-name=127.0.0.1:1").arg(format!("--pidfile={}", pidfile.display()));
+    daemon.args(["--no-agentx", "--config", "/dev/null"]);
+    let out = run_bounded(&mut daemon, Duration::from_secs(20), "the daemon with a locked pidfile to exit");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("already locked"), "{}", text(&out));
 }
 
 #[test]
 fn status_and_wait_sync_without_a_daemon_exit_3() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
-        .args(["wait-sync", "--control-socket", "/nonexistent/control"])
-        .output()
-        .unwrap();
+    let out = astaire_within(&["wait-sync", "--control-socket", "/nonexistent/control"], Duration::from_secs(20));
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("/nonexistent/control"));
 }
@@ -409,16 +386,13 @@ async fn a_whole_cluster_grows_4_to_6_and_shrinks_back() {
             .map(|d| {
                 let control = d.control.clone();
                 std::thread::spawn(move || {
-                    std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
-                        .args(["wait-sync", "--quiet", "--timeout", "60", "--control-socket"])
-                        .arg(control)
-                        .status()
-                        .unwrap()
-                        .code()
+                    let args =
+                        ["wait-sync", "--quiet", "--timeout", "60", "--control-socket", control.to_str().unwrap()];
+                    astaire_within(&args, Duration::from_secs(75)).status.code()
                 })
             })
             .collect();
-        waits.into_iter().map(|w| w.join().unwrap()).collect::<Vec<_>>()
+        waits.into_iter().map(|w| join_bounded(w, Duration::from_secs(80), "a wait-sync")).collect::<Vec<_>>()
     };
     assert_eq!(settle(&daemons), vec![Some(0); 6]);
 
@@ -435,10 +409,7 @@ async fn a_whole_cluster_grows_4_to_6_and_shrinks_back() {
             // The joiners hold exactly their vbuckets, nothing else.
             for node in &six[4..] {
                 let held = all_keys(node).await.len();
-                let theirs = items
-                    .iter()
-                    .filter(|i| resized.target()[astaire::view::vbucket(&i.key) as usize].contains(node))
-                    .count();
+                let theirs = items.iter().filter(|i| resized.holds(node, &i.key)).count();
                 assert_eq!(held, theirs, "{node}");
             }
         }
@@ -460,7 +431,7 @@ async fn notifies_systemd_and_logs_to_a_directory() {
     notify.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
         .args(["daemon", "--no-agentx", "--config", "/dev/null", "--local-name", &r.old[0]])
         .arg("--cluster-settings")
         .arg(&r.stable)
@@ -473,8 +444,10 @@ async fn notifies_systemd_and_logs_to_a_directory() {
         .unwrap();
     let mut messages = String::new();
     let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
     while !messages.contains("READY=1") {
-        let n = notify.recv(&mut buf).expect("a notification from the daemon");
+        assert!(Instant::now() < deadline, "READY=1 did not come within 10 s: {messages}");
+        let n = notify.recv(&mut buf).expect("a notification from the daemon within 10 s");
         messages.push_str(&String::from_utf8_lossy(&buf[..n]));
         messages.push('\n');
     }
@@ -484,7 +457,7 @@ async fn notifies_systemd_and_logs_to_a_directory() {
     let nice = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(16).unwrap().to_owned();
     assert_eq!(nice, "10", "{stat}");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(wait_bounded(child, Duration::from_secs(15), "the daemon to stop on SIGTERM").status.code(), Some(0));
     // Clearwater's names: the hour's file, and astaire_current.txt to it.
     let mut files: Vec<String> =
         std::fs::read_dir(&logs).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
@@ -607,7 +580,11 @@ async fn files_are_private_whatever_the_umask_and_symlinks_are_refused() {
     std::fs::set_permissions(&precious, std::fs::Permissions::from_mode(0o600)).unwrap();
     let link = dir.path().join("astaire.pid");
     std::os::unix::fs::symlink(&precious, &link).unwrap();
-    let out = daemon(&link, &dir.path().join("logs")).output().unwrap();
+    let out = run_bounded(
+        &mut daemon(&link, &dir.path().join("logs")),
+        Duration::from_secs(20),
+        "the daemon to refuse a symlinked pidfile",
+    );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("is a symlink"), "{}", text(&out));
     assert_eq!((std::fs::read(&precious).unwrap(), mode(&precious)), (b"keep me".to_vec(), 0o600));
@@ -616,7 +593,11 @@ async fn files_are_private_whatever_the_umask_and_symlinks_are_refused() {
     let open_dir = dir.path().join("open");
     std::fs::create_dir(&open_dir).unwrap();
     std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let out = daemon(&dir.path().join("p1"), &open_dir).output().unwrap();
+    let out = run_bounded(
+        &mut daemon(&dir.path().join("p1"), &open_dir),
+        Duration::from_secs(20),
+        "the daemon to refuse an open log directory",
+    );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("writable by every user") && text(&out).contains("open"), "{}", text(&out));
     assert_eq!(std::fs::read_dir(&open_dir).unwrap().count(), 0, "nothing written there");
@@ -691,8 +672,11 @@ async fn major_events_reach_a_syslog_receiver_as_pd_logs() {
     assert_eq!(d.stop(), Some(0));
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
+    // Until 2 s pass without a message; the daemon has stopped, so its few
+    // messages are all there (and at most 100 are read).
     while let Ok(n) = syslog.recv(&mut buf) {
         got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        assert!(got.len() <= 100, "the daemon sent over 100 PD logs: {got:#?}");
     }
     let ids: Vec<(&str, &str)> = got
         .iter()

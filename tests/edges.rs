@@ -4,9 +4,9 @@
 mod common;
 
 use astaire::memcached::Connection;
-use astaire::resync::{self, Options};
+use astaire::resync::Options;
 use astaire::stats::Stats;
-use astaire::view::vbucket;
+use common::oracle::vbucket;
 use common::*;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -45,10 +45,10 @@ async fn clearwater_timestamp_replaces_older_local_values_and_keeps_newer_ones()
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((report["counts"]["replaced"].as_u64(), report["counts"]["kept"].as_u64()), (Some(0), Some(2)));
     assert_eq!(get(&mut dst, &older_local).await.unwrap().value, b"stale-local");
-    let work = view.work_list(&local, false);
+    let work = astaire_work_list(&path, &local, false);
 
     // The default replaces only the older one.
-    let report = resync::run(&work, &Options::default(), &Stats::new()).await.unwrap();
+    let report = resync_within(&work, &Options::default(), &Stats::new()).await.unwrap();
     assert_eq!((report.counts.replaced, report.counts.kept), (1, 1));
     let replaced = get(&mut dst, &older_local).await.unwrap();
     assert_eq!((replaced.value.as_slice(), replaced.flags), (&b"from-source"[..], 5000));
@@ -87,7 +87,8 @@ async fn replicas_that_disagree_give_the_newer_value_whichever_holds_it() {
         }
     }
 
-    let report = resync::run(&work, &Options::default(), &Stats::new()).await.unwrap();
+    let input = astaire_work_list(&resize, &all[3], false);
+    let report = resync_within(&input, &Options::default(), &Stats::new()).await.unwrap();
     assert!(report.succeeded(), "{report:?}");
     assert!(report.counts.checked > 0, "the second replica was only checked: {:?}", report.counts);
     // No client removed anything during the resync: the delete guard had
@@ -121,7 +122,7 @@ async fn a_busy_crawler_is_waited_for_and_the_resync_completes() {
     let mut blocker = tokio::net::TcpStream::connect(&source).await.unwrap();
     blocker.write_all(b"lru_crawler metadump hash\r\n").await.unwrap();
     let mut first = [0u8; 64];
-    blocker.read_exact(&mut first).await.unwrap();
+    within(Duration::from_secs(10), "the start of the other dump", blocker.read_exact(&mut first)).await.unwrap();
     let started = Instant::now();
     let drain = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -150,7 +151,7 @@ async fn a_busy_crawler_is_waited_for_and_the_resync_completes() {
         path.to_str().unwrap(),
         "--quiet",
     ]);
-    drain.await.unwrap();
+    within(Duration::from_secs(30), "draining the other dump", drain).await.unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("crawler busy"), "the BUSY answer was seen and retried: {}", text(&out));
     assert!(started.elapsed() >= Duration::from_millis(1400));
@@ -214,11 +215,14 @@ fn a_report_whose_reader_has_gone_ends_quietly_with_141() {
     std::fs::write(&settings, "servers=10.0.0.1:11211\nnew_servers=10.0.0.1:11211,10.0.0.2:11211\n").unwrap();
     let (read, write) = nix::unistd::pipe().unwrap();
     drop(read);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
         .args(["plan", "--local-name", "10.0.0.2:11211", "--cluster-settings", settings.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::from(write))
-        .output()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let out = wait_bounded(child, ASTAIRE_LIMIT, "`astaire plan` writing to a closed pipe to exit");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(141), "{stderr}");
     assert!(stderr.is_empty(), "nothing on stderr: {stderr}");

@@ -25,7 +25,7 @@ async fn a_source_stopped_mid_stream_is_abandoned_after_the_timeout_and_nothing_
         .work_list(r.new_node(), false)
         .vbuckets
         .keys()
-        .map(|vb| items.iter().filter(|i| astaire::view::vbucket(&i.key) == *vb).count())
+        .map(|vb| items.iter().filter(|i| common::oracle::vbucket(&i.key) == *vb).count())
         .sum::<usize>();
     let deadline = Instant::now() + Duration::from_secs(60);
     while all_keys(r.new_node()).await.len() < expected / 10 {
@@ -35,7 +35,7 @@ async fn a_source_stopped_mid_stream_is_abandoned_after_the_timeout_and_nothing_
     }
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
     let stopped = Instant::now();
-    let out = run.join().unwrap();
+    let out = join_bounded(run, ASTAIRE_LIMIT, "the resync whose source was stopped");
     let took = stopped.elapsed();
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -293,7 +293,7 @@ async fn a_dump_cut_off_before_its_end_fails_its_vbuckets_unless_the_other_repli
         let mut conn = local.conn().await;
         let mut expected = 0;
         for item in &items {
-            let mine = after.target()[astaire::view::vbucket(&item.key) as usize].contains(&l);
+            let mine = after.holds(&l, &item.key);
             let got = get(&mut conn, &item.key).await;
             if mine {
                 expected += 1;
@@ -381,7 +381,7 @@ async fn hostile_keys_neither_forge_log_lines_nor_flood_the_log() {
     assert!(t.contains("\\x0aFORGED INFO all good\\x1b[2J"), "the key, printable: {t}");
     let mut per_vb = std::collections::BTreeMap::<u8, usize>::new();
     for i in 0..40 {
-        *per_vb.entry(astaire::view::vbucket(&raw(i))).or_default() += 1;
+        *per_vb.entry(common::oracle::vbucket(&raw(i))).or_default() += 1;
     }
     let named = t.lines().filter(|l| l.contains("cannot copy key")).count();
     assert_eq!(named, per_vb.len(), "one warning per vbucket: {t}");
@@ -441,7 +441,7 @@ async fn sigterm_stops_a_resync_in_the_middle_of_a_slow_batch() {
     std::thread::sleep(Duration::from_millis(1500)); // inside the first batch
     let signalled = Instant::now();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = wait_bounded(child, Duration::from_secs(30), "the resync stopped by SIGTERM to exit");
     let took = signalled.elapsed();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
     assert!(took < Duration::from_secs(3), "stopped {took:?} after SIGTERM");

@@ -51,21 +51,12 @@ async fn holds_exactly(local: &Memcached, keys: &[Vec<u8>]) {
     assert_eq!(held, expected);
 }
 
-/// The child's output once it exits, within `limit`; killed and failed
-/// otherwise, saying what it was doing.
-fn finish_within(mut child: Child, limit: Duration, what: &str) -> (Output, Duration) {
+/// The child's output once it exits within `limit` (or the test fails,
+/// saying what it waited for), and how long that took.
+fn finish_within(child: Child, limit: Duration, what: &str) -> (Output, Duration) {
     let started = Instant::now();
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return (child.wait_with_output().expect("output"), started.elapsed());
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!("{what}: still running after {limit:?}; output so far: {}", text(&out));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let out = wait_bounded(child, limit, what);
+    (out, started.elapsed())
 }
 
 /// `astaire resync` for `local` in the background.
@@ -184,15 +175,15 @@ async fn the_daemon_stops_within_two_seconds_of_sigterm_during_a_dump_that_drips
     std::thread::sleep(Duration::from_millis(1500));
     assert!(d.log().contains("resync started"), "{}", d.log());
     d.signal(nix::sys::signal::Signal::SIGTERM);
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = d.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "the daemon did not stop: {}", d.log());
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (started, log) = (Instant::now(), d.log.clone());
+    wait_until(
+        Duration::from_secs(30),
+        "the daemon to stop after SIGTERM",
+        || matches!(d.child.try_wait(), Ok(Some(_))),
+        || std::fs::read_to_string(&log).unwrap_or_default(),
+    );
     let took = started.elapsed();
+    let status = d.child.wait().unwrap();
     eprintln!("the daemon stopped {took:?} after SIGTERM, during a dripping dump");
     assert_eq!(status.code(), Some(0), "{}", d.log());
     assert!(took < Duration::from_secs(2), "stopped {took:?} after SIGTERM: {}", d.log());
@@ -220,14 +211,14 @@ async fn a_second_sigterm_ends_the_daemon_at_once() {
     std::thread::sleep(Duration::from_millis(1000));
     assert!(d.child.try_wait().unwrap().is_none(), "the first SIGTERM waits for the alarm's acknowledgement");
     d.signal(nix::sys::signal::Signal::SIGTERM);
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = d.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "the second SIGTERM did not end it: {}", d.log());
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (started, log) = (Instant::now(), d.log.clone());
+    wait_until(
+        Duration::from_secs(30),
+        "the daemon to exit after a second SIGTERM",
+        || matches!(d.child.try_wait(), Ok(Some(_))),
+        || std::fs::read_to_string(&log).unwrap_or_default(),
+    );
+    let status = d.child.wait().unwrap();
     eprintln!("the daemon exited {:?} after a second SIGTERM", started.elapsed());
     assert_eq!(status.code(), Some(130), "{}", d.log());
     assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
@@ -470,7 +461,7 @@ async fn a_ttl_memcached_never_gives_fails_its_item_instead_of_making_it_immorta
     let mut failed = failed;
     failed.sort_unstable();
     let mut expected: Vec<u64> =
-        ["ttl-minus-five", "ttl-missing"].iter().map(|k| u64::from(astaire::view::vbucket(k.as_bytes()))).collect();
+        ["ttl-minus-five", "ttl-missing"].iter().map(|k| u64::from(oracle::vbucket(k.as_bytes()))).collect();
     expected.sort_unstable();
     expected.dedup();
     assert_eq!(failed, expected, "{report}");

@@ -12,6 +12,7 @@ mod common;
 use common::*;
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 const KEYS: usize = 30_000;
 
@@ -24,19 +25,16 @@ fn client(args: &[&str], stdin: &str) -> String {
     client_with(args, stdin, &[])
 }
 
+/// How long a client script may run: writing or reading 30,000 keys
+/// takes a few seconds.
+const CLIENT_LIMIT: Duration = Duration::from_secs(120);
+
 /// `client` with environment variables (`PLACEMENT_KEY_PREFIX`).
 fn client_with(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> String {
-    let mut child = Command::new("/usr/bin/python3")
-        .arg(client_script())
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("/usr/bin/python3 (python3-pylibmc, python3-pymemcache)");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut python = Command::new("/usr/bin/python3");
+    python.arg(client_script()).args(args).envs(env.iter().copied());
+    let what = format!("placement.py {args:?} (python3-pylibmc, python3-pymemcache)");
+    let out = run_bounded_with_input(&mut python, stdin.as_bytes(), CLIENT_LIMIT, &what);
     assert!(out.status.success(), "placement.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
@@ -116,11 +114,12 @@ async fn resize_and_read_back(scheme: &str, cluster: &Cluster, old: &[String], n
         use std::io::Read;
         req.extend_from_slice(b"version\r\n");
         let mut conn = std::net::TcpStream::connect(&names[s]).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         conn.write_all(&req).unwrap();
         let mut answer = Vec::new();
         let mut buf = [0u8; 256];
         while !answer.ends_with(b"\r\n") {
-            let n = conn.read(&mut buf).unwrap();
+            let n = conn.read(&mut buf).unwrap_or_else(|e| panic!("{} answering the deletes: {e}", names[s]));
             assert!(n > 0, "{} closed", names[s]);
             answer.extend_from_slice(&buf[..n]);
         }
@@ -205,12 +204,20 @@ async fn a_client_key_prefix_is_left_out_of_the_hash() {
 /// owners. Read through the new list afterwards: every key holds its last
 /// write, no deleted key came back, every untouched one was copied.
 async fn races_under_the_client_protocol(scheme: &str) {
-    let r = race(scheme, true).await;
-    assert_eq!((r["stale"].as_u64(), r["revived"].as_u64()), (Some(0), Some(0)), "{scheme}: {r}");
+    race(scheme, true).await;
 }
 
 /// The race, with deletes on both owners (the protocol) or on the new
 /// owner only; the JSON counts of the read-back.
+///
+/// Judged on the data first (issue 29): the clients touch each moved key
+/// once at most, in a shuffled order, until the copies end; every moved
+/// key is then read back through the library and compared with the last
+/// thing a client did to it. Under the protocol, a copy that overwrote
+/// instead of adding leaves `v1` where a client wrote `v2` (stale), and a
+/// copy without the delete guard brings deleted keys back (revived): the
+/// read-back fails on those before the counters are looked at. (Each key
+/// has one old owner here, so nothing repairs such a copy later.)
 async fn race(scheme: &str, delete_on_both: bool) -> serde_json::Value {
     let cluster = Cluster::start(4);
     let (old, new) = (cluster.names(0..3), cluster.names(0..4));
@@ -219,18 +226,22 @@ async fn race(scheme: &str, delete_on_both: bool) -> serde_json::Value {
     client(&["write", scheme, &old.join(","), &KEYS.to_string(), "v1"], "");
     let settings = cluster.settings(&format!("{scheme}-race"), &old, Some(&new));
 
-    let mut race = Command::new("/usr/bin/python3")
+    // The clients spread their touches over 8 s, and stop when the stop
+    // file exists (the copies take 2-3 s, after the clients' 0.5 s start).
+    let stop = cluster.dir.path().join(format!("{scheme}-race-stop"));
+    let mut clients = Command::new("/usr/bin/python3");
+    clients
         .arg(client_script())
-        .args(["race", scheme, &old.join(","), &new.join(","), &KEYS.to_string(), "5"])
+        .args(["race", scheme, &old.join(","), &new.join(","), &KEYS.to_string(), "8"])
         .args(if delete_on_both { &[][..] } else { &["new-only"][..] })
-        .stdin(Stdio::piped())
+        .env("PLACEMENT_STOP_FILE", &stop)
         .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
+        .stderr(Stdio::piped());
     let wanted: String = moved.iter().map(|i| format!("{i}\n")).collect();
-    race.stdin.take().unwrap().write_all(wanted.as_bytes()).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500)); // the clients get going
-                                                               // Every gaining node at once, each slowed to 2-3 s of copying.
+    let race = common::bounded::spawn_with_input(&mut clients, wanted.as_bytes());
+    std::thread::sleep(Duration::from_millis(500)); // the clients get going
+
+    // Every gaining node at once, each slowed to 2-3 s of copying.
     let copies: Vec<_> = new
         .iter()
         .map(|node| {
@@ -246,30 +257,20 @@ async fn race(scheme: &str, delete_on_both: bool) -> serde_json::Value {
         .collect();
     let mut counts = serde_json::Map::new();
     for c in copies {
-        let report: serde_json::Value = serde_json::from_str(c.join().unwrap().trim()).unwrap();
+        let report = join_bounded(c, ASTAIRE_LIMIT, &format!("{scheme}: a node's copy"));
+        let report: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
         for (k, v) in report["counts"].as_object().unwrap() {
             let sum = counts.get(k).and_then(|x| x.as_u64()).unwrap_or(0) + v.as_u64().unwrap_or(0);
             counts.insert(k.clone(), sum.into());
         }
     }
-    eprintln!("{scheme}: {counts:?}");
-    // The copy really raced the clients: values they wrote first were kept,
-    // and copies of keys they deleted meanwhile were taken back. (Usually
-    // hundreds of each; a busy CI machine slows the Python clients, and one
-    // run took back 94, so the bar for deletes is 50.)
-    assert!(counts["kept"].as_u64() > Some(100), "{scheme}: {counts:?}");
-    if delete_on_both {
-        assert!(counts["reverted"].as_u64() > Some(50), "{scheme}: {counts:?}");
-    }
-    let out = race.wait_with_output().unwrap();
-    assert!(out.status.success());
+    std::fs::write(&stop, b"").unwrap();
+    let out = wait_bounded(race, Duration::from_secs(90), &format!("{scheme}: the racing clients to stop"));
+    assert!(out.status.success(), "placement.py race: {}", text(&out));
     let last: std::collections::HashMap<String, Option<String>> = serde_json::from_slice(&out.stdout).unwrap();
-    let written = last.values().filter(|v| v.is_some()).count();
-    assert!(
-        written > 100 && last.len() - written > 100,
-        "the clients raced: {} touched, {written} rewritten",
-        last.len()
-    );
+    eprintln!("{scheme}: {counts:?}; the clients touched {} of {} moved keys", last.len(), moved.len());
+
+    // The data: every moved key against the last thing a client did to it.
     let expect: String = moved
         .iter()
         .map(|i| match last.get(&i.to_string()) {
@@ -281,7 +282,23 @@ async fn race(scheme: &str, delete_on_both: bool) -> serde_json::Value {
     let check = client(&["check", scheme, &new.join(","), &KEYS.to_string()], &expect);
     let r: serde_json::Value = serde_json::from_str(&check).unwrap();
     if delete_on_both {
+        assert_eq!((r["stale"].as_u64(), r["revived"].as_u64()), (Some(0), Some(0)), "{scheme}: {check}");
         assert_eq!(r["ok"], moved.len(), "{scheme}: {check}");
+    }
+
+    // The copy really raced the clients: values they wrote first were kept,
+    // and copies of keys they deleted meanwhile were taken back. (Usually
+    // hundreds of each; a busy CI machine slows the Python clients, and one
+    // run took back 94, so the bar for deletes is 50.)
+    let written = last.values().filter(|v| v.is_some()).count();
+    assert!(
+        written > 100 && last.len() - written > 100,
+        "the clients raced: {} touched, {written} rewritten",
+        last.len()
+    );
+    assert!(counts["kept"].as_u64() > Some(100), "{scheme}: {counts:?}");
+    if delete_on_both {
+        assert!(counts["reverted"].as_u64() > Some(50), "{scheme}: {counts:?}");
     }
     r
 }
@@ -365,19 +382,23 @@ fn proxy(binary: &str, dir: &std::path::Path, backends: &[String]) -> (Memcached
 fn through(server: &str, requests: &[Vec<u8>]) -> Vec<String> {
     use std::io::{BufRead, BufReader};
     let conn = std::net::TcpStream::connect(server).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut writer = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
     let mut answers = Vec::new();
     for chunk in requests.chunks(500) {
         writer.write_all(&chunk.concat()).unwrap();
+        let mut read_line = |line: &mut String| {
+            reader.read_line(line).unwrap_or_else(|e| panic!("{server}: no answer within 10 s: {e}"));
+        };
         for _ in chunk {
             let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
+            read_line(&mut line);
             if line.starts_with("VALUE") {
                 let mut value = String::new();
-                reader.read_line(&mut value).unwrap();
+                read_line(&mut value);
                 let mut end = String::new();
-                reader.read_line(&mut end).unwrap();
+                read_line(&mut end);
                 line = value;
             }
             answers.push(line.trim_end().to_owned());
@@ -391,12 +412,19 @@ fn through(server: &str, requests: &[Vec<u8>]) -> Vec<String> {
 /// through a proxy with the new pool. Where the proxy puts each key is
 /// asked of the proxy: everything is written once through the new pool
 /// first, and each backend's keys listed.
+///
+/// Ignored unless asked for (issue 29: it used to report "ok" having
+/// tested nothing when no proxy was named): `cargo test` lists it as
+/// ignored with the reason, and scripts/test.sh builds the proxy and runs
+/// it with `--ignored`, where a missing `ASTAIRE_TEST_PROXY` fails it.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs ASTAIRE_TEST_PROXY, a memcached built with --enable-proxy: scripts/test.sh builds one and runs this"]
 async fn jump_through_a_real_memcached_proxy() {
-    let Ok(binary) = std::env::var("ASTAIRE_TEST_PROXY") else {
-        eprintln!("skipped: ASTAIRE_TEST_PROXY names no proxy-enabled memcached (scripts/test.sh builds one)");
-        return;
-    };
+    let binary = std::env::var("ASTAIRE_TEST_PROXY").unwrap_or_default();
+    assert!(
+        !binary.is_empty(),
+        "ASTAIRE_TEST_PROXY names no proxy-enabled memcached: `scripts/memcached-versions.sh sid-proxy` builds one"
+    );
     let cluster = Cluster::start(4);
     let (old, new) = (cluster.names(0..3), cluster.names(0..4));
     let keys: Vec<String> = (0..KEYS).map(key).collect();

@@ -4,7 +4,7 @@
 
 mod common;
 
-use astaire::resync::{self, Options};
+use astaire::resync::Options;
 use astaire::snmp::agentx::pdu::{self, errors, Oid, Payload, Pdu, SearchRange, Value};
 use astaire::snmp::agentx::{AgentConfig, MasterAddress, Subagent};
 use astaire::stats::Stats;
@@ -177,13 +177,10 @@ fn every_astaire_object_resolves_by_its_clearwater_name() {
     ];
     let dirs = format!("{}:{}", snmpd::shared_mibs().display(), snmpd::project_mibs().display());
     let names: Vec<String> = objects.iter().map(|(n, _)| format!("PROJECT-CLEARWATER-MIB::{n}")).collect();
-    let out = std::process::Command::new("snmptranslate")
-        .args(["-M", &dirs, "-m", "PROJECT-CLEARWATER-MIB", "-On"])
-        .args(&names)
-        .arg("PROJECT-CLEARWATER-MIB::astaireGroup")
-        .env("MIBS", "")
-        .output()
-        .expect("snmptranslate");
+    let mut translate = std::process::Command::new("snmptranslate");
+    translate.args(["-M", &dirs, "-m", "PROJECT-CLEARWATER-MIB", "-On"]).args(&names);
+    translate.arg("PROJECT-CLEARWATER-MIB::astaireGroup").env("MIBS", "");
+    let out = run_bounded(&mut translate, Duration::from_secs(60), "snmptranslate to resolve the names");
     let text = String::from_utf8_lossy(&out.stdout);
     let got: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
     let mut expected: Vec<String> = objects.iter().map(|(_, o)| format!(".1.2.826.0.1.1578918.9.9{o}")).collect();
@@ -219,12 +216,11 @@ async fn object_names_resolve_with_the_project_mib() {
 #[tokio::test(flavor = "multi_thread")]
 async fn snmptranslate_loads_the_mib_without_errors() {
     let dirs = format!("{}:{}", snmpd::shared_mibs().display(), snmpd::project_mibs().display());
-    let out = std::process::Command::new("snmptranslate")
-        .args(["-M", &dirs, "-m", "PROJECT-CLEARWATER-MIB", "-Pe", "-Pw", "-On"])
-        .args(["PROJECT-CLEARWATER-MIB::astaireConnectionBucketBandwidth", "PROJECT-CLEARWATER-MIB::astaireGroup"])
-        .env("MIBS", "")
-        .output()
-        .expect("snmptranslate");
+    let mut translate = std::process::Command::new("snmptranslate");
+    translate.args(["-M", &dirs, "-m", "PROJECT-CLEARWATER-MIB", "-Pe", "-Pw", "-On"]);
+    translate
+        .args(["PROJECT-CLEARWATER-MIB::astaireConnectionBucketBandwidth", "PROJECT-CLEARWATER-MIB::astaireGroup"]);
+    let out = run_bounded(translate.env("MIBS", ""), Duration::from_secs(60), "snmptranslate to load the MIB");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
     assert!(text.contains(".1.2.826.0.1.1578918.9.9.8.1.6\n"), "{text}");
@@ -280,7 +276,7 @@ async fn a_live_resync_is_observable_over_snmp_and_reads_zero_after() {
         }
     })
     .await;
-    let out = run.join().unwrap();
+    let out = join_bounded(run, ASTAIRE_LIMIT, "the watched resync");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
     let (a, b) = (parse(&first), parse(&second));
@@ -302,8 +298,8 @@ async fn a_live_resync_is_observable_over_snmp_and_reads_zero_after() {
     // In-process: after a resync the subtree reads zero with no rows.
     let stats = Stats::new();
     let agent = agent_for(&snmpd, &stats);
-    let work = view(&resize).work_list(&all[3], true);
-    let report = resync::run(&work, &Options::default(), &stats).await.unwrap();
+    let work = astaire_work_list(&resize, &all[3], true);
+    let report = resync_within(&work, &Options::default(), &stats).await.unwrap();
     assert!(report.succeeded());
     let s = snmpd.clone();
     let after = blocking(move || {
@@ -341,7 +337,7 @@ async fn an_unthrottled_resync_never_makes_the_agent_late() {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        (answers, took, run.join().unwrap())
+        (answers, took, join_bounded(run, ASTAIRE_LIMIT, "the unthrottled resync"))
     })
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -404,7 +400,7 @@ async fn snmpd_restarted_during_a_resync_serves_the_counters_again_and_the_resyn
     })
     .await;
     assert!(!run.is_finished(), "served again while the resync still ran (after {took:?})");
-    let out = run.join().unwrap();
+    let out = join_bounded(run, ASTAIRE_LIMIT, "the resync during the snmpd restart");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("result: complete"), "{}", text(&out));
 }

@@ -228,19 +228,30 @@ mod tests {
     #[test]
     fn scale_down_gives_remaining_nodes_what_they_newly_own() {
         let v = view(&format!("servers={}\nnew_servers={}\n", names(4, 1), names(3, 1)));
-        for local in 1..=3 {
+        // From the spec's rings (cluster.md): n=4 gives current[vb], n=3
+        // new[vb]; a node newly owns vb when new[vb] has it and current[vb]
+        // does not. Written out here, not derived from the code under test.
+        let newly_owned: [(usize, &[u8]); 3] = [
+            (1, &[4, 16, 28, 40, 52, 64, 76, 88, 100, 112, 124, 125]),
+            (2, &[1, 2, 13, 14, 25, 26, 37, 38, 49, 50, 61, 62, 73, 74, 85, 86, 97, 98, 109, 110, 121, 122]),
+            (3, &[5, 6, 17, 18, 29, 30, 41, 42, 53, 54, 65, 66, 77, 78, 89, 90, 101, 102, 113, 114]),
+        ];
+        for (local, vbuckets) in newly_owned {
             let name = format!("10.0.0.{local}:11211");
             let w = v.work_list(&name, false);
+            assert_eq!(w.vbuckets.keys().copied().collect::<Vec<u8>>(), vbuckets, "{name}");
             for (vb, sources) in &w.vbuckets {
-                assert!(v.target()[*vb as usize].contains(&name));
-                assert!(!v.current[*vb as usize].contains(&name));
-                assert!(!sources.contains(&name));
+                // From the vbucket's current replicas, primary first.
+                assert_eq!(sources, &v.current[*vb as usize], "{name} vbucket {vb}");
             }
         }
-        // Every vbucket of the new layout has all its new replicas either
-        // already holding it or pulling it.
-        let total: usize = (1..=3).map(|i| v.work_list(&format!("10.0.0.{i}:11211"), false).vbuckets.len()).sum();
-        assert!(total > 0);
+        // Ring n=4, slots 4 and 5 are nodes 1, 3 and 3, 0: vbucket 4 comes
+        // from .2 then .4, vbucket 5 from .4 then .1.
+        let to = |n: usize| v.work_list(&format!("10.0.0.{n}:11211"), false);
+        assert_eq!(to(1).vbuckets[&4], ["10.0.0.2:11211", "10.0.0.4:11211"]);
+        assert_eq!(to(3).vbuckets[&5], ["10.0.0.4:11211", "10.0.0.1:11211"]);
+        // The leaving node pulls nothing.
+        assert!(to(4).is_empty());
     }
 
     /// A node list drawn from twelve names: any subset, in any order, so

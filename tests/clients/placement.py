@@ -12,11 +12,12 @@ python3-pymemcache.
                                                  indexes stdin lists: JSON counts
   placement.py owners SCHEME SERVERS COUNT       the library's server per key
   placement.py race   SCHEME OLD NEW COUNT SECONDS [new-only]
-        clients during a resize, under the documented protocol: for
-        SECONDS, random keys of those stdin lists are rewritten (v2:i) on
-        their new owner or deleted on both owners (with new-only: on the
-        new owner only, which the protocol forbids); prints each touched
-        key's last state (JSON: index → "v2" or null)
+        clients during a resize, under the documented protocol: the keys
+        stdin lists, in a shuffled order, each once, spread evenly over
+        SECONDS, are rewritten (v2:i) on their new owner or deleted on
+        both owners (with new-only: on the new owner only, which the
+        protocol forbids), until the file $PLACEMENT_STOP_FILE exists;
+        prints each touched key's state (JSON: index → "v2" or null)
   placement.py check  SCHEME SERVERS COUNT       reads "index expected" lines
         (expected: a tag, or - for absent): JSON counts of stale and revived
 
@@ -59,7 +60,14 @@ def owner(scheme, c, servers, key):
 
 def race(scheme, old, new, count, seconds, both=True):
     """A client that knows both lists: writes go to the new owner, deletes
-    to both owners (what mcrouter's MigrateRoute does)."""
+    to both owners (what mcrouter's MigrateRoute does).
+
+    Each key is touched once at most, so its last state is the only one a
+    client gave it: a copy that overwrote it, or brought it back, after
+    that touch is seen in the read-back, not hidden by a later touch. The
+    touches are spread over `seconds` (the libraries would otherwise touch
+    every key before a copy starts), and stop when the copies have (the
+    stop file): none comes after every copy has ended."""
     import random
     import time
     names = list(keys(count))
@@ -67,9 +75,15 @@ def race(scheme, old, new, count, seconds, both=True):
     before, after = client(scheme, old), client(scheme, new)
     last = {}
     rng = random.Random(20)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        i = rng.choice(moving)
+    rng.shuffle(moving)
+    stop = os.environ.get("PLACEMENT_STOP_FILE")
+    start, interval = time.monotonic(), seconds / max(len(moving), 1)
+    for n, i in enumerate(moving):
+        if n % 20 == 0 and stop and os.path.exists(stop):
+            break
+        ahead = start + n * interval - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
         if rng.random() < 0.5:
             after.set(names[i], f"v2:{i}".encode())
             last[i] = "v2"

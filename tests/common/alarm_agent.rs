@@ -25,9 +25,7 @@ impl StandInAgent {
             .stdout(Stdio::piped())
             .spawn()
             .expect("/usr/bin/python3 with python3-zmq (scripts/setup.sh installs it)");
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().and_then(Result::ok);
-        assert_eq!(first.as_deref(), Some("listening"), "the stand-in agent did not start");
+        let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let sink = requests.clone();
         std::thread::spawn(move || {
@@ -35,7 +33,17 @@ impl StandInAgent {
                 sink.lock().unwrap().push((Instant::now(), line));
             }
         });
-        StandInAgent { socket: socket.to_owned(), child, requests }
+        // Its first line says it listens; bounded, as a script that hangs
+        // before binding would otherwise hold the test for ever.
+        let mut agent = StandInAgent { socket: socket.to_owned(), child, requests };
+        let listening = |a: &StandInAgent| a.requests.lock().unwrap().first().map(|(_, l)| l.clone());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while listening(&agent).is_none() && Instant::now() < deadline && matches!(agent.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(listening(&agent).as_deref(), Some("listening"), "the stand-in agent did not start within 10 s");
+        agent.requests.lock().unwrap().remove(0);
+        agent
     }
 
     /// The requests so far, each as its frames joined by spaces.

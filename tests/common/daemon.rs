@@ -52,18 +52,17 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn client(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_astaire"))
-            .args(args)
-            .arg("--control-socket")
-            .arg(&self.control)
-            .output()
-            .expect("run astaire")
+    /// `astaire ARGS --control-socket …`, for at most `limit`.
+    fn client(&self, args: &[&str], limit: Duration) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_astaire"));
+        cmd.args(args).arg("--control-socket").arg(&self.control);
+        let what = format!("`astaire {}` to answer on {}", args.join(" "), self.control.display());
+        super::run_bounded(&mut cmd, limit, &what)
     }
 
     /// `astaire status --json`, parsed; `None` when unreachable.
     pub fn status(&self) -> Option<serde_json::Value> {
-        let out = self.client(&["status", "--json"]);
+        let out = self.client(&["status", "--json"], Duration::from_secs(15));
         out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
     }
 
@@ -78,7 +77,8 @@ impl Daemon {
 
     /// `astaire wait-sync --timeout SECONDS`: its exit code and output.
     pub fn wait_sync(&self, timeout: u64) -> (Option<i32>, String) {
-        let out = self.client(&["wait-sync", "--timeout", &timeout.to_string()]);
+        let limit = Duration::from_secs(timeout + 15);
+        let out = self.client(&["wait-sync", "--timeout", &timeout.to_string()], limit);
         (out.status.code(), super::text(&out))
     }
 

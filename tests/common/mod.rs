@@ -4,8 +4,10 @@
 
 #[allow(dead_code, reason = "only the alarm tests use the stand-in agent")]
 pub mod alarm_agent;
+pub mod bounded;
 pub mod daemon;
 pub mod fake;
+pub mod oracle;
 pub mod snmpd;
 pub mod snmptrapd;
 
@@ -14,7 +16,10 @@ use astaire::memcached::proto::decode_key;
 use astaire::memcached::{Connection, Item, DEFAULT_TIMEOUT};
 use astaire::resync::dump::dump_keys;
 use astaire::resync::Options;
-use astaire::view::{vbucket, ClusterSettings, View, VBUCKETS};
+use astaire::view::VBUCKETS;
+#[allow(unused_imports, reason = "not every test binary uses every bounded wait")]
+pub use bounded::{join_bounded, run_bounded, run_bounded_with_input, wait_bounded, wait_until, within};
+pub use oracle::View;
 use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -147,7 +152,7 @@ impl Memcached {
 
     /// What `memcached -V` says of this binary, e.g. "1.6.38".
     pub fn version(&self) -> String {
-        let out = Command::new(&self.binary).arg("-V").output().expect("memcached -V");
+        let out = run_bounded(Command::new(&self.binary).arg("-V"), Duration::from_secs(10), "memcached -V");
         String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).unwrap_or("?").to_owned()
     }
 
@@ -216,9 +221,33 @@ impl Cluster {
     }
 }
 
+/// Where the spec puts each key under the settings file `path`: the
+/// tests' expectations, from [`oracle`], never from `astaire::view`.
 pub fn view(path: &Path) -> View {
-    View::new(&ClusterSettings::load(path).expect("valid settings"))
+    View::of_file(path)
 }
+
+/// Astaire's own work list for `local` under `path`: an input for the
+/// in-process `resync::run` (what the tests then check comes from
+/// [`view`]).
+pub fn astaire_work_list(path: &Path, local: &str, full: bool) -> astaire::view::WorkList {
+    let settings = astaire::view::ClusterSettings::load(path).expect("valid settings");
+    astaire::view::View::new(&settings).work_list(local, full)
+}
+
+/// Astaire's resync of `work`, in process, for at most 120 s.
+pub async fn resync_within(
+    work: &astaire::view::WorkList,
+    opts: &Options,
+    stats: &astaire::stats::Stats,
+) -> Result<astaire::resync::Report, astaire::resync::ResyncError> {
+    let what = format!("the in-process resync of {}", work.local_name);
+    within(Duration::from_secs(120), &what, astaire::resync::run(work, opts, stats)).await
+}
+
+/// How long the tests wait for a memcached client operation of theirs
+/// (a load, a listing) before failing.
+const CLIENT_LIMIT: Duration = Duration::from_secs(120);
 
 /// One test item.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,9 +261,13 @@ pub struct TestItem {
 
 /// Writes every item to its replicas in `view`, as a client would.
 pub async fn load(view: &View, items: &[TestItem]) {
+    within(CLIENT_LIMIT, &format!("loading {} items", items.len()), load_unbounded(view, items)).await
+}
+
+async fn load_unbounded(view: &View, items: &[TestItem]) {
     let mut conns = std::collections::HashMap::new();
     for item in items {
-        for server in view.write_set(vbucket(&item.key)) {
+        for server in view.write_set(oracle::vbucket(&item.key)) {
             if !conns.contains_key(&server) {
                 let c = Connection::connect(&server, DEFAULT_TIMEOUT).await.expect("connect");
                 conns.insert(server.clone(), c);
@@ -247,6 +280,10 @@ pub async fn load(view: &View, items: &[TestItem]) {
 
 /// Every key a server holds (Astaire's own keys excepted).
 pub async fn all_keys(server: &str) -> BTreeSet<Vec<u8>> {
+    within(CLIENT_LIMIT, &format!("listing the keys of {server}"), all_keys_unbounded(server)).await
+}
+
+async fn all_keys_unbounded(server: &str) -> BTreeSet<Vec<u8>> {
     let budget = astaire::resync::queue::QueueBudget::new(usize::MAX, std::env::temp_dir());
     let (tx, mut rx) = astaire::resync::queue::key_queue(&budget);
     let opts = Options::default();
@@ -283,9 +320,21 @@ pub fn stat(server: &str, name: &str) -> u64 {
     panic!("{server} closed during stats");
 }
 
-/// Runs the `astaire` binary.
+/// How long the tests wait for an `astaire` command to exit: far over
+/// the slowest (throttled) resync of the suite, which takes seconds.
+pub const ASTAIRE_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs the `astaire` binary, for at most [`ASTAIRE_LIMIT`].
+#[track_caller]
 pub fn astaire(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_astaire")).args(args).output().expect("run astaire")
+    astaire_within(args, ASTAIRE_LIMIT)
+}
+
+/// Runs the `astaire` binary, for at most `limit`.
+#[track_caller]
+pub fn astaire_within(args: &[&str], limit: Duration) -> Output {
+    let what = format!("`astaire {}` to exit", args.join(" "));
+    run_bounded(Command::new(env!("CARGO_BIN_EXE_astaire")).args(args), limit, &what)
 }
 
 /// `astaire args`, with its peak RSS in KiB: the kernel's high-water mark
@@ -303,6 +352,7 @@ pub fn astaire_measured(args: &[&str]) -> (Output, i64) {
         .expect("run astaire");
     let status_file = format!("/proc/{}/status", child.id());
     let mut peak = 0;
+    let deadline = Instant::now() + ASTAIRE_LIMIT;
     let status = loop {
         let hwm = std::fs::read_to_string(&status_file).ok().and_then(|s| {
             s.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
@@ -310,6 +360,18 @@ pub fn astaire_measured(args: &[&str]) -> (Output, i64) {
         peak = peak.max(hwm.unwrap_or(0));
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let said = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+            panic!(
+                "`astaire {}` did not finish within {} s\n{}{}",
+                args.join(" "),
+                ASTAIRE_LIMIT.as_secs(),
+                said(&out),
+                said(&err)
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -342,20 +404,33 @@ pub fn filled_items(prefix: &str, n: usize, flags: u32, value: &[u8]) -> Vec<Tes
     items
 }
 
-/// A key starting with `stem` whose vbucket satisfies `wanted`.
+/// Keys [`key_in`] tries before failing. Any wanted vbucket is one in
+/// 128, so a predicate wanting one vbucket fails this many tries with
+/// odds of (127/128)^10000, about e^-78: failing means it wants none.
+pub const KEY_IN_TRIES: u32 = 10_000;
+
+/// A key starting with `stem` whose vbucket (the spec's, from [`oracle`])
+/// satisfies `wanted`, among `stem#0` to `stem#9999`.
+#[track_caller]
 pub fn key_in(stem: &[u8], wanted: impl Fn(u8) -> bool) -> Vec<u8> {
-    for i in 0u32.. {
-        let mut k = stem.to_vec();
-        k.extend_from_slice(format!("#{i}").as_bytes());
-        if wanted(vbucket(&k)) {
-            return k;
-        }
+    let found =
+        (0..KEY_IN_TRIES).map(|i| [stem, format!("#{i}").as_bytes()].concat()).find(|k| wanted(oracle::vbucket(k)));
+    match found {
+        Some(key) => key,
+        None => panic!(
+            "key_in: none of {KEY_IN_TRIES} keys {:?}#N is in a wanted vbucket (does the predicate want any?)",
+            String::from_utf8_lossy(stem)
+        ),
     }
-    unreachable!()
 }
 
 /// Writes `items` to one server in pipelined batches (fast bulk loading).
 pub async fn bulk_set(server: &str, items: &[TestItem]) {
+    let what = format!("writing {} items to {server}", items.len());
+    within(CLIENT_LIMIT, &what, bulk_set_unbounded(server, items)).await
+}
+
+async fn bulk_set_unbounded(server: &str, items: &[TestItem]) {
     use astaire::memcached::proto::{self, encode_key, SetMode, WireKey};
     let mut conn = Connection::connect(server, DEFAULT_TIMEOUT).await.expect("connect");
     for chunk in items.chunks(1000) {
@@ -405,6 +480,7 @@ impl Resize {
 }
 
 /// `astaire resync --quiet` for `node` with `settings`, plus `extra`.
+#[track_caller]
 pub fn resync_cli(node: &str, settings: &Path, extra: &[&str]) -> Output {
     // No progress bar, but the status log lines (which --quiet leaves out).
     let mut args = vec!["resync", "--quiet", "--log-level", "2", "--local-name", node, "--cluster-settings"];
@@ -417,7 +493,7 @@ pub fn resync_cli(node: &str, settings: &Path, extra: &[&str]) -> Output {
 pub async fn load_fast(view: &View, items: &[TestItem]) {
     let mut per_server: std::collections::BTreeMap<String, Vec<TestItem>> = Default::default();
     for item in items {
-        for server in view.write_set(vbucket(&item.key)) {
+        for server in view.write_set(oracle::vbucket(&item.key)) {
             per_server.entry(server).or_default().push(item.clone());
         }
     }

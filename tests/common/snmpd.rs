@@ -14,6 +14,10 @@ pub struct Snmpd {
     child: Option<Child>,
 }
 
+/// How long a net-snmp client may take (it gives up on its own after
+/// seconds: `-t 2 -r 1` per request).
+const CLIENT_LIMIT: Duration = Duration::from_secs(60);
+
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("udp port")
 }
@@ -194,14 +198,14 @@ impl Snmpd {
     /// Runs a net-snmp client; `options` replace the default `-On`.
     fn client(&self, tool: &str, options: &[&str], args: &[&str]) -> String {
         let options = if options.is_empty() { &["-On"][..] } else { options };
-        let out = Command::new(tool)
-            .args(["-v2c", "-c", "public", "-t", "2", "-r", "1"])
+        let mut cmd = Command::new(tool);
+        cmd.args(["-v2c", "-c", "public", "-t", "2", "-r", "1"])
             .args(options)
             .arg(format!("127.0.0.1:{}", self.udp_port))
             .args(args)
-            .env("MIBS", "")
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {tool} ({e})"));
+            .env("MIBS", "");
+        // Two tries of 2 s per request; a walk makes many requests.
+        let out = super::bounded::run_bounded(&mut cmd, CLIENT_LIMIT, &format!("{tool} to answer"));
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
     }
 
@@ -224,13 +228,12 @@ impl Snmpd {
     }
 
     pub fn set(&self, oid: &str, ty: &str, value: &str) -> String {
-        let out = Command::new("snmpset")
-            .args(["-v2c", "-c", "private", "-On", "-t", "2", "-r", "0"])
+        let mut cmd = Command::new("snmpset");
+        cmd.args(["-v2c", "-c", "private", "-On", "-t", "2", "-r", "0"])
             .arg(format!("127.0.0.1:{}", self.udp_port))
             .args([oid, ty, value])
-            .env("MIBS", "")
-            .output()
-            .expect("snmpset");
+            .env("MIBS", "");
+        let out = super::bounded::run_bounded(&mut cmd, CLIENT_LIMIT, "snmpset to answer");
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
     }
 
