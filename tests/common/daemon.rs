@@ -15,10 +15,29 @@ pub struct Daemon {
 impl Daemon {
     /// Starts a daemon for `local` with `settings`; `extra` are more options.
     pub fn start(local: &str, settings: &Path, extra: &[&str]) -> Daemon {
+        Self::start_with_open_files(local, settings, extra, None)
+    }
+
+    /// [`Daemon::start`] with its open files limit (soft, hard) set before
+    /// it starts, as systemd's `LimitNOFILE` or `ulimit -n` would.
+    pub fn start_with_open_files(local: &str, settings: &Path, extra: &[&str], limit: Option<(u64, u64)>) -> Daemon {
+        use std::os::unix::process::CommandExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let control = dir.path().join("control");
         let log = dir.path().join("daemon.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_astaire"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_astaire"));
+        if let Some((soft, hard)) = limit {
+            let limit = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+            // SAFETY: between fork and exec only setrlimit runs, which is
+            // async-signal-safe, on a value copied into the closure.
+            unsafe {
+                cmd.pre_exec(move || match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                });
+            }
+        }
+        let child = cmd
             .args(["--log-level", "4", "daemon", "--local-name", local, "--cluster-settings"])
             .arg(settings)
             .arg("--control-socket")
