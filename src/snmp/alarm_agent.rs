@@ -274,7 +274,7 @@ async fn issue(socket: &mut Option<AgentConnection>, path: &Path, frames: &[Stri
     let reply = conn.ask(frames).await?;
     match reply.first().map(Vec::as_slice) {
         Some(b"ok") => Ok(()),
-        other => Err(AgentError::Answered(crate::memcached::proto::printable(other.unwrap_or_default()))),
+        other => Err(AgentError::Answered(super::zmtp::shown(other.unwrap_or_default()))),
     }
 }
 

@@ -98,6 +98,15 @@ pub enum ZmtpError {
     CommandInMessage,
 }
 
+/// A peer's bytes as a log shows them: printable, the first 32 at most.
+pub fn shown(bytes: &[u8]) -> String {
+    let mut text = printable(bytes.get(..32).unwrap_or(bytes));
+    if bytes.len() > 32 {
+        text.push('…');
+    }
+    text
+}
+
 /// Our greeting: ZMTP 3.0, NULL, not as-server; the padding zero.
 pub fn greeting() -> [u8; GREETING_LEN] {
     let mut g = [0u8; GREETING_LEN];
@@ -269,7 +278,7 @@ impl Decoder {
         let Some(g) = self.buf.first_chunk::<GREETING_LEN>() else {
             // The signature can be judged before the rest arrives.
             if self.buf.first().is_some_and(|b| *b != 0xff) {
-                return Err(ZmtpError::NotZmtp(printable(&self.buf)));
+                return Err(ZmtpError::NotZmtp(shown(&self.buf)));
             }
             return Ok(None);
         };
@@ -294,12 +303,12 @@ impl Decoder {
 
 /// A command body's name and data.
 fn command(body: &[u8]) -> Result<(&[u8], &[u8]), ZmtpError> {
-    let bad = |why| ZmtpError::BadCommand { command: printable(body.get(1..).unwrap_or_default()), why };
+    let bad = |why| ZmtpError::BadCommand { command: shown(body.get(1..).unwrap_or_default()), why };
     let (&n, rest) = body.split_first().ok_or_else(|| bad("no name"))?;
     let n = usize::from(n);
     let name = rest.get(..n).filter(|name| !name.is_empty()).ok_or_else(|| bad("no name"))?;
     if !name.iter().all(u8::is_ascii_alphabetic) {
-        return Err(ZmtpError::BadCommand { command: printable(name), why: "a name not all letters" });
+        return Err(ZmtpError::BadCommand { command: shown(name), why: "a name not all letters" });
     }
     Ok((name, rest.get(n..).unwrap_or_default()))
 }
@@ -391,19 +400,19 @@ impl ReqClient {
                 (_, Event::Greeting(..)) => return Err(ZmtpError::EarlyTraffic("a second greeting")),
                 (_, Event::Command { name, data }) if name.eq_ignore_ascii_case(b"ERROR") => {
                     let reason = data.split_first().map(|(n, r)| r.get(..usize::from(*n)).unwrap_or(r));
-                    return Err(ZmtpError::Refused(printable(reason.unwrap_or_default())));
+                    return Err(ZmtpError::Refused(shown(reason.unwrap_or_default())));
                 }
                 (Phase::Ready, Event::Command { name, data }) if name.eq_ignore_ascii_case(b"READY") => {
                     for (name, value) in properties(&data)? {
                         if name.eq_ignore_ascii_case(b"Socket-Type") && value != b"REP" && value != b"ROUTER" {
-                            return Err(ZmtpError::SocketType(printable(value)));
+                            return Err(ZmtpError::SocketType(shown(value)));
                         }
                     }
                     self.phase = Phase::Idle;
                     return Ok(Progress::Ready);
                 }
                 (Phase::Ready, Event::Command { name, .. }) => {
-                    return Err(ZmtpError::BadCommand { command: printable(&name), why: "in place of READY" })
+                    return Err(ZmtpError::BadCommand { command: shown(&name), why: "in place of READY" })
                 }
                 // ZMTP 3.1's PING and the like: nothing this client needs.
                 (_, Event::Command { .. }) => {}
@@ -549,6 +558,10 @@ mod tests {
         let mut pub_ = greeting().to_vec();
         pub_.extend_from_slice(&ready("PUB"));
         assert_eq!(refused(&pub_), ZmtpError::SocketType("PUB".into()));
+        // What reaches the log of a peer's bytes is short and printable.
+        let mut long = greeting().to_vec();
+        long.extend_from_slice(&ready(&"\n".repeat(200)));
+        assert_eq!(refused(&long), ZmtpError::SocketType(format!("{}…", "\\x0a".repeat(32))));
         let mut error = greeting().to_vec();
         error.extend_from_slice(b"\x04\x0d\x05ERROR\x06denied");
         assert_eq!(refused(&error), ZmtpError::Refused("denied".into()));
