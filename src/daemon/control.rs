@@ -2,11 +2,14 @@
 //! `astaire wait-sync` ask the daemon how it is. One request line
 //! (`status`), one JSON line back. The daemon answers from memory.
 //!
+//!
 //! Clients cannot take the daemon's file descriptors (issue 29): at most
 //! [`ControlLimits::connections`] are open at once (a quarter of the open
-//! file limit, at most 64) and one past that is answered `busy` and closed
-//! at once, which `query` takes as "ask again shortly"; a client has 1 s to
-//! send its request line. So the copy always has the rest of the limit.
+//! files limit, at most 64), so the copy always has the rest; a client has
+//! 1 s to send its request line; past the cap, the client that has waited
+//! longest without asking is closed for the new one (see [`serve`]), and
+//! `query` takes a connection closed unanswered, or answered `busy`, as
+//! "ask again shortly".
 // Reads network or file input: no panicking access outside tests (issue 7).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
@@ -148,12 +151,15 @@ struct ErrorAnswer {
 /// whose listen backlog is full) is asked again until 5 s have passed.
 pub async fn query(path: &Path) -> Result<Status, Unreachable> {
     let fail = |why: String| Unreachable { path: path.to_owned(), why };
+    // What the daemon did last, for when it never answers.
+    let mut turned_away = "no answer";
     let ask = async {
         loop {
             let mut stream = match tokio::net::UnixStream::connect(path).await {
                 Ok(stream) => stream,
                 // The listen backlog is full (EAGAIN): busy too.
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    turned_away = "its listen backlog full";
                     tokio::time::sleep(BUSY_RETRY).await;
                     continue;
                 }
@@ -170,19 +176,22 @@ pub async fn query(path: &Path) -> Result<Status, Unreachable> {
                 if let Some(e) = sent.err().or(read.err()).filter(|e| !closed_by_peer(e)) {
                     return Err(fail(e.to_string()));
                 }
+                turned_away = "every connection closed unanswered";
                 tokio::time::sleep(BUSY_RETRY).await;
                 continue;
             }
             match serde_json::from_str::<ErrorAnswer>(&line) {
-                Ok(e) if e.error == "busy" => tokio::time::sleep(BUSY_RETRY).await,
+                Ok(e) if e.error == "busy" => {
+                    turned_away = "answered busy";
+                    tokio::time::sleep(BUSY_RETRY).await;
+                }
                 Ok(e) => return Err(fail(format!("it answered {:?}", e.error))),
                 Err(_) => return serde_json::from_str(&line).map_err(|e| fail(format!("bad answer: {e}"))),
             }
         }
     };
-    tokio::time::timeout(QUERY_WITHIN, ask)
-        .await
-        .map_err(|_| fail(format!("no answer in {} s", QUERY_WITHIN.as_secs())))?
+    let answered = tokio::time::timeout(QUERY_WITHIN, ask).await;
+    answered.map_err(|_| fail(format!("{turned_away} for {} s", QUERY_WITHIN.as_secs())))?
 }
 
 /// Whether `e` says the other end closed the connection.
