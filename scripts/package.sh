@@ -44,6 +44,9 @@ version=$(/usr/bin/astaire --version)
 getent passwd astaire >/dev/null || fail "no astaire user"
 grep -q '^ExecReload=/bin/kill -HUP \$MAINPID' /lib/systemd/system/astaire.service || fail "unit has no ExecReload"
 grep -q '^Type=notify' /lib/systemd/system/astaire.service || fail "unit is not Type=notify"
+# Issue 29: room for the copy beside the control clients, and a stop bound.
+grep -q '^LimitNOFILE=65536' /lib/systemd/system/astaire.service || fail "unit has no LimitNOFILE=65536"
+grep -q '^TimeoutStopSec=30' /lib/systemd/system/astaire.service || fail "unit has no TimeoutStopSec=30"
 # The unit's hardening, scored by systemd itself (target: 2.0 or less) and
 # checked for errors; printed so every CI run shows it.
 if command -v systemd-analyze >/dev/null; then

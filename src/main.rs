@@ -377,6 +377,7 @@ fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) ->
         Ok(guard) => guard,
         Err(e) => return fail(e),
     };
+    let open_files = process::raise_open_files_limit();
     let cores = process::cores();
     let cpu_limit = node.cpu_limit_percent;
     let agentx = match args.no_agentx {
@@ -387,6 +388,7 @@ fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) ->
         local_name: node.local_name,
         cluster_settings: args.cluster_settings,
         control_socket: args.control.control_socket,
+        control_limits: astaire::daemon::control::ControlLimits::for_open_files(open_files),
         agentx,
         inform: node.inform,
         announce_alarm_state: args.alarms.announce_alarm_state,
@@ -409,6 +411,8 @@ fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) ->
     };
     tracing::info!(
         local = %opts.local_name,
+        open_files,
+        control_connections = opts.control_limits.connections,
         cpu_limit_percent = cpu_limit,
         cores,
         bandwidth_limit = ?opts.resync.bandwidth_limit,

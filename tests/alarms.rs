@@ -401,3 +401,54 @@ async fn an_agent_that_never_answers_does_not_hold_the_resync() {
     let mut local = astaire::memcached::Connection::connect(r.new_node(), Duration::from_secs(2)).await.unwrap();
     assert!(get(&mut local, astaire::resync::TAG_KEY).await.is_some(), "the resync completed");
 }
+
+/// Issue 29: a hostile agent at the socket. Before, one frame announced as
+/// 2^62 bytes aborted the daemon (SIGABRT, exit 134, 0.2 s after start),
+/// and an answer of endless legal frames grew it by the flood (1.3 GB for
+/// a 1 GiB flood). Now each is a dropped connection and one warning naming
+/// what the agent did; the daemon stays up and small, and a good agent at
+/// the same socket then gets the alarm.
+fn survives_a_hostile_agent(mode: &str, said: &str) {
+    use common::alarm_agent::HostileAgent;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alarms");
+    // Not a member: the daemon needs no memcached, and only the alarm's
+    // cleared state goes to the agent, again every second.
+    let settings = dir.path().join("cluster_settings");
+    std::fs::write(&settings, "servers=127.0.0.1:1\n").unwrap();
+    let hostile = HostileAgent::start(&path, mode);
+    let extra = ["--no-agentx", "--alarm-agent", path.to_str().unwrap(), "--alarm-agent-resend", "1"];
+    let mut d = common::daemon::Daemon::start("127.0.0.1:2", &settings, &extra);
+    let lines = hostile.wait_for_drops(3, Duration::from_secs(15));
+    assert!(d.child.try_wait().unwrap().is_none(), "the daemon is still running: {}", d.log());
+    let (status, took) = d.client_within(&["status", "--json"], Duration::from_secs(10));
+    assert!(status.status.success(), "status answered after {took:?}: {}", text(&status));
+    let warned = d.log_lines("not delivered to the alarm agent");
+    assert_eq!(warned.len(), 1, "one warning for the whole streak: {}", d.log());
+    assert!(warned[0].contains(said) && warned[0].contains("connection dropped"), "{}", warned[0]);
+    let peak = d.peak_rss_kib();
+    assert!(peak < 48 * 1024, "peak RSS {peak} KiB; the agent said {lines:?}");
+    eprintln!("{mode}: peak RSS {peak} KiB; {:?}", &lines[..lines.len().min(4)]);
+
+    drop(hostile);
+    let good = StandInAgent::start(&path, false);
+    let got = good.wait_for(1, Duration::from_secs(8));
+    assert_eq!(got.first().map(String::as_str), Some("issue-alarm astaire 5501.1"), "{}", d.log());
+    assert_eq!(d.log_lines("the alarm agent answers again").len(), 1, "{}", d.log());
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+}
+
+#[test]
+fn an_agent_announcing_a_frame_of_2_to_the_62_bytes_costs_a_dropped_connection() {
+    survives_a_hostile_agent("huge", "the agent announced a frame of 4611686018427387904 bytes (at most 1024 taken)");
+}
+
+#[test]
+fn an_agent_answering_with_a_flood_of_legal_frames_costs_a_dropped_connection() {
+    survives_a_hostile_agent("flood", "the agent sent a message of more than 1024 bytes");
+}
+
+#[test]
+fn an_agent_announcing_a_huge_command_in_the_handshake_costs_a_dropped_connection() {
+    survives_a_hostile_agent("command", "the agent announced a frame of 4611686018427387904 bytes");
+}

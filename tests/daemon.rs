@@ -704,3 +704,151 @@ async fn major_events_reach_a_syslog_receiver_as_pd_logs() {
     );
     assert!(got.iter().all(|m| m.contains(" @@Cause: ") && m.contains(" @@Action: ")), "{got:#?}");
 }
+
+/// Idle clients on the control socket, as many as asked, from a thread of
+/// this process: each one the daemon closes is opened again at once. Also
+/// samples the daemon's open descriptors.
+struct Crowd {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    opened: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    closed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    thread: Option<std::thread::JoinHandle<usize>>,
+}
+
+impl Crowd {
+    fn start(control: &Path, n: usize, daemon: i32) -> Crowd {
+        use nix::sys::socket::{connect, recv, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
+        use std::os::fd::AsRawFd;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let (stop, opened, closed) =
+            (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let addr = UnixAddr::new(control).expect("a socket path");
+        let thread = std::thread::spawn({
+            let (stop, opened, closed) = (stop.clone(), opened.clone(), closed.clone());
+            move || {
+                let mut held: Vec<Option<std::os::fd::OwnedFd>> = (0..n).map(|_| None).collect();
+                let mut peak_fds = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    for slot in held.iter_mut() {
+                        match slot {
+                            None => {
+                                let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+                                let fd = socket(AddressFamily::Unix, SockType::Stream, flags, None).expect("socket");
+                                // EAGAIN: the listen backlog is full; next round.
+                                if connect(fd.as_raw_fd(), &addr).is_ok() {
+                                    *slot = Some(fd);
+                                    opened.fetch_add(1, Ordering::SeqCst);
+                                }
+                            }
+                            Some(fd) => {
+                                let mut b = [0u8; 1];
+                                let peek = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_PEEK;
+                                if recv(fd.as_raw_fd(), &mut b, peek) != Err(nix::errno::Errno::EAGAIN) {
+                                    *slot = None;
+                                    closed.fetch_add(1, Ordering::SeqCst);
+                                }
+                            }
+                        }
+                    }
+                    let fds = std::fs::read_dir(format!("/proc/{daemon}/fd")).map(|d| d.count()).unwrap_or(0);
+                    peak_fds = peak_fds.max(fds);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                peak_fds
+            }
+        });
+        Crowd { stop, opened, closed, thread: Some(thread) }
+    }
+
+    /// Waits until `n` clients connected and the daemon closed `closed` of
+    /// them, at most 20 s.
+    fn wait_for(&self, n: u64, closed: u64) {
+        use std::sync::atomic::Ordering;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.opened.load(Ordering::SeqCst) < n || self.closed.load(Ordering::SeqCst) < closed {
+            assert!(
+                Instant::now() < deadline,
+                "the crowd: {} connected, {} closed by the daemon, in 20 s",
+                self.opened.load(Ordering::SeqCst),
+                self.closed.load(Ordering::SeqCst)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Ends the crowd: the daemon's peak of open descriptors meanwhile.
+    fn stop(mut self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.take().map(|t| t.join().expect("the crowd's thread")).unwrap_or(0)
+    }
+}
+
+impl Drop for Crowd {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Raises this process's soft open files limit to at least `want`.
+fn allow_open_files(want: u64) {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write only `limit`.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        assert!(limit.rlim_max >= want, "this test needs {want} open files; the hard limit is {}", limit.rlim_max);
+        limit.rlim_cur = limit.rlim_cur.max(want);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0, "{}", std::io::Error::last_os_error());
+    }
+}
+
+/// Issue 29: about 1,024 idle clients on the control socket (the unit's
+/// default file limit) held every descriptor: `status` took 3.1 s, and a
+/// resync failed on EMFILE, reported as invalid cluster settings
+/// (`wait-sync` exit 1). Now, with 1,100 idle clients that reconnect as
+/// fast as the daemon closes them, `status` answers at once, `wait-sync`
+/// sees the resync through and it copies everything; the daemon never
+/// holds more than its 64 control clients and its own few descriptors.
+async fn a_crowd_of_idle_control_clients_costs_nothing(limit: (u64, u64)) -> String {
+    allow_open_files(1_400);
+    let r = Resize::three_to_four();
+    let items = plain_items("reg\\\\sip:crowd", 3000, 1);
+    load(&view(&r.stable), &items).await;
+    let live = r.cluster.dir.path().join("cluster_settings");
+    std::fs::copy(&r.stable, &live).unwrap();
+    let d = Daemon::start_with_open_files(r.new_node(), &live, &["--no-agentx"], Some(limit));
+    let crowd = Crowd::start(&d.control, 1_100, d.pid());
+    crowd.wait_for(1_100, 1_000);
+
+    let (out, took) = d.client_within(&["status", "--json"], Duration::from_secs(10));
+    assert!(out.status.success(), "status after {took:?}: {}\n{}", text(&out), d.log());
+    assert!(took < Duration::from_secs(2), "status took {took:?}");
+    std::fs::copy(&r.resize, &live).unwrap();
+    d.signal(Signal::SIGHUP);
+    let (out, synced) = d.client_within(&["wait-sync", "--timeout", "60"], Duration::from_secs(90));
+    assert_eq!(out.status.code(), Some(0), "wait-sync after {synced:?}: {}\n{}", text(&out), d.log());
+    let peak_fds = crowd.stop();
+    eprintln!("limit {limit:?}: status in {took:?}, wait-sync in {synced:?}, the daemon's peak {peak_fds} descriptors");
+    assert!(peak_fds <= 64 + 40, "the daemon held {peak_fds} descriptors");
+
+    let status = d.status().unwrap();
+    assert_eq!(status["last"]["success"], true, "{status}");
+    assert!(holds_its_keys(&view(&r.resize), r.new_node(), &items).await > 1000);
+    let log = d.log();
+    assert!(!log.contains("Too many open files"), "{log}");
+    assert_eq!(d.log_lines("64 clients connected already").len(), 1, "said once: {log}");
+    log
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crowd_of_idle_control_clients_under_systemds_default_limit_costs_nothing() {
+    // systemd's default: soft 1024; the daemon raises it to the hard one.
+    let log = a_crowd_of_idle_control_clients_costs_nothing((1024, 4096)).await;
+    assert!(log.contains("open files limit raised from 1024 to 4096"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crowd_of_idle_control_clients_under_a_limit_of_256_costs_nothing() {
+    // Nothing to raise: the reserve alone keeps the copy going.
+    a_crowd_of_idle_control_clients_costs_nothing((256, 256)).await;
+}

@@ -140,6 +140,37 @@ pub fn lock_pidfile(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Str
     Ok(locked)
 }
 
+/// Raises the soft limit on open files to the hard one (systemd's default
+/// soft limit is 1024; the unit's `LimitNOFILE` sets the hard one), so the
+/// copy has room beside the control clients. Returns the soft limit now in
+/// force; a failure is logged and the limit as it was is returned.
+pub fn raise_open_files_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(limits) => limits,
+        Err(e) => {
+            tracing::warn!("cannot read the open files limit: {e}");
+            return 1024;
+        }
+    };
+    // An unlimited hard limit is not a soft one the kernel takes (it caps
+    // descriptors at fs.nr_open, 1048576 by default).
+    let target = hard.min(1 << 20);
+    if soft >= target {
+        return soft;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
+        Ok(()) => {
+            tracing::info!("open files limit raised from {soft} to {target}");
+            target
+        }
+        Err(e) => {
+            tracing::warn!("cannot raise the open files limit from {soft} to {target}: {e}");
+            soft
+        }
+    }
+}
+
 /// Sets this process's scheduling priority; a failure is only worth a word.
 pub fn set_nice(nice: i32) {
     // SAFETY: setpriority only changes this process's scheduling priority.

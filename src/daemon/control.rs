@@ -1,6 +1,15 @@
 //! The control socket: a unix socket where `astaire status` and
 //! `astaire wait-sync` ask the daemon how it is. One request line
 //! (`status`), one JSON line back. The daemon answers from memory.
+//!
+//!
+//! Clients cannot take the daemon's file descriptors (issue 29): at most
+//! [`ControlLimits::connections`] are open at once (a quarter of the open
+//! files limit, at most 64), so the copy always has the rest; a client has
+//! 1 s to send its request line; past the cap, the client that has waited
+//! longest without asking is closed for the new one (see [`serve`]), and
+//! `query` takes a connection closed unanswered, or answered `busy`, as
+//! "ask again shortly".
 // Reads network or file input: no panicking access outside tests (issue 7).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
@@ -12,6 +21,42 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// The pause after a failed `accept`.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// The most control connections open at once, however high the limit.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a client has to send its request line (`astaire status`
+/// sends it as soon as it is connected), and the daemon to write the answer.
+pub const REQUEST_WITHIN: Duration = Duration::from_secs(1);
+/// The answer to a client past the cap.
+const BUSY: &[u8] = b"{\"error\":\"busy\"}\n";
+/// How long `query` keeps asking a daemon that answers `busy`, and how often.
+const QUERY_WITHIN: Duration = Duration::from_secs(5);
+const BUSY_RETRY: Duration = Duration::from_millis(50);
+
+/// What the control socket allows its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlLimits {
+    /// Connections open at once.
+    pub connections: usize,
+    /// For the request line, and again for writing the answer.
+    pub request_within: Duration,
+}
+
+impl ControlLimits {
+    /// For a process that may open `open_files` descriptors: control
+    /// clients get at most a quarter of them (at most [`MAX_CONNECTIONS`],
+    /// at least 1), so the copy, which opens a few connections per source,
+    /// a spill file and the settings file, keeps three quarters. Pure.
+    pub fn for_open_files(open_files: u64) -> ControlLimits {
+        let quarter = usize::try_from(open_files / 4).unwrap_or(usize::MAX);
+        ControlLimits { connections: quarter.clamp(1, MAX_CONNECTIONS), request_within: REQUEST_WITHIN }
+    }
+}
+
+impl Default for ControlLimits {
+    fn default() -> ControlLimits {
+        ControlLimits { connections: MAX_CONNECTIONS, request_within: REQUEST_WITHIN }
+    }
+}
 
 /// Default path of the control socket.
 pub const DEFAULT_SOCKET: &str = "/run/astaire/control";
@@ -96,17 +141,62 @@ pub struct Unreachable {
     pub why: String,
 }
 
-/// Asks the daemon for its status.
+/// An error line from the daemon instead of a status.
+#[derive(Debug, serde::Deserialize)]
+struct ErrorAnswer {
+    error: String,
+}
+
+/// Asks the daemon for its status; a daemon busy with other clients (or
+/// whose listen backlog is full) is asked again until 5 s have passed.
 pub async fn query(path: &Path) -> Result<Status, Unreachable> {
     let fail = |why: String| Unreachable { path: path.to_owned(), why };
+    // What the daemon did last, for when it never answers.
+    let mut turned_away = "no answer";
     let ask = async {
-        let mut stream = tokio::net::UnixStream::connect(path).await.map_err(|e| fail(e.to_string()))?;
-        stream.write_all(b"status\n").await.map_err(|e| fail(e.to_string()))?;
-        let mut line = String::new();
-        BufReader::new(stream.take(MAX_ANSWER)).read_line(&mut line).await.map_err(|e| fail(e.to_string()))?;
-        serde_json::from_str(&line).map_err(|e| fail(format!("bad answer: {e}")))
+        loop {
+            let mut stream = match tokio::net::UnixStream::connect(path).await {
+                Ok(stream) => stream,
+                // The listen backlog is full (EAGAIN): busy too.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    turned_away = "its listen backlog full";
+                    tokio::time::sleep(BUSY_RETRY).await;
+                    continue;
+                }
+                Err(e) => return Err(fail(e.to_string())),
+            };
+            // A busy daemon may have answered and closed before the request
+            // is written (EPIPE): its answer is still there to read.
+            let sent = stream.write_all(b"status\n").await;
+            let mut line = String::new();
+            let read = BufReader::new(stream.take(MAX_ANSWER)).read_line(&mut line).await;
+            if line.is_empty() {
+                // Closed without a word (EPIPE, or EOF): the daemon made
+                // room for a newer client before reading this one. Ask again.
+                if let Some(e) = sent.err().or(read.err()).filter(|e| !closed_by_peer(e)) {
+                    return Err(fail(e.to_string()));
+                }
+                turned_away = "every connection closed unanswered";
+                tokio::time::sleep(BUSY_RETRY).await;
+                continue;
+            }
+            match serde_json::from_str::<ErrorAnswer>(&line) {
+                Ok(e) if e.error == "busy" => {
+                    turned_away = "answered busy";
+                    tokio::time::sleep(BUSY_RETRY).await;
+                }
+                Ok(e) => return Err(fail(format!("it answered {:?}", e.error))),
+                Err(_) => return serde_json::from_str(&line).map_err(|e| fail(format!("bad answer: {e}"))),
+            }
+        }
     };
-    tokio::time::timeout(Duration::from_secs(5), ask).await.map_err(|_| fail("no answer in 5 s".into()))?
+    let answered = tokio::time::timeout(QUERY_WITHIN, ask).await;
+    answered.map_err(|_| fail(format!("{turned_away} for {} s", QUERY_WITHIN.as_secs())))?
+}
+
+/// Whether `e` says the other end closed the connection.
+fn closed_by_peer(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset)
 }
 
 /// When `wait-sync` gives up.
@@ -255,47 +345,181 @@ pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     Ok(listener)
 }
 
+/// Why `accept` failed, said once per run of failures, and when it
+/// works again. Pure.
+#[derive(Debug, Default)]
+struct AcceptTrouble {
+    failed: u64,
+}
+
+impl AcceptTrouble {
+    /// What to log for a failed accept, if anything.
+    fn failed(&mut self, e: &std::io::Error) -> Option<String> {
+        self.failed += 1;
+        (self.failed == 1).then(|| {
+            format!(
+                "control socket: cannot accept a connection: {e}; trying again every {} ms",
+                ACCEPT_RETRY.as_millis()
+            )
+        })
+    }
+
+    /// What to log for an accept that worked, if anything.
+    fn accepted(&mut self) -> Option<String> {
+        let failed = std::mem::take(&mut self.failed);
+        (failed > 0).then(|| format!("control socket: accepting again after {failed} failed tries"))
+    }
+}
+
+/// What the cap cost clients: said once at first, then at most one count
+/// a minute while it goes on. Pure.
+#[derive(Debug, Default)]
+struct Crowding {
+    /// Idle clients closed to make room, and new ones answered busy, since
+    /// the last word.
+    closed: u64,
+    busy: u64,
+    said_at: Option<std::time::Instant>,
+}
+
+/// How often the cap's cost is counted in the log while it goes on.
+const CROWDING_SAID_EVERY: Duration = Duration::from_secs(60);
+
+impl Crowding {
+    /// One more client closed (`idle`) or answered busy at `now`, with
+    /// `cap` connected: what to log, if anything.
+    fn turned_away(&mut self, idle: bool, cap: usize, now: std::time::Instant) -> Option<String> {
+        if idle {
+            self.closed += 1;
+        } else {
+            self.busy += 1;
+        }
+        let said = match self.said_at {
+            Some(at) if now.saturating_duration_since(at) < CROWDING_SAID_EVERY => return None,
+            Some(at) if self.closed + self.busy > 1 => format!(
+                "control socket: in the last {} s, {} clients that had asked nothing were closed to make room and \
+                 {} answered busy ({cap} connected at most)",
+                now.saturating_duration_since(at).as_secs(),
+                self.closed,
+                self.busy
+            ),
+            _ => format!(
+                "control socket: {cap} clients connected already; the one that has waited longest without asking \
+                 anything is closed for each new one (or, if all are being answered, the new one is answered busy)"
+            ),
+        };
+        (self.closed, self.busy, self.said_at) = (0, 0, Some(now));
+        Some(said)
+    }
+}
+
+/// How long a new client waits for the slot of the idle one closed for it.
+const MAKE_ROOM_WITHIN: Duration = Duration::from_millis(200);
+
 /// Serves the socket: each `status` line is answered by `answer`, which
 /// asks the daemon's main loop.
-pub async fn serve<F, Fut>(listener: tokio::net::UnixListener, answer: F)
+///
+/// At most `limits.connections` clients are open at once. Past that, the
+/// client that has waited longest without sending its request line is
+/// closed to make room: `astaire status` sends its line as soon as it is
+/// connected, so a crowd of idle connections, even one that reconnects as
+/// fast as it is closed, costs a real client nothing. Were the newest
+/// refused instead, such a crowd would hold every slot (measured: `status`
+/// failed after its 5 s with 1,100 idle clients reconnecting); left in the
+/// listen backlog, a real client would queue behind the whole crowd. Only
+/// when every client is being answered is the new one answered busy, which
+/// `query` takes as "ask again shortly".
+pub async fn serve<F, Fut>(listener: tokio::net::UnixListener, limits: ControlLimits, answer: F)
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Option<Status>> + Send,
 {
-    let mut failing = false;
+    use std::collections::VecDeque;
+    use tokio::sync::{oneshot, Semaphore};
+    let slots = std::sync::Arc::new(Semaphore::new(limits.connections));
+    // The clients still waiting for their request line, oldest first: a
+    // send closes one. (A client that has its line, or is gone, has dropped
+    // its receiver.)
+    let mut idle: VecDeque<oneshot::Sender<()>> = VecDeque::new();
+    let (mut trouble, mut crowding) = (AcceptTrouble::default(), Crowding::default());
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => {
-                failing = false;
+                if let Some(said) = trouble.accepted() {
+                    tracing::info!("{said}");
+                }
                 stream
             }
             Err(e) => {
                 // Out of descriptors (EMFILE) or memory: nothing to accept
                 // until something closes. Wait rather than spin a core.
-                if !failing {
-                    tracing::warn!("control socket: cannot accept: {e}");
-                    failing = true;
+                if let Some(said) = trouble.failed(&e) {
+                    tracing::warn!("{said}");
                 }
                 tokio::time::sleep(ACCEPT_RETRY).await;
                 continue;
             }
         };
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            Err(_) => {
+                let mut closed = false;
+                while let Some(oldest) = idle.pop_front() {
+                    if oldest.send(()).is_ok() {
+                        closed = true;
+                        break;
+                    }
+                }
+                let slot = match closed {
+                    true => tokio::time::timeout(MAKE_ROOM_WITHIN, slots.clone().acquire_owned()).await.ok(),
+                    false => None,
+                };
+                let slot = slot.and_then(Result::ok);
+                let now = std::time::Instant::now();
+                if let Some(said) = crowding.turned_away(slot.is_some(), limits.connections, now) {
+                    tracing::warn!("{said}");
+                }
+                slot
+            }
+        };
+        let Some(slot) = slot else {
+            // A word and the descriptor back at once. The answer is far
+            // smaller than a socket buffer, so the write never waits; if it
+            // cannot be made, the close says enough.
+            let _ = stream.try_write(BUSY);
+            continue;
+        };
+        let (close, closed) = oneshot::channel();
+        idle.retain(|client| !client.is_closed());
+        idle.push_back(close);
         let answer = answer.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
             let mut reader = BufReader::new(read.take(MAX_REQUEST));
-            let request = tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
-            if !matches!(request, Ok(Ok(_))) || line.trim() != "status" {
-                let _ = write.write_all(b"{\"error\":\"unknown request\"}\n").await;
-                return;
-            }
-            if let Some(status) = answer().await {
+            let request = tokio::select! {
+                request = tokio::time::timeout(limits.request_within, reader.read_line(&mut line)) => request,
+                // Closed to make room for a newer client.
+                _ = closed => return,
+            };
+            // Silent past its time, or gone: closed without a word.
+            let Ok(Ok(_)) = request else { return };
+            let reply = if line.trim() != "status" {
+                b"{\"error\":\"unknown request\"}\n".to_vec()
+            } else if let Some(status) = answer().await {
                 let mut text = serde_json::to_string(&status).unwrap_or_default();
                 text.push('\n');
-                let _ = write.write_all(text.as_bytes()).await;
-            }
+                text.into_bytes()
+            } else {
+                return;
+            };
+            let _ = tokio::time::timeout(limits.request_within, write.write_all(&reply)).await;
         });
+        // Let the new client read the line it may have sent already before
+        // more are accepted: it is then no longer idle, so a crowd
+        // arriving behind it cannot close it.
+        tokio::task::yield_now().await;
     }
 }
 
@@ -404,7 +628,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control");
         let listener = bind(&path).unwrap();
-        tokio::spawn(serve(listener, || async { None }));
+        // A request timeout far past the 2 s the answer must come in.
+        let limits = ControlLimits { request_within: Duration::from_secs(10), ..ControlLimits::default() };
+        tokio::spawn(serve(listener, limits, || async { None }));
         let stream = tokio::net::UnixStream::connect(&path).await.unwrap();
         let (read, mut write) = stream.into_split();
         let flood = tokio::spawn(async move {
@@ -417,9 +643,131 @@ mod tests {
         });
         let mut line = String::new();
         let answered = tokio::time::timeout(Duration::from_secs(2), BufReader::new(read).read_line(&mut line)).await;
-        assert!(matches!(answered, Ok(Ok(_))), "answered within 2 s (the request timeout is 5 s)");
+        assert!(matches!(answered, Ok(Ok(_))), "answered within 2 s");
         assert_eq!(line, "{\"error\":\"unknown request\"}\n");
         let sent = flood.await.unwrap();
         assert!(sent < 64 << 20, "the daemon stopped reading: the flood was cut off after {sent} bytes");
+    }
+
+    #[test]
+    fn control_clients_get_a_quarter_of_the_open_files_and_at_most_64() {
+        assert_eq!(ControlLimits::for_open_files(65536).connections, 64);
+        assert_eq!(ControlLimits::for_open_files(1024).connections, 64);
+        assert_eq!(ControlLimits::for_open_files(256).connections, 64);
+        assert_eq!(ControlLimits::for_open_files(100).connections, 25);
+        assert_eq!(ControlLimits::for_open_files(3).connections, 1);
+        assert_eq!(ControlLimits::for_open_files(u64::MAX).connections, 64);
+    }
+
+    #[test]
+    fn accept_failures_are_said_once_and_the_recovery_once() {
+        let mut t = AcceptTrouble::default();
+        let emfile = std::io::Error::from_raw_os_error(libc::EMFILE);
+        assert_eq!(t.accepted(), None);
+        let said = t.failed(&emfile).unwrap();
+        assert!(said.contains("Too many open files (os error 24)"), "{said}");
+        assert_eq!((t.failed(&emfile), t.failed(&emfile)), (None, None));
+        assert_eq!(t.accepted().as_deref(), Some("control socket: accepting again after 3 failed tries"));
+        assert_eq!(t.accepted(), None);
+    }
+
+    #[test]
+    fn crowding_is_said_at_once_then_counted_once_a_minute() {
+        let mut c = Crowding::default();
+        let t0 = std::time::Instant::now();
+        assert!(c.turned_away(true, 64, t0).unwrap().contains("64 clients connected already"));
+        for n in 1..100 {
+            assert_eq!(c.turned_away(n % 10 != 0, 64, t0 + Duration::from_millis(n * 100)), None);
+        }
+        let said = c.turned_away(false, 64, t0 + s(60)).unwrap();
+        assert!(said.contains("in the last 60 s, 90 clients") && said.contains("and 10 answered busy"), "{said}");
+        assert_eq!(c.turned_away(true, 64, t0 + s(61)), None);
+        // Quiet for a while, then once more: said at once again.
+        let mut c = Crowding::default();
+        c.turned_away(true, 64, t0);
+        assert!(c.turned_away(true, 64, t0 + s(600)).unwrap().contains("64 clients connected already"));
+    }
+
+    async fn connect(path: &Path) -> tokio::net::UnixStream {
+        tokio::net::UnixStream::connect(path).await.unwrap()
+    }
+
+    /// Whether the daemon closed `stream` within `within` without a word.
+    async fn closed_within(stream: &mut tokio::net::UnixStream, within: Duration) -> bool {
+        let mut buf = [0u8; 64];
+        matches!(tokio::time::timeout(within, stream.read(&mut buf)).await, Ok(Ok(0)))
+    }
+
+    fn a_status() -> Status {
+        Status {
+            state: "idle".into(),
+            local_name: "n:1".into(),
+            member: true,
+            requested: 1,
+            completed: 1,
+            running: None,
+            pending: None,
+            last: None,
+            progress: None,
+            tasks: 0,
+        }
+    }
+
+    /// Issue 29: idle clients held the daemon's descriptors. Past the cap,
+    /// the client that has waited longest without asking is closed for
+    /// the new one, so `query` is answered at once; an idle client is
+    /// closed after `request_within` anyway.
+    #[tokio::test]
+    async fn past_the_cap_the_oldest_idle_client_makes_room_for_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control");
+        let limits = ControlLimits { connections: 2, request_within: Duration::from_secs(3) };
+        tokio::spawn(serve(bind(&path).unwrap(), limits, || async { Some(a_status()) }));
+        let mut first = connect(&path).await;
+        let mut second = connect(&path).await;
+        let started = std::time::Instant::now();
+        assert_eq!(query(&path).await.unwrap(), a_status());
+        assert!(started.elapsed() < Duration::from_secs(1), "answered in {:?}", started.elapsed());
+        assert!(closed_within(&mut first, Duration::from_secs(1)).await, "the oldest idle client made room");
+        // The second is still open, until its 3 s are up.
+        assert!(!closed_within(&mut second, Duration::from_millis(500)).await, "the newer one is kept");
+        assert!(closed_within(&mut second, Duration::from_secs(4)).await, "closed once its time is up");
+    }
+
+    /// With every slot taken by a client being answered, nobody is idle:
+    /// the new client is answered busy at once, and `query` asks again.
+    #[tokio::test]
+    async fn with_every_client_being_answered_a_new_one_is_told_busy_and_query_asks_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control");
+        let limits = ControlLimits { connections: 1, request_within: Duration::from_secs(10) };
+        let (release_tx, release) = tokio::sync::watch::channel(false);
+        let answer = move || {
+            let mut release = release.clone();
+            async move {
+                let _ = release.wait_for(|r| *r).await;
+                Some(a_status())
+            }
+        };
+        tokio::spawn(serve(bind(&path).unwrap(), limits, answer));
+        // The one slot: a client whose answer is held back.
+        let mut held = connect(&path).await;
+        held.write_all(b"status\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut late = connect(&path).await;
+        let mut line = String::new();
+        let read = tokio::time::timeout(Duration::from_secs(1), BufReader::new(&mut late).read_line(&mut line)).await;
+        assert!(matches!(read, Ok(Ok(_))), "answered at once");
+        assert_eq!(line, "{\"error\":\"busy\"}\n");
+        // query keeps asking while busy; once the slot is free it is answered.
+        let asking = tokio::spawn({
+            let path = path.clone();
+            async move { query(&path).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!asking.is_finished(), "still asking");
+        release_tx.send(true).unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(2), asking).await.expect("answered once free");
+        assert_eq!(got.unwrap().unwrap(), a_status());
     }
 }

@@ -58,6 +58,8 @@ pub struct DaemonOptions {
     pub local_name: String,
     pub cluster_settings: PathBuf,
     pub control_socket: PathBuf,
+    /// What control clients may hold (`ControlLimits::for_open_files`).
+    pub control_limits: control::ControlLimits,
     pub agentx: Option<AgentConfig>,
     pub inform: InformConfig,
     /// Clearwater's alarm agent, used instead of `inform` when its socket exists.
@@ -373,7 +375,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
     }
 
     let (control_tx, mut control_rx) = mpsc::channel::<oneshot::Sender<Status>>(64);
-    tokio::spawn(control::serve(listener, move || {
+    tokio::spawn(control::serve(listener, opts.control_limits, move || {
         let tx = control_tx.clone();
         async move {
             let (reply_tx, reply_rx) = oneshot::channel();

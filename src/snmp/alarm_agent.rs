@@ -5,20 +5,26 @@
 //! model tables, and sends the INFORMs itself. The last state is sent again
 //! every 30 s, so an agent that restarted learns it.
 //!
-//! The socket is `zeromq` (pure Rust, on the daemon's tokio runtime, no
-//! libzmq to build or depend on; it speaks ZMTP 3, which the agent's
-//! libzmq 4 speaks). Every wait is bounded: an agent that does not answer
-//! costs a reconnect, never a resync.
+//! The REQ socket is our own ([`super::zmtp`], ZMTP 3.0 over the unix
+//! socket, which the agent's libzmq 4 speaks), so that what the peer sends
+//! is bounded: a frame or message past [`Limits::ALARM_AGENT`] drops the
+//! connection with a warning, and the link carries on (issue 29). Every
+//! wait is bounded too: an agent that does not answer costs a reconnect,
+//! never a resync.
+// Reads network input: no panicking access outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use super::inform::Notification;
+use super::zmtp::{Limits, Progress, ReqClient, ZmtpError};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
-use zeromq::{Socket, SocketRecv, SocketSend};
 
 /// Where the agent listens on a Clearwater node.
 pub const DEFAULT_AGENT_SOCKET: &str = "/var/run/clearwater/alarms";
@@ -113,8 +119,7 @@ async fn run(
     mut changes: mpsc::UnboundedReceiver<(u64, Notification)>,
     answered: watch::Sender<u64>,
 ) {
-    let endpoint = format!("ipc://{}", path.display());
-    let mut socket: Option<zeromq::ReqSocket> = None;
+    let mut socket: Option<AgentConnection> = None;
     let mut pending: VecDeque<(u64, Notification)> = VecDeque::new();
     let mut last: Option<(u64, Notification)> = None;
     let mut next = None::<Instant>;
@@ -136,9 +141,9 @@ async fn run(
         let due = next.is_some_and(|t| t <= Instant::now());
         let Some((seq, n)) = pending.front().copied().or(if due { last } else { None }) else { continue };
         let frames = request(n);
-        let outcome = match tokio::time::timeout(ANSWER_WITHIN, issue(&mut socket, &endpoint, &frames)).await {
+        let outcome = match tokio::time::timeout(ANSWER_WITHIN, issue(&mut socket, &path, &frames)).await {
             Ok(result) => result,
-            Err(_) => Err(format!("no answer within {} s", ANSWER_WITHIN.as_secs())),
+            Err(_) => Err(AgentError::Timeout(ANSWER_WITHIN.as_secs())),
         };
         match outcome {
             Ok(()) => {
@@ -159,7 +164,8 @@ async fn run(
                     warn!(socket = %path.display(), "alarm {} not delivered to the alarm agent: {why}; retrying", frames[2]);
                 }
                 failing = true;
-                // The REQ socket is mid-request: only a new one can send.
+                // Mid-request, or the peer broke the protocol: only a new
+                // connection can send.
                 socket = None;
                 next = Some(Instant::now() + RETRY_AFTER.min(resend));
             }
@@ -174,21 +180,101 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// One request and its answer on `socket`, connecting it first if needed.
-async fn issue(socket: &mut Option<zeromq::ReqSocket>, endpoint: &str, frames: &[String; 3]) -> Result<(), String> {
-    if socket.is_none() {
-        let mut s = zeromq::ReqSocket::new();
-        s.connect(endpoint).await.map_err(|e| format!("connect: {e}"))?;
-        *socket = Some(s);
+/// Why a request did not get its `ok`.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+    #[error("{0}")]
+    Io(std::io::Error),
+    #[error("the agent closed the connection")]
+    Closed,
+    #[error("the agent {0}; connection dropped")]
+    Protocol(#[from] ZmtpError),
+    #[error("answered {0:?}")]
+    Answered(String),
+    #[error("no answer within {0} s")]
+    Timeout(u64),
+}
+
+/// One connection to the agent: the socket and the REQ protocol's state.
+struct AgentConnection {
+    stream: UnixStream,
+    client: ReqClient,
+}
+
+impl AgentConnection {
+    /// Connects and completes the handshake.
+    async fn open(path: &Path) -> Result<AgentConnection, AgentError> {
+        let mut stream = UnixStream::connect(path).await.map_err(AgentError::Connect)?;
+        let (client, hello) = ReqClient::new(Limits::ALARM_AGENT);
+        stream.write_all(&hello).await.map_err(AgentError::Io)?;
+        let mut conn = AgentConnection { stream, client };
+        match conn.progress().await? {
+            Progress::Ready => Ok(conn),
+            _ => Err(ZmtpError::Unasked.into()),
+        }
     }
-    let s = socket.as_mut().ok_or("no socket")?;
-    let message: Vec<bytes::Bytes> = frames.iter().map(|f| bytes::Bytes::from(f.clone())).collect();
-    let message = zeromq::ZmqMessage::try_from(message).map_err(|e| format!("message: {e:?}"))?;
-    s.send(message).await.map_err(|e| format!("send: {e}"))?;
-    let reply = s.recv().await.map_err(|e| format!("answer: {e}"))?;
-    match reply.get(0).map(|b| b.as_ref()) {
+
+    /// Whether the agent closed this connection since its last answer (a
+    /// restarted agent): nothing was sent on it then, so a new one is taken
+    /// without a word. Anything it sent unasked breaks the protocol.
+    fn closed(&mut self) -> Result<bool, AgentError> {
+        let mut byte = [0u8; 1];
+        match self.stream.try_read(&mut byte) {
+            Ok(0) => Ok(true),
+            Ok(_) => Err(ZmtpError::Unasked.into()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+            Err(_) => Ok(true),
+        }
+    }
+
+    /// Sends `frames` as a request; its reply's frames.
+    async fn ask(&mut self, frames: &[String]) -> Result<Vec<Vec<u8>>, AgentError> {
+        let bytes = self.client.request(frames);
+        self.stream.write_all(&bytes).await.map_err(AgentError::Io)?;
+        match self.progress().await? {
+            Progress::Reply(reply) if self.client.decoder().buffered() == 0 => Ok(reply),
+            // A second message behind the reply, or no reply at all.
+            _ => Err(ZmtpError::Unasked.into()),
+        }
+    }
+
+    /// Reads until the protocol has something to say, never more than
+    /// the decoder has room for.
+    async fn progress(&mut self) -> Result<Progress, AgentError> {
+        let mut chunk = [0u8; 2048];
+        loop {
+            match self.client.poll()? {
+                Progress::Wait => {}
+                done => return Ok(done),
+            }
+            let room = self.client.decoder().room().min(chunk.len());
+            let into = chunk.get_mut(..room).unwrap_or_default();
+            let n = self.stream.read(into).await.map_err(AgentError::Io)?;
+            if n == 0 {
+                return Err(AgentError::Closed);
+            }
+            self.client.decoder().received(into.get(..n).unwrap_or_default());
+        }
+    }
+}
+
+/// One request and its answer, connecting first if needed.
+async fn issue(socket: &mut Option<AgentConnection>, path: &Path, frames: &[String; 3]) -> Result<(), AgentError> {
+    if let Some(conn) = socket.as_mut() {
+        if conn.closed()? {
+            *socket = None;
+        }
+    }
+    let conn = match socket {
+        Some(conn) => conn,
+        None => socket.insert(AgentConnection::open(path).await?),
+    };
+    let reply = conn.ask(frames).await?;
+    match reply.first().map(Vec::as_slice) {
         Some(b"ok") => Ok(()),
-        other => Err(format!("answered {:?}", other.map(String::from_utf8_lossy))),
+        other => Err(AgentError::Answered(super::zmtp::shown(other.unwrap_or_default()))),
     }
 }
 

@@ -6,3 +6,4 @@ pub mod alarm_agent;
 pub mod inform;
 pub mod mib;
 pub mod uptime;
+pub mod zmtp;

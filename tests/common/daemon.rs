@@ -15,10 +15,29 @@ pub struct Daemon {
 impl Daemon {
     /// Starts a daemon for `local` with `settings`; `extra` are more options.
     pub fn start(local: &str, settings: &Path, extra: &[&str]) -> Daemon {
+        Self::start_with_open_files(local, settings, extra, None)
+    }
+
+    /// [`Daemon::start`] with its open files limit (soft, hard) set before
+    /// it starts, as systemd's `LimitNOFILE` or `ulimit -n` would.
+    pub fn start_with_open_files(local: &str, settings: &Path, extra: &[&str], limit: Option<(u64, u64)>) -> Daemon {
+        use std::os::unix::process::CommandExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let control = dir.path().join("control");
         let log = dir.path().join("daemon.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_astaire"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_astaire"));
+        if let Some((soft, hard)) = limit {
+            let limit = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+            // SAFETY: between fork and exec only setrlimit runs, which is
+            // async-signal-safe, on a value copied into the closure.
+            unsafe {
+                cmd.pre_exec(move || match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                });
+            }
+        }
+        let child = cmd
             .args(["--log-level", "4", "daemon", "--local-name", local, "--cluster-settings"])
             .arg(settings)
             .arg("--control-socket")
@@ -60,6 +79,24 @@ impl Daemon {
         super::run_bounded(&mut cmd, limit, &what)
     }
 
+    /// `astaire ARGS --control-socket …`, killed if it has not finished
+    /// within `within`: its output and how long it took.
+    pub fn client_within(&self, args: &[&str], within: Duration) -> (Output, Duration) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_astaire"));
+        cmd.args(args).arg("--control-socket").arg(&self.control);
+        run_within(cmd, within)
+    }
+
+    /// Peak resident memory so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            .unwrap_or_else(|| panic!("no VmHWM for the daemon: {status}"))
+    }
+
     /// `astaire status --json`, parsed; `None` when unreachable.
     pub fn status(&self) -> Option<serde_json::Value> {
         let out = self.client(&["status", "--json"], Duration::from_secs(15));
@@ -99,6 +136,31 @@ impl Daemon {
     pub fn log_lines(&self, needle: &str) -> Vec<String> {
         self.log().lines().filter(|l| l.contains(needle)).map(str::to_owned).collect()
     }
+}
+
+/// Runs `cmd` to the end, or kills it after `within` (then its exit
+/// status is the kill's): its output, and how long it ran.
+pub fn run_within(mut cmd: Command, within: Duration) -> (Output, Duration) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    let started = Instant::now();
+    let mut child = cmd
+        .stdout(std::fs::File::create(&out).expect("out"))
+        .stderr(std::fs::File::create(&err).expect("err"))
+        .spawn()
+        .expect("run the command");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > within {
+            let _ = child.kill();
+            break child.wait().expect("wait");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = started.elapsed();
+    (Output { status, stdout: std::fs::read(&out).expect("out"), stderr: std::fs::read(&err).expect("err") }, took)
 }
 
 impl Drop for Daemon {
