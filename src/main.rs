@@ -64,17 +64,18 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Loads the settings and their layout under the placement flags.
+/// Loads the settings and their layout under the placement flags. A file
+/// the OS could not read is a usage error (2), as an unreadable
+/// configuration or pidfile is; only a file that is itself bad is invalid
+/// cluster settings (3).
 fn load_layout(cluster: &Cluster) -> Result<(ClusterSettings, Layout), Exit> {
-    let settings = ClusterSettings::load(&cluster.cluster_settings).map_err(|e| {
-        output::error(format!("invalid cluster settings: {e}"));
-        Exit::BadSettings
-    })?;
-    let layout = Layout::new(&settings, &cluster.placement.placement()).map_err(|e| {
-        output::error(format!("invalid cluster settings: {}: {e}", cluster.cluster_settings.display()));
-        Exit::BadSettings
-    })?;
-    Ok((settings, layout))
+    Layout::load(&cluster.cluster_settings, &cluster.placement.placement()).map_err(|e| {
+        output::error(&e);
+        match e.is_invalid() {
+            true => Exit::BadSettings,
+            false => Exit::Usage,
+        }
+    })
 }
 
 /// Loads the settings and the work list, or the exit code to stop with.

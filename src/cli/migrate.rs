@@ -4,17 +4,20 @@
 use super::args::MigrateArgs;
 use super::output::{self, say};
 use astaire::exit::Exit;
+use astaire::files::{read_text, MAX_CONFIG_BYTES};
 use astaire::memcached_config::convert;
 use std::io::Write;
 use std::path::Path;
 
 pub fn run(args: MigrateArgs) -> Exit {
     let file = &args.file;
-    let text = match std::fs::read_to_string(file) {
+    // A regular text file of at most 1 MiB: the OS's refusal is exit 2,
+    // anything else at the path (a FIFO, /dev/zero) is refused as content.
+    let text = match read_text(file, MAX_CONFIG_BYTES) {
         Ok(t) => t,
         Err(e) => {
-            output::error(format!("cannot read {}: {e}", file.display()));
-            return Exit::Usage;
+            output::error(&e);
+            return if e.is_os_error() { Exit::Usage } else { Exit::BadSettings };
         }
     };
     let converted = match convert(&text) {

@@ -7,6 +7,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use crate::addr::{AddrError, HostPort, Role};
+use crate::files::{read_text, FileError, MAX_CONFIG_BYTES};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -48,20 +49,46 @@ impl fmt::Display for SettingsError {
     }
 }
 
+/// Why a `cluster_settings` file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The OS could not read it (missing, permissions, out of file
+    /// descriptors, I/O): nothing is known about its content, so it is not
+    /// called invalid.
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable { path: PathBuf, source: std::io::Error },
+    /// The path leads to something that is not a settings file: not a
+    /// regular file, larger than any settings file, or not text.
+    #[error("invalid cluster settings: {0}")]
+    Refused(FileError),
+    /// The text is not valid settings.
+    #[error("invalid cluster settings: {0}")]
+    Invalid(#[from] SettingsError),
+}
+
+impl LoadError {
+    /// Whether what the file holds is at fault (exit 3), rather than the
+    /// OS's reading of it.
+    pub fn is_invalid(&self) -> bool {
+        !matches!(self, LoadError::Unreadable { .. })
+    }
+}
+
+impl From<FileError> for LoadError {
+    fn from(e: FileError) -> LoadError {
+        match e {
+            FileError::Os { path, source, .. } => LoadError::Unreadable { path, source },
+            refused => LoadError::Refused(refused),
+        }
+    }
+}
+
 impl ClusterSettings {
-    /// Reads and parses `path`. An unreadable file is reported like a bad one.
-    pub fn load(path: &Path) -> Result<Self, SettingsError> {
-        let text = std::fs::read(path).map_err(|e| SettingsError {
-            path: path.to_owned(),
-            line: 0,
-            reason: format!("cannot read: {e}"),
-        })?;
-        let text = String::from_utf8(text).map_err(|e| SettingsError {
-            path: path.to_owned(),
-            line: 0,
-            reason: format!("not UTF-8 text: {e}"),
-        })?;
-        Self::parse(&text, path)
+    /// Reads and parses `path`: a regular file (through symlinks) of at
+    /// most [`MAX_CONFIG_BYTES`], never a FIFO or a device.
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let text = read_text(path, MAX_CONFIG_BYTES)?;
+        Ok(Self::parse(&text, path)?)
     }
 
     /// Parses the text of a file; `path` only labels errors.
@@ -80,14 +107,17 @@ impl ClusterSettings {
             let mut parts = line.split('=');
             let (key, value) = match (parts.next(), parts.next(), parts.next()) {
                 (Some(k), Some(v), None) => (k.trim(), v.trim()),
-                (_, None, _) => return Err(err(number, format!("expected key=value, found {line:?}"))),
-                _ => return Err(err(number, format!("more than one '=' in {line:?}"))),
+                (_, None, _) => return Err(err(number, format!("expected key=value, found {}", quoted(line)))),
+                _ => return Err(err(number, format!("more than one '=' in {}", quoted(line)))),
             };
             let slot = match key {
                 "servers" => &mut servers,
                 "new_servers" => &mut new_servers,
                 other => {
-                    return Err(err(number, format!("unknown setting {other:?} (only servers and new_servers exist)")))
+                    return Err(err(
+                        number,
+                        format!("unknown setting {} (only servers and new_servers exist)", quoted(other)),
+                    ))
                 }
             };
             if let Some((first, _)) = slot {
@@ -117,6 +147,16 @@ impl ClusterSettings {
         let weights = vec![None; servers.len()];
         let new_weights = new_servers.as_ref().map(|n| vec![None; n.len()]);
         ClusterSettings { servers, new_servers, weights, new_weights, weight_line: None }
+    }
+}
+
+/// `text` quoted for an error message, cut short: a line of a damaged file
+/// may be a megabyte long, and the message needs its start only.
+fn quoted(text: &str) -> String {
+    const SHOWN: usize = 60;
+    match text.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{:?}… ({} bytes)", text.get(..end).unwrap_or_default(), text.len()),
+        None => format!("{text:?}"),
     }
 }
 
@@ -152,7 +192,9 @@ fn split_weight(entry: &str) -> Result<(&str, Option<u32>), String> {
     let Some((name, weight)) = entry.rsplit_once(':') else { return Ok((entry, None)) };
     match weight.parse::<u32>() {
         Ok(w) if w >= 1 => Ok((name, Some(w))),
-        _ => Err(format!("bad weight {weight:?} in {entry:?} (host:port:weight, a whole number from 1)")),
+        _ => {
+            Err(format!("bad weight {} in {} (host:port:weight, a whole number from 1)", quoted(weight), quoted(entry)))
+        }
     }
 }
 
@@ -225,6 +267,38 @@ mod tests {
             assert!(e.reason.contains(reason), "{text:?}: {e}");
             assert!(e.to_string().starts_with("cluster_settings"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_huge_line_is_quoted_short() {
+        let line = "x".repeat(1 << 20);
+        let e = parse(&format!("servers=a:1\n{line}\n")).unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.to_string().len() < 200, "{} bytes", e.to_string().len());
+        assert!(e.reason.ends_with(&format!("xxx\"… ({} bytes)", 1 << 20)), "{e}");
+        let e = parse(&format!("servers=a:1:{}\n", "9".repeat(5000))).unwrap_err();
+        assert!(e.to_string().len() < 300, "{e}");
+    }
+
+    #[test]
+    fn loading_tells_an_unreadable_file_from_an_invalid_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = ClusterSettings::load(&dir.path().join("missing")).unwrap_err();
+        assert!(!missing.is_invalid(), "{missing}");
+        assert!(missing.to_string().starts_with("cannot read "), "{missing}");
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let refused = ClusterSettings::load(&fifo).unwrap_err();
+        assert!(refused.is_invalid());
+        assert_eq!(
+            refused.to_string(),
+            format!("invalid cluster settings: {} is a FIFO, not a regular file: refusing it", fifo.display())
+        );
+        let bad = dir.path().join("bad");
+        std::fs::write(&bad, "servers=a\n").unwrap();
+        let invalid = ClusterSettings::load(&bad).unwrap_err();
+        assert!(invalid.is_invalid());
+        assert!(invalid.to_string().starts_with(&format!("invalid cluster settings: {}:1: ", bad.display())));
     }
 
     mod properties {

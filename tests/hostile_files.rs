@@ -1,0 +1,329 @@
+//! Files someone else put in our way (issue 29): a `cluster_settings` or a
+//! configuration that is a FIFO, `/dev/zero`, 100 MB or six million
+//! servers; a server listed twice; an OS error where content was expected;
+//! a memcached configuration to convert with values memcached would die
+//! of, and a planted symlink where its backup goes; a FIFO at the pidfile,
+//! a symlink or a FIFO where the hour's log goes, a log directory others
+//! can write to. Each is refused at once, with one message naming the file
+//! (and line), in bounded memory, and the daemon keeps answering.
+//!
+//! Every child here is waited for with a bound ([`run`], [`Daemon`]).
+
+mod common;
+
+use common::daemon::Daemon;
+use nix::sys::signal::Signal;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ASTAIRE: &str = env!("CARGO_BIN_EXE_astaire");
+
+/// How a bounded run of a command ended.
+struct Ran {
+    code: Option<i32>,
+    /// stdout then stderr.
+    out: String,
+    /// Peak resident memory in MiB (the kernel's count for the process,
+    /// from `/usr/bin/time`).
+    peak_mib: f64,
+    took: Duration,
+}
+
+/// `astaire args`, killed if it has not ended within `limit` (the test then
+/// fails saying what it waited for). Its address space is capped at 4 GiB,
+/// so a reader gone wrong fails instead of taking the machine with it.
+fn run(args: &[&str], limit: Duration) -> Ran {
+    run_limited(args, limit, None)
+}
+
+/// [`run`], with at most `files` file descriptors when given.
+fn run_limited(args: &[&str], limit: Duration, files: Option<u64>) -> Ran {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, err, peak) = (dir.path().join("out"), dir.path().join("err"), dir.path().join("peak"));
+    // GNU time reports the child's peak RSS (wait4's ru_maxrss), however
+    // short its life; the test's own image is not counted.
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.args(["-f", "%M", "-o"]).arg(&peak).arg(ASTAIRE).args(args);
+    cmd.stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("out"))
+        .stderr(std::fs::File::create(&err).expect("err"))
+        .process_group(0);
+    // SAFETY: setrlimit is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut limits = vec![(libc::RLIMIT_AS, 4 << 30)];
+            limits.extend(files.map(|n| (libc::RLIMIT_NOFILE, n)));
+            for (resource, n) in limits {
+                if libc::setrlimit(resource, &libc::rlimit { rlim_cur: n, rlim_max: n }) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let what = format!("astaire {}", args.join(" "));
+    let started = Instant::now();
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > limit {
+            // The whole group: time and astaire under it.
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+            panic!("{what} did not finish within {limit:?}; its output so far: {}{}", read(&out), read(&err));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let peak_kib: f64 = read(&peak).lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or(f64::NAN);
+    Ran {
+        code: status.code(),
+        out: format!("{}{}", read(&out), read(&err)),
+        peak_mib: peak_kib / 1024.0,
+        took: started.elapsed(),
+    }
+}
+
+fn mkfifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+}
+
+/// `plan` for a node of `settings`: the lightest command that reads it.
+fn plan(settings: &Path, extra: &[&str]) -> Ran {
+    let mut args = vec!["plan", "--local-name", "10.0.0.1:11211", "--cluster-settings", settings.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run(&args, Duration::from_secs(20))
+}
+
+/// A cluster_settings that is no settings file: refused at once, one line
+/// naming it, exit 3, in the memory of an ordinary run. (Before: /dev/zero
+/// grew to the address-space cap, 4.3 GB in 4 s without one; the FIFO
+/// hung; the 100 MB file took 406 MiB and printed a 200 MB error; the six
+/// million servers took 665 MiB and were accepted.)
+#[test]
+fn a_cluster_settings_that_is_no_settings_file_is_refused_at_once_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let zero = dir.path().join("to_zero");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    let big = dir.path().join("big");
+    std::fs::File::create(&big).unwrap().set_len(100 << 20).unwrap();
+    let many = dir.path().join("many");
+    let mut list = String::from("servers=");
+    for i in 0..6_000_000u32 {
+        list.push_str(&format!("10.{}.{}.{}:11211,", i >> 16 & 255, i >> 8 & 255, i & 255));
+    }
+    list.pop();
+    std::fs::write(&many, list + "\n").unwrap();
+    let ordinary = dir.path().join("ordinary");
+    std::fs::write(&ordinary, "servers=10.0.0.1:11211,10.0.0.2:11211\n").unwrap();
+    let baseline = plan(&ordinary, &[]);
+    assert_eq!(baseline.code, Some(0), "{}", baseline.out);
+    eprintln!("an ordinary file: exit 0 in {:?}, peak {:.1} MiB", baseline.took, baseline.peak_mib);
+
+    let large = "is larger than 1 MiB, far more than any configuration file: refusing to read it";
+    for (path, why) in [
+        (&zero, "is a character device, not a regular file: refusing it"),
+        (&fifo, "is a FIFO, not a regular file: refusing it"),
+        (&big, large),
+        (&many, large),
+    ] {
+        let r = plan(path, &[]);
+        eprintln!("{}: exit {:?} in {:?}, peak {:.1} MiB", path.display(), r.code, r.took, r.peak_mib);
+        assert_eq!(r.code, Some(3), "{}", r.out);
+        assert_eq!(r.out, format!("astaire: invalid cluster settings: {} {why}\n", path.display()));
+        assert!(r.took < Duration::from_secs(2), "{:?}", r.took);
+        assert!(r.peak_mib < baseline.peak_mib + 2.0, "{:.1} MiB against {:.1}", r.peak_mib, baseline.peak_mib);
+    }
+}
+
+/// An OS error reading cluster_settings is said as what it is, with exit
+/// 2 (as an unreadable configuration), never "invalid cluster settings".
+/// Out of file descriptors: the limit is lowered one at a time until the
+/// read is the call that fails. (Before: "invalid cluster settings: …:
+/// cannot read: Too many open files", exit 3.)
+#[test]
+fn an_os_error_reading_cluster_settings_is_said_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("cluster_settings");
+    let missing = plan(&settings, &[]);
+    assert_eq!(missing.code, Some(2), "{}", missing.out);
+    assert_eq!(
+        missing.out,
+        format!("astaire: cannot read {}: No such file or directory (os error 2)\n", settings.display())
+    );
+    std::fs::write(&settings, "servers=10.0.0.1:11211\n").unwrap();
+    let mut seen = false;
+    for files in 4..24 {
+        let args = ["plan", "--local-name", "10.0.0.1:11211", "--cluster-settings", settings.to_str().unwrap()];
+        let r = run_limited(&args, Duration::from_secs(20), Some(files));
+        assert!(!r.out.contains("invalid cluster settings"), "{files} descriptors: {}", r.out);
+        if r.out.contains(&format!("cannot read {}: Too many open files", settings.display())) {
+            assert_eq!(r.code, Some(2), "{}", r.out);
+            seen = true;
+        }
+        if r.code == Some(0) {
+            break;
+        }
+    }
+    assert!(seen, "no limit made the read of cluster_settings the call that failed");
+}
+
+/// The daemon's status, bounded.
+fn status(d: &Daemon) -> serde_json::Value {
+    let r = run(&["status", "--json", "--control-socket", d.control.to_str().unwrap()], Duration::from_secs(10));
+    assert_eq!(r.code, Some(0), "status does not answer: {}\n{}", r.out, d.log());
+    serde_json::from_str(&r.out).unwrap_or_else(|e| panic!("{e}: {}", r.out))
+}
+
+/// Waits until the daemon has finished `generation` (at most 10 s).
+fn finished(d: &Daemon, generation: u64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = status(d);
+        if s["completed"].as_u64() >= Some(generation) && s["running"].is_null() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "generation {generation} never finished: {s}\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A daemon for a node that is not in its (valid) cluster_settings: idle,
+/// no memcached needed.
+fn idle_daemon(dir: &Path, extra: &[&str]) -> (Daemon, PathBuf) {
+    let settings = dir.join("cluster_settings");
+    std::fs::write(&settings, "servers=127.0.0.1:1\n").unwrap();
+    let d = Daemon::start("127.0.0.1:2", &settings, &[&["--no-agentx"], extra].concat());
+    (d, settings)
+}
+
+/// SIGHUP with cluster_settings replaced by a FIFO: the reload fails at
+/// once naming the FIFO, status answers, SIGTERM stops the daemon.
+/// (Before: the daemon's loop blocked in the read, status went
+/// unanswered and SIGTERM was ignored.)
+#[test]
+fn a_reload_of_a_fifo_fails_at_once_and_the_daemon_keeps_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut d, settings) = idle_daemon(dir.path(), &[]);
+    let before = status(&d);
+    std::fs::remove_file(&settings).unwrap();
+    mkfifo(&settings);
+    d.signal(Signal::SIGHUP);
+    let s = finished(&d, before["requested"].as_u64().unwrap() + 1);
+    assert_eq!(s["last"]["success"], false, "{s}");
+    assert_eq!(
+        s["last"]["error"],
+        format!("invalid cluster settings: {} is a FIFO, not a regular file: refusing it", settings.display()),
+    );
+    let stopping = Instant::now();
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+    assert!(stopping.elapsed() < Duration::from_secs(5), "{:?}", stopping.elapsed());
+}
+
+/// Out of file descriptors at a reload: the resync fails saying so, the PD
+/// log is 7011 (cannot read), not 7008 (invalid); with descriptors back,
+/// the next reload succeeds. The daemon's own limit is lowered (prlimit) so
+/// that its next open fails. (Before: "invalid cluster
+/// settings: …: cannot read: Too many open files" and 7008.)
+#[test]
+fn out_of_file_descriptors_a_reload_says_so_and_logs_7011() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = dir.path().join("syslog");
+    let syslog = std::os::unix::net::UnixDatagram::bind(&receiver).unwrap();
+    syslog.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let (mut d, settings) = idle_daemon(dir.path(), &["--pd-log", receiver.to_str().unwrap()]);
+    let before = status(&d);
+    let pid = d.pid();
+    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: prlimit only reads and writes these structs.
+    assert_eq!(unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) }, 0);
+    // No new descriptor at all: what it holds stays open, its next open fails.
+    let low = libc::rlimit { rlim_cur: 0, rlim_max: old.rlim_max };
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &low, std::ptr::null_mut()) }, 0);
+    d.signal(Signal::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.log_lines("Too many open files").is_empty() {
+        assert!(Instant::now() < deadline, "no reload failed on the descriptor limit: {}", d.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &old, std::ptr::null_mut()) }, 0);
+    let s = finished(&d, before["requested"].as_u64().unwrap() + 1);
+    assert_eq!(s["last"]["error"], format!("cannot read {}: Too many open files (os error 24)", settings.display()));
+    d.signal(Signal::SIGHUP);
+    let s = finished(&d, before["requested"].as_u64().unwrap() + 2);
+    assert_eq!(s["last"]["success"], true, "{s}");
+    assert_eq!(d.stop(), Some(0));
+    let mut records = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = syslog.recv(&mut buf) {
+        records.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let unreadable: Vec<&String> = records.iter().filter(|r| r.contains(": 7011 - ")).collect();
+    assert_eq!(unreadable.len(), 1, "{records:#?}");
+    assert!(
+        unreadable[0].contains(&format!(
+            "7011 - Description: Astaire cannot read {}: Too many open files (os error 24).",
+            settings.display()
+        )),
+        "{records:#?}"
+    );
+    assert!(!records.iter().any(|r| r.contains(": 7008 - ")), "{records:#?}");
+}
+
+/// The node's configuration and its includes go through the same reader:
+/// a FIFO included, or the configuration leading to /dev/zero, is refused
+/// at once naming the file (and the include's line).
+#[test]
+fn a_configuration_that_is_no_configuration_file_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    let fifo = dir.path().join("user_settings");
+    mkfifo(&fifo);
+    std::fs::write(&config, format!("local_ip=10.0.0.1\n. {}\n", fifo.display())).unwrap();
+    let r = run(&["node-config", "local_ip", "--config", config.to_str().unwrap()], Duration::from_secs(10));
+    assert_eq!(r.code, Some(2), "{}", r.out);
+    assert_eq!(
+        r.out,
+        format!(
+            "astaire: {} is a FIFO, not a regular file: refusing it (included from {}:2)\n",
+            fifo.display(),
+            config.display()
+        )
+    );
+    let zero = dir.path().join("zero");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let r = run(&["node-config", "local_ip", "--config", zero.to_str().unwrap()], Duration::from_secs(10));
+    assert_eq!(r.code, Some(2), "{}", r.out);
+    assert_eq!(r.out, format!("astaire: {} is a character device, not a regular file: refusing it\n", zero.display()));
+    assert!(r.took < Duration::from_secs(2), "{:?}", r.took);
+}
+
+/// `migrate-memcached-config` reads its input through the same reader:
+/// a FIFO or a link to /dev/zero is refused at once (exit 3, as a file it
+/// cannot convert); a missing file is the OS's error (exit 2).
+#[test]
+fn a_memcached_configuration_that_is_no_file_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("memcached_11211.conf");
+    mkfifo(&fifo);
+    let zero = dir.path().join("zero.conf");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    for (path, kind) in [(&fifo, "a FIFO"), (&zero, "a character device")] {
+        let r = run(&["migrate-memcached-config", path.to_str().unwrap()], Duration::from_secs(10));
+        assert_eq!(r.code, Some(3), "{}", r.out);
+        assert_eq!(r.out, format!("astaire: {} is {kind}, not a regular file: refusing it\n", path.display()));
+        assert!(r.took < Duration::from_secs(2), "{:?}", r.took);
+    }
+    let missing = dir.path().join("missing.conf");
+    let r = run(&["migrate-memcached-config", missing.to_str().unwrap()], Duration::from_secs(10));
+    assert_eq!(r.code, Some(2), "{}", r.out);
+    assert!(r.out.starts_with(&format!("astaire: cannot read {}: No such file", missing.display())), "{}", r.out);
+}
