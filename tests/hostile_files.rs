@@ -174,6 +174,73 @@ fn an_os_error_reading_cluster_settings_is_said_as_it_is() {
     assert!(seen, "no limit made the read of cluster_settings the call that failed");
 }
 
+/// Listed twice, a server takes two shares of the ring (10.0.0.1:11211
+/// twice among three took 10.0.0.2's full resync from 86 vbuckets to 64):
+/// refused naming the file and line, exit 3, under every placement.
+#[test]
+fn a_server_listed_twice_is_refused_naming_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("cluster_settings");
+    std::fs::write(
+        &settings,
+        "# resize\nservers=10.0.0.1:11211,10.0.0.2:11211,10.0.0.3:11211\n\
+         new_servers=10.0.0.1:11211,10.0.0.2:11211,10.0.0.3:11211,10.0.0.1:11211\n",
+    )
+    .unwrap();
+    for placement in ["clearwater", "ketama", "rendezvous", "jump"] {
+        let r = plan(&settings, &["--placement", placement]);
+        assert_eq!(r.code, Some(3), "{placement}: {}", r.out);
+        assert_eq!(
+            r.out,
+            format!(
+                "astaire: invalid cluster settings: {}: line 3: server 10.0.0.1:11211 is listed twice in new_servers \
+                 (entries 1 and 4): it would take two shares of the cluster; list each server once\n",
+                settings.display()
+            ),
+            "{placement}"
+        );
+    }
+}
+
+/// The daemon refuses to start on a server listed twice, exit 3, naming the
+/// file and line (and on a reload keeps the view it had, as for any
+/// invalid file).
+#[test]
+fn the_daemon_will_not_start_on_a_server_listed_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("cluster_settings");
+    std::fs::write(&settings, "servers=127.0.0.1:1,127.0.0.1:2,127.0.0.1:1\n").unwrap();
+    let control = dir.path().join("control");
+    let r = run(
+        &[
+            "daemon",
+            "--local-name",
+            "127.0.0.1:2",
+            "--cluster-settings",
+            settings.to_str().unwrap(),
+            "--control-socket",
+            control.to_str().unwrap(),
+            "--no-agentx",
+            "--config",
+            "/dev/null",
+            "--pd-log",
+            "none",
+            "--nice",
+            "0",
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(r.code, Some(3), "{}", r.out);
+    assert!(
+        r.out.contains(&format!(
+            "astaire: invalid cluster settings: {}: line 1: server 127.0.0.1:1 is listed twice in servers (entries 1 and 3)",
+            settings.display()
+        )),
+        "{}",
+        r.out
+    );
+}
+
 /// The daemon's status, bounded.
 fn status(d: &Daemon) -> serde_json::Value {
     let r = run(&["status", "--json", "--control-socket", d.control.to_str().unwrap()], Duration::from_secs(10));

@@ -60,6 +60,17 @@ impl Scheme {
     pub fn one_copy(self) -> bool {
         self != Scheme::Clearwater
     }
+
+    /// Whether a server listed twice in one list is meant. Under each of
+    /// these it would silently take two shares (two ring nodes, twice the
+    /// ketama points, two jump positions), so it is refused. Go's
+    /// gomemcache (`ServerList`) gives a repeated entry a second slot on
+    /// purpose: a placement for it would answer true here.
+    pub fn allows_repeated_servers(self) -> bool {
+        match self {
+            Scheme::Clearwater | Scheme::Ketama | Scheme::Rendezvous | Scheme::Jump => false,
+        }
+    }
 }
 
 /// The scheme and its settings.
@@ -270,6 +281,9 @@ impl Layout {
     }
 
     pub fn new(settings: &ClusterSettings, placement: &Placement) -> Result<Layout, LayoutError> {
+        if let Some(repeated) = settings.repeated.as_ref().filter(|_| !placement.scheme.allows_repeated_servers()) {
+            return Err(LayoutError(repeated.to_string()));
+        }
         if placement.scheme != Scheme::Ketama {
             if let Some(line) = settings.weight_line {
                 return Err(LayoutError(format!(

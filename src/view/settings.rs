@@ -27,6 +27,40 @@ pub struct ClusterSettings {
     pub new_weights: Option<Vec<Option<u32>>>,
     /// The first line that gives a weight (for the placements without).
     pub weight_line: Option<usize>,
+    /// The first server listed twice in one list, for the placements that
+    /// refuse it (see [`Repeated`]).
+    pub repeated: Option<Box<Repeated>>,
+}
+
+/// A server listed twice in one list. Under every placement Astaire knows
+/// today it would take two shares (two ring nodes, twice the ketama
+/// points, two jump positions), which no operator means; the layout
+/// refuses it. A placement whose clients give a repeated entry a second
+/// slot on purpose can accept it instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repeated {
+    pub line: usize,
+    /// `servers` or `new_servers`.
+    pub list: &'static str,
+    /// 1-based positions of the two entries in their list.
+    pub first: usize,
+    pub again: usize,
+    pub entry: String,
+    /// The second entry as written (it may be spelled differently:
+    /// `[::1]:11211` and `[0::1]:11211` are one server).
+    pub again_as: String,
+}
+
+impl fmt::Display for Repeated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Repeated { line, list, first, again, entry, again_as } = self;
+        let spelled = if again_as != entry { format!(", as {again_as}") } else { String::new() };
+        write!(
+            f,
+            "line {line}: server {entry} is listed twice in {list} (entries {first} and {again}{spelled}): \
+             it would take two shares of the cluster; list each server once"
+        )
+    }
 }
 
 /// Why a `cluster_settings` file was rejected.
@@ -97,6 +131,7 @@ impl ClusterSettings {
         let mut servers: Option<(usize, Entries)> = None;
         let mut new_servers: Option<(usize, Entries)> = None;
         let mut weight_line = None;
+        let mut repeated = None;
 
         for (index, raw) in text.lines().enumerate() {
             let number = index + 1;
@@ -110,9 +145,9 @@ impl ClusterSettings {
                 (_, None, _) => return Err(err(number, format!("expected key=value, found {}", quoted(line)))),
                 _ => return Err(err(number, format!("more than one '=' in {}", quoted(line)))),
             };
-            let slot = match key {
-                "servers" => &mut servers,
-                "new_servers" => &mut new_servers,
+            let (slot, list_name) = match key {
+                "servers" => (&mut servers, "servers"),
+                "new_servers" => (&mut new_servers, "new_servers"),
                 other => {
                     return Err(err(
                         number,
@@ -127,6 +162,19 @@ impl ClusterSettings {
             if weight_line.is_none() && list.iter().any(|(_, w)| w.is_some()) {
                 weight_line = Some(number);
             }
+            if repeated.is_none() {
+                repeated = first_repeat(list.iter().map(|(name, _)| name.as_str())).map(|(first, again)| {
+                    let name = |i: usize| list.get(i).map(|(n, _)| n.clone()).unwrap_or_default();
+                    Box::new(Repeated {
+                        line: number,
+                        list: list_name,
+                        first: first + 1,
+                        again: again + 1,
+                        entry: name(first),
+                        again_as: name(again),
+                    })
+                });
+            }
             *slot = Some((number, list));
         }
 
@@ -139,15 +187,37 @@ impl ClusterSettings {
             Some((n, w)) => (Some(n), Some(w)),
             None => (None, None),
         };
-        Ok(ClusterSettings { servers, new_servers, weights, new_weights, weight_line })
+        Ok(ClusterSettings { servers, new_servers, weights, new_weights, weight_line, repeated })
     }
 
     /// Settings with these lists and no weights.
     pub fn lists(servers: Vec<String>, new_servers: Option<Vec<String>>) -> ClusterSettings {
         let weights = vec![None; servers.len()];
         let new_weights = new_servers.as_ref().map(|n| vec![None; n.len()]);
-        ClusterSettings { servers, new_servers, weights, new_weights, weight_line: None }
+        let repeated = None;
+        ClusterSettings { servers, new_servers, weights, new_weights, weight_line: None, repeated }
     }
+}
+
+/// The positions of the first entry that names a server an earlier one
+/// names: the same port, and the same host once spelling is set aside
+/// (host names are case-blind, an IP address is compared as an address).
+fn first_repeat<'a>(names: impl Iterator<Item = &'a str>) -> Option<(usize, usize)> {
+    let mut seen = std::collections::HashMap::new();
+    for (i, name) in names.enumerate() {
+        let key = match HostPort::parse(name, Role::Server) {
+            Ok(hp) => match hp.host.parse::<std::net::IpAddr>() {
+                Ok(ip) => (ip.to_string(), hp.port),
+                Err(_) => (hp.host.to_ascii_lowercase(), hp.port),
+            },
+            Err(_) => (name.to_owned(), 0),
+        };
+        if let Some(&first) = seen.get(&key) {
+            return Some((first, i));
+        }
+        seen.insert(key, i);
+    }
+    None
 }
 
 /// `text` quoted for an error message, cut short: a line of a damaged file
@@ -267,6 +337,37 @@ mod tests {
             assert!(e.reason.contains(reason), "{text:?}: {e}");
             assert!(e.to_string().starts_with("cluster_settings"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_server_listed_twice_in_one_list_is_found_however_it_is_spelled() {
+        let repeat = |list: &[&str]| first_repeat(list.iter().copied());
+        assert_eq!(repeat(&["a:1", "b:1", "a:1"]), Some((0, 2)));
+        assert_eq!(
+            repeat(&["Vellum-1.example:11211", "vellum-1.EXAMPLE:11211"]),
+            Some((0, 1)),
+            "host names are case-blind"
+        );
+        assert_eq!(repeat(&["[2001:db8::1]:1", "[2001:0db8:0::1]:1"]), Some((0, 1)), "one IPv6 address");
+        assert_eq!(
+            repeat(&["10.0.0.1:11211", "10.0.0.1:11212", "10.0.0.2:11211"]),
+            None,
+            "another port is another server"
+        );
+        assert_eq!(repeat(&[]), None);
+
+        let s = parse("servers=a:1,b:1\nnew_servers=a:1,b:1,c:1,b:1:5\n").unwrap();
+        let r = s.repeated.unwrap();
+        assert_eq!((r.line, r.list, r.first, r.again, r.entry.as_str()), (2, "new_servers", 2, 4, "b:1"));
+        assert_eq!(
+            r.to_string(),
+            "line 2: server b:1 is listed twice in new_servers (entries 2 and 4): it would take two shares of the \
+             cluster; list each server once"
+        );
+        let r = parse("servers=[::1]:1,[0::1]:1\n").unwrap().repeated.unwrap();
+        assert!(r.to_string().contains("(entries 1 and 2, as [0::1]:1)"), "{r}");
+        // In both lists is what a resize that keeps a server looks like.
+        assert_eq!(parse("servers=a:1,b:1\nnew_servers=a:1,b:1,c:1\n").unwrap().repeated, None);
     }
 
     #[test]
