@@ -394,3 +394,143 @@ fn a_memcached_configuration_that_is_no_file_is_refused_at_once() {
     assert_eq!(r.code, Some(2), "{}", r.out);
     assert!(r.out.starts_with(&format!("astaire: cannot read {}: No such file", missing.display())), "{}", r.out);
 }
+
+/// What memcached did with some options: its `stats settings` when it
+/// started and answered, or how it ended.
+fn memcached_with(options: &[&str]) -> Result<std::collections::BTreeMap<String, String>, String> {
+    use std::io::{Read, Write};
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut cmd = Command::new(common::memcached_binary());
+        cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0", "-t", "1"]).args(options);
+        // SAFETY: geteuid only reads this process's credentials.
+        if unsafe { libc::geteuid() } == 0 {
+            cmd.args(["-u", "root"]);
+        }
+        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let answer = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+                break Err(format!("{status}: {}", err.trim()));
+            }
+            assert!(Instant::now() < deadline, "memcached {options:?} neither started nor stopped in 5 s");
+            let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s.write_all(b"stats\r\nstats settings\r\n").unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 8192];
+            while got.windows(5).filter(|w| w == b"END\r\n").count() < 2 {
+                match s.read(&mut buf) {
+                    Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                    _ => break,
+                }
+            }
+            let text = String::from_utf8_lossy(&got).into_owned();
+            let stats: std::collections::BTreeMap<String, String> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("STAT ")?.split_once(' '))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            break Ok(stats);
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        match answer {
+            // Another test's server took the port first: try another.
+            Ok(stats) if stats.get("pid").map(String::as_str) != Some(&child.id().to_string()) => continue,
+            other => return other,
+        }
+    }
+    panic!("memcached {options:?}: no free port in 5 tries");
+}
+
+/// Every limit migrate-memcached-config checks, from both sides, against
+/// the real memcached on PATH (1.6.18): each conversion it writes starts
+/// memcached with the values asked for, and each value it refuses is one
+/// memcached refuses, dies of, or reads as another (what a conversion
+/// without the checks wrote, exit 0: `-f NaN` killed memcached with
+/// SIGFPE, `-I 0` and `-n 0` stopped it at start). One limit is kept
+/// short of memcached's: `-L` is given 63 MiB, what the most slab classes
+/// memcached can make need (it asks 39 with its defaults).
+#[test]
+fn migrate_refuses_what_the_real_memcached_would_not_take_and_keeps_its_edges() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("memcached_11211.conf");
+    let convert = |engine: &str| {
+        std::fs::write(&file, format!("-p 11211\n-e {engine}\n")).unwrap();
+        run(&["migrate-memcached-config", file.to_str().unwrap()], Duration::from_secs(10))
+    };
+    const MIB: u64 = 1 << 20;
+    // (engine options, what the old conversion wrote for them, the
+    // setting memcached then reads as another)
+    type Refused<'a> = (&'a str, &'a [&'a str], Option<(&'a str, &'a str)>);
+    let refused: &[Refused] = &[
+        ("cache_size=67108864;factor=NaN", &["-m", "64", "-f", "NaN"], None),
+        ("cache_size=67108864;factor=1", &["-m", "64", "-f", "1"], None),
+        ("cache_size=67108864;item_size_max=0", &["-m", "64", "-I", "0"], None),
+        ("cache_size=67108864;item_size_max=1048577", &["-m", "64", "-I", "1048577"], None),
+        ("cache_size=4294967296;item_size_max=1074266112", &["-m", "4096", "-I", "1074266112"], None),
+        ("cache_size=67108864;chunk_size=0", &["-m", "64", "-n", "0"], None),
+        (
+            "cache_size=67108864;chunk_size=2147483648",
+            &["-m", "64", "-n", "2147483648"],
+            Some(("chunk_size", "2147483648")),
+        ),
+        ("cache_size=1048576", &["-m", "1"], None),
+        ("cache_size=2251799813685248", &["-m", "2147483648"], Some(("maxbytes", "2251799813685248"))),
+        ("cache_size=2097152;preallocate=true", &["-m", "2", "-L"], None),
+    ];
+    for (engine, old, setting) in refused {
+        let r = convert(engine);
+        assert_eq!(r.code, Some(3), "{engine}: {}", r.out);
+        assert!(r.out.contains("line 2: ") && r.out.ends_with("; nothing was changed\n"), "{engine}: {}", r.out);
+        match (memcached_with(old), setting) {
+            (Err(ended), None) => eprintln!("{engine}: refused; memcached {old:?} ended: {ended}"),
+            (Ok(stats), Some((name, asked))) => {
+                assert_ne!(stats.get(*name).map(String::as_str), Some(*asked), "{engine}: memcached read it right");
+                eprintln!("{engine}: refused; memcached {old:?} read {name} {:?}", stats.get(*name));
+            }
+            (answer, _) => panic!("{engine}: refused, but memcached {old:?} took it: {answer:?}"),
+        }
+    }
+    // (engine options, the settings memcached must report)
+    let kept: &[(&str, &[(&str, u64)])] = &[
+        ("cache_size=2097152", &[("maxbytes", 2 * MIB)]),
+        ("cache_size=1048576;item_size_max=524288", &[("maxbytes", MIB), ("item_size_max", 524288)]),
+        ("cache_size=2251799812636672", &[("maxbytes", 2_147_483_647 * MIB)]),
+        ("cache_size=4294967296;item_size_max=1073741824", &[("item_size_max", 1 << 30)]),
+        ("cache_size=67108864;chunk_size=1;eviction=false", &[("chunk_size", 1)]),
+        ("cache_size=67108864;chunk_size=2147483647", &[("chunk_size", 2_147_483_647)]),
+        ("cache_size=67108864;factor=1.0001", &[("maxbytes", 64 * MIB)]),
+        ("cache_size=67108864;factor=1000", &[("maxbytes", 64 * MIB)]),
+        // Every slab class memcached can make (a factor that never grows),
+        // each preallocated.
+        ("cache_size=66060288;preallocate=true;factor=1.0001;chunk_size=1", &[("maxbytes", 63 * MIB)]),
+    ];
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    for (engine, settings) in kept {
+        let r = convert(engine);
+        if engine.contains("preallocate") && (thp.is_empty() || thp.contains("[never]")) {
+            eprintln!("{engine}: this machine has no transparent huge pages: memcached -L cannot be tried");
+            assert_eq!(r.code, Some(3), "without transparent huge pages: {}", r.out);
+            continue;
+        }
+        assert_eq!(r.code, Some(0), "{engine}: {}", r.out);
+        let options: Vec<&str> = r
+            .out
+            .lines()
+            .filter(|l| l.starts_with('-') && !l.starts_with("-p "))
+            .flat_map(|l| l.split_whitespace())
+            .collect();
+        let stats = memcached_with(&options).unwrap_or_else(|e| panic!("{engine}: memcached {options:?} ended: {e}"));
+        for (name, want) in *settings {
+            assert_eq!(stats.get(*name), Some(&want.to_string()), "{engine}: memcached {options:?}");
+        }
+        eprintln!("{engine}: {options:?} starts memcached");
+    }
+}

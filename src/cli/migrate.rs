@@ -5,7 +5,7 @@ use super::args::MigrateArgs;
 use super::output::{self, say};
 use astaire::exit::Exit;
 use astaire::files::{read_text, MAX_CONFIG_BYTES};
-use astaire::memcached_config::convert;
+use astaire::memcached_config::{convert, large_pages, Host};
 use std::io::Write;
 use std::path::Path;
 
@@ -20,7 +20,7 @@ pub fn run(args: MigrateArgs) -> Exit {
             return if e.is_os_error() { Exit::Usage } else { Exit::BadSettings };
         }
     };
-    let converted = match convert(&text) {
+    let converted = match convert(&text, host()) {
         Ok(c) => c,
         Err(e) => {
             output::error(format!("{}: {e}; nothing was changed", file.display()));
@@ -61,6 +61,14 @@ pub fn run(args: MigrateArgs) -> Exit {
             Exit::Usage
         }
     }
+}
+
+/// This machine, as memcached would find it: its transparent huge pages
+/// setting, where memcached 1.6.18 looks for it.
+fn host() -> Host {
+    let paths = ["/sys/kernel/mm/transparent_hugepage/enabled", "/sys/kernel/mm/redhat_transparent_hugepage/enabled"];
+    let thp = paths.iter().find_map(|p| read_text(Path::new(p), 4096).ok());
+    Host { large_pages: large_pages(thp.as_deref()) }
 }
 
 /// Writes `bytes` beside `path`, then renames it into place: a reader sees
