@@ -534,3 +534,54 @@ fn migrate_refuses_what_the_real_memcached_would_not_take_and_keeps_its_edges() 
         eprintln!("{engine}: {options:?} starts memcached");
     }
 }
+
+/// `--in-place` keeps the original as FILE.clearwater, created exclusively
+/// and never through a link: a symlink or a FIFO planted there is refused
+/// and nothing is changed. (Before: a dangling link's target was created
+/// holding the original; a link to an existing file made it skip the
+/// backup and convert anyway.)
+#[test]
+fn the_in_place_backup_never_goes_through_a_planted_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("memcached_11211.conf");
+    let kept = dir.path().join("memcached_11211.conf.clearwater");
+    let original = "-p 11211\n-e cache_size=67108864;eviction=false\n";
+    let in_place = || run(&["migrate-memcached-config", "--in-place", file.to_str().unwrap()], Duration::from_secs(10));
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let planted = dir.path().join("planted");
+    for (target, kind) in [(&planted, "a symbolic link"), (&victim, "a symbolic link")] {
+        std::fs::write(&file, original).unwrap();
+        std::os::unix::fs::symlink(target, &kept).unwrap();
+        let r = in_place();
+        assert_eq!(r.code, Some(2), "{}", r.out);
+        assert!(
+            r.out.ends_with(&format!(
+                "astaire: cannot keep the original as {}: it is {kind}, not a regular file: refusing it; nothing was changed\n",
+                kept.display()
+            )),
+            "{}",
+            r.out
+        );
+        assert!(!planted.exists(), "written through the link");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), original, "nothing was changed");
+        std::fs::remove_file(&kept).unwrap();
+    }
+    mkfifo(&kept);
+    let r = in_place();
+    assert_eq!(r.code, Some(2), "{}", r.out);
+    assert!(r.out.contains("it is a FIFO, not a regular file: refusing it; nothing was changed"), "{}", r.out);
+    std::fs::remove_file(&kept).unwrap();
+    // Nothing there: the original is kept, whole, and the file converted.
+    let r = in_place();
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), original);
+    assert!(std::fs::read_to_string(&file).unwrap().contains("\n-m 64\n-M\n"));
+    // An earlier original is left as it is.
+    std::fs::write(&file, original.replace("67108864", "134217728")).unwrap();
+    let r = in_place();
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert!(r.out.contains("holds an earlier original; left as it is"), "{}", r.out);
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), original);
+}

@@ -4,7 +4,7 @@
 use super::args::MigrateArgs;
 use super::output::{self, say};
 use astaire::exit::Exit;
-use astaire::files::{read_text, MAX_CONFIG_BYTES};
+use astaire::files::{not_regular, read_text, MAX_CONFIG_BYTES};
 use astaire::memcached_config::{convert, large_pages, Host};
 use std::io::Write;
 use std::path::Path;
@@ -40,12 +40,13 @@ pub fn run(args: MigrateArgs) -> Exit {
                 return Exit::Ok;
             }
             let kept = file.with_extension("conf.clearwater");
-            if !kept.exists() {
-                if let Err(e) = std::fs::copy(file, &kept) {
+            match keep_original(file, &kept, text.as_bytes()) {
+                Ok(true) => eprintln!("astaire: the original is kept as {}", kept.display()),
+                Ok(false) => eprintln!("astaire: {} holds an earlier original; left as it is", kept.display()),
+                Err(e) => {
                     output::error(format!("cannot keep the original as {}: {e}; nothing was changed", kept.display()));
                     return Exit::Usage;
                 }
-                eprintln!("astaire: the original is kept as {}", kept.display());
             }
             file.clone()
         }
@@ -61,6 +62,36 @@ pub fn run(args: MigrateArgs) -> Exit {
             Exit::Usage
         }
     }
+}
+
+/// Writes `original` (the text of `file` that was converted) to `kept`,
+/// once: created exclusively and never through a symlink (`O_CREAT |
+/// O_EXCL | O_NOFOLLOW`), so a link planted at the name is refused instead
+/// of written through. A regular file already there is an earlier run's
+/// original and is left alone (`Ok(false)`).
+fn keep_original(file: &Path, kept: &Path, original: &[u8]) -> Result<bool, String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mode = std::fs::metadata(file).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
+    let created =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).custom_flags(libc::O_NOFOLLOW).open(kept);
+    let mut f = match created {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return match std::fs::symlink_metadata(kept) {
+                Ok(m) => match not_regular(m.file_type()) {
+                    None => Ok(false),
+                    Some(kind) => Err(format!("it is {kind}, not a regular file: refusing it")),
+                },
+                Err(e) => Err(e.to_string()),
+            };
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    // A half-written original would pass for a whole one next time.
+    f.write_all(original).and_then(|()| f.sync_all()).map(|()| true).map_err(|e| {
+        let _ = std::fs::remove_file(kept);
+        e.to_string()
+    })
 }
 
 /// This machine, as memcached would find it: its transparent huge pages
