@@ -86,7 +86,7 @@ pub fn not_regular(file_type: FileType) -> Option<&'static str> {
         t if t.is_block_device() => "a block device",
         t if t.is_dir() => "a directory",
         t if t.is_socket() => "a socket",
-        t if t.is_symlink() => "a symbolic link",
+        t if t.is_symlink() => "a symlink",
         _ => "of an unknown type",
     })
 }
@@ -197,7 +197,7 @@ mod tests {
         assert_eq!(kind(Path::new("/dev/zero")), Some("a character device"));
         assert_eq!(kind(dir.path()), Some("a directory"));
         assert_eq!(kind(&socket), Some("a socket"));
-        assert_eq!(kind(&link), Some("a symbolic link"));
+        assert_eq!(kind(&link), Some("a symlink"));
         std::fs::write(dir.path().join("file"), "x").unwrap();
         assert_eq!(kind(&dir.path().join("file")), None);
     }
@@ -267,7 +267,7 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).unwrap();
         let fifo = fifo(dir.path(), "pid");
         let err = |p: &Path| open_own(p, Writing::Append, 0o640).unwrap_err().to_string();
-        assert!(err(&link).ends_with("log is a symbolic link, not a regular file: refusing it"), "{}", err(&link));
+        assert!(err(&link).ends_with("log is a symlink, not a regular file: refusing it"), "{}", err(&link));
         assert!(err(&fifo).ends_with("pid is a FIFO, not a regular file: refusing it"));
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious", "never written through");
         // A FIFO someone reads: the open succeeds at once, the file is refused.

@@ -333,7 +333,14 @@ async fn wait_sync(args: WaitArgs) -> WaitExit {
 }
 
 fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) -> u8 {
+    let pd = match args.pd_log.as_os_str() == "none" {
+        true => PdLog::disabled(),
+        false => PdLog::to(&args.pd_log),
+    };
+    // Said on stderr and, as 7001, to syslog (the journal): once detached,
+    // stderr may be a file in the log directory, or nowhere.
     let fail = |message: String| {
+        pd.report(&PdEvent::BadConfiguration(message.clone()));
         output::error(message);
         Exit::Usage.code()
     };
@@ -348,18 +355,11 @@ fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) ->
         pool_seed: args.placement.pool_seed.clone(),
         key_prefix: args.placement.key_prefix.clone(),
     };
-    let pd = match args.pd_log.as_os_str() == "none" {
-        true => PdLog::disabled(),
-        false => PdLog::to(&args.pd_log),
-    };
     let node = match node_settings::load_config(args.alarms.config.as_deref())
         .and_then(|file| NodeSettings::resolve(&flags, &file))
     {
         Ok(node) => node,
-        Err(e) => {
-            pd.report(&PdEvent::BadConfiguration(e.to_string()));
-            return fail(e.to_string());
-        }
+        Err(e) => return fail(e.to_string()),
     };
     if args.daemon {
         if let Err(e) = process::detach(log_file.as_deref()) {

@@ -550,7 +550,7 @@ fn the_in_place_backup_never_goes_through_a_planted_link() {
     let victim = dir.path().join("victim");
     std::fs::write(&victim, "precious\n").unwrap();
     let planted = dir.path().join("planted");
-    for (target, kind) in [(&planted, "a symbolic link"), (&victim, "a symbolic link")] {
+    for (target, kind) in [(&planted, "a symlink"), (&victim, "a symlink")] {
         std::fs::write(&file, original).unwrap();
         std::os::unix::fs::symlink(target, &kept).unwrap();
         let r = in_place();
@@ -584,4 +584,140 @@ fn the_in_place_backup_never_goes_through_a_planted_link() {
     assert_eq!(r.code, Some(0), "{}", r.out);
     assert!(r.out.contains("holds an earlier original; left as it is"), "{}", r.out);
     assert_eq!(std::fs::read_to_string(&kept).unwrap(), original);
+}
+
+/// A daemon start in `dir` that must end at once, with `extra` options;
+/// its PD records too.
+fn refused_start(dir: &Path, extra: &[&str]) -> (Ran, Vec<String>) {
+    let settings = dir.join("cluster_settings");
+    std::fs::write(&settings, "servers=127.0.0.1:1\n").unwrap();
+    let receiver = dir.join("syslog");
+    let _ = std::fs::remove_file(&receiver);
+    let syslog = std::os::unix::net::UnixDatagram::bind(&receiver).unwrap();
+    syslog.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let (settings, control) = (settings.to_str().unwrap().to_owned(), dir.join("control").to_str().unwrap().to_owned());
+    let mut args = vec!["daemon", "--local-name", "127.0.0.1:2", "--cluster-settings", &settings];
+    args.extend(["--control-socket", &control, "--no-agentx", "--config", "/dev/null", "--nice", "0"]);
+    args.extend(["--pd-log", receiver.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    let r = run(&args, Duration::from_secs(10));
+    let mut records = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = syslog.recv(&mut buf) {
+        records.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    (r, records)
+}
+
+/// A FIFO planted at the pidfile is refused at once, on stderr and as PD
+/// 7001, whether or not someone holds its other end. (Before: start-up
+/// hung in the open.)
+#[test]
+fn a_fifo_at_the_pidfile_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("astaire.pid");
+    mkfifo(&pidfile);
+    let says = format!("pidfile: {} is a FIFO, not a regular file: refusing it", pidfile.display());
+    let (r, records) = refused_start(dir.path(), &["--pidfile", pidfile.to_str().unwrap()]);
+    assert_eq!((r.code, r.out.as_str()), (Some(2), format!("astaire: {says}\n").as_str()));
+    assert!(r.took < Duration::from_secs(2), "{:?}", r.took);
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert!(records[0].contains(&format!("7001 - Description: Fatal - Astaire cannot start: {says}.")), "{records:#?}");
+    // Someone reading it: the open would succeed; the file is refused all the same.
+    use std::os::unix::fs::OpenOptionsExt;
+    let reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&pidfile).unwrap();
+    let (r, _) = refused_start(dir.path(), &["--pidfile", pidfile.to_str().unwrap()]);
+    assert_eq!((r.code, r.out.as_str()), (Some(2), format!("astaire: {says}\n").as_str()));
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut &reader, &mut got);
+    assert!(got.is_empty(), "the pid was written to the reader: {got:?}");
+}
+
+/// A log directory writable by its group, or owned by another user, is
+/// refused: on stderr and as PD 7001, and with `--daemon` before detaching,
+/// so the refusal reaches the terminal. (Before: a group-writable
+/// directory was taken; a refused one under --daemon exited 0 from the
+/// parent and said nothing.)
+#[test]
+fn a_log_directory_others_can_write_to_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let group = dir.path().join("group");
+    std::fs::create_dir(&group).unwrap();
+    std::fs::set_permissions(&group, std::fs::Permissions::from_mode(0o770)).unwrap();
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    for (logs, why) in [
+        (&group, "writable by its group (mode 0770), so another user of the group could plant a symlink or a FIFO"),
+        (&theirs, "owned by user 65534, not by this service's user (0) or root"),
+    ] {
+        for detached in [false, true] {
+            let pidfile = dir.path().join("astaire.pid");
+            let mut extra = vec!["--log-file", logs.to_str().unwrap(), "--pidfile", pidfile.to_str().unwrap()];
+            if detached {
+                extra.push("--daemon");
+            }
+            let (r, records) = refused_start(dir.path(), &extra);
+            if r.code == Some(0) {
+                // Detached after all: stop what was started.
+                let pid: i32 = std::fs::read_to_string(&pidfile).unwrap_or_default().trim().parse().unwrap_or(0);
+                if pid > 0 {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+            let says = format!("log directory {}: {why}", logs.display());
+            assert_eq!(r.code, Some(2), "detached {detached}: {}", r.out);
+            assert!(r.out.starts_with(&format!("astaire: {says}")), "detached {detached}: {}", r.out);
+            assert!(records.iter().any(|m| m.contains("7001 - ") && m.contains(&says)), "{records:#?}");
+            assert_eq!(std::fs::read_dir(logs).unwrap().count(), 0, "nothing written there");
+        }
+    }
+}
+
+/// A symlink or a FIFO where the hour's log file goes (made by someone
+/// who could write to the directory) is refused, said once on stderr, and
+/// the log goes to stderr instead: nothing is written through the link or
+/// to a reader of the FIFO. (Before: every line was silently lost.)
+#[test]
+fn a_symlink_or_a_fifo_at_the_hours_log_file_sends_the_log_to_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    for fifo in [false, true] {
+        let logs = tempfile::tempdir().unwrap();
+        // This hour's name and the next one's, in case the hour turns.
+        let now = time::OffsetDateTime::now_utc();
+        let names = [now, now + time::Duration::hours(1)].map(astaire::log_files::file_name);
+        let mut readers = Vec::new();
+        for name in &names {
+            let path = logs.path().join(name);
+            if fifo {
+                mkfifo(&path);
+                use std::os::unix::fs::OpenOptionsExt;
+                readers
+                    .push(std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&path).unwrap());
+            } else {
+                std::os::unix::fs::symlink(&victim, &path).unwrap();
+            }
+        }
+        let (mut d, _) = idle_daemon(dir.path(), &["--log-file", logs.path().to_str().unwrap()]);
+        let refused = d.log_lines("astaire: log file: ");
+        assert_eq!(refused.len(), 1, "said once: {}", d.log());
+        let kind = if fifo { "a FIFO" } else { "a symlink" };
+        assert!(
+            refused[0].ends_with(&format!("{kind}, not a regular file: refusing it; the log goes to stderr instead")),
+            "{}",
+            refused[0]
+        );
+        assert!(!d.log_lines("Status src/daemon/mod.rs").is_empty(), "the log lines on stderr: {}", d.log());
+        assert_eq!(d.stop(), Some(0));
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n", "written through the link");
+        for mut reader in readers {
+            let mut got = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut reader, &mut got);
+            assert!(got.is_empty(), "the log went to the FIFO's reader: {}", String::from_utf8_lossy(&got));
+        }
+    }
 }
