@@ -21,6 +21,10 @@
 //! A parser rather than a shell: the daemon (root, for the init script)
 //! never runs the node's files as code, errors name the file and line,
 //! and what a file sets is the same whatever the shell.
+//!
+//! Every file is read through [`crate::files::read_text`] (a regular file,
+//! never a FIFO or a device); the configuration and everything it includes
+//! hold at most [`MAX_CONFIG_BYTES`] together.
 // Reads network or file input: no panicking access outside tests (issue 7).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 

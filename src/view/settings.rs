@@ -2,7 +2,9 @@
 //!
 //! Parsing is all-or-nothing: any bad line makes the whole file invalid and
 //! the error names the file, the line and the reason, so a half-written file
-//! can never change what a node does (see `shared/spec/cluster.md`).
+//! can never change what a node does (see `shared/spec/cluster.md`). The
+//! file is read through [`crate::files::read_text`]; a file the OS could not
+//! read is told apart from an invalid one ([`LoadError`]).
 // Reads network or file input: no panicking access outside tests (issue 7).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
