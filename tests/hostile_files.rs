@@ -208,37 +208,14 @@ fn a_server_listed_twice_is_refused_naming_the_file_and_line() {
 #[test]
 fn the_daemon_will_not_start_on_a_server_listed_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = dir.path().join("cluster_settings");
-    std::fs::write(&settings, "servers=127.0.0.1:1,127.0.0.1:2,127.0.0.1:1\n").unwrap();
-    let control = dir.path().join("control");
-    let r = run(
-        &[
-            "daemon",
-            "--local-name",
-            "127.0.0.1:2",
-            "--cluster-settings",
-            settings.to_str().unwrap(),
-            "--control-socket",
-            control.to_str().unwrap(),
-            "--no-agentx",
-            "--config",
-            "/dev/null",
-            "--pd-log",
-            "none",
-            "--nice",
-            "0",
-        ],
-        Duration::from_secs(10),
-    );
+    let (r, records) = refused_start(dir.path(), "servers=127.0.0.1:1,127.0.0.1:2,127.0.0.1:1\n", &[]);
     assert_eq!(r.code, Some(3), "{}", r.out);
-    assert!(
-        r.out.contains(&format!(
-            "astaire: invalid cluster settings: {}: line 1: server 127.0.0.1:1 is listed twice in servers (entries 1 and 3)",
-            settings.display()
-        )),
-        "{}",
-        r.out
+    let says = format!(
+        "invalid cluster settings: {}: line 1: server 127.0.0.1:1 is listed twice in servers (entries 1 and 3)",
+        dir.path().join("cluster_settings").display()
     );
+    assert!(r.out.contains(&format!("astaire: {says}")), "{}", r.out);
+    assert!(records.iter().any(|m| m.contains("7008 - ")), "{records:#?}");
 }
 
 /// The daemon's status, bounded.
@@ -586,11 +563,11 @@ fn the_in_place_backup_never_goes_through_a_planted_link() {
     assert_eq!(std::fs::read_to_string(&kept).unwrap(), original);
 }
 
-/// A daemon start in `dir` that must end at once, with `extra` options;
-/// its PD records too.
-fn refused_start(dir: &Path, extra: &[&str]) -> (Ran, Vec<String>) {
+/// A daemon start in `dir` with `cluster_settings` and `extra` options,
+/// which must end at once; its PD records too.
+fn refused_start(dir: &Path, cluster_settings: &str, extra: &[&str]) -> (Ran, Vec<String>) {
     let settings = dir.join("cluster_settings");
-    std::fs::write(&settings, "servers=127.0.0.1:1\n").unwrap();
+    std::fs::write(&settings, cluster_settings).unwrap();
     let receiver = dir.join("syslog");
     let _ = std::fs::remove_file(&receiver);
     let syslog = std::os::unix::net::UnixDatagram::bind(&receiver).unwrap();
@@ -618,7 +595,7 @@ fn a_fifo_at_the_pidfile_is_refused_at_once() {
     let pidfile = dir.path().join("astaire.pid");
     mkfifo(&pidfile);
     let says = format!("pidfile: {} is a FIFO, not a regular file: refusing it", pidfile.display());
-    let (r, records) = refused_start(dir.path(), &["--pidfile", pidfile.to_str().unwrap()]);
+    let (r, records) = refused_start(dir.path(), "servers=127.0.0.1:1\n", &["--pidfile", pidfile.to_str().unwrap()]);
     assert_eq!((r.code, r.out.as_str()), (Some(2), format!("astaire: {says}\n").as_str()));
     assert!(r.took < Duration::from_secs(2), "{:?}", r.took);
     assert_eq!(records.len(), 1, "{records:#?}");
@@ -626,7 +603,7 @@ fn a_fifo_at_the_pidfile_is_refused_at_once() {
     // Someone reading it: the open would succeed; the file is refused all the same.
     use std::os::unix::fs::OpenOptionsExt;
     let reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&pidfile).unwrap();
-    let (r, _) = refused_start(dir.path(), &["--pidfile", pidfile.to_str().unwrap()]);
+    let (r, _) = refused_start(dir.path(), "servers=127.0.0.1:1\n", &["--pidfile", pidfile.to_str().unwrap()]);
     assert_eq!((r.code, r.out.as_str()), (Some(2), format!("astaire: {says}\n").as_str()));
     let mut got = Vec::new();
     let _ = std::io::Read::read_to_end(&mut &reader, &mut got);
@@ -659,7 +636,7 @@ fn a_log_directory_others_can_write_to_is_refused() {
             if detached {
                 extra.push("--daemon");
             }
-            let (r, records) = refused_start(dir.path(), &extra);
+            let (r, records) = refused_start(dir.path(), "servers=127.0.0.1:1\n", &extra);
             if r.code == Some(0) {
                 // Detached after all: stop what was started.
                 let pid: i32 = std::fs::read_to_string(&pidfile).unwrap_or_default().trim().parse().unwrap_or(0);
