@@ -21,9 +21,14 @@
 //! A parser rather than a shell: the daemon (root, for the init script)
 //! never runs the node's files as code, errors name the file and line,
 //! and what a file sets is the same whatever the shell.
+//!
+//! Every file is read through [`crate::files::read_text`] (a regular file,
+//! never a FIFO or a device); the configuration and everything it includes
+//! hold at most [`MAX_CONFIG_BYTES`] together.
 // Reads network or file input: no panicking access outside tests (issue 7).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+use crate::files::{read_text, FileError, MAX_CONFIG_BYTES};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -40,12 +45,21 @@ pub struct Config {
     pub ignored: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}:{line}: {reason}", path.display())]
-pub struct ConfigError {
-    pub path: PathBuf,
-    pub line: usize,
-    pub reason: String,
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file, or one it includes (`from`: the file and line of the
+    /// include), could not be read: the OS refused, or it is not a regular
+    /// text file of at most [`MAX_CONFIG_BYTES`].
+    #[error("{error}{}", included_from(from.as_ref()))]
+    File { error: FileError, from: Option<(PathBuf, usize)> },
+    /// A line that cannot be read.
+    #[error("invalid configuration: {}:{line}: {reason}", path.display())]
+    Invalid { path: PathBuf, line: usize, reason: String },
+}
+
+fn included_from(from: Option<&(PathBuf, usize)>) -> String {
+    from.map(|(path, line)| format!(" (included from {}:{line})", path.display())).unwrap_or_default()
 }
 
 impl Config {
@@ -53,31 +67,49 @@ impl Config {
         self.values.get(key).map(String::as_str)
     }
 
-    /// Reads `path` and its includes.
+    /// Reads `path` and its includes: together at most
+    /// [`MAX_CONFIG_BYTES`], each a regular file (through symlinks).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let mut config = Config::default();
-        config.read(path, 0, 0)?;
+        let (mut config, mut left) = (Config::default(), MAX_CONFIG_BYTES);
+        config.read(path, 0, None, &mut left)?;
         Ok(config)
     }
 
     /// Parses text as if it were the file `path` (includes are read from disk).
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let mut config = Config::default();
-        config.apply(text, path, 0)?;
+        let (mut config, mut left) = (Config::default(), MAX_CONFIG_BYTES);
+        config.apply(text, path, 0, &mut left)?;
         Ok(config)
     }
 
-    fn read(&mut self, path: &Path, depth: usize, from_line: usize) -> Result<(), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            path: path.to_owned(),
-            line: from_line,
-            reason: format!("cannot read: {e}"),
+    /// Reads one file; `left` is what the files read so far have left of
+    /// the configuration's budget, so that includes (up to eight deep, any
+    /// number of them) cannot add up to more than one file may hold.
+    fn read(
+        &mut self,
+        path: &Path,
+        depth: usize,
+        from: Option<(&Path, usize)>,
+        left: &mut u64,
+    ) -> Result<(), ConfigError> {
+        let text = read_text(path, *left).map_err(|error| match (error, from) {
+            (FileError::TooLarge { .. }, Some((includer, line))) if *left < MAX_CONFIG_BYTES => ConfigError::Invalid {
+                path: includer.to_owned(),
+                line,
+                reason: format!(
+                    "including {} takes the configuration and its includes past {} KiB together",
+                    path.display(),
+                    MAX_CONFIG_BYTES >> 10
+                ),
+            },
+            (error, from) => ConfigError::File { error, from: from.map(|(p, l)| (p.to_owned(), l)) },
         })?;
-        self.apply(&text, path, depth)
+        *left = left.saturating_sub(text.len() as u64);
+        self.apply(&text, path, depth, left)
     }
 
-    fn apply(&mut self, text: &str, path: &Path, depth: usize) -> Result<(), ConfigError> {
-        let err = |line: usize, reason: String| ConfigError { path: path.to_owned(), line, reason };
+    fn apply(&mut self, text: &str, path: &Path, depth: usize, left: &mut u64) -> Result<(), ConfigError> {
+        let err = |line: usize, reason: String| ConfigError::Invalid { path: path.to_owned(), line, reason };
         let mut blocks = Blocks::default();
         for (i, raw) in text.lines().enumerate() {
             let number = i + 1;
@@ -99,13 +131,7 @@ impl Config {
                 if depth + 1 > MAX_DEPTH {
                     return Err(err(number, format!("includes nested more than {MAX_DEPTH} deep (a loop?)")));
                 }
-                self.read(&file, depth + 1, number).map_err(|e| {
-                    if e.path == file && e.line == number {
-                        err(number, format!("include {}: {}", file.display(), e.reason))
-                    } else {
-                        e
-                    }
-                })?;
+                self.read(&file, depth + 1, Some((path, number)), left)?;
                 continue;
             }
             let assignment = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
@@ -280,6 +306,16 @@ mod tests {
         Config::parse(text, Path::new("/nonexistent/config"))
     }
 
+    /// The line of the file given that the error is at (an include's, for
+    /// an included file that could not be read).
+    fn line(e: &ConfigError) -> usize {
+        match e {
+            ConfigError::Invalid { line, .. } => *line,
+            ConfigError::File { from: Some((_, line)), .. } => *line,
+            ConfigError::File { from: None, .. } => 0,
+        }
+    }
+
     #[test]
     fn shell_style_assignments() {
         let c = parse(
@@ -319,28 +355,28 @@ mod tests {
     #[test]
     fn errors_name_file_and_line() {
         let e = parse("a=1\nb=\"open\n").unwrap_err();
-        assert_eq!((e.line, e.reason.contains("unterminated")), (2, true), "{e}");
+        assert_eq!((line(&e), e.to_string().contains("unterminated")), (2, true), "{e}");
         let e = parse("a=1\n. /nonexistent/shared_config\n").unwrap_err();
-        assert_eq!(e.line, 2, "{e}");
+        assert_eq!(line(&e), 2, "{e}");
         assert!(e.to_string().contains("/nonexistent/shared_config"), "{e}");
         let e = parse("a=one two\n").unwrap_err();
-        assert!(e.reason.contains("unexpected text"), "{e}");
+        assert!(e.to_string().contains("unexpected text"), "{e}");
         // Optional includes of missing files are fine; other lines are noted.
         let c = parse("[ -f /nonexistent/user_settings ] && . /nonexistent/user_settings\nulimit -n 1000\n").unwrap();
         assert_eq!(c.ignored, ["/nonexistent/config:2: ulimit -n 1000"]);
         // A condition that is not a file test cannot be read: an error, not a guess.
         let e = parse("a=1\nif true; then\nb=2\nfi\n").unwrap_err();
-        assert_eq!(e.line, 2, "{e}");
-        assert!(e.reason.contains("unsupported condition"), "{e}");
-        for (text, line, why) in [
+        assert_eq!(line(&e), 2, "{e}");
+        assert!(e.to_string().contains("unsupported condition"), "{e}");
+        for (text, at, why) in [
             ("if [ -f /x ]\nthen\na=1\n", 1, "without its `fi`"),
             ("a=1\nfi\n", 2, "`fi` without"),
             ("if [ -f /x ]\na=1\nfi\n", 2, "expected `then`"),
             ("then\n", 1, "`then` without"),
         ] {
             let e = parse(text).unwrap_err();
-            assert_eq!(e.line, line, "{text:?}: {e}");
-            assert!(e.reason.contains(why), "{text:?}: {e}");
+            assert_eq!(line(&e), at, "{text:?}: {e}");
+            assert!(e.to_string().contains(why), "{text:?}: {e}");
         }
     }
 
@@ -370,7 +406,7 @@ mod tests {
         // local_config is required.
         std::fs::remove_file(dir.path().join("local_config")).unwrap();
         let e = Config::load(&config).unwrap_err();
-        assert_eq!(e.line, 6, "{e}");
+        assert_eq!(line(&e), 6, "{e}");
         assert!(e.to_string().contains("local_config"), "{e}");
     }
 
@@ -388,12 +424,51 @@ mod tests {
         assert_eq!((c.get("a"), c.get("b")), (Some("yes"), Some("right")));
     }
 
+    /// What an include leads to must be a small regular file: a FIFO would
+    /// block the reader, /dev/zero never ends, and no number of includes
+    /// adds up to more than one file may hold.
+    #[test]
+    fn includes_are_regular_files_within_one_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("config");
+        let fifo = dir.path().join("user_settings");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        std::fs::write(&main, format!("a=1\n[ -f {0} ] && . {0}\n", fifo.display())).unwrap();
+        let e = Config::load(&main).unwrap_err();
+        assert!(matches!(e, ConfigError::File { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{} is a FIFO, not a regular file: refusing it (included from {}:2)",
+                fifo.display(),
+                main.display()
+            )
+        );
+        std::fs::write(&main, "a=1\n. /dev/zero\n").unwrap();
+        assert!(Config::load(&main).unwrap_err().to_string().starts_with("/dev/zero is a character device"));
+        // 600 KiB of comments, included twice: each file fits, both do not.
+        let big = dir.path().join("big");
+        std::fs::write(&big, "#".repeat(600 << 10)).unwrap();
+        std::fs::write(&main, format!(". {0}\n. {0}\n", big.display())).unwrap();
+        let e = Config::load(&main).unwrap_err();
+        assert_eq!(line(&e), 2, "{e}");
+        assert!(e.to_string().ends_with("past 1024 KiB together"), "{e}");
+        std::fs::write(&main, format!(". {0}\n", big.display())).unwrap();
+        assert!(Config::load(&main).is_ok());
+        // An OS error is said as it is, naming the file.
+        let e = Config::load(&dir.path().join("missing")).unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!("cannot read {}/missing: No such file", dir.path().display())),
+            "{e}"
+        );
+    }
+
     #[test]
     fn an_include_loop_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let main = dir.path().join("config");
         std::fs::write(&main, format!(". {}\n", main.display())).unwrap();
-        assert!(Config::load(&main).unwrap_err().reason.contains("nested"));
+        assert!(Config::load(&main).unwrap_err().to_string().contains("nested"));
     }
 
     mod properties {

@@ -8,9 +8,14 @@ pub enum Exit {
     /// `plan --count` could not list a source.
     Incomplete,
     /// Bad arguments, options or node configuration; the daemon could not
-    /// take its control socket or pidfile.
+    /// take its control socket or pidfile; a file the OS could not read
+    /// (missing, permissions, out of file descriptors). An unreadable
+    /// `cluster_settings` is one of these, not invalid settings: nothing
+    /// is known about its content, and an orchestrator that reads 3 would
+    /// go and fix a file that may be fine.
     Usage,
-    /// An invalid `cluster_settings` file.
+    /// An invalid `cluster_settings` file: its content, or what the path
+    /// leads to (not a regular file, larger than any settings file).
     BadSettings,
     /// The local memcached could not be reached.
     LocalUnreachable,
@@ -57,8 +62,8 @@ impl WaitExit {
 
 /// The help text's summary of both tables.
 pub const SUMMARY: &str =
-    "Exit codes: 0 success, 1 vbuckets failed / differences found / a source not listed, 2 usage, \
-3 invalid cluster_settings, 4 local memcached unreachable, 130 resync stopped by SIGINT/SIGTERM. \
+    "Exit codes: 0 success, 1 vbuckets failed / differences found / a source not listed, 2 usage \
+(or a file that cannot be read), 3 invalid cluster_settings, 4 local memcached unreachable, 130 resync stopped by SIGINT/SIGTERM. \
 wait-sync: 0 synced, 1 the last resync failed, 2 timeout, 3 no daemon.";
 
 #[cfg(test)]

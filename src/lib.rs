@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod config;
 pub mod daemon;
 pub mod exit;
+pub mod files;
 pub mod log_files;
 pub mod memcached;
 pub mod memcached_config;

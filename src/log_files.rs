@@ -3,9 +3,20 @@
 //! the newest, lines `DD-MM-YYYY HH:MM:SS.mmm UTC [thread] Level file:line:
 //! text`, and the oldest `astaire_*` files removed whenever the directory
 //! grows past its limit (`max_log_directory_size`, 1 GiB by default), which
-//! the node's hourly cleanup would otherwise do. Naming, the line prefix and
-//! what to remove are pure functions; [`HourlyFiles`] does the I/O.
+//! the node's hourly cleanup would otherwise do. Naming, the line prefix,
+//! what to remove and which directories to refuse are pure functions;
+//! [`HourlyFiles`] does the I/O.
+//!
+//! The daemon may run as root (the init script of an old node), so nobody
+//! else may be able to put anything where its logs go: the directory must
+//! be writable by the daemon's user only ([`directory_refusal`]), and each
+//! file is opened only as a regular file, never through a symlink and
+//! never waiting on a FIFO ([`crate::files::open_own`]). A file refused
+//! all the same is said once on stderr (the journal under systemd,
+//! `astaire_err.log` under the init script), and its lines go there
+//! instead of nowhere.
 
+use crate::files::{open_own, FileError, Writing};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -43,6 +54,33 @@ pub fn line_prefix(t: OffsetDateTime, thread: u32, level: &tracing::Level, file:
     )
 }
 
+/// Why a log directory owned by `owner` with `mode` is refused for a
+/// daemon running as `euid`, if it is: anyone else who can write there
+/// could plant a symlink or a FIFO named like the next hour's file. A
+/// directory of root's is trusted (root can write anywhere anyway).
+pub fn directory_refusal(owner: u32, mode: u32, euid: u32) -> Option<String> {
+    let plant = "could plant a symlink or a FIFO where the log goes";
+    if mode & 0o002 != 0 {
+        Some(format!(
+            "writable by every user (mode {:04o}), so anyone {plant}; use a directory only this service writes (chmod go-w)",
+            mode & 0o7777
+        ))
+    } else if mode & 0o020 != 0 {
+        Some(format!(
+            "writable by its group (mode {:04o}), so another user of the group {plant}; use a directory only this \
+             service writes (chmod g-w)",
+            mode & 0o7777
+        ))
+    } else if owner != euid && owner != 0 {
+        Some(format!(
+            "owned by user {owner}, not by this service's user ({euid}) or root, and its owner {plant}; chown it to \
+             the service's user"
+        ))
+    } else {
+        None
+    }
+}
+
 /// Which of `files` (name, bytes) to remove, oldest name first, so that
 /// the rest fit in `max` bytes. Only `astaire_*` files count and go; the
 /// one being written (`keep`) never does.
@@ -74,37 +112,41 @@ struct Inner {
     dir: PathBuf,
     max: u64,
     open: Option<(String, std::fs::File)>,
+    /// The last file refused, said once on stderr.
+    refused: Option<String>,
 }
 
 impl HourlyFiles {
     pub fn new(dir: &Path, max_directory_size: u64) -> HourlyFiles {
-        HourlyFiles { inner: Arc::new(Mutex::new(Inner { dir: dir.to_owned(), max: max_directory_size, open: None })) }
+        let inner = Inner { dir: dir.to_owned(), max: max_directory_size, open: None, refused: None };
+        HourlyFiles { inner: Arc::new(Mutex::new(inner)) }
     }
 }
 
 impl Inner {
     /// The file for now, opened (and the symlink moved, the directory
     /// trimmed) when the hour changed.
-    fn file(&mut self) -> std::io::Result<&mut std::fs::File> {
+    fn file(&mut self) -> Result<&mut std::fs::File, FileError> {
         let name = file_name(OffsetDateTime::now_utc());
         if self.open.as_ref().is_none_or(|(open, _)| *open != name) {
-            use std::os::unix::fs::OpenOptionsExt;
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o640)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(self.dir.join(&name))?;
+            let path = self.dir.join(&name);
+            let file = open_own(&path, Writing::Append, 0o640)?;
+            // The pointer to the newest file is a convenience: the log
+            // goes on in the hour's file whether or not it could be moved.
             let link = self.dir.join(format!(".{CURRENT}.new"));
             let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(format!("./{name}"), &link)?;
-            std::fs::rename(&link, self.dir.join(CURRENT))?;
+            let _ = std::os::unix::fs::symlink(format!("./{name}"), &link)
+                .and_then(|()| std::fs::rename(&link, self.dir.join(CURRENT)));
             self.trim(&name);
             self.open = Some((name, file));
         }
         match &mut self.open {
             Some((_, f)) => Ok(f),
-            None => Err(std::io::Error::other("no log file")),
+            None => Err(FileError::Os {
+                path: self.dir.clone(),
+                action: "open a log file in",
+                source: std::io::Error::other("no log file"),
+            }),
         }
     }
 
@@ -123,7 +165,19 @@ impl Inner {
 impl Write for HourlyFiles {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let mut inner = self.inner.lock().map_err(|_| std::io::Error::other("log writer poisoned"))?;
-        inner.file()?.write_all(buf)?;
+        match inner.file() {
+            Ok(file) => file.write_all(buf)?,
+            Err(e) => {
+                // Said once per file; the lines go to stderr rather than nowhere.
+                let mut stderr = std::io::stderr().lock();
+                let name = e.path().display().to_string();
+                if inner.refused.as_deref() != Some(name.as_str()) {
+                    writeln!(stderr, "astaire: log file: {e}; the log goes to stderr instead")?;
+                    inner.refused = Some(name);
+                }
+                stderr.write_all(buf)?;
+            }
+        }
         Ok(buf.len())
     }
 
@@ -175,6 +229,20 @@ mod tests {
             "30-11-2026 09:05:07.042 UTC [1f2e] Status src/daemon/mod.rs:12: "
         );
         assert!(line_prefix(t, 1, &tracing::Level::WARN, "f", 1).contains("] Warning f:1: "));
+    }
+
+    #[test]
+    fn a_directory_others_can_write_to_is_refused() {
+        assert_eq!(directory_refusal(1000, 0o750, 1000), None, "the service's own, 0750");
+        assert_eq!(directory_refusal(0, 0o755, 1000), None, "root's");
+        assert_eq!(directory_refusal(0, 0o700, 0), None);
+        let says = |owner, mode, euid| directory_refusal(owner, mode, euid).unwrap_or_default();
+        assert!(says(1000, 0o777, 1000).starts_with("writable by every user (mode 0777)"));
+        assert!(says(0, 0o1777, 0).starts_with("writable by every user (mode 1777)"), "sticky or not");
+        assert!(says(1000, 0o770, 1000).starts_with("writable by its group (mode 0770)"));
+        assert!(says(0, 0o775, 0).starts_with("writable by its group"));
+        assert!(says(1000, 0o700, 0).starts_with("owned by user 1000, not by this service's user (0) or root"));
+        assert!(says(65534, 0o755, 1000).starts_with("owned by user 65534"));
     }
 
     #[test]

@@ -64,17 +64,18 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Loads the settings and their layout under the placement flags.
+/// Loads the settings and their layout under the placement flags. A file
+/// the OS could not read is a usage error (2), as an unreadable
+/// configuration or pidfile is; only a file that is itself bad is invalid
+/// cluster settings (3).
 fn load_layout(cluster: &Cluster) -> Result<(ClusterSettings, Layout), Exit> {
-    let settings = ClusterSettings::load(&cluster.cluster_settings).map_err(|e| {
-        output::error(format!("invalid cluster settings: {e}"));
-        Exit::BadSettings
-    })?;
-    let layout = Layout::new(&settings, &cluster.placement.placement()).map_err(|e| {
-        output::error(format!("invalid cluster settings: {}: {e}", cluster.cluster_settings.display()));
-        Exit::BadSettings
-    })?;
-    Ok((settings, layout))
+    Layout::load(&cluster.cluster_settings, &cluster.placement.placement()).map_err(|e| {
+        output::error(&e);
+        match e.is_invalid() {
+            true => Exit::BadSettings,
+            false => Exit::Usage,
+        }
+    })
 }
 
 /// Loads the settings and the work list, or the exit code to stop with.
@@ -333,7 +334,14 @@ async fn wait_sync(args: WaitArgs) -> WaitExit {
 }
 
 fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) -> u8 {
+    let pd = match args.pd_log.as_os_str() == "none" {
+        true => PdLog::disabled(),
+        false => PdLog::to(&args.pd_log),
+    };
+    // Said on stderr and, as 7001, to syslog (the journal): once detached,
+    // stderr may be a file in the log directory, or nowhere.
     let fail = |message: String| {
+        pd.report(&PdEvent::BadConfiguration(message.clone()));
         output::error(message);
         Exit::Usage.code()
     };
@@ -349,18 +357,11 @@ fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) ->
         key_prefix: args.placement.key_prefix.clone(),
         spill_limit: args.limits.spill_limit,
     };
-    let pd = match args.pd_log.as_os_str() == "none" {
-        true => PdLog::disabled(),
-        false => PdLog::to(&args.pd_log),
-    };
     let node = match node_settings::load_config(args.alarms.config.as_deref())
         .and_then(|file| NodeSettings::resolve(&flags, &file))
     {
         Ok(node) => node,
-        Err(e) => {
-            pd.report(&PdEvent::BadConfiguration(e.to_string()));
-            return fail(e.to_string());
-        }
+        Err(e) => return fail(e.to_string()),
     };
     if args.daemon {
         if let Err(e) = process::detach(log_file.as_deref()) {

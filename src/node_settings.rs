@@ -20,7 +20,7 @@ pub const DEFAULT_LOG_LEVEL: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeSettingsError {
-    #[error("invalid configuration: {0}")]
+    #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("log_level {0:?} in the configuration is not a number")]
     LogLevel(String),

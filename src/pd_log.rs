@@ -1,11 +1,13 @@
 //! Problem-determination logs: the daemon's major events, to syslog as a
 //! Clearwater node's tooling reads them (facility LOCAL7, ident `astaire`
 //! with the pid, `<id> - Description: … @@Cause: … @@Effect: … @@Action: …`,
-//! at most 1 KiB). Ids 7001-7007 are the original Astaire's; 7008-7010 are
+//! at most 1 KiB). Ids 7001-7007 are the original Astaire's; 7008-7011 are
 //! ours, for events it had no record for. The records are pure
 //! ([`record`]); [`PdLog`] only sends them.
 
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Where syslog listens on Linux.
 pub const SYSLOG_SOCKET: &str = "/dev/log";
@@ -36,8 +38,11 @@ pub enum PdEvent {
     ResyncStarted { pairs: u64 },
     /// 7007: that resync ended.
     ResyncEnded,
-    /// 7008: `cluster_settings` could not be read; nothing changed.
+    /// 7008: `cluster_settings` is invalid; nothing changed.
     InvalidClusterSettings(String),
+    /// 7011: the OS could not read `cluster_settings` (missing, permissions,
+    /// out of file descriptors); nothing changed.
+    SettingsUnreadable { file: String, error: String },
     /// 7009: the local memcached cannot be reached.
     LocalUnreachable(String),
     /// 7010: a source failed during a resync.
@@ -97,10 +102,19 @@ pub fn record(event: &PdEvent) -> (u16, Severity, String) {
         InvalidClusterSettings(why) => (
             7008,
             Severity::Err,
-            format!("Astaire cannot read cluster_settings: {why}."),
+            format!("Astaire found an invalid cluster_settings: {why}."),
             "The cluster_settings file is invalid.",
             "Nothing changed: Astaire keeps the view it had.",
             "Correct the file named above, then run 'service astaire reload'.",
+        ),
+        SettingsUnreadable { file, error } => (
+            7011,
+            Severity::Err,
+            format!("Astaire cannot read {file}: {error}."),
+            "The system refused to read the cluster settings: the file is missing or unreadable by Astaire's user, \
+             or Astaire has run out of file descriptors.",
+            "Nothing changed: Astaire keeps the view it had (at start, Astaire does not start).",
+            "Correct what the error names, then run 'service astaire reload'.",
         ),
         LocalUnreachable(why) => (
             7009,
@@ -136,25 +150,31 @@ pub fn datagram(event: &PdEvent, pid: u32) -> Vec<u8> {
 }
 
 /// Sends records to syslog; a syslog that is not there loses them quietly
-/// (the trace log has the same events).
+/// (the trace log has the same events). The socket is made once, up front:
+/// a process out of file descriptors (one of the events worth a record)
+/// could not make one then.
 #[derive(Debug, Clone)]
 pub struct PdLog {
     socket: Option<PathBuf>,
+    sender: Option<Arc<UnixDatagram>>,
 }
 
 impl PdLog {
     pub fn to(socket: &Path) -> PdLog {
-        PdLog { socket: Some(socket.to_owned()) }
+        PdLog { socket: Some(socket.to_owned()), sender: UnixDatagram::unbound().ok().map(Arc::new) }
     }
 
     pub fn disabled() -> PdLog {
-        PdLog { socket: None }
+        PdLog { socket: None, sender: None }
     }
 
     pub fn report(&self, event: &PdEvent) {
         let Some(path) = &self.socket else { return };
-        let sent = std::os::unix::net::UnixDatagram::unbound()
-            .and_then(|s| s.send_to(&datagram(event, std::process::id()), path));
+        let datagram = datagram(event, std::process::id());
+        let sent = match &self.sender {
+            Some(sender) => sender.send_to(&datagram, path),
+            None => UnixDatagram::unbound().and_then(|s| s.send_to(&datagram, path)),
+        };
         if let Err(e) = sent {
             tracing::debug!("PD log to {} not sent: {e}", path.display());
         }
@@ -180,6 +200,18 @@ mod tests {
         assert!(d.contains(" @@Action: (1). Check"), "{d}");
         let (id, severity, _) = record(&PdEvent::SourceFailed { source: "a:1".into(), why: "refused".into() });
         assert_eq!((id, severity), (7010, Severity::Warning));
+        let unreadable = PdEvent::SettingsUnreadable {
+            file: "/etc/clearwater/cluster_settings".into(),
+            error: "Too many open files".into(),
+        };
+        let (id, severity, text) = record(&unreadable);
+        assert_eq!((id, severity), (7011, Severity::Err));
+        assert!(
+            text.starts_with(
+                "7011 - Description: Astaire cannot read /etc/clearwater/cluster_settings: Too many open files."
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -188,6 +220,6 @@ mod tests {
         let (_, _, text) = record(&PdEvent::InvalidClusterSettings(why));
         assert!(!text.contains('\n'), "{text}");
         assert!(text.len() <= 4 * MAX_RECORD, "{}", text.len());
-        assert!(text.starts_with("7008 - Description: Astaire cannot read cluster_settings: line"));
+        assert!(text.starts_with("7008 - Description: Astaire found an invalid cluster_settings: line"));
     }
 }

@@ -340,9 +340,11 @@ fn bad_configuration_gets_a_clear_error_and_the_documented_exit_code() {
     let (code, out) = run(&["--config", "/dev/null"]);
     assert_eq!(code, Some(3), "{out}");
     assert!(out.contains(":2:"), "names the line: {out}");
+    // A file the OS cannot read is not invalid settings (issue 29): exit 2.
     std::fs::remove_file(&settings).unwrap();
     let (code, out) = run(&["--config", "/dev/null"]);
-    assert_eq!(code, Some(3), "{out}");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains(&format!("cannot read {}: No such file", settings.display())), "{out}");
     // The original option style, with a locked pidfile.
     std::fs::write(&settings, "servers=127.0.0.1:1\n").unwrap();
     let pidfile = dir.path().join("pid");

@@ -644,9 +644,10 @@ async fn malformed_cluster_settings_exit_3_naming_the_line_and_write_nothing() {
         assert_eq!(out.status.code(), Some(3), "{content:?}: {}", text(&out));
         assert!(text(&out).contains(place) && text(&out).contains(reason), "{content:?}: {}", text(&out));
     }
+    // A file the OS cannot read is not invalid settings (issue 29): exit 2.
     let missing = astaire(&["resync", "--local-name", &l, "--cluster-settings", "/nonexistent/cs", "--quiet"]);
-    assert_eq!(missing.status.code(), Some(3));
-    assert!(text(&missing).contains("/nonexistent/cs"), "{}", text(&missing));
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing).contains("cannot read /nonexistent/cs: No such file"), "{}", text(&missing));
     // Nothing was written anywhere, not even the tag.
     let mut conn = local.conn().await;
     assert!(get(&mut conn, TAG_KEY).await.is_none());

@@ -39,7 +39,7 @@ async fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("astaire-loadgen: {e}");
-            return ExitCode::from(3);
+            return ExitCode::from(if e.is_invalid() { 3 } else { 2 });
         }
     };
     let view = View::new(&settings);

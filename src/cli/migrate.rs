@@ -4,20 +4,23 @@
 use super::args::MigrateArgs;
 use super::output::{self, say};
 use astaire::exit::Exit;
-use astaire::memcached_config::convert;
+use astaire::files::{not_regular, read_text, MAX_CONFIG_BYTES};
+use astaire::memcached_config::{convert, large_pages, Host};
 use std::io::Write;
 use std::path::Path;
 
 pub fn run(args: MigrateArgs) -> Exit {
     let file = &args.file;
-    let text = match std::fs::read_to_string(file) {
+    // A regular text file of at most 1 MiB: the OS's refusal is exit 2,
+    // anything else at the path (a FIFO, /dev/zero) is refused as content.
+    let text = match read_text(file, MAX_CONFIG_BYTES) {
         Ok(t) => t,
         Err(e) => {
-            output::error(format!("cannot read {}: {e}", file.display()));
-            return Exit::Usage;
+            output::error(&e);
+            return if e.is_os_error() { Exit::Usage } else { Exit::BadSettings };
         }
     };
-    let converted = match convert(&text) {
+    let converted = match convert(&text, host()) {
         Ok(c) => c,
         Err(e) => {
             output::error(format!("{}: {e}; nothing was changed", file.display()));
@@ -37,12 +40,13 @@ pub fn run(args: MigrateArgs) -> Exit {
                 return Exit::Ok;
             }
             let kept = file.with_extension("conf.clearwater");
-            if !kept.exists() {
-                if let Err(e) = std::fs::copy(file, &kept) {
+            match keep_original(file, &kept, text.as_bytes()) {
+                Ok(true) => eprintln!("astaire: the original is kept as {}", kept.display()),
+                Ok(false) => eprintln!("astaire: {} holds an earlier original; left as it is", kept.display()),
+                Err(e) => {
                     output::error(format!("cannot keep the original as {}: {e}; nothing was changed", kept.display()));
                     return Exit::Usage;
                 }
-                eprintln!("astaire: the original is kept as {}", kept.display());
             }
             file.clone()
         }
@@ -58,6 +62,44 @@ pub fn run(args: MigrateArgs) -> Exit {
             Exit::Usage
         }
     }
+}
+
+/// Writes `original` (the text of `file` that was converted) to `kept`,
+/// once: created exclusively and never through a symlink (`O_CREAT |
+/// O_EXCL | O_NOFOLLOW`), so a link planted at the name is refused instead
+/// of written through. A regular file already there is an earlier run's
+/// original and is left alone (`Ok(false)`).
+fn keep_original(file: &Path, kept: &Path, original: &[u8]) -> Result<bool, String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mode = std::fs::metadata(file).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
+    let created =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).custom_flags(libc::O_NOFOLLOW).open(kept);
+    let mut f = match created {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return match std::fs::symlink_metadata(kept) {
+                Ok(m) => match not_regular(m.file_type()) {
+                    None => Ok(false),
+                    Some(kind) => Err(format!("it is {kind}, not a regular file: refusing it")),
+                },
+                Err(e) => Err(e.to_string()),
+            };
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    // A half-written original would pass for a whole one next time.
+    f.write_all(original).and_then(|()| f.sync_all()).map(|()| true).map_err(|e| {
+        let _ = std::fs::remove_file(kept);
+        e.to_string()
+    })
+}
+
+/// This machine, as memcached would find it: its transparent huge pages
+/// setting, where memcached 1.6.18 looks for it.
+fn host() -> Host {
+    let paths = ["/sys/kernel/mm/transparent_hugepage/enabled", "/sys/kernel/mm/redhat_transparent_hugepage/enabled"];
+    let thp = paths.iter().find_map(|p| read_text(Path::new(p), 4096).ok());
+    Host { large_pages: large_pages(thp.as_deref()) }
 }
 
 /// Writes `bytes` beside `path`, then renames it into place: a reader sees

@@ -30,11 +30,13 @@ pub fn with_runtime(work: impl std::future::Future<Output = u8>) -> u8 {
 }
 
 /// A log directory that others can write to would let them plant a
-/// symlink named like the next log file, which this process (root, for the
-/// init script) would then write through. So it must not be writable by
-/// other users; it is created 0750 when missing.
+/// symlink or a FIFO named like the next log file, which this process
+/// (root, for an old init script) would then write through or wait on. So
+/// only the daemon's user (or root) may write there
+/// ([`astaire::log_files::directory_refusal`]); it is created 0750 when
+/// missing.
 fn private_log_dir(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     let shown = dir.display();
     if !dir.exists() {
         std::fs::DirBuilder::new()
@@ -47,14 +49,12 @@ fn private_log_dir(dir: &Path) -> Result<(), String> {
     if !meta.is_dir() {
         return Err(format!("log directory {shown}: not a directory"));
     }
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o002 != 0 {
-        return Err(format!(
-            "log directory {shown}: writable by every user (mode {mode:04o}), so anyone could plant a symlink where the \
-             log goes; use a directory only this service writes (chmod o-w)"
-        ));
+    // SAFETY: geteuid only reads this process's credentials.
+    let euid = unsafe { libc::geteuid() };
+    match astaire::log_files::directory_refusal(meta.uid(), meta.mode(), euid) {
+        Some(why) => Err(format!("log directory {shown}: {why}")),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Logs to stderr, or when a directory is given to Clearwater's hourly
@@ -117,22 +117,12 @@ pub fn stop_on_signals() -> Result<Arc<AtomicBool>, String> {
 /// lock is held as long as the returned file lives.
 pub fn lock_pidfile(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let fail = |why: String| format!("pidfile {}: {why}", path.display());
-    // O_NOFOLLOW: a symlink planted at the pidfile's path is refused, never
-    // written through (the daemon may run as root). 0640 after the umask:
-    // written by us only, read by root's tools and the service's group.
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o640)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => fail("is a symlink; refusing to write through it".to_owned()),
-            _ => fail(e.to_string()),
-        })?;
+    // Only a regular file, never through a symlink, never waiting on a
+    // FIFO (the daemon may run as root). 0640 after the umask: written by
+    // us only, read by root's tools and the service's group.
+    let file =
+        astaire::files::open_own(path, astaire::files::Writing::InPlace, 0o640).map_err(|e| format!("pidfile: {e}"))?;
     let mut locked = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
         .map_err(|(_, e)| fail(format!("already locked by another process ({e})")))?;
     locked.set_len(0).map_err(|e| fail(e.to_string()))?;
@@ -182,22 +172,22 @@ pub fn set_nice(nice: i32) {
 /// Detaches from the terminal (the init script's `--daemon`). With a log
 /// directory, what would still reach stdout and stderr (a panic, say) goes
 /// to `astaire_out.log` and `astaire_err.log` there, as on a Clearwater node.
+/// The directory and both files are checked before detaching, so that a
+/// refusal still reaches the terminal that started us.
 pub fn detach(log_dir: Option<&Path>) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let mut outputs = Vec::new();
+    if let Some(dir) = log_dir {
+        private_log_dir(dir)?;
+        for (name, fd) in [("astaire_out.log", libc::STDOUT_FILENO), ("astaire_err.log", libc::STDERR_FILENO)] {
+            let file = astaire::files::open_own(&dir.join(name), astaire::files::Writing::Append, 0o640)
+                .map_err(|e| e.to_string())?;
+            outputs.push((file, fd));
+        }
+    }
     nix::unistd::daemon(true, false).map_err(|e| format!("cannot detach: {e}"))?;
-    let Some(dir) = log_dir else { return Ok(()) };
-    private_log_dir(dir)?;
-    for (name, fd) in [("astaire_out.log", libc::STDOUT_FILENO), ("astaire_err.log", libc::STDERR_FILENO)] {
-        use std::os::fd::AsRawFd;
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = dir.join(name);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        nix::unistd::dup2(file.as_raw_fd(), fd).map_err(|e| format!("{}: {e}", path.display()))?;
+    for (file, fd) in outputs {
+        nix::unistd::dup2(file.as_raw_fd(), fd).map_err(|e| format!("cannot send output to its log: {e}"))?;
     }
     Ok(())
 }

@@ -15,15 +15,17 @@ pub mod scheduler;
 
 use crate::exit::Exit;
 use crate::pd_log::{PdEvent, PdLog};
-use crate::placement::Layout;
+use crate::placement::{Layout, ViewError};
 use crate::resync::{self, Options, ResyncError};
 use crate::snmp::agentx::{AgentConfig, Subagent};
 use crate::snmp::inform::{AlarmReporter, InformConfig};
 use crate::stats::Stats;
-use crate::view::ClusterSettings;
+use crate::view::{ClusterSettings, LoadError};
 use control::{ProgressStatus, Status};
 use scheduler::{Kind, Outcome, Scheduler};
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,10 +38,8 @@ use tracing::{error, info, warn};
 pub enum StartError {
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
-    #[error("invalid cluster settings: {0}")]
-    Settings(#[from] crate::view::SettingsError),
-    #[error("invalid cluster settings: {0}")]
-    Layout(#[from] crate::placement::LayoutError),
+    #[error(transparent)]
+    View(#[from] ViewError),
     #[error("cannot create the control socket {}: {source}", path.display())]
     ControlSocket { path: PathBuf, source: std::io::Error },
 }
@@ -47,10 +47,113 @@ pub enum StartError {
 impl StartError {
     pub fn exit(&self) -> Exit {
         match self {
-            StartError::Settings(_) | StartError::Layout(_) => Exit::BadSettings,
-            StartError::Signals(_) | StartError::ControlSocket { .. } => Exit::Usage,
+            StartError::View(e) if e.is_invalid() => Exit::BadSettings,
+            StartError::View(_) | StartError::Signals(_) | StartError::ControlSocket { .. } => Exit::Usage,
         }
     }
+}
+
+/// The PD log of a `cluster_settings` that gives no view: 7011 when the OS
+/// could not read it, 7008 when it is invalid.
+fn view_event(e: &ViewError) -> PdEvent {
+    match e {
+        ViewError::Load(LoadError::Unreadable { path, source }) => {
+            PdEvent::SettingsUnreadable { file: path.display().to_string(), error: source.to_string() }
+        }
+        ViewError::Load(LoadError::Refused(e)) => PdEvent::InvalidClusterSettings(e.to_string()),
+        ViewError::Load(LoadError::Invalid(e)) => PdEvent::InvalidClusterSettings(e.to_string()),
+        ViewError::Layout { path, source } => PdEvent::InvalidClusterSettings(format!("{}: {source}", path.display())),
+    }
+}
+
+/// How long a read of `cluster_settings` may take. A regular file of at
+/// most 1 MiB on a local disk is read in milliseconds: only a file system
+/// that stopped answering (a hung NFS or FUSE mount) takes longer.
+const SETTINGS_READ_LIMIT: Duration = Duration::from_secs(5);
+
+/// Why work run off the loop gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum OffLoop {
+    #[error("an earlier read has not returned yet (a file system that does not answer?)")]
+    Busy,
+    #[error("no thread to read it: {0}")]
+    NoThread(String),
+    #[error("no answer from the file system within {} ms", .0.as_millis())]
+    TimedOut(Duration),
+    #[error("the read ended without an answer")]
+    Lost,
+}
+
+/// Runs `work` on a thread of its own and waits for it at most `limit`,
+/// without blocking the loop. A thread of our own rather than tokio's
+/// blocking pool: the runtime waits for its blocking tasks when it shuts
+/// down, and a read stuck in the kernel must not keep the daemon from
+/// stopping. `busy` is set while the thread runs, so at most one is ever
+/// stuck.
+async fn off_the_loop<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+    limit: Duration,
+    busy: &Arc<AtomicBool>,
+) -> Result<T, OffLoop> {
+    /// Clears `busy` when the thread ends, however it ends.
+    struct Done(Arc<AtomicBool>);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::SeqCst);
+        }
+    }
+    if busy.swap(true, Ordering::SeqCst) {
+        return Err(OffLoop::Busy);
+    }
+    let done = Done(busy.clone());
+    let (tx, rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("astaire-read".into())
+        .spawn(move || {
+            let _done = done;
+            let _ = tx.send(work());
+        })
+        .map_err(|e| OffLoop::NoThread(e.to_string()))?;
+    match tokio::time::timeout(limit, rx).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(_)) => Err(OffLoop::Lost),
+        Err(_) => Err(OffLoop::TimedOut(limit)),
+    }
+}
+
+/// Reads `cluster_settings` off the daemon's loop (see [`off_the_loop`]).
+#[derive(Debug, Clone)]
+struct SettingsReader {
+    path: PathBuf,
+    limit: Duration,
+    busy: Arc<AtomicBool>,
+}
+
+impl SettingsReader {
+    fn new(path: PathBuf) -> SettingsReader {
+        SettingsReader { path, limit: SETTINGS_READ_LIMIT, busy: Arc::new(AtomicBool::new(false)) }
+    }
+
+    async fn read(&self) -> Result<ClusterSettings, LoadError> {
+        let path = self.path.clone();
+        off_the_loop(move || ClusterSettings::load(&path), self.limit, &self.busy).await.unwrap_or_else(|why| {
+            let kind = match why {
+                OffLoop::TimedOut(_) => std::io::ErrorKind::TimedOut,
+                _ => std::io::ErrorKind::Other,
+            };
+            Err(LoadError::Unreadable { path: self.path.clone(), source: std::io::Error::new(kind, why.to_string()) })
+        })
+    }
+}
+
+/// A resync taken from the scheduler, its settings being read.
+type Loading = Pin<Box<dyn Future<Output = Loaded> + Send>>;
+
+/// A resync taken from the scheduler and what its settings read gave.
+struct Loaded {
+    generation: u64,
+    kind: Kind,
+    settings: Result<ClusterSettings, LoadError>,
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +225,7 @@ struct Daemon {
     stopping: bool,
     alarms: Option<AlarmReporter>,
     cancel: Arc<AtomicBool>,
+    reader: SettingsReader,
 }
 
 impl Daemon {
@@ -184,15 +288,25 @@ impl Daemon {
         }
     }
 
-    /// Starts the next resync if one is due; returns its task.
-    fn start_next(&mut self) -> Option<tokio::task::JoinHandle<Finished>> {
+    /// Takes the next resync if one is due, and reads `cluster_settings`
+    /// for it off the loop: SIGHUP means "re-read the files", so the
+    /// latest content counts.
+    fn next_due(&mut self) -> Option<Loading> {
         if self.stopping {
             return None;
         }
         let (generation, kind) = self.scheduler.start_next()?;
-        // SIGHUP means "re-read the files": read them now, so the latest
-        // content counts. A bad file changes nothing.
-        let settings = ClusterSettings::load(&self.opts.cluster_settings);
+        let reader = self.reader.clone();
+        Some(Box::pin(async move { Loaded { generation, kind, settings: reader.read().await } }))
+    }
+
+    /// Starts the resync whose settings were read; returns its task. Bad
+    /// settings change nothing: the resync fails at once.
+    fn start(&mut self, loaded: Loaded) -> Option<tokio::task::JoinHandle<Finished>> {
+        if self.stopping {
+            return None;
+        }
+        let Loaded { generation, kind, settings } = loaded;
         // A resync decided without copying anything: done at once.
         let immediate = |error: Option<String>, member: bool| {
             let outcome = Outcome {
@@ -207,15 +321,14 @@ impl Daemon {
             let f = Finished { outcome, local_unreachable: false, member, pairs: 0, failed_sources: Vec::new() };
             Some(tokio::spawn(async move { f }))
         };
-        let layout = settings.map_err(|e| e.to_string()).and_then(|s| {
-            Layout::new(&s, &self.opts.placement).map_err(|e| format!("{}: {e}", self.opts.cluster_settings.display()))
-        });
+        let path = &self.opts.cluster_settings;
+        let layout = settings.map_err(ViewError::from).and_then(|s| Layout::of(path, &s, &self.opts.placement));
         let view = match layout {
             Ok(l) => l,
             Err(e) => {
-                error!("invalid cluster settings, nothing changed: {e}");
-                self.opts.pd.report(&PdEvent::InvalidClusterSettings(e.to_string()));
-                return immediate(Some(format!("invalid cluster settings: {e}")), self.member);
+                error!("{e}; nothing changed");
+                self.opts.pd.report(&view_event(&e));
+                return immediate(Some(e.to_string()), self.member);
             }
         };
         let local = self.opts.local_name.clone();
@@ -326,13 +439,15 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
         (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
         (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => return Err(StartError::Signals(e)),
     };
-    // The view is loaded before anything else: an invalid file at start is fatal.
-    let settings = ClusterSettings::load(&opts.cluster_settings).inspect_err(|e| {
-        opts.pd.report(&PdEvent::InvalidClusterSettings(e.to_string()));
-    })?;
-    let view = Layout::new(&settings, &opts.placement).inspect_err(|e| {
-        opts.pd.report(&PdEvent::InvalidClusterSettings(e.to_string()));
-    })?;
+    // The view is loaded before anything else: a file that cannot be
+    // used at start is fatal.
+    let reader = SettingsReader::new(opts.cluster_settings.clone());
+    let view = reader
+        .read()
+        .await
+        .map_err(ViewError::from)
+        .and_then(|settings| Layout::of(&opts.cluster_settings, &settings, &opts.placement))
+        .inspect_err(|e| opts.pd.report(&view_event(e)))?;
     let listener = control::bind(&opts.control_socket)
         .map_err(|source| StartError::ControlSocket { path: opts.control_socket.clone(), source })?;
     let stats = Stats::new();
@@ -349,6 +464,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
         stopping: false,
         alarms: Some(AlarmReporter::new(opts.inform.clone(), opts.alarm_agent.clone(), opts.announce_alarm_state)),
         cancel: Arc::new(AtomicBool::new(false)),
+        reader,
     };
     info!(local = %opts.local_name, member, "astaire daemon started");
     opts.pd.report(&PdEvent::Started);
@@ -393,10 +509,16 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
     let mut retry: Option<(Kind, std::pin::Pin<Box<tokio::time::Sleep>>)> = None;
     // systemd STATUS= with progress while a resync runs.
     let mut status_tick = tokio::time::interval(Duration::from_secs(5));
-    let mut running: Option<tokio::task::JoinHandle<Finished>> = d.start_next();
+    // A resync whose settings are being read, then the resync itself.
+    let mut loading: Option<Loading> = d.next_due();
+    let mut running: Option<tokio::task::JoinHandle<Finished>> = None;
 
     loop {
         tokio::select! {
+            loaded = async { loading.as_mut().expect("guarded").await }, if loading.is_some() => {
+                loading = None;
+                running = d.start(loaded);
+            }
             done = async { running.as_mut().expect("guarded").await }, if running.is_some() => {
                 running = None;
                 match done {
@@ -422,7 +544,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
                 let _ = reply.send(d.status());
             }
             _ = tag_poll.tick() => {
-                let idle = running.is_none() && d.scheduler.pending().is_none();
+                let idle = running.is_none() && loading.is_none() && d.scheduler.pending().is_none();
                 if idle && d.member && !d.stopping {
                     let (local, tx) = (opts.local_name.clone(), tag_tx.clone());
                     tokio::spawn(async move {
@@ -432,7 +554,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
             }
             Some(present) = tag_rx.recv() => match present {
                 Some(false) => {
-                    if running.is_none() && d.scheduler.pending().is_none() {
+                    if running.is_none() && loading.is_none() && d.scheduler.pending().is_none() {
                         warn!("restart tag missing: the local memcached restarted and lost its data; full resync");
                         d.scheduler.request(Kind::Full);
                     }
@@ -471,8 +593,8 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
                 break;
             }
             d.cancel.store(true, Ordering::SeqCst);
-        } else if running.is_none() {
-            running = d.start_next();
+        } else if running.is_none() && loading.is_none() {
+            loading = d.next_due();
         }
     }
 
@@ -496,4 +618,63 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
     info!("astaire daemon stopped");
     opts.pd.report(&PdEvent::Ended);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// A read the file system never answers (a hung NFS or FUSE mount)
+    /// costs the loop the limit, not the read; while it is stuck another is
+    /// refused at once, and once it returns reads go on. The loop runs on a
+    /// thread of the test's, so that a read done on the loop itself fails
+    /// the test instead of hanging it.
+    #[test]
+    fn a_read_that_never_returns_holds_the_loop_for_the_limit_only() {
+        let (release, stuck) = std::sync::mpsc::channel::<()>();
+        let (report, reported) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let busy = Arc::new(AtomicBool::new(false));
+            let started = Instant::now();
+            let first = rt.block_on(off_the_loop(move || stuck.recv().is_ok(), Duration::from_millis(100), &busy));
+            let again = rt.block_on(off_the_loop(|| true, Duration::from_secs(1), &busy));
+            let _ = report.send((first, started.elapsed(), again, busy));
+        });
+        let (first, took, again, busy) = reported
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the loop was held by a read that never returns (read on the loop, not off it)");
+        assert_eq!(first, Err(OffLoop::TimedOut(Duration::from_millis(100))));
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        assert_eq!(again, Err(OffLoop::Busy), "a second read while the first is stuck");
+        release.send(()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while busy.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "the stuck read's thread never ended");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        assert_eq!(rt.block_on(off_the_loop(|| 2, Duration::from_secs(1), &busy)), Ok(2));
+    }
+
+    #[tokio::test]
+    async fn a_settings_read_that_times_out_is_an_os_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cluster_settings");
+        let reader =
+            SettingsReader { path: path.clone(), limit: Duration::from_secs(1), busy: Arc::new(AtomicBool::new(true)) };
+        let e = reader.read().await.unwrap_err();
+        assert!(!e.is_invalid());
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot read {}: an earlier read has not returned yet (a file system that does not answer?)",
+                path.display()
+            )
+        );
+        std::fs::write(&path, "servers=a:1\n").unwrap();
+        reader.busy.store(false, Ordering::SeqCst);
+        assert_eq!(reader.read().await.unwrap().servers, ["a:1"]);
+    }
 }

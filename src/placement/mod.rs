@@ -18,10 +18,11 @@ pub mod jump;
 pub mod ketama;
 pub mod rendezvous;
 
-use crate::view::{vbucket_of, ClusterSettings, View, WorkList};
+use crate::view::{vbucket_of, ClusterSettings, LoadError, View, WorkList};
 use ketama::{Continuum, KetamaServer};
 pub use rendezvous::KeyText;
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A placement scheme.
@@ -58,6 +59,17 @@ impl Scheme {
     /// Whether each key has one copy (its old owner is its only source).
     pub fn one_copy(self) -> bool {
         self != Scheme::Clearwater
+    }
+
+    /// Whether a server listed twice in one list is meant. Under each of
+    /// these it would silently take two shares (two ring nodes, twice the
+    /// ketama points, two jump positions), so it is refused. Go's
+    /// gomemcache (`ServerList`) gives a repeated entry a second slot on
+    /// purpose: a placement for it would answer true here.
+    pub fn allows_repeated_servers(self) -> bool {
+        match self {
+            Scheme::Clearwater | Scheme::Ketama | Scheme::Rendezvous | Scheme::Jump => false,
+        }
     }
 }
 
@@ -234,8 +246,44 @@ pub struct Survey {
 #[error("{0}")]
 pub struct LayoutError(pub String);
 
+/// Why a `cluster_settings` file gives no layout: it could not be read, it
+/// is invalid, or the placement refuses what it lists.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("invalid cluster settings: {}: {source}", path.display())]
+    Layout { path: PathBuf, source: LayoutError },
+}
+
+impl ViewError {
+    /// Whether the file is at fault (exit 3, PD 7008), rather than the
+    /// OS's reading of it.
+    pub fn is_invalid(&self) -> bool {
+        match self {
+            ViewError::Load(e) => e.is_invalid(),
+            ViewError::Layout { .. } => true,
+        }
+    }
+}
+
 impl Layout {
+    /// Reads `path` and lays it out under `placement`.
+    pub fn load(path: &Path, placement: &Placement) -> Result<(ClusterSettings, Layout), ViewError> {
+        let settings = ClusterSettings::load(path)?;
+        let layout = Layout::of(path, &settings, placement)?;
+        Ok((settings, layout))
+    }
+
+    /// [`Layout::new`], its error naming the file the settings came from.
+    pub fn of(path: &Path, settings: &ClusterSettings, placement: &Placement) -> Result<Layout, ViewError> {
+        Layout::new(settings, placement).map_err(|source| ViewError::Layout { path: path.to_owned(), source })
+    }
+
     pub fn new(settings: &ClusterSettings, placement: &Placement) -> Result<Layout, LayoutError> {
+        if let Some(repeated) = settings.repeated.as_ref().filter(|_| !placement.scheme.allows_repeated_servers()) {
+            return Err(LayoutError(repeated.to_string()));
+        }
         if placement.scheme != Scheme::Ketama {
             if let Some(line) = settings.weight_line {
                 return Err(LayoutError(format!(

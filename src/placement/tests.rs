@@ -110,3 +110,24 @@ fn a_key_is_wanted_from_its_old_owner_when_this_node_is_its_new_one() {
     }
     assert!((800..1200).contains(&wanted), "about a quarter moves: {wanted} of {all}");
 }
+
+/// A server listed twice changes every placement's shares; each refuses
+/// it naming the line, and a stable list without repeats is laid out.
+#[test]
+fn a_repeated_server_is_refused_by_every_placement() {
+    let twice = ClusterSettings::parse("servers=a:1,b:1\nnew_servers=a:1,b:1,a:1\n", Path::new("cs")).unwrap();
+    let once = ClusterSettings::parse("servers=a:1,b:1\nnew_servers=a:1,b:1,c:1\n", Path::new("cs")).unwrap();
+    for scheme in [Scheme::Clearwater, Scheme::Ketama, Scheme::Rendezvous, Scheme::Jump] {
+        let placement = Placement { scheme, ..Placement::default() };
+        assert!(!scheme.allows_repeated_servers());
+        let e = Layout::new(&twice, &placement).unwrap_err();
+        assert!(
+            e.0.starts_with("line 2: server a:1 is listed twice in new_servers (entries 1 and 3)"),
+            "{scheme:?}: {e}"
+        );
+        assert!(Layout::new(&once, &placement).is_ok(), "{scheme:?}");
+    }
+    let e = Layout::of(Path::new("/etc/cs"), &twice, &Placement::default()).unwrap_err();
+    assert!(e.is_invalid());
+    assert!(e.to_string().starts_with("invalid cluster settings: /etc/cs: line 2: server a:1"), "{e}");
+}

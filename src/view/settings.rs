@@ -2,11 +2,14 @@
 //!
 //! Parsing is all-or-nothing: any bad line makes the whole file invalid and
 //! the error names the file, the line and the reason, so a half-written file
-//! can never change what a node does (see `shared/spec/cluster.md`).
+//! can never change what a node does (see `shared/spec/cluster.md`). The
+//! file is read through [`crate::files::read_text`]; a file the OS could not
+//! read is told apart from an invalid one ([`LoadError`]).
 // Reads network or file input: no panicking access outside tests (issue 7).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use crate::addr::{AddrError, HostPort, Role};
+use crate::files::{read_text, FileError, MAX_CONFIG_BYTES};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -26,6 +29,40 @@ pub struct ClusterSettings {
     pub new_weights: Option<Vec<Option<u32>>>,
     /// The first line that gives a weight (for the placements without).
     pub weight_line: Option<usize>,
+    /// The first server listed twice in one list, for the placements that
+    /// refuse it (see [`Repeated`]).
+    pub repeated: Option<Box<Repeated>>,
+}
+
+/// A server listed twice in one list. Under every placement Astaire knows
+/// today it would take two shares (two ring nodes, twice the ketama
+/// points, two jump positions), which no operator means; the layout
+/// refuses it. A placement whose clients give a repeated entry a second
+/// slot on purpose can accept it instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repeated {
+    pub line: usize,
+    /// `servers` or `new_servers`.
+    pub list: &'static str,
+    /// 1-based positions of the two entries in their list.
+    pub first: usize,
+    pub again: usize,
+    pub entry: String,
+    /// The second entry as written (it may be spelled differently:
+    /// `[::1]:11211` and `[0::1]:11211` are one server).
+    pub again_as: String,
+}
+
+impl fmt::Display for Repeated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Repeated { line, list, first, again, entry, again_as } = self;
+        let spelled = if again_as != entry { format!(", as {again_as}") } else { String::new() };
+        write!(
+            f,
+            "line {line}: server {entry} is listed twice in {list} (entries {first} and {again}{spelled}): \
+             it would take two shares of the cluster; list each server once"
+        )
+    }
 }
 
 /// Why a `cluster_settings` file was rejected.
@@ -48,20 +85,46 @@ impl fmt::Display for SettingsError {
     }
 }
 
+/// Why a `cluster_settings` file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The OS could not read it (missing, permissions, out of file
+    /// descriptors, I/O): nothing is known about its content, so it is not
+    /// called invalid.
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable { path: PathBuf, source: std::io::Error },
+    /// The path leads to something that is not a settings file: not a
+    /// regular file, larger than any settings file, or not text.
+    #[error("invalid cluster settings: {0}")]
+    Refused(FileError),
+    /// The text is not valid settings.
+    #[error("invalid cluster settings: {0}")]
+    Invalid(#[from] SettingsError),
+}
+
+impl LoadError {
+    /// Whether what the file holds is at fault (exit 3), rather than the
+    /// OS's reading of it.
+    pub fn is_invalid(&self) -> bool {
+        !matches!(self, LoadError::Unreadable { .. })
+    }
+}
+
+impl From<FileError> for LoadError {
+    fn from(e: FileError) -> LoadError {
+        match e {
+            FileError::Os { path, source, .. } => LoadError::Unreadable { path, source },
+            refused => LoadError::Refused(refused),
+        }
+    }
+}
+
 impl ClusterSettings {
-    /// Reads and parses `path`. An unreadable file is reported like a bad one.
-    pub fn load(path: &Path) -> Result<Self, SettingsError> {
-        let text = std::fs::read(path).map_err(|e| SettingsError {
-            path: path.to_owned(),
-            line: 0,
-            reason: format!("cannot read: {e}"),
-        })?;
-        let text = String::from_utf8(text).map_err(|e| SettingsError {
-            path: path.to_owned(),
-            line: 0,
-            reason: format!("not UTF-8 text: {e}"),
-        })?;
-        Self::parse(&text, path)
+    /// Reads and parses `path`: a regular file (through symlinks) of at
+    /// most [`MAX_CONFIG_BYTES`], never a FIFO or a device.
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let text = read_text(path, MAX_CONFIG_BYTES)?;
+        Ok(Self::parse(&text, path)?)
     }
 
     /// Parses the text of a file; `path` only labels errors.
@@ -70,6 +133,7 @@ impl ClusterSettings {
         let mut servers: Option<(usize, Entries)> = None;
         let mut new_servers: Option<(usize, Entries)> = None;
         let mut weight_line = None;
+        let mut repeated = None;
 
         for (index, raw) in text.lines().enumerate() {
             let number = index + 1;
@@ -80,14 +144,17 @@ impl ClusterSettings {
             let mut parts = line.split('=');
             let (key, value) = match (parts.next(), parts.next(), parts.next()) {
                 (Some(k), Some(v), None) => (k.trim(), v.trim()),
-                (_, None, _) => return Err(err(number, format!("expected key=value, found {line:?}"))),
-                _ => return Err(err(number, format!("more than one '=' in {line:?}"))),
+                (_, None, _) => return Err(err(number, format!("expected key=value, found {}", quoted(line)))),
+                _ => return Err(err(number, format!("more than one '=' in {}", quoted(line)))),
             };
-            let slot = match key {
-                "servers" => &mut servers,
-                "new_servers" => &mut new_servers,
+            let (slot, list_name) = match key {
+                "servers" => (&mut servers, "servers"),
+                "new_servers" => (&mut new_servers, "new_servers"),
                 other => {
-                    return Err(err(number, format!("unknown setting {other:?} (only servers and new_servers exist)")))
+                    return Err(err(
+                        number,
+                        format!("unknown setting {} (only servers and new_servers exist)", quoted(other)),
+                    ))
                 }
             };
             if let Some((first, _)) = slot {
@@ -96,6 +163,19 @@ impl ClusterSettings {
             let list = parse_list(value).map_err(|reason| err(number, reason))?;
             if weight_line.is_none() && list.iter().any(|(_, w)| w.is_some()) {
                 weight_line = Some(number);
+            }
+            if repeated.is_none() {
+                repeated = first_repeat(list.iter().map(|(name, _)| name.as_str())).map(|(first, again)| {
+                    let name = |i: usize| list.get(i).map(|(n, _)| n.clone()).unwrap_or_default();
+                    Box::new(Repeated {
+                        line: number,
+                        list: list_name,
+                        first: first + 1,
+                        again: again + 1,
+                        entry: name(first),
+                        again_as: name(again),
+                    })
+                });
             }
             *slot = Some((number, list));
         }
@@ -109,14 +189,46 @@ impl ClusterSettings {
             Some((n, w)) => (Some(n), Some(w)),
             None => (None, None),
         };
-        Ok(ClusterSettings { servers, new_servers, weights, new_weights, weight_line })
+        Ok(ClusterSettings { servers, new_servers, weights, new_weights, weight_line, repeated })
     }
 
     /// Settings with these lists and no weights.
     pub fn lists(servers: Vec<String>, new_servers: Option<Vec<String>>) -> ClusterSettings {
         let weights = vec![None; servers.len()];
         let new_weights = new_servers.as_ref().map(|n| vec![None; n.len()]);
-        ClusterSettings { servers, new_servers, weights, new_weights, weight_line: None }
+        let repeated = None;
+        ClusterSettings { servers, new_servers, weights, new_weights, weight_line: None, repeated }
+    }
+}
+
+/// The positions of the first entry that names a server an earlier one
+/// names: the same port, and the same host once spelling is set aside
+/// (host names are case-blind, an IP address is compared as an address).
+fn first_repeat<'a>(names: impl Iterator<Item = &'a str>) -> Option<(usize, usize)> {
+    let mut seen = std::collections::HashMap::new();
+    for (i, name) in names.enumerate() {
+        let key = match HostPort::parse(name, Role::Server) {
+            Ok(hp) => match hp.host.parse::<std::net::IpAddr>() {
+                Ok(ip) => (ip.to_string(), hp.port),
+                Err(_) => (hp.host.to_ascii_lowercase(), hp.port),
+            },
+            Err(_) => (name.to_owned(), 0),
+        };
+        if let Some(&first) = seen.get(&key) {
+            return Some((first, i));
+        }
+        seen.insert(key, i);
+    }
+    None
+}
+
+/// `text` quoted for an error message, cut short: a line of a damaged file
+/// may be a megabyte long, and the message needs its start only.
+fn quoted(text: &str) -> String {
+    const SHOWN: usize = 60;
+    match text.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{:?}… ({} bytes)", text.get(..end).unwrap_or_default(), text.len()),
+        None => format!("{text:?}"),
     }
 }
 
@@ -152,7 +264,9 @@ fn split_weight(entry: &str) -> Result<(&str, Option<u32>), String> {
     let Some((name, weight)) = entry.rsplit_once(':') else { return Ok((entry, None)) };
     match weight.parse::<u32>() {
         Ok(w) if w >= 1 => Ok((name, Some(w))),
-        _ => Err(format!("bad weight {weight:?} in {entry:?} (host:port:weight, a whole number from 1)")),
+        _ => {
+            Err(format!("bad weight {} in {} (host:port:weight, a whole number from 1)", quoted(weight), quoted(entry)))
+        }
     }
 }
 
@@ -225,6 +339,69 @@ mod tests {
             assert!(e.reason.contains(reason), "{text:?}: {e}");
             assert!(e.to_string().starts_with("cluster_settings"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_server_listed_twice_in_one_list_is_found_however_it_is_spelled() {
+        let repeat = |list: &[&str]| first_repeat(list.iter().copied());
+        assert_eq!(repeat(&["a:1", "b:1", "a:1"]), Some((0, 2)));
+        assert_eq!(
+            repeat(&["Vellum-1.example:11211", "vellum-1.EXAMPLE:11211"]),
+            Some((0, 1)),
+            "host names are case-blind"
+        );
+        assert_eq!(repeat(&["[2001:db8::1]:1", "[2001:0db8:0::1]:1"]), Some((0, 1)), "one IPv6 address");
+        assert_eq!(
+            repeat(&["10.0.0.1:11211", "10.0.0.1:11212", "10.0.0.2:11211"]),
+            None,
+            "another port is another server"
+        );
+        assert_eq!(repeat(&[]), None);
+
+        let s = parse("servers=a:1,b:1\nnew_servers=a:1,b:1,c:1,b:1:5\n").unwrap();
+        let r = s.repeated.unwrap();
+        assert_eq!((r.line, r.list, r.first, r.again, r.entry.as_str()), (2, "new_servers", 2, 4, "b:1"));
+        assert_eq!(
+            r.to_string(),
+            "line 2: server b:1 is listed twice in new_servers (entries 2 and 4): it would take two shares of the \
+             cluster; list each server once"
+        );
+        let r = parse("servers=[::1]:1,[0::1]:1\n").unwrap().repeated.unwrap();
+        assert!(r.to_string().contains("(entries 1 and 2, as [0::1]:1)"), "{r}");
+        // In both lists is what a resize that keeps a server looks like.
+        assert_eq!(parse("servers=a:1,b:1\nnew_servers=a:1,b:1,c:1\n").unwrap().repeated, None);
+    }
+
+    #[test]
+    fn a_huge_line_is_quoted_short() {
+        let line = "x".repeat(1 << 20);
+        let e = parse(&format!("servers=a:1\n{line}\n")).unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.to_string().len() < 200, "{} bytes", e.to_string().len());
+        assert!(e.reason.ends_with(&format!("xxx\"… ({} bytes)", 1 << 20)), "{e}");
+        let e = parse(&format!("servers=a:1:{}\n", "9".repeat(5000))).unwrap_err();
+        assert!(e.to_string().len() < 300, "{e}");
+    }
+
+    #[test]
+    fn loading_tells_an_unreadable_file_from_an_invalid_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = ClusterSettings::load(&dir.path().join("missing")).unwrap_err();
+        assert!(!missing.is_invalid(), "{missing}");
+        assert!(missing.to_string().starts_with("cannot read "), "{missing}");
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let refused = ClusterSettings::load(&fifo).unwrap_err();
+        assert!(refused.is_invalid());
+        assert_eq!(
+            refused.to_string(),
+            format!("invalid cluster settings: {} is a FIFO, not a regular file: refusing it", fifo.display())
+        );
+        let bad = dir.path().join("bad");
+        std::fs::write(&bad, "servers=a\n").unwrap();
+        let invalid = ClusterSettings::load(&bad).unwrap_err();
+        assert!(invalid.is_invalid());
+        assert!(invalid.to_string().starts_with(&format!("invalid cluster settings: {}:1: ", bad.display())));
     }
 
     mod properties {
