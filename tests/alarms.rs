@@ -279,7 +279,7 @@ async fn a_one_shot_resync_stopped_by_sigterm_clears_its_alarm_and_exits_130() {
     let target = format!("127.0.0.1:{}", trapd.port);
     let settings = r.resize.to_str().expect("utf-8 path");
     // 100 kB/s: the copy (about 1 MB for the new node) takes about 10 s.
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
+    let child = std::process::Command::new(common::astaire_binary())
         .args(["resync", "--quiet", "--log-level", "2", "--local-name", r.new_node(), "--cluster-settings", settings])
         .args(["--bandwidth-limit", "100000", "--snmp-ip", &target])
         .stdout(std::process::Stdio::piped())

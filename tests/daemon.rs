@@ -297,7 +297,7 @@ async fn a_second_daemon_on_the_same_control_socket_exits_2_and_the_first_keeps_
     let r = Resize::three_to_four();
     let d = Daemon::start(r.new_node(), &r.stable, &["--no-agentx"]);
     assert_eq!(d.wait_sync(10).0, Some(0));
-    let second = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
+    let second = std::process::Command::new(common::astaire_binary())
         .args(["daemon", "--no-agentx", "--config", "/dev/null", "--local-name", r.new_node(), "--control-socket"])
         .arg(&d.control)
         .arg("--cluster-settings")
@@ -321,7 +321,7 @@ fn bad_configuration_gets_a_clear_error_and_the_documented_exit_code() {
     // A daemon that took a bad configuration would run for ever: each
     // must exit, and within seconds (one once waited 7 minutes here).
     let run = |args: &[&str]| {
-        let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"));
+        let mut daemon = std::process::Command::new(common::astaire_binary());
         daemon.args(["daemon", "--control-socket"]).arg(dir.path().join("ctl"));
         daemon.args(["--no-agentx", "--local-name", "127.0.0.1:1", "--cluster-settings"]).arg(&settings).args(args);
         let out = run_bounded(&mut daemon, Duration::from_secs(20), &format!("the daemon given {args:?} to refuse it"));
@@ -351,7 +351,7 @@ fn bad_configuration_gets_a_clear_error_and_the_documented_exit_code() {
     let _held =
         nix::fcntl::Flock::lock(std::fs::File::create(&pidfile).unwrap(), nix::fcntl::FlockArg::LockExclusiveNonblock)
             .unwrap();
-    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"));
+    let mut daemon = std::process::Command::new(common::astaire_binary());
     daemon.arg(format!("--cluster-settings-file={}", settings.display()));
     daemon.arg("--local-name=127.0.0.1:1").arg(format!("--pidfile={}", pidfile.display()));
     daemon.args(["--no-agentx", "--config", "/dev/null"]);
@@ -433,7 +433,7 @@ async fn notifies_systemd_and_logs_to_a_directory() {
     notify.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
+    let child = std::process::Command::new(common::astaire_binary())
         .args(["daemon", "--no-agentx", "--config", "/dev/null", "--local-name", &r.old[0]])
         .arg("--cluster-settings")
         .arg(&r.stable)
@@ -560,7 +560,7 @@ async fn files_are_private_whatever_the_umask_and_symlinks_are_refused() {
     let settings = dir.path().join("cs");
     std::fs::write(&settings, format!("servers={}\n", memcached.name())).unwrap();
     let daemon = |pidfile: &std::path::Path, logs: &std::path::Path| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"));
+        let mut cmd = std::process::Command::new(common::astaire_binary());
         cmd.arg("--log-file").arg(logs).args(["daemon", "--no-agentx", "--config", "/dev/null", "--nice", "0"]);
         cmd.args(["--local-name", &memcached.name(), "--cluster-settings"]).arg(&settings);
         cmd.arg("--control-socket").arg(dir.path().join("ctl")).arg("--pidfile").arg(pidfile);

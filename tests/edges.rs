@@ -215,7 +215,7 @@ fn a_report_whose_reader_has_gone_ends_quietly_with_141() {
     std::fs::write(&settings, "servers=10.0.0.1:11211\nnew_servers=10.0.0.1:11211,10.0.0.2:11211\n").unwrap();
     let (read, write) = nix::unistd::pipe().unwrap();
     drop(read);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
+    let child = std::process::Command::new(common::astaire_binary())
         .args(["plan", "--local-name", "10.0.0.2:11211", "--cluster-settings", settings.to_str().unwrap()])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::from(write))

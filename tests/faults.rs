@@ -431,7 +431,7 @@ async fn sigterm_stops_a_resync_in_the_middle_of_a_slow_batch() {
     let fake = dripping_source();
     let local = Memcached::start();
     let (_dir, path) = resizing_from(&fake, &local);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
+    let child = std::process::Command::new(common::astaire_binary())
         .args(["resync", "--quiet", "--io-timeout", "60", "--local-name", &local.name(), "--cluster-settings"])
         .arg(&path)
         .stdout(std::process::Stdio::piped())

@@ -18,8 +18,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ASTAIRE: &str = env!("CARGO_BIN_EXE_astaire");
-
 /// How a bounded run of a command ended.
 struct Ran {
     code: Option<i32>,
@@ -45,7 +43,7 @@ fn run_limited(args: &[&str], limit: Duration, files: Option<u64>) -> Ran {
     // GNU time reports the child's peak RSS (wait4's ru_maxrss), however
     // short its life; the test's own image is not counted.
     let mut cmd = Command::new("/usr/bin/time");
-    cmd.args(["-f", "%M", "-o"]).arg(&peak).arg(ASTAIRE).args(args);
+    cmd.args(["-f", "%M", "-o"]).arg(&peak).arg(common::astaire_binary()).args(args);
     cmd.stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).expect("out"))
         .stderr(std::fs::File::create(&err).expect("err"))

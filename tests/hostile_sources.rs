@@ -61,7 +61,7 @@ fn finish_within(child: Child, limit: Duration, what: &str) -> (Output, Duration
 
 /// `astaire resync` for `local` in the background.
 fn spawn_resync(local: &Memcached, settings: &std::path::Path, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_astaire"))
+    Command::new(common::astaire_binary())
         .args(["resync", "--quiet", "--log-level", "2", "--local-name", &local.name(), "--cluster-settings"])
         .arg(settings)
         .args(extra)

@@ -42,7 +42,7 @@ async fn the_cpu_limit_holds_the_copy_near_its_share_of_one_core() {
     let r = Resize::three_to_four();
     load_fast(&view(&r.stable), &plain_items("reg\\\\sip:cpu", 400_000, 1)).await;
     let (percent, target) = a_tenth_of_one_core();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
+    let mut child = std::process::Command::new(common::astaire_binary())
         .args(["resync", "--quiet", "--local-name", r.new_node(), "--cluster-settings"])
         .arg(&r.resize)
         .args(["--cpu-limit", &percent, "--batch-keys", "128"])
@@ -182,7 +182,7 @@ async fn a_throttled_resync_never_stalls_the_sources_other_clients() {
     }
 
     let (percent, _) = a_tenth_of_one_core();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_astaire"))
+    let child = std::process::Command::new(common::astaire_binary())
         .args(["resync", "--quiet", "--local-name", r.new_node(), "--cluster-settings"])
         .arg(&r.resize)
         .args(["--cpu-limit", &percent, "--bandwidth-limit", "2000000", "--busy-wait", "30"])

@@ -25,7 +25,7 @@ impl Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let control = dir.path().join("control");
         let log = dir.path().join("daemon.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_astaire"));
+        let mut cmd = Command::new(super::astaire_binary());
         if let Some((soft, hard)) = limit {
             let limit = libc::rlimit { rlim_cur: soft, rlim_max: hard };
             // SAFETY: between fork and exec only setrlimit runs, which is
@@ -73,7 +73,7 @@ impl Daemon {
 
     /// `astaire ARGS --control-socket …`, for at most `limit`.
     fn client(&self, args: &[&str], limit: Duration) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_astaire"));
+        let mut cmd = Command::new(super::astaire_binary());
         cmd.args(args).arg("--control-socket").arg(&self.control);
         let what = format!("`astaire {}` to answer on {}", args.join(" "), self.control.display());
         super::run_bounded(&mut cmd, limit, &what)
@@ -82,7 +82,7 @@ impl Daemon {
     /// `astaire ARGS --control-socket …`, killed if it has not finished
     /// within `within`: its output and how long it took.
     pub fn client_within(&self, args: &[&str], within: Duration) -> (Output, Duration) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_astaire"));
+        let mut cmd = Command::new(super::astaire_binary());
         cmd.args(args).arg("--control-socket").arg(&self.control);
         run_within(cmd, within)
     }

@@ -324,6 +324,15 @@ pub fn stat(server: &str, name: &str) -> u64 {
 /// the slowest (throttled) resync of the suite, which takes seconds.
 pub const ASTAIRE_LIMIT: Duration = Duration::from_secs(120);
 
+/// The `astaire` binary the tests run: this build's, or
+/// `ASTAIRE_TEST_BINARY` (another build, to measure it against the same
+/// tests: what they print, not whether they pass).
+pub fn astaire_binary() -> std::ffi::OsString {
+    std::env::var_os("ASTAIRE_TEST_BINARY")
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_astaire").into())
+}
+
 /// Runs the `astaire` binary, for at most [`ASTAIRE_LIMIT`].
 #[track_caller]
 pub fn astaire(args: &[&str]) -> Output {
@@ -334,7 +343,7 @@ pub fn astaire(args: &[&str]) -> Output {
 #[track_caller]
 pub fn astaire_within(args: &[&str], limit: Duration) -> Output {
     let what = format!("`astaire {}` to exit", args.join(" "));
-    run_bounded(Command::new(env!("CARGO_BIN_EXE_astaire")).args(args), limit, &what)
+    run_bounded(Command::new(astaire_binary()).args(args), limit, &what)
 }
 
 /// `astaire args`, with its peak RSS in KiB: the kernel's high-water mark
@@ -344,7 +353,7 @@ pub fn astaire_within(args: &[&str], limit: Duration) -> Output {
 pub fn astaire_measured(args: &[&str]) -> (Output, i64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (out, err) = (dir.path().join("out"), dir.path().join("err"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_astaire"))
+    let mut child = Command::new(astaire_binary())
         .args(args)
         .stdout(std::fs::File::create(&out).expect("out"))
         .stderr(std::fs::File::create(&err).expect("err"))
