@@ -94,7 +94,7 @@ async fn verify_source(
         }
         Ok::<(), McError>(())
     };
-    let (fetched, compared) = tokio::join!(fetch_items(&mut fetch, key_rx, item_tx, opts.batch_bytes, None), compare);
+    let (fetched, compared) = tokio::join!(fetch_items(&mut fetch, key_rx, item_tx, opts.batch_bytes), compare);
     dump.abort_handle().abort();
     compared?;
     fetched?;

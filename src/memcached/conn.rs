@@ -13,16 +13,14 @@ use super::pace::{Pace, MIN_BATCH_PROGRESS};
 use super::proto::{self, Meta, ProtoError, Status, WireKey};
 use super::reader::{AnswerGuess, Reader};
 use super::McError;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use crate::stop::Stop;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-/// How often a batch in flight looks at its cancel flag.
-pub const CANCEL_POLL: Duration = Duration::from_millis(50);
 /// Writes go out in pieces of this size, each with its own timeout, so the
 /// timeout counts time without progress, not the time a large batch takes.
 const WRITE_PIECE: usize = 64 * 1024;
@@ -39,9 +37,9 @@ pub struct Connection {
     writer: OwnedWriteHalf,
     server: String,
     timeout: Duration,
-    /// Once set, a pipelined batch in flight is abandoned (see
+    /// Once requested, a pipelined batch in flight is abandoned (see
     /// [`Connection::stop_on`]).
-    cancel: Option<Arc<AtomicBool>>,
+    stop: Stop,
 }
 
 impl Connection {
@@ -58,7 +56,7 @@ impl Connection {
             writer: write,
             server: server.to_owned(),
             timeout: io_timeout,
-            cancel: None,
+            stop: Stop::default(),
         })
     }
 
@@ -66,11 +64,12 @@ impl Connection {
         &self.server
     }
 
-    /// Abandons a batch in flight (within [`CANCEL_POLL`]) once `flag` is
-    /// set, with an error. Only for reads that change nothing: a batch
-    /// that writes must run to its end, so its guards run too.
-    pub fn stop_on(&mut self, flag: Option<Arc<AtomicBool>>) {
-        self.cancel = flag;
+    /// Abandons a batch in flight (within [`crate::stop::POLL`]) once
+    /// `stop` is requested, with an error. Only for reads that change
+    /// nothing: a batch that writes must run to its end, so its guards run
+    /// too.
+    pub fn stop_on(&mut self, stop: Stop) {
+        self.stop = stop;
     }
 
     /// Writes raw bytes.
@@ -104,7 +103,7 @@ impl Connection {
     where
         F: FnMut(usize, &Meta, &[u8]) -> Result<(), McError>,
     {
-        let Connection { reader, writer, server, timeout: t, cancel } = self;
+        let Connection { reader, writer, server, timeout: t, stop } = self;
         let (read_total, written) = (reader.total.clone(), AtomicU64::new(0));
         let write = write_counted(writer, requests, server, *t, &written);
         let out_of_step = |got: String| McError::Unexpected {
@@ -149,15 +148,8 @@ impl Connection {
         };
         let window = *t;
         let cancelled = async {
-            match cancel.as_ref() {
-                Some(flag) => {
-                    while !flag.load(Ordering::Relaxed) {
-                        tokio::time::sleep(CANCEL_POLL).await;
-                    }
-                    McError::Unexpected { server: server.clone(), message: "stopped in the middle of a batch".into() }
-                }
-                None => std::future::pending().await,
-            }
+            stop.requested().await;
+            McError::Unexpected { server: server.clone(), message: "stopped in the middle of a batch".into() }
         };
         let stalled = async {
             let moved = || read_total.load(Ordering::Relaxed) + written.load(Ordering::Relaxed);

@@ -11,7 +11,6 @@ use super::source::CopyContext;
 use crate::memcached::proto::{self, Status};
 use crate::memcached::reader::AnswerGuess;
 use crate::memcached::{Connection, McError};
-use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -28,16 +27,12 @@ pub async fn fetch_items(
     mut keys: KeyReceiver,
     items: mpsc::Sender<ItemBatch>,
     budget: u64,
-    cancel: Option<&AtomicBool>,
 ) -> Result<(), McError> {
     let (mut req, mut sizing) = (Vec::new(), FetchSizing::default());
     while let Some(batch) = next_keys(conn, &mut keys).await? {
         let mut todo: Vec<usize> = (0..batch.len()).collect();
         let mut out = ItemBatch::new(batch);
         loop {
-            if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-                return Ok(());
-            }
             todo = fetch_values(conn, &mut out, &todo, &mut req, budget, &mut sizing).await?;
             let next = (!todo.is_empty()).then(|| out.continuation());
             if items.send(out).await.is_err() {
@@ -305,7 +300,7 @@ mod tests {
         let (item_tx, mut item_rx) = mpsc::channel(1);
         key_tx.send(keys).unwrap();
         drop(key_tx);
-        let fetch = tokio::spawn(async move { fetch_items(&mut conn, key_rx, item_tx, BUDGET, None).await });
+        let fetch = tokio::spawn(async move { fetch_items(&mut conn, key_rx, item_tx, BUDGET).await });
         let mut seen = Vec::new();
         while let Some(batch) = item_rx.recv().await {
             assert!(batch.held() <= BUDGET + SIZE as u64, "a batch held {} bytes", batch.held());

@@ -107,7 +107,7 @@ async fn copy(
     let setup = async {
         let mut fetch_conn = Connection::connect(source, opts.io_timeout).await.map_err(CopyError::Source)?;
         // The fetcher only reads the source: a stop may cut its batch short.
-        fetch_conn.stop_on(opts.cancel.clone());
+        fetch_conn.stop_on(ctx.stop.clone());
         fetch_conn.reader.limit_values(ctx.item_size_max);
         let mode = match opts.dump {
             Some(forced) => forced,
