@@ -212,6 +212,14 @@ impl ItemBatch {
     }
 }
 
+/// What the copy's fetcher hands its injector.
+#[derive(Debug)]
+pub enum Step {
+    Items(ItemBatch),
+    /// Every key of the vbuckets this source is primary for came before.
+    PrimaryDone,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,10 +4,10 @@
 // Reads network or file input: no panicking access outside tests (issue 7).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
-use super::batch::{ItemBatch, KeyBatch};
+use super::batch::{ItemBatch, KeyBatch, Step};
+use super::context::CopyContext;
 use super::queue::KeyReceiver;
 use super::rules::ConflictPolicy;
-use super::source::CopyContext;
 use crate::memcached::proto::{self, Status};
 use crate::memcached::reader::AnswerGuess;
 use crate::memcached::{Connection, McError};
@@ -130,14 +130,6 @@ async fn fetch_values(
     }
     dropped.extend_from_slice(rest);
     Ok(dropped)
-}
-
-/// What the copy's fetcher hands its injector.
-#[derive(Debug)]
-pub enum Step {
-    Items(ItemBatch),
-    /// Every key of the vbuckets this source is primary for came before.
-    PrimaryDone,
 }
 
 /// The copy's fetcher: the keys of vbuckets this source is the primary of

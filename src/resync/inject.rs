@@ -4,12 +4,11 @@
 // Reads network or file input: no panicking access outside tests (issue 7).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
-use super::batch::ItemBatch;
+use super::batch::{ItemBatch, Step};
+use super::context::{unexpected, CopyError};
 use super::fate::{after_add, after_replace, gone_from_source, local_value, on_conflict, positions, taken_back, Fate};
-use super::fetch::Step;
 use super::landed::{Arrival, Landed};
 use super::rules::{inject_ttl, ConflictPolicy, Expiry};
-use super::source::{unexpected, CopyError};
 use super::Counts;
 use crate::memcached::proto::{self, SetMode};
 use crate::memcached::Connection;

@@ -9,6 +9,7 @@
 //! [`ResyncError::Local`].
 
 pub mod batch;
+pub mod context;
 pub mod dump;
 mod fate;
 pub mod fetch;
@@ -26,10 +27,11 @@ use crate::stats::{Stats, BANDWIDTH_PERIOD_SECS};
 use crate::stop::Stop;
 use crate::throttle::{Bandwidth, CpuBudget, Throttle};
 use crate::view::WorkList;
+pub use context::CopyError;
 pub use dump::OWN_PREFIX;
 use landed::Landed;
 pub use rules::ConflictPolicy;
-pub use source::{CopyError, SourceOutcome};
+pub use source::SourceOutcome;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -245,7 +247,7 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
         })
     };
 
-    let ctx = Arc::new(source::CopyContext {
+    let ctx = Arc::new(context::CopyContext {
         local_name: local_name.clone(),
         opts: opts.clone(),
         throttle: Throttle {

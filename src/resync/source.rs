@@ -21,31 +21,18 @@
 // Reads network or file input: no panicking access outside tests (issue 7).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+use super::context::unexpected;
+pub use super::context::{CopyContext, CopyError};
 use super::dump::{dump_keys, Later, VbSet};
 use super::fetch::fetch_for_copy;
 use super::inject::Injector;
-use super::landed::{Arrival, Landed, PrimaryBarrier};
-use super::queue::{key_queue, QueueBudget};
-use super::{Counts, Options};
+use super::landed::Arrival;
+use super::queue::key_queue;
+use super::Counts;
 use crate::memcached::dump::DumpMode;
-use crate::memcached::{Connection, McError};
-use crate::stats::ResyncCounters;
-use crate::stop::Stop;
-use crate::throttle::Throttle;
+use crate::memcached::Connection;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-
-/// Which side of the copy failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CopyError {
-    #[error("source {0}")]
-    Source(McError),
-    #[error("local {0}")]
-    Local(McError),
-    /// A stop was requested before this source finished.
-    #[error("stopped before the end")]
-    Stopped,
-}
 
 /// What one source delivered.
 #[derive(Debug, Default, Clone)]
@@ -53,30 +40,6 @@ pub struct SourceOutcome {
     pub counts: Counts,
     /// Keys the dump listed in the wanted vbuckets.
     pub listed: u64,
-}
-
-pub(crate) fn unexpected(server: &str, message: String) -> McError {
-    McError::Unexpected { server: server.to_owned(), message }
-}
-
-/// What the copies of a resync share.
-pub struct CopyContext {
-    pub local_name: String,
-    pub opts: Options,
-    pub throttle: Throttle,
-    pub progress: Option<Arc<ResyncCounters>>,
-    pub landed: Landed,
-    /// One arrival per source.
-    pub barrier: Arc<PrimaryBarrier>,
-    /// The memory the keys waiting to be copied may use, and where the rest spills.
-    pub queue: Arc<QueueBudget>,
-    /// Puts each dumped key in its bucket (vbucket, or source).
-    pub classifier: Arc<crate::placement::Classifier>,
-    /// Every wait of the copy that changes nothing ends on it.
-    pub stop: Stop,
-    /// The largest value the local memcached stores (`item_size_max`):
-    /// larger ones are read past, never held.
-    pub item_size_max: usize,
 }
 
 /// Copies every `wanted` vbucket of `source` into the local node, those it
