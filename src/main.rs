@@ -64,13 +64,24 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// The placement the flags give; an unknown name or an option the
+/// placement's clients do not have stops the command as an invalid
+/// cluster description does (exit 3).
+fn placement(cluster: &Cluster) -> Result<astaire::placement::Placement, Exit> {
+    cluster.placement.placement().map_err(|e| {
+        output::error(e);
+        Exit::BadSettings
+    })
+}
+
 /// Loads the settings and their layout under the placement flags.
 fn load_layout(cluster: &Cluster) -> Result<(ClusterSettings, Layout), Exit> {
+    let placement = placement(cluster)?;
     let settings = ClusterSettings::load(&cluster.cluster_settings).map_err(|e| {
         output::error(format!("invalid cluster settings: {e}"));
         Exit::BadSettings
     })?;
-    let layout = Layout::new(&settings, &cluster.placement.placement()).map_err(|e| {
+    let layout = Layout::new(&settings, &placement).map_err(|e| {
         output::error(format!("invalid cluster settings: {}: {e}", cluster.cluster_settings.display()));
         Exit::BadSettings
     })?;
@@ -163,7 +174,7 @@ fn alarms(args: &AlarmArgs) -> Result<AlarmReporter, Exit> {
 
 async fn resync(args: ResyncArgs) -> Exit {
     let t = &args.target;
-    let (_, work) = match load_work(&t.cluster, args.full) {
+    let (layout, work) = match load_work(&t.cluster, args.full) {
         Ok(w) => w,
         Err(code) => return code,
     };
@@ -182,7 +193,7 @@ async fn resync(args: ResyncArgs) -> Exit {
     };
     let opts = Options {
         cancel: Some(stop),
-        conflict: args.limits.conflict(t.cluster.placement.placement().scheme),
+        conflict: args.limits.conflict(layout.scheme()),
         queue_memory: args.limits.queue_memory,
         spill_dir: args.limits.spill_dir.clone(),
         spill_limit: args.limits.spill_limit,
@@ -277,7 +288,10 @@ async fn plan(args: PlanArgs) -> Exit {
 async fn verify(t: Target) -> Exit {
     // Everything the node holds, from the other replicas; under a one-copy
     // placement there are none, so what it must hold after the resize.
-    let full = !t.cluster.placement.placement().scheme.one_copy();
+    let full = match placement(&t.cluster) {
+        Ok(p) => !p.scheme.one_copy(),
+        Err(code) => return code,
+    };
     let (_, work) = match load_work(&t.cluster, full) {
         Ok(w) => w,
         Err(code) => return code,
@@ -343,10 +357,7 @@ fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) ->
         cpu_limit_percent: args.limits.cpu_limit,
         snmp_ip: args.alarms.snmp_ip.clone(),
         snmp_community: args.alarms.snmp_community.clone(),
-        placement: args.placement.placement,
-        key_text: args.placement.key_text,
-        pool_seed: args.placement.pool_seed.clone(),
-        key_prefix: args.placement.key_prefix.clone(),
+        placement: args.placement.options(),
         spill_limit: args.limits.spill_limit,
     };
     let pd = match args.pd_log.as_os_str() == "none" {
@@ -359,7 +370,13 @@ fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) ->
         Ok(node) => node,
         Err(e) => {
             pd.report(&PdEvent::BadConfiguration(e.to_string()));
-            return fail(e.to_string());
+            output::error(e.to_string());
+            // The placement describes the cluster: refused as an invalid
+            // cluster_settings is.
+            return match e {
+                node_settings::NodeSettingsError::Placement(_) => Exit::BadSettings.code(),
+                _ => Exit::Usage.code(),
+            };
         }
     };
     if args.daemon {

@@ -1,6 +1,36 @@
-//! The seam's unit tests: work lists, classifiers and surveys.
+//! The seam's unit tests: work lists, classifiers and surveys, the
+//! checks of lists and options, and helpers for the families' tests.
 use super::*;
 use std::path::Path;
+
+/// Servers as the families read them, from `host:port[:weight][ name]`
+/// entries, unchecked (every entry on line 1).
+pub(crate) fn servers(list: &[&str]) -> Vec<Server> {
+    let s = ClusterSettings::parse(&format!("servers={}\n", list.join(",")), Path::new("cs")).unwrap();
+    s.servers
+        .iter()
+        .zip(&s.weights)
+        .zip(&s.labels)
+        .map(|((name, w), label)| {
+            let hp = crate::addr::HostPort::parse(name, crate::addr::Role::Server).unwrap();
+            Server {
+                name: name.clone(),
+                host: hp.host,
+                port: hp.port,
+                weight: w.as_ref().and_then(Weight::whole).unwrap_or(1),
+                fraction: w.as_ref().map_or(1.0, Weight::value),
+                weighted: w.is_some(),
+                label: label.clone(),
+                line: 1,
+            }
+        })
+        .collect()
+}
+
+/// The old owner `family` gives `key` (its MD5 computed from the bytes).
+pub(crate) fn owner_in(family: &impl Family, key: &[u8]) -> usize {
+    family.owners(&Key { bytes: key, digest: None }, &mut Vec::new()).expect("an owner").0
+}
 
 fn layout(text: &str, scheme: Scheme) -> Result<Layout, LayoutError> {
     Layout::new(&ClusterSettings::parse(text, Path::new("cs")).unwrap(), &Placement { scheme, ..Placement::default() })
