@@ -120,7 +120,10 @@ async fn plan_every_node(args: &PlanArgs) -> Exit {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let nodes = settings.new_servers.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| settings.servers.clone());
+    let mut nodes = settings.new_servers.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| settings.servers.clone());
+    // Once each, where the clients list a server twice (gomemcache, memjs).
+    let mut seen = std::collections::HashSet::new();
+    nodes.retain(|n| seen.insert(n.clone()));
     let mut works = Vec::new();
     for node in &nodes {
         match layout.work_list(node, args.full) {

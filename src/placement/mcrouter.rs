@@ -162,19 +162,53 @@ pub fn routing_key(key: &[u8]) -> &[u8] {
 /// the weights of one pool. `buf` gets the retry salts appended and is
 /// given back as it came.
 pub fn weighted_ch3(buf: &mut Vec<u8>, weights: &[f64]) -> usize {
-    let n = weights.len() as u32;
-    let base = buf.len();
-    let mut index = 0usize;
-    for salt in 0..WEIGHTED_TRIES {
-        index = furc(&mut Bits::new(buf), n) as usize;
-        let p = u64::from(spooky_hash32(buf, WEIGHTED_SEED));
-        // double × 4294967295.0, truncated to an integer.
-        let w = (weights.get(index).copied().unwrap_or_default() * f64::from(u32::MAX)) as u64;
-        if p < w {
-            break;
+    let mut first = FirstTry::new(buf);
+    first.index(weights).unwrap_or_else(|_| retried(buf, weights))
+}
+
+/// The same for two pools at once: the first try (the furc stream and the
+/// SpookyHash of the unsalted key) is shared; only a rejected key is
+/// salted and tried again for its pool.
+pub fn weighted_ch3_pair(buf: &mut Vec<u8>, old: &[f64], new: &[f64]) -> (usize, usize) {
+    let mut first = FirstTry::new(buf);
+    let (o, n) = (first.index(old), first.index(new));
+    (o.unwrap_or_else(|_| retried(buf, old)), n.unwrap_or_else(|_| retried(buf, new)))
+}
+
+/// The first of WeightedCh3's tries, on the unsalted key.
+struct FirstTry {
+    bits: Bits,
+    p: u64,
+}
+
+impl FirstTry {
+    fn new(key: &[u8]) -> FirstTry {
+        FirstTry { bits: Bits::new(key), p: u64::from(spooky_hash32(key, WEIGHTED_SEED)) }
+    }
+
+    /// Ch3's index, if the key's probability falls under its weight.
+    fn index(&mut self, weights: &[f64]) -> Result<usize, usize> {
+        let index = furc(&mut self.bits, weights.len() as u32) as usize;
+        if self.p < threshold(weights, index) {
+            Ok(index)
+        } else {
+            Err(index)
         }
-        buf.truncate(base);
-        // The salt's decimal digits, least significant first ("0".."9", "01", "11", …).
+    }
+}
+
+/// `weight × 4294967295.0`, truncated to an integer (the C++ conversion).
+fn threshold(weights: &[f64], index: usize) -> u64 {
+    (weights.get(index).copied().unwrap_or_default() * f64::from(u32::MAX)) as u64
+}
+
+/// The tries after the first: the key with the salt's decimal digits
+/// appended, least significant first ("0".."9", "01", "11", …), 31 more
+/// times; the last index if every try is rejected.
+fn retried(buf: &mut Vec<u8>, weights: &[f64]) -> usize {
+    let base = buf.len();
+    let mut index = 0;
+    for salt in 0..WEIGHTED_TRIES - 1 {
         let mut s = salt;
         loop {
             buf.push(b'0' + (s % 10) as u8);
@@ -183,8 +217,13 @@ pub fn weighted_ch3(buf: &mut Vec<u8>, weights: &[f64]) -> usize {
                 break;
             }
         }
+        let p = u64::from(spooky_hash32(buf, WEIGHTED_SEED));
+        index = furc(&mut Bits::new(buf), weights.len() as u32) as usize;
+        buf.truncate(base);
+        if p < threshold(weights, index) {
+            break;
+        }
     }
-    buf.truncate(base);
     index
 }
 
@@ -253,7 +292,7 @@ impl Family for Mcrouter {
                 let h = crc32(scratch) & 0x7fff_ffff;
                 ((h % old) as usize, (h % new) as usize)
             }
-            Func::WeightedCh3 => (weighted_ch3(scratch, &self.old.weights), weighted_ch3(scratch, &self.new.weights)),
+            Func::WeightedCh3 => weighted_ch3_pair(scratch, &self.old.weights, &self.new.weights),
         })
     }
 }

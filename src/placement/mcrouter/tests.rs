@@ -453,6 +453,15 @@ fn weighted_ch3_tests() {
 }
 
 proptest::proptest! {
+    /// Two pools at once are each pool alone.
+    #[test]
+    fn a_pair_is_each_pool_alone(key in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80), a in proptest::collection::vec(0.0f64..=1.0, 1..6), b in proptest::collection::vec(0.0f64..=1.0, 1..6)) {
+        let mut buf = key.clone();
+        let pair = weighted_ch3_pair(&mut buf, &a, &b);
+        proptest::prop_assert_eq!(&buf, &key);
+        proptest::prop_assert_eq!(pair, (weighted(&a, &key), weighted(&b, &key)));
+    }
+
     /// Unit weights are Ch3 (`unitWeightsMatchFurcHash`), and the buffer
     /// comes back as it went in.
     #[test]
