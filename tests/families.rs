@@ -153,6 +153,7 @@ async fn resize(scheme: &str, extra: &[&str], cluster: &Cluster, old: &[String],
         String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let mut unique = names(new);
     unique.dedup();
+    assert_eq!(planned.len(), unique.len(), "{scheme}: one plan per server of the new list");
     for (node, plan) in unique.iter().zip(&planned) {
         assert_eq!(plan["local_name"], node.as_str());
         let keys: u64 = plan["sources"].as_object().unwrap().values().map(|c| c["keys"].as_u64().unwrap()).sum();
