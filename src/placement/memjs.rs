@@ -54,6 +54,10 @@ mod tests {
         for (key, want) in rows {
             assert_eq!(m.owners(&Key { bytes: key.as_bytes(), digest: None }, &mut Vec::new()), Some(want), "{key}");
         }
+        // A negative hashCode is made positive, not read unsigned:
+        // hashCode("user:42") = 0xf73a5c8d = -147170163 → 147170163,
+        // which is 0 mod 3 and 3 mod 4 (read unsigned: 1 and 1).
+        assert_eq!(m.owners(&Key { bytes: b"user:42", digest: None }, &mut Vec::new()), Some((0, 3)));
         assert_eq!(hash_code(b"polygenelubricants"), Some(1 << 31));
         assert_eq!(hash_code(b"GydZG_"), Some(1 << 31));
     }
