@@ -301,4 +301,31 @@ async fn a_list_or_option_the_clients_cannot_have_is_refused_with_exit_3() {
         assert_eq!(err.lines().count(), 1, "one line: {err}");
     }
     assert!(all_keys(b).await.is_empty(), "nothing copied");
+    // The daemon, from its configuration file: the same, at start.
+    let settings = write("daemon-cs", &format!("servers={a}\nnew_servers={a},{b}\n"));
+    for (config, expect) in [
+        ("astaire_placement=dally\n", "unknown placement \"dally\""),
+        ("astaire_placement=twemproxy\nastaire_salt=s1\n", "--salt (astaire_salt) is for --placement mcrouter"),
+        ("astaire_placement=gomemcache\nastaire_key_prefix=app:\n", "--key-prefix (astaire_key_prefix): gomemcache's"),
+    ] {
+        let file = write("daemon-config", &format!("local_ip=127.0.0.1\n{config}"));
+        let socket = cluster.dir.path().join("control");
+        let out = run(&[
+            "daemon",
+            "--local-name",
+            b,
+            "--config",
+            file.to_str().unwrap(),
+            "--cluster-settings",
+            settings.to_str().unwrap(),
+            "--pd-log",
+            "none",
+            "--no-agentx",
+            "--control-socket",
+            socket.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(3), "{config}: {}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(expect), "{config}: {}", text(&out));
+    }
+    assert!(all_keys(b).await.is_empty(), "nothing copied");
 }
