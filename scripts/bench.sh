@@ -18,8 +18,9 @@
 #               and a 4→3; with REV its build runs beside this one up to 4 M
 #               keys (BENCH_AB_MAX_KEYS); writes target/bench/scale.{txt,csv,png}
 #   placement   the same 3→4 at 100 B under each placement (clearwater,
-#               ketama, rendezvous, jump; 1 M keys each): keys/s and CPU per
-#               key landed; writes
+#               ketama, rendezvous, jump and every client family of
+#               --placement; 1 M keys each): keys/s and CPU per key landed;
+#               writes
 #               target/bench/placement.{txt,csv,png}
 #   ab REV      this tree's astaire against REV's (built in a worktree), on
 #               the same 3→4 at 100 B, alternating (BENCH_REPEATS, default 5);

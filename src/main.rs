@@ -64,12 +64,23 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// The placement the flags give; an unknown name or an option the
+/// placement's clients do not have stops the command as an invalid
+/// cluster description does (exit 3).
+fn placement(cluster: &Cluster) -> Result<astaire::placement::Placement, Exit> {
+    cluster.placement.placement().map_err(|e| {
+        output::error(e);
+        Exit::BadSettings
+    })
+}
+
 /// Loads the settings and their layout under the placement flags. A file
 /// the OS could not read is a usage error (2), as an unreadable
 /// configuration or pidfile is; only a file that is itself bad is invalid
 /// cluster settings (3).
 fn load_layout(cluster: &Cluster) -> Result<(ClusterSettings, Layout), Exit> {
-    Layout::load(&cluster.cluster_settings, &cluster.placement.placement()).map_err(|e| {
+    let placement = placement(cluster)?;
+    Layout::load(&cluster.cluster_settings, &placement).map_err(|e| {
         output::error(&e);
         match e.is_invalid() {
             true => Exit::BadSettings,
@@ -110,7 +121,10 @@ async fn plan_every_node(args: &PlanArgs) -> Exit {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let nodes = settings.new_servers.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| settings.servers.clone());
+    let mut nodes = settings.new_servers.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| settings.servers.clone());
+    // Once each, where the clients list a server twice (gomemcache, memjs).
+    let mut seen = std::collections::HashSet::new();
+    nodes.retain(|n| seen.insert(n.clone()));
     let mut works = Vec::new();
     for node in &nodes {
         match layout.work_list(node, args.full) {
@@ -164,7 +178,7 @@ fn alarms(args: &AlarmArgs) -> Result<AlarmReporter, Exit> {
 
 async fn resync(args: ResyncArgs) -> Exit {
     let t = &args.target;
-    let (_, work) = match load_work(&t.cluster, args.full) {
+    let (layout, work) = match load_work(&t.cluster, args.full) {
         Ok(w) => w,
         Err(code) => return code,
     };
@@ -183,7 +197,7 @@ async fn resync(args: ResyncArgs) -> Exit {
     };
     let opts = Options {
         cancel: Some(stop),
-        conflict: args.limits.conflict(t.cluster.placement.placement().scheme),
+        conflict: args.limits.conflict(layout.scheme()),
         queue_memory: args.limits.queue_memory,
         spill_dir: args.limits.spill_dir.clone(),
         spill_limit: args.limits.spill_limit,
@@ -278,7 +292,10 @@ async fn plan(args: PlanArgs) -> Exit {
 async fn verify(t: Target) -> Exit {
     // Everything the node holds, from the other replicas; under a one-copy
     // placement there are none, so what it must hold after the resize.
-    let full = !t.cluster.placement.placement().scheme.one_copy();
+    let full = match placement(&t.cluster) {
+        Ok(p) => !p.scheme.one_copy(),
+        Err(code) => return code,
+    };
     let (_, work) = match load_work(&t.cluster, full) {
         Ok(w) => w,
         Err(code) => return code,
@@ -351,17 +368,22 @@ fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) ->
         cpu_limit_percent: args.limits.cpu_limit,
         snmp_ip: args.alarms.snmp_ip.clone(),
         snmp_community: args.alarms.snmp_community.clone(),
-        placement: args.placement.placement,
-        key_text: args.placement.key_text,
-        pool_seed: args.placement.pool_seed.clone(),
-        key_prefix: args.placement.key_prefix.clone(),
+        placement: args.placement.options(),
         spill_limit: args.limits.spill_limit,
     };
     let node = match node_settings::load_config(args.alarms.config.as_deref())
         .and_then(|file| NodeSettings::resolve(&flags, &file))
     {
         Ok(node) => node,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => {
+            let usage = fail(e.to_string());
+            // The placement describes the cluster: refused as an invalid
+            // cluster_settings is.
+            return match e {
+                node_settings::NodeSettingsError::Placement(_) => Exit::BadSettings.code(),
+                _ => usage,
+            };
+        }
     };
     if args.daemon {
         if let Err(e) = process::detach(log_file.as_deref()) {

@@ -38,8 +38,10 @@ pub enum NodeSettingsError {
     LocalName(AddrError),
     #[error("snmp_ip: {0}")]
     SnmpTargets(AddrError),
-    #[error("astaire_placement {0:?} is not one of clearwater, ketama, rendezvous, jump")]
-    Placement(String),
+    /// The placement options: the cluster's description, so the daemon
+    /// refuses them as it refuses an invalid `cluster_settings` (exit 3).
+    #[error(transparent)]
+    Placement(#[from] crate::placement::PlacementError),
     #[error("astaire_key_text {0:?} is not str or bytes")]
     KeyText(String),
 }
@@ -52,10 +54,8 @@ pub struct NodeFlags {
     pub cpu_limit_percent: Option<f64>,
     pub snmp_ip: Option<String>,
     pub snmp_community: Option<String>,
-    pub placement: Option<crate::placement::Scheme>,
-    pub key_text: Option<crate::placement::KeyText>,
-    pub pool_seed: Option<String>,
-    pub key_prefix: Option<String>,
+    /// `--placement` and the options of the families.
+    pub placement: crate::placement::PlacementOptions,
     pub spill_limit: Option<u64>,
 }
 
@@ -70,7 +70,9 @@ pub struct NodeSettings {
     pub max_log_directory_size: u64,
     pub inform: InformConfig,
     /// How the cluster's clients place keys (`astaire_placement`,
-    /// `astaire_key_text`, `astaire_pool_seed`, `astaire_key_prefix`).
+    /// `astaire_key_text`, `astaire_pool_seed`, `astaire_key_prefix`,
+    /// `astaire_hash`, `astaire_distribution`, `astaire_hash_tag`,
+    /// `astaire_salt`).
     pub placement: crate::placement::Placement,
     /// The most the spill files may hold (`astaire_spill_limit`); `None`
     /// for half the free space at each resync's start.
@@ -128,24 +130,30 @@ impl NodeSettings {
     }
 }
 
-/// The placement from the flags or the file; Clearwater's by default.
+/// The placement from the flags or the file (each flag before its
+/// `astaire_…` key); Clearwater's by default.
 pub fn placement(flags: &NodeFlags, file: &Config) -> Result<crate::placement::Placement, NodeSettingsError> {
-    use crate::placement::{KeyText, Placement, Scheme};
-    let scheme = match (flags.placement, file.get("astaire_placement")) {
-        (Some(s), _) => s,
-        (None, Some(v)) => Scheme::parse(v).ok_or_else(|| NodeSettingsError::Placement(v.into()))?,
-        (None, None) => Scheme::default(),
+    use crate::placement::{KeyText, PlacementOptions};
+    let f = &flags.placement;
+    let either = |flag: &Option<String>, key: &str| flag.clone().or_else(|| file.get(key).map(str::to_owned));
+    let key_text = match (f.key_text, file.get("astaire_key_text")) {
+        (Some(k), _) => Some(k),
+        (None, Some(v)) => Some(
+            <KeyText as clap::ValueEnum>::from_str(v.trim(), true).map_err(|_| NodeSettingsError::KeyText(v.into()))?,
+        ),
+        (None, None) => None,
     };
-    let key_text = match (flags.key_text, file.get("astaire_key_text")) {
-        (Some(k), _) => k,
-        (None, Some(v)) => {
-            <KeyText as clap::ValueEnum>::from_str(v.trim(), true).map_err(|_| NodeSettingsError::KeyText(v.into()))?
-        }
-        (None, None) => KeyText::default(),
+    let options = PlacementOptions {
+        placement: either(&f.placement, "astaire_placement"),
+        key_text,
+        pool_seed: either(&f.pool_seed, "astaire_pool_seed"),
+        key_prefix: either(&f.key_prefix, "astaire_key_prefix"),
+        hash: either(&f.hash, "astaire_hash"),
+        distribution: either(&f.distribution, "astaire_distribution"),
+        hash_tag: either(&f.hash_tag, "astaire_hash_tag"),
+        salt: either(&f.salt, "astaire_salt"),
     };
-    let pool_seed = flags.pool_seed.clone().or_else(|| file.get("astaire_pool_seed").map(str::to_owned));
-    let key_prefix = flags.key_prefix.clone().or_else(|| file.get("astaire_key_prefix").map(str::to_owned));
-    Ok(Placement { scheme, key_text, pool_seed, key_prefix })
+    Ok(options.resolve()?)
 }
 
 /// Log levels outside 0..5 are the nearest end, as the original daemon
@@ -272,10 +280,48 @@ mod tests {
         assert_eq!((s.placement.scheme, s.placement.key_text), (Scheme::Rendezvous, KeyText::Bytes));
         assert_eq!(s.placement.pool_seed.as_deref(), Some("foo"));
         assert_eq!(s.placement.key_prefix.as_deref(), Some("app:"));
-        let flags = NodeFlags { placement: Some(Scheme::Jump), ..NodeFlags::default() };
+        let jump = crate::placement::PlacementOptions { placement: Some("jump".into()), ..Default::default() };
+        let flags = NodeFlags { placement: jump, ..NodeFlags::default() };
         assert_eq!(NodeSettings::resolve(&flags, &f).unwrap().placement.scheme, Scheme::Jump, "the flag wins");
         let err = |text: &str| NodeSettings::resolve(&NodeFlags::default(), &file(text)).unwrap_err().to_string();
-        assert!(err(&format!("{base}astaire_placement=modulo\n")).contains("\"modulo\" is not one of clearwater"));
+        let e = err(&format!("{base}astaire_placement=modulo\n"));
+        assert!(e.starts_with("unknown placement \"modulo\" (--placement, astaire_placement): the placements are clearwater, ketama, rendezvous, jump, dalli, "), "{e}");
+        assert!(matches!(
+            NodeSettings::resolve(&NodeFlags::default(), &file(&format!("{base}astaire_placement=modulo\n"))),
+            Err(NodeSettingsError::Placement(_))
+        ));
         assert!(err(&format!("{base}astaire_key_text=utf8\n")).contains("astaire_key_text \"utf8\""));
+    }
+
+    #[test]
+    fn the_families_options_come_from_the_flags_or_the_file() {
+        use crate::placement::{hashes::KeyHash, twemproxy::Distribution, PlacementOptions, Scheme};
+        let base = "local_ip=10.0.0.5\n";
+        let f = file(&format!(
+            "{base}astaire_placement=twemproxy\nastaire_hash=murmur\nastaire_distribution=modula\nastaire_hash_tag={{}}\n"
+        ));
+        let p = NodeSettings::resolve(&NodeFlags::default(), &f).unwrap().placement;
+        assert_eq!(
+            (p.scheme, p.hash, p.distribution, p.hash_tag),
+            (Scheme::Twemproxy, Some(KeyHash::Murmur), Distribution::Modula, Some(*b"{}"))
+        );
+        let flags = NodeFlags {
+            placement: PlacementOptions { hash: Some("jenkins".into()), ..Default::default() },
+            ..NodeFlags::default()
+        };
+        assert_eq!(NodeSettings::resolve(&flags, &f).unwrap().placement.hash, Some(KeyHash::Jenkins), "the flag wins");
+        let f = file(&format!("{base}astaire_placement=mcrouter-weighted\nastaire_salt=s1\n"));
+        let p = NodeSettings::resolve(&NodeFlags::default(), &f).unwrap().placement;
+        assert_eq!((p.scheme, p.salt.as_deref()), (Scheme::McrouterWeighted, Some("s1")));
+        let e = NodeSettings::resolve(
+            &NodeFlags::default(),
+            &file(&format!("{base}astaire_placement=twemproxy\nastaire_hash=fnv\n")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("\"fnv\" is not a twemproxy hash (--hash, astaire_hash): the hashes are one_at_a_time, md5,"),
+            "{e}"
+        );
     }
 }

@@ -95,12 +95,17 @@ pub struct Cluster {
 /// How the cluster's clients place keys on servers.
 #[derive(Args, Clone)]
 pub struct PlacementArgs {
-    /// The clients' placement: Clearwater's vbucket ring, libmemcached
-    /// weighted ketama, pymemcache rendezvous, or the memcached proxy's
-    /// jump hash.
+    /// The clients' placement: clearwater (Clearwater's vbucket ring),
+    /// ketama (libmemcached weighted ketama), rendezvous (pymemcache),
+    /// jump (the memcached proxy), dalli (Ruby), spymemcached,
+    /// spymemcached-ketama, spymemcached-consistent (Java), pecl-memcache,
+    /// pecl-memcache-standard (PHP memcache), libmemcached (its modula
+    /// default: php-memcached, pylibmc), twemproxy, gomemcache (Go),
+    /// node-memcached, memjs (Node), mcrouter, mcrouter-crc32,
+    /// mcrouter-weighted.
     /// [default: clearwater; the daemon: astaire_placement]
-    #[arg(long, value_enum)]
-    pub placement: Option<astaire::placement::Scheme>,
+    #[arg(long, value_name = "NAME")]
+    pub placement: Option<String>,
     /// rendezvous: whether the clients pass keys as str or as bytes
     /// (pymemcache hashes bytes as b'...'). [default: str]
     #[arg(long, value_enum)]
@@ -108,12 +113,28 @@ pub struct PlacementArgs {
     /// jump: the proxy pool's seed option, if it has one.
     #[arg(long, value_name = "STRING")]
     pub pool_seed: Option<String>,
-    /// ketama, rendezvous, jump: a prefix the clients put on every key
-    /// but leave out of the hash (libmemcached's namespace, PHP's
-    /// OPT_PREFIX_KEY, pymemcache's key_prefix). Keys without it are
+    /// ketama, libmemcached, rendezvous, jump: a prefix the clients put on
+    /// every key but leave out of the hash (libmemcached's namespace,
+    /// PHP's OPT_PREFIX_KEY, pymemcache's key_prefix). Keys without it are
     /// hashed whole.
     #[arg(long, value_name = "PREFIX")]
     pub key_prefix: Option<String>,
+    /// twemproxy: the pool's hash: (one_at_a_time, md5, crc16, crc32,
+    /// crc32a, fnv1_64, fnv1a_64, fnv1_32, fnv1a_32, hsieh, murmur,
+    /// jenkins; default fnv1a_64). pecl-memcache and
+    /// pecl-memcache-standard: memcache.hash_function (crc32, the default,
+    /// or fnv).
+    #[arg(long, value_name = "NAME")]
+    pub hash: Option<String>,
+    /// twemproxy: the pool's distribution: (ketama, the default, or modula).
+    #[arg(long, value_name = "NAME")]
+    pub distribution: Option<String>,
+    /// twemproxy: the pool's hash_tag: (two characters, such as {}).
+    #[arg(long, value_name = "XY")]
+    pub hash_tag: Option<String>,
+    /// mcrouter, mcrouter-crc32, mcrouter-weighted: the route's salt.
+    #[arg(long, value_name = "STRING")]
+    pub salt: Option<String>,
 }
 
 impl LimitArgs {
@@ -128,14 +149,23 @@ impl LimitArgs {
 }
 
 impl PlacementArgs {
-    /// The placement these flags give, the defaults for the rest.
-    pub fn placement(&self) -> astaire::placement::Placement {
-        astaire::placement::Placement {
-            scheme: self.placement.unwrap_or_default(),
-            key_text: self.key_text.unwrap_or_default(),
+    /// The options as given, for the daemon to merge with its file.
+    pub fn options(&self) -> astaire::placement::PlacementOptions {
+        astaire::placement::PlacementOptions {
+            placement: self.placement.clone(),
+            key_text: self.key_text,
             pool_seed: self.pool_seed.clone(),
             key_prefix: self.key_prefix.clone(),
+            hash: self.hash.clone(),
+            distribution: self.distribution.clone(),
+            hash_tag: self.hash_tag.clone(),
+            salt: self.salt.clone(),
         }
+    }
+
+    /// The placement these flags give, the defaults for the rest.
+    pub fn placement(&self) -> Result<astaire::placement::Placement, astaire::placement::PlacementError> {
+        self.options().resolve()
     }
 }
 

@@ -30,6 +30,28 @@ pub fn jump(mut h: u64, n: usize) -> Option<usize> {
     Some(b as usize)
 }
 
+/// The proxy's pool over the old list and the new one: only their lengths
+/// count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Jump {
+    old: usize,
+    new: usize,
+    seed: u64,
+}
+
+impl Jump {
+    pub fn new(old: usize, new: usize, seed: Option<&str>) -> Jump {
+        Jump { old, new, seed: pool_seed(seed) }
+    }
+}
+
+impl super::Family for Jump {
+    fn owners(&self, key: &super::Key<'_>, _: &mut Vec<u8>) -> Option<(usize, usize)> {
+        let h = key_hash(key.bytes, self.seed);
+        Some((jump(h, self.old)?, jump(h, self.new)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

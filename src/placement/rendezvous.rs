@@ -84,6 +84,71 @@ pub fn python_bytes_repr(key: &[u8], out: &mut Vec<u8>) {
     out.push(quote);
 }
 
+/// pymemcache's name of a server: `host:port`, IPv6 without brackets.
+fn node_name(s: &super::Server) -> String {
+    format!("{}:{}", s.host, s.port)
+}
+
+/// Rendezvous over the old list and the new one: the names of both lists
+/// once each, and each name's position in the old list and in the new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendezvous {
+    names: Vec<String>,
+    old_pos: Vec<Option<usize>>,
+    new_pos: Vec<Option<usize>>,
+    text: KeyText,
+}
+
+impl Rendezvous {
+    pub fn new(old: &[super::Server], new: &[super::Server], text: KeyText) -> Rendezvous {
+        let mut names: Vec<String> = Vec::new();
+        for n in old.iter().chain(new).map(node_name) {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        let positions = |list: &[super::Server]| -> Vec<Option<usize>> {
+            names.iter().map(|name| list.iter().position(|e| node_name(e) == *name)).collect()
+        };
+        let (old_pos, new_pos) = (positions(old), positions(new));
+        Rendezvous { names, old_pos, new_pos, text }
+    }
+}
+
+impl super::Family for Rendezvous {
+    fn owners(&self, key: &super::Key<'_>, scratch: &mut Vec<u8>) -> Option<(usize, usize)> {
+        let Rendezvous { names, old_pos, new_pos, text } = self;
+        // Each name scored once, without allocating: the buffer holds the
+        // key text, then "name-keytext" for one name at a time.
+        scratch.clear();
+        key_text(key.bytes, *text, scratch)?;
+        let t = scratch.len();
+        // (score, name index) of the best so far in each list.
+        let mut best_old: Option<(u32, usize)> = None;
+        let mut best_new: Option<(u32, usize)> = None;
+        for (n, name) in names.iter().enumerate() {
+            scratch.truncate(t);
+            scratch.extend_from_slice(name.as_bytes());
+            scratch.push(b'-');
+            scratch.extend_from_within(..t);
+            let score = murmur3_32(scratch.get(t..).unwrap_or_default());
+            // Highest score; on a tie the greatest name (Python's max).
+            let beats = |best: Option<(u32, usize)>| match best {
+                None => true,
+                Some((s, b)) => score > s || (score == s && names.get(b).is_some_and(|b| name > b)),
+            };
+            if old_pos.get(n).copied().flatten().is_some() && beats(best_old) {
+                best_old = Some((score, n));
+            }
+            if new_pos.get(n).copied().flatten().is_some() && beats(best_new) {
+                best_new = Some((score, n));
+            }
+        }
+        let position = |best: Option<(u32, usize)>, pos: &[Option<usize>]| pos.get(best?.1).copied().flatten();
+        Some((position(best_old, old_pos)?, position(best_new, new_pos)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

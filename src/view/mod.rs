@@ -11,7 +11,7 @@ mod settings;
 use std::collections::BTreeMap;
 
 pub use ring::{key_digest, vbucket, vbucket_of, Ring, VBUCKETS};
-pub use settings::{validate_server, ClusterSettings, LoadError, Repeated, SettingsError};
+pub use settings::{validate_server, ClusterSettings, LoadError, Repeated, SettingsError, Weight};
 
 /// Replicas per vbucket.
 pub const REPLICAS: usize = 2;

@@ -15,20 +15,31 @@ use std::path::{Path, PathBuf};
 
 /// The two server lists of a `cluster_settings` file, in file order.
 ///
-/// An entry may carry a ketama weight, `host:port:weight` (twemproxy's and
-/// libmemcached's notation; `[v6]:port:weight` for IPv6). The names keep
-/// `host:port` only; the weights are beside them.
+/// An entry may carry a weight, `host:port:weight` (twemproxy's, Dalli's
+/// and libmemcached's notation; `[v6]:port:weight` for IPv6), and, as
+/// twemproxy writes it, a name after a space (`host:port:weight name`).
+/// The names of the servers keep `host:port` only; weights and twemproxy
+/// names are beside them, for the placement to judge.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ClusterSettings {
     pub servers: Vec<String>,
     /// `Some` only when the file has a `new_servers` line (a resize).
     pub new_servers: Option<Vec<String>>,
     /// The weight of each entry of `servers`, `None` where none is given.
-    pub weights: Vec<Option<u32>>,
+    pub weights: Vec<Option<Weight>>,
     /// The same for `new_servers`.
-    pub new_weights: Option<Vec<Option<u32>>>,
+    pub new_weights: Option<Vec<Option<Weight>>>,
     /// The first line that gives a weight (for the placements without).
     pub weight_line: Option<usize>,
+    /// The name twemproxy gives each entry of `servers` (after a space),
+    /// `None` where none is given.
+    pub labels: Vec<Option<String>>,
+    /// The same for `new_servers`.
+    pub new_labels: Option<Vec<Option<String>>>,
+    /// The first line that names an entry (for the placements without).
+    pub label_line: Option<usize>,
+    /// The lines of `servers` and of `new_servers` (0 when absent).
+    pub lines: [usize; 2],
     /// The first server listed twice in one list, for the placements that
     /// refuse it (see [`Repeated`]).
     pub repeated: Option<Box<Repeated>>,
@@ -62,6 +73,42 @@ impl fmt::Display for Repeated {
             "line {line}: server {entry} is listed twice in {list} (entries {first} and {again}{spelled}): \
              it would take two shares of the cluster; list each server once"
         )
+    }
+}
+
+/// A server's weight as written: a whole number (the ketama clients',
+/// Dalli's, pecl memcache's, twemproxy's) or a decimal fraction
+/// (mcrouter's `WeightedCh3`, from 0 to 1). Which a list may hold is the
+/// placement's to say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Weight(String);
+
+impl Weight {
+    /// Digits, with at most one decimal point between digits.
+    fn parse(text: &str) -> Option<Weight> {
+        let (int, frac) = text.split_once('.').unwrap_or((text, "0"));
+        let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+        (digits(int) && digits(frac)).then(|| Weight(text.to_owned()))
+    }
+
+    /// The weight as a whole number from 1, if it is one.
+    pub fn whole(&self) -> Option<u32> {
+        self.0.parse::<u32>().ok().filter(|w| *w >= 1)
+    }
+
+    /// The weight as a number.
+    pub fn value(&self) -> f64 {
+        self.0.parse::<f64>().unwrap_or(f64::NAN)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Weight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -133,6 +180,7 @@ impl ClusterSettings {
         let mut servers: Option<(usize, Entries)> = None;
         let mut new_servers: Option<(usize, Entries)> = None;
         let mut weight_line = None;
+        let mut label_line = None;
         let mut repeated = None;
 
         for (index, raw) in text.lines().enumerate() {
@@ -161,12 +209,15 @@ impl ClusterSettings {
                 return Err(err(number, format!("{key} given twice (first on line {first})")));
             }
             let list = parse_list(value).map_err(|reason| err(number, reason))?;
-            if weight_line.is_none() && list.iter().any(|(_, w)| w.is_some()) {
+            if weight_line.is_none() && list.iter().any(|e| e.weight.is_some()) {
                 weight_line = Some(number);
             }
+            if label_line.is_none() && list.iter().any(|e| e.label.is_some()) {
+                label_line = Some(number);
+            }
             if repeated.is_none() {
-                repeated = first_repeat(list.iter().map(|(name, _)| name.as_str())).map(|(first, again)| {
-                    let name = |i: usize| list.get(i).map(|(n, _)| n.clone()).unwrap_or_default();
+                repeated = first_repeat(list.iter().map(|e| e.name.as_str())).map(|(first, again)| {
+                    let name = |i: usize| list.get(i).map(|e| e.name.clone()).unwrap_or_default();
                     Box::new(Repeated {
                         line: number,
                         list: list_name,
@@ -180,27 +231,50 @@ impl ClusterSettings {
             *slot = Some((number, list));
         }
 
-        let Some((_, servers)) = servers else {
+        let Some((servers_line, servers)) = servers else {
             return Err(err(0, "no servers line".to_owned()));
         };
-        let split = |list: Entries| list.into_iter().unzip::<_, _, Vec<_>, Vec<_>>();
-        let (servers, weights) = split(servers);
-        let (new_servers, new_weights) = match new_servers.map(|(_, list)| split(list)) {
-            Some((n, w)) => (Some(n), Some(w)),
-            None => (None, None),
+        let lines = [servers_line, new_servers.as_ref().map_or(0, |(line, _)| *line)];
+        let (servers, weights, labels) = split_entries(servers);
+        let (new_servers, new_weights, new_labels) = match new_servers.map(|(_, list)| split_entries(list)) {
+            Some((n, w, l)) => (Some(n), Some(w), Some(l)),
+            None => (None, None, None),
         };
-        Ok(ClusterSettings { servers, new_servers, weights, new_weights, weight_line, repeated })
+        Ok(ClusterSettings {
+            servers,
+            new_servers,
+            weights,
+            new_weights,
+            weight_line,
+            labels,
+            new_labels,
+            label_line,
+            lines,
+            repeated,
+        })
     }
 
     /// Settings with these lists and no weights.
     pub fn lists(servers: Vec<String>, new_servers: Option<Vec<String>>) -> ClusterSettings {
         let weights = vec![None; servers.len()];
         let new_weights = new_servers.as_ref().map(|n| vec![None; n.len()]);
-        let repeated = None;
-        ClusterSettings { servers, new_servers, weights, new_weights, weight_line: None, repeated }
+        let labels = vec![None; servers.len()];
+        let new_labels = new_servers.as_ref().map(|n| vec![None; n.len()]);
+        let lines = [1, if new_servers.is_some() { 2 } else { 0 }];
+        ClusterSettings {
+            servers,
+            new_servers,
+            weights,
+            new_weights,
+            weight_line: None,
+            labels,
+            new_labels,
+            label_line: None,
+            lines,
+            repeated: None,
+        }
     }
 }
-
 /// The positions of the first entry that names a server an earlier one
 /// names: the same port, and the same host once spelling is set aside
 /// (host names are case-blind, an IP address is compared as an address).
@@ -232,8 +306,25 @@ fn quoted(text: &str) -> String {
     }
 }
 
-/// A list's entries: each name and its weight, if any.
-type Entries = Vec<(String, Option<u32>)>;
+/// A list's entries as their names, weights and twemproxy names.
+fn split_entries(list: Entries) -> (Vec<String>, Vec<Option<Weight>>, Vec<Option<String>>) {
+    let mut out = (Vec::new(), Vec::new(), Vec::new());
+    for e in list {
+        out.0.push(e.name);
+        out.1.push(e.weight);
+        out.2.push(e.label);
+    }
+    out
+}
+
+/// One entry of a list: `host:port`, its weight, its twemproxy name.
+struct Entry {
+    name: String,
+    weight: Option<Weight>,
+    label: Option<String>,
+}
+
+type Entries = Vec<Entry>;
 
 fn parse_list(value: &str) -> Result<Entries, String> {
     if value.is_empty() {
@@ -242,9 +333,15 @@ fn parse_list(value: &str) -> Result<Entries, String> {
     value
         .split(',')
         .map(|entry| {
-            let (name, weight) = split_weight(entry.trim())?;
+            let entry = entry.trim();
+            // twemproxy's `host:port:weight name`: the last blank starts the name.
+            let (address, label) = match entry.rsplit_once(char::is_whitespace) {
+                Some((address, label)) => (address.trim_end(), Some(label.to_owned())),
+                None => (entry, None),
+            };
+            let (name, weight) = split_weight(address)?;
             validate_server(name).map_err(|e| e.to_string())?;
-            Ok((name.to_owned(), weight))
+            Ok(Entry { name: name.to_owned(), weight, label })
         })
         .collect()
 }
@@ -252,7 +349,7 @@ fn parse_list(value: &str) -> Result<Entries, String> {
 /// `host:port:weight` → (`host:port`, the weight); an entry without one is
 /// returned whole. An unbracketed IPv6 address is left to the address
 /// check, which rejects it.
-fn split_weight(entry: &str) -> Result<(&str, Option<u32>), String> {
+fn split_weight(entry: &str) -> Result<(&str, Option<Weight>), String> {
     let colons = entry.matches(':').count();
     let weighted = match entry.strip_prefix('[') {
         Some(rest) => rest.split_once(']').is_some_and(|(_, tail)| tail.matches(':').count() == 2),
@@ -262,11 +359,13 @@ fn split_weight(entry: &str) -> Result<(&str, Option<u32>), String> {
         return Ok((entry, None));
     }
     let Some((name, weight)) = entry.rsplit_once(':') else { return Ok((entry, None)) };
-    match weight.parse::<u32>() {
-        Ok(w) if w >= 1 => Ok((name, Some(w))),
-        _ => {
-            Err(format!("bad weight {} in {} (host:port:weight, a whole number from 1)", quoted(weight), quoted(entry)))
-        }
+    match Weight::parse(weight) {
+        Some(w) => Ok((name, Some(w))),
+        None => Err(format!(
+            "bad weight {} in {} (host:port:weight, a number such as 2 or 0.5)",
+            quoted(weight),
+            quoted(entry)
+        )),
     }
 }
 
@@ -300,13 +399,31 @@ mod tests {
 
     #[test]
     fn weights_are_read_beside_the_names() {
-        let s = parse("servers=10.0.0.1:11211:600,[::1]:11211:3,h:1\nnew_servers=h:1:2\n").unwrap();
+        let s = parse("servers=10.0.0.1:11211:600,[::1]:11211:3,h:1\nnew_servers=h:1:0.25\n").unwrap();
         assert_eq!(s.servers, ["10.0.0.1:11211", "[::1]:11211", "h:1"]);
-        assert_eq!(s.weights, [Some(600), Some(3), None]);
-        assert_eq!(s.new_weights, Some(vec![Some(2)]));
+        let written = |w: &[Option<Weight>]| w.iter().map(|w| w.as_ref().map(|w| w.to_string())).collect::<Vec<_>>();
+        assert_eq!(written(&s.weights), [Some("600".into()), Some("3".into()), None]);
+        assert_eq!(written(s.new_weights.as_ref().unwrap()), [Some("0.25".to_owned())]);
+        assert_eq!(s.weights[0].as_ref().unwrap().whole(), Some(600));
+        let quarter = s.new_weights.as_ref().unwrap()[0].clone().unwrap();
+        assert_eq!((quarter.whole(), quarter.value()), (None, 0.25));
+        assert_eq!(Weight::parse("0").unwrap().whole(), None, "0 is no whole weight");
         assert_eq!(s.weight_line, Some(1));
+        assert_eq!(s.lines, [1, 2]);
         assert_eq!(parse("servers=h:1\nnew_servers=h:1:2\n").unwrap().weight_line, Some(2));
         assert_eq!(parse("servers=h:1\n").unwrap().weight_line, None);
+    }
+
+    #[test]
+    fn a_twemproxy_name_follows_the_entry_after_a_space() {
+        let s = parse("\nservers=127.0.0.1:31001:1 alpha, 127.0.0.1:31002:2  beta,127.0.0.1:31003\n").unwrap();
+        assert_eq!(s.servers, ["127.0.0.1:31001", "127.0.0.1:31002", "127.0.0.1:31003"]);
+        assert_eq!(s.labels, [Some("alpha".to_owned()), Some("beta".to_owned()), None]);
+        assert_eq!(s.weights[1].as_ref().map(Weight::whole), Some(Some(2)));
+        assert_eq!((s.label_line, s.lines), (Some(2), [2, 0]));
+        assert_eq!(parse("servers=a:1\n").unwrap().label_line, None);
+        let e = parse("servers=a:1:1 b c\n").unwrap_err();
+        assert!(e.reason.contains("a:1:1 b") || e.reason.contains("a:1 b"), "{e}");
     }
 
     #[test]
@@ -327,7 +444,8 @@ mod tests {
             ("servers=a\n", 1, "not host:port"),
             ("servers=a:99999\n", 1, "bad port"),
             ("servers=2001:db8::1:11211\n", 1, "not host:port"),
-            ("servers=a:1:0\n", 1, "bad weight \"0\""),
+            ("servers=a:1:1.x\n", 1, "bad weight \"1.x\""),
+            ("servers=a:1:.5\n", 1, "bad weight"),
             ("servers=a:1:x\n", 1, "bad weight"),
             ("servers=[::1]:1:-2\n", 1, "bad weight"),
             ("servers=a:1:\n", 1, "bad weight"),
@@ -433,7 +551,9 @@ mod tests {
                     text.push_str(&format!("new_servers={}\n", n.join(",")));
                 }
                 let parsed = ClusterSettings::parse(&text, Path::new("cs")).unwrap();
-                prop_assert_eq!(parsed, ClusterSettings::lists(servers, new_servers));
+                let lines = parsed.lines;
+                let expect = ClusterSettings { lines, ..ClusterSettings::lists(servers, new_servers) };
+                prop_assert_eq!(parsed, expect);
             }
         }
     }
