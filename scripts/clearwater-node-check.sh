@@ -246,14 +246,16 @@ for _ in $(seq 50); do
     case "$settings" in *END*) break ;; esac
     sleep 0.1
 done
-# (The first crawl after a start can take some seconds to answer.)
+# (The first crawl after a start can take some seconds to answer, and
+# answers BUSY meanwhile: tried for up to 10 s.)
 listing=""
-for _ in $(seq 10); do
+for _ in $(seq 20); do
     # Alone on its connection (memcached takes no pipelined command around
     # a metadump); an empty cache lists nothing but its END line.
     listing=$( (exec 3<>/dev/tcp/127.0.0.5/11211 && printf 'lru_crawler metadump all\r\n' >&3 &&
         timeout 5 head -n 1 <&3 | tr -d '\r') 2>/dev/null || true)
     case "$listing" in END*) break ;; esac
+    sleep 0.5
 done
 case "$listing" in
     END*) ;;
