@@ -19,7 +19,6 @@ struct KeyRef {
     raw_len: u16,
     vbucket: u8,
     base64: bool,
-    digest: [u8; 16],
 }
 
 /// One key of a batch.
@@ -29,8 +28,6 @@ pub struct BatchKey<'a> {
     pub vbucket: u8,
     /// Length of the key itself (not of its wire form).
     pub raw_len: usize,
-    /// MD5 of the key: see [`super::landed`].
-    pub digest: [u8; 16],
 }
 
 impl KeyBatch {
@@ -38,11 +35,11 @@ impl KeyBatch {
         KeyBatch { buf: Vec::with_capacity(keys * 48), keys: Vec::with_capacity(keys) }
     }
 
-    /// Adds a key given its raw bytes, its digest and its bucket (the
-    /// vbucket under Clearwater's placement).
-    pub fn push(&mut self, raw: &[u8], digest: [u8; 16], vbucket: u8) -> Result<(), KeyError> {
+    /// Adds a key given its raw bytes and its bucket (the vbucket under
+    /// Clearwater's placement).
+    pub fn push(&mut self, raw: &[u8], vbucket: u8) -> Result<(), KeyError> {
         let base64 = encode_key(raw, &mut self.buf)?;
-        self.keys.push(KeyRef { end: self.buf.len() as u32, raw_len: raw.len() as u16, vbucket, base64, digest });
+        self.keys.push(KeyRef { end: self.buf.len() as u32, raw_len: raw.len() as u16, vbucket, base64 });
         Ok(())
     }
 
@@ -63,7 +60,6 @@ impl KeyBatch {
             wire: WireKey { bytes: &self.buf[start..k.end as usize], base64: k.base64 },
             vbucket: k.vbucket,
             raw_len: k.raw_len as usize,
-            digest: k.digest,
         }
     }
 
@@ -77,8 +73,8 @@ impl KeyBatch {
     }
 
     /// Appends this batch as one record: its length (u64), the key count
-    /// (u32), per key its end (u32), raw length (u16), vbucket, base64 flag
-    /// and digest, then the wire bytes. All little-endian.
+    /// (u32), per key its end (u32), raw length (u16), vbucket and base64
+    /// flag, then the wire bytes. All little-endian.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let start = out.len();
         out.extend_from_slice(&[0; 8]);
@@ -87,7 +83,6 @@ impl KeyBatch {
             out.extend_from_slice(&k.end.to_le_bytes());
             out.extend_from_slice(&k.raw_len.to_le_bytes());
             out.extend_from_slice(&[k.vbucket, u8::from(k.base64)]);
-            out.extend_from_slice(&k.digest);
         }
         out.extend_from_slice(&self.buf);
         let len = (out.len() - start - 8) as u64;
@@ -99,7 +94,7 @@ impl KeyBatch {
     /// A batch from a record of [`KeyBatch::write_to`] (without its length);
     /// `None` if it is not one.
     pub fn read_from(record: &[u8]) -> Option<KeyBatch> {
-        const REF: usize = 4 + 2 + 2 + 16;
+        const REF: usize = 4 + 2 + 2;
         let (count, rest) = record.split_first_chunk::<4>()?;
         let count = u32::from_le_bytes(*count) as usize;
         let (refs, buf) = rest.split_at_checked(count.checked_mul(REF)?)?;
@@ -108,20 +103,13 @@ impl KeyBatch {
         for r in refs.chunks_exact(REF) {
             let (end, r) = r.split_first_chunk::<4>()?;
             let (raw_len, r) = r.split_first_chunk::<2>()?;
-            let (flags, digest) = r.split_first_chunk::<2>()?;
-            let [vbucket, base64] = *flags;
+            let [vbucket, base64] = *r.first_chunk::<2>()?;
             let end = u32::from_le_bytes(*end);
             if (end as usize) < last || end as usize > buf.len() {
                 return None;
             }
             last = end as usize;
-            keys.push(KeyRef {
-                end,
-                raw_len: u16::from_le_bytes(*raw_len),
-                vbucket,
-                base64: base64 != 0,
-                digest: digest.try_into().ok()?,
-            });
+            keys.push(KeyRef { end, raw_len: u16::from_le_bytes(*raw_len), vbucket, base64: base64 != 0 });
         }
         (last == buf.len()).then(|| KeyBatch { buf: buf.to_vec(), keys })
     }
@@ -141,7 +129,7 @@ pub struct ItemBatch {
     /// The source's removal count read just before the values
     /// ([`crate::memcached::Connection::removals`]).
     pub removals_before: Option<u64>,
-    /// Keys of vbuckets the source is primary for (see [`super::landed`]).
+    /// Keys of vbuckets the source is primary for (see [`super::barrier`]).
     pub primary: bool,
     /// Keys (positions in `keys`) whose items the source sent but that
     /// cannot be copied: a value larger than the local memcached takes,
@@ -227,13 +215,13 @@ mod tests {
     #[test]
     fn keys_and_items_round_trip() {
         let mut keys = KeyBatch::with_capacity(2);
-        keys.push(b"reg\\\\a", [7; 16], 7).unwrap();
-        keys.push(b"a b", [9; 16], 9).unwrap();
-        assert!(keys.push(&[b'x'; 300], [1; 16], 1).is_err());
+        keys.push(b"reg\\\\a", 7).unwrap();
+        keys.push(b"a b", 9).unwrap();
+        assert!(keys.push(&[b'x'; 300], 1).is_err());
         assert_eq!(keys.len(), 2);
         assert_eq!(keys.get(0).wire.bytes, b"reg\\\\a");
         assert_eq!((keys.get(1).wire.bytes, keys.get(1).wire.base64), (&b"YSBi"[..], true));
-        assert_eq!((keys.get(1).vbucket, keys.get(1).raw_len, keys.get(1).digest), (9, 3, [9; 16]));
+        assert_eq!((keys.get(1).vbucket, keys.get(1).raw_len), (9, 3));
         let mut items = ItemBatch::new(keys);
         items.push(1, 5, Some(-1), b"value");
         assert_eq!(items.value(&items.items[0]), b"value");

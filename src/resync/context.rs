@@ -4,7 +4,7 @@
 // Reads network or file input: no panicking access outside tests (issue 7).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
-use super::landed::{Landed, PrimaryBarrier};
+use super::barrier::PrimaryBarrier;
 use super::queue::QueueBudget;
 use super::Options;
 use crate::memcached::McError;
@@ -35,7 +35,6 @@ pub struct CopyContext {
     pub opts: Options,
     pub throttle: Throttle,
     pub progress: Option<Arc<ResyncCounters>>,
-    pub landed: Landed,
     /// One arrival per source.
     pub barrier: Arc<PrimaryBarrier>,
     /// The memory the keys waiting to be copied may use, and where the rest spills.

@@ -69,7 +69,7 @@ impl Listing {
 
 /// Where a dump sends the keys of vbuckets this source is not the primary
 /// of, when the copy wants them after the primary ones (see
-/// [`super::landed`]).
+/// [`super::barrier`]).
 pub struct Later {
     /// The vbuckets this source is listed first for.
     pub primary: VbSet,
@@ -254,7 +254,7 @@ impl Sorter<'_> {
                 Some(l) if self.primary.get(vb as usize) != Some(&true) => l,
                 _ => &mut self.now,
             };
-            if let Err(e) = outlet.batch.push(raw, *digest, vb) {
+            if let Err(e) = outlet.batch.push(raw, vb) {
                 // One warning per vbucket (the rest are counted, and
                 // summed up when the dump ends), the key made printable.
                 let count = self.listing.unmovable.entry(vb).or_default();

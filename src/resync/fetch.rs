@@ -5,7 +5,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use super::batch::{ItemBatch, KeyBatch, Step};
-use super::context::CopyContext;
+use super::context::{CopyContext, CopyError};
 use super::queue::KeyReceiver;
 use super::rules::ConflictPolicy;
 use crate::memcached::proto::{self, Status};
@@ -134,17 +134,20 @@ async fn fetch_values(
 
 /// The copy's fetcher: the keys of vbuckets this source is the primary of
 /// first; then, once every source has landed those ([`PrimaryBarrier`]),
-/// the others, which are mostly recorded in `landed` by then. A key that has
-/// landed already is only checked (`mg <key> f`, no value, and under
-/// add-only not even that); its value is read only when it is newer here.
+/// the others, which the local node mostly holds by then. A key the local
+/// node holds already is only checked (`mg <key> f` here, no value, and
+/// under add-only not even that); its value is read only when it is newer
+/// here. `local` is a connection of the fetcher's own to the local node,
+/// for asking what it holds.
 pub async fn fetch_for_copy(
     conn: &mut Connection,
+    local: &mut Connection,
     mut primary: KeyReceiver,
     mut later: KeyReceiver,
     ctx: &CopyContext,
     items: mpsc::Sender<Step>,
-) -> Result<(), McError> {
-    let (landed, policy, stop) = (&ctx.landed, ctx.opts.conflict, &ctx.stop);
+) -> Result<(), CopyError> {
+    let (policy, stop) = (ctx.opts.conflict, &ctx.stop);
     let (mut req, mut sizing) = (Vec::new(), FetchSizing::default());
     let mut recorded = Vec::new();
     let mut primary_open = true;
@@ -153,7 +156,7 @@ pub async fn fetch_for_copy(
         // (the barrier) changes nothing: a stop ends either wait.
         let next = if primary_open { &mut primary } else { &mut later };
         let Some(next) = stop.or(next_keys(conn, next)).await else { break };
-        let batch = match next? {
+        let batch = match next.map_err(CopyError::Source)? {
             Some(b) => b,
             None if primary_open => {
                 primary_open = false;
@@ -169,12 +172,14 @@ pub async fn fetch_for_copy(
             break;
         }
         // Each vbucket has one primary: before the barrier nothing of these
-        // vbuckets can have landed from another source.
+        // vbuckets can have landed from another source. After it, the local
+        // node says what it holds: what the primaries put there, and what
+        // clients wrote since, which is newer still.
         if primary_open {
             recorded.clear();
             recorded.resize(batch.len(), None);
         } else {
-            landed.lookup(batch.iter().map(|k| k.digest), &mut recorded);
+            held_locally(local, &batch, &mut req, &mut recorded).await.map_err(CopyError::Local)?;
         }
         let mut out = ItemBatch::new(batch);
         out.primary = primary_open;
@@ -185,15 +190,17 @@ pub async fn fetch_for_copy(
             // The local value always stays: nothing to read.
             out.checked.extend(seen.iter().map(|(i, _)| *i));
         } else if !seen.is_empty() {
-            check_newer(conn, &mut out, &seen, policy, &mut copy, &mut req).await?;
+            check_newer(conn, &mut out, &seen, policy, &mut copy, &mut req).await.map_err(CopyError::Source)?;
             copy.sort_unstable();
         }
         // Values in batches of at most `batch_bytes` (and one value).
         let mut todo = copy;
         loop {
             if !todo.is_empty() {
-                out.removals_before = Some(conn.removals().await?);
-                todo = fetch_values(conn, &mut out, &todo, &mut req, ctx.opts.batch_bytes, &mut sizing).await?;
+                out.removals_before = Some(conn.removals().await.map_err(CopyError::Source)?);
+                todo = fetch_values(conn, &mut out, &todo, &mut req, ctx.opts.batch_bytes, &mut sizing)
+                    .await
+                    .map_err(CopyError::Source)?;
             }
             let next = (!todo.is_empty()).then(|| out.continuation());
             if items.send(Step::Items(out)).await.is_err() {
@@ -206,6 +213,29 @@ pub async fn fetch_for_copy(
         }
     }
     Ok(())
+}
+
+/// The flags of each key of `batch` the local node holds, `None` where it
+/// holds nothing (`mg <key> f`: no value is read).
+async fn held_locally(
+    local: &mut Connection,
+    batch: &KeyBatch,
+    req: &mut Vec<u8>,
+    held: &mut Vec<Option<u32>>,
+) -> Result<(), McError> {
+    held.clear();
+    proto::mg_batch(req, batch.iter().map(|k| k.wire), "f");
+    let positions: Vec<usize> = (0..batch.len()).collect();
+    local
+        .pipeline_items(req, &positions, None, |_, m, _| {
+            held.push(match m.status {
+                Status::Stored => Some(m.flags.unwrap_or(0)),
+                Status::Miss => None,
+                other => return Err(format!("{other:?} in answer to mg f")),
+            });
+            Ok(())
+        })
+        .await
 }
 
 /// For keys that landed already (with the recorded flags), reads this
@@ -284,8 +314,7 @@ mod tests {
         let mut keys = KeyBatch::default();
         for i in 0..20 {
             let raw = format!("key{i}");
-            keys.push(raw.as_bytes(), crate::view::key_digest(raw.as_bytes()), crate::view::vbucket(raw.as_bytes()))
-                .unwrap();
+            keys.push(raw.as_bytes(), crate::view::vbucket(raw.as_bytes())).unwrap();
         }
         let budget = crate::resync::queue::QueueBudget::new(1 << 20, std::env::temp_dir());
         let (key_tx, key_rx) = crate::resync::queue::key_queue(&budget);

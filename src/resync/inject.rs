@@ -1,13 +1,13 @@
 //! A source's inject stage: add each fetched item to the local node
 //! without overwriting anything newer, resolve conflicts by the policy,
-//! take back what a client deleted meanwhile, and record what landed.
+//! take back what a client deleted meanwhile.
 // Reads network or file input: no panicking access outside tests (issue 7).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+use super::barrier::Arrival;
 use super::batch::{ItemBatch, Step};
 use super::context::{unexpected, CopyError};
 use super::fate::{after_add, after_replace, gone_from_source, local_value, on_conflict, positions, taken_back, Fate};
-use super::landed::{Arrival, Landed};
 use super::rules::{inject_ttl, ConflictPolicy, Expiry};
 use super::Counts;
 use crate::memcached::proto::{self, SetMode};
@@ -31,8 +31,6 @@ pub struct Injector<'a> {
     /// Stop between batches (and in the throttle's pause) once requested.
     pub stop: Stop,
     pub progress: Option<&'a ResyncCounters>,
-    /// Where keys put on the local node are recorded for the other sources.
-    pub landed: Option<&'a Landed>,
     /// Arrives when the primary keys are all injected.
     pub arrival: Option<Arrival>,
     pub counts: Counts,
@@ -54,7 +52,6 @@ impl<'a> Injector<'a> {
             throttle: None,
             stop: Stop::default(),
             progress: None,
-            landed: None,
             arrival: None,
             counts: Counts::default(),
             req: Vec::new(),
@@ -130,27 +127,11 @@ impl<'a> Injector<'a> {
 
         // 3. A key deleted on the source after we read it must not come back.
         let written: Vec<usize> = positions(&fates, |f| f.cas().is_some());
-        let reverted =
-            if written.is_empty() { Vec::new() } else { self.guard_deletes(batch, &written, &fates).await? };
-
-        self.record(batch, &fates, &reverted);
+        if !written.is_empty() {
+            self.guard_deletes(batch, &written, &fates).await?;
+        }
         self.account(batch, &fates);
         Ok(())
-    }
-
-    /// Tells the other sources what the local node now holds. Only the
-    /// primary's copies matter: the others are the last source of their key.
-    fn record(&self, batch: &ItemBatch, fates: &[Fate], reverted: &[usize]) {
-        let Some(landed) = self.landed.filter(|_| batch.primary) else { return };
-        landed.record(batch.items.iter().zip(fates).filter_map(|(item, fate)| {
-            let flags = match fate {
-                Fate::Written(_) | Fate::Replaced(_) => item.flags,
-                Fate::Kept(Some(local)) => *local,
-                _ => return None,
-            };
-            Some((batch.key(item).digest, flags))
-        }));
-        landed.forget(reverted.iter().filter_map(|i| batch.key_at(*i)).map(|k| k.digest));
     }
 
     /// Sends `self.req` to the local node; response `n` decides the fate of
@@ -239,21 +220,16 @@ impl<'a> Injector<'a> {
         self.local_round(&replacing, fates, after_replace).await
     }
 
-    /// Returns the items deleted again.
+    /// Takes back what the source lost meanwhile (counted as reverted).
     #[expect(clippy::indexing_slicing, reason = "`written` are positions in `fates`, one per batch item")]
-    async fn guard_deletes(
-        &mut self,
-        batch: &ItemBatch,
-        written: &[usize],
-        fates: &[Fate],
-    ) -> Result<Vec<usize>, CopyError> {
+    async fn guard_deletes(&mut self, batch: &ItemBatch, written: &[usize], fates: &[Fate]) -> Result<(), CopyError> {
         // No client removed anything on the source since before the values
         // were read: nothing written can be a deleted key coming back.
         // (Clients delete on the old replicas first, so a delete that could
         // race our write is counted there before we look.)
         let removals = self.recheck.removals().await.map_err(CopyError::Source)?;
         if batch.removals_before == Some(removals) {
-            return Ok(Vec::new());
+            return Ok(());
         }
         self.counts.rechecked += written.len() as u64;
         proto::mg_batch(&mut self.req, written.iter().map(|i| batch.key(&batch.items[*i]).wire), "u");
@@ -268,7 +244,7 @@ impl<'a> Injector<'a> {
             .await
             .map_err(CopyError::Source)?;
         if gone.is_empty() {
-            return Ok(gone);
+            return Ok(());
         }
         // Delete exactly what we wrote: a newer client write has another CAS.
         self.req.clear();
@@ -279,18 +255,18 @@ impl<'a> Injector<'a> {
             deleting.push(*i);
         }
         proto::mn(&mut self.req);
-        let mut reverted = Vec::new();
+        let mut reverted = 0;
         self.local
-            .pipeline_items(&self.req, &deleting, None, |i, m, _| {
+            .pipeline_items(&self.req, &deleting, None, |_, m, _| {
                 if taken_back(m)? {
-                    reverted.push(i);
+                    reverted += 1;
                 }
                 Ok(())
             })
             .await
             .map_err(CopyError::Local)?;
-        self.counts.reverted += reverted.len() as u64;
-        Ok(reverted)
+        self.counts.reverted += reverted;
+        Ok(())
     }
 
     fn account(&mut self, batch: &ItemBatch, fates: &[Fate]) {
@@ -396,7 +372,7 @@ mod injector_tests {
         let mut recheck = Connection::connect(&addr, Duration::from_secs(10)).await.unwrap();
         let mut keys = KeyBatch::default();
         for k in ["good1", "bad", "good2"] {
-            keys.push(k.as_bytes(), crate::view::key_digest(k.as_bytes()), crate::view::vbucket(k.as_bytes())).unwrap();
+            keys.push(k.as_bytes(), crate::view::vbucket(k.as_bytes())).unwrap();
         }
         let bad_vbucket = keys.get(1).vbucket;
         let mut batch = ItemBatch::new(keys);

@@ -8,13 +8,13 @@
 //! it never hangs. The local node failing ends the whole resync with
 //! [`ResyncError::Local`].
 
+pub mod barrier;
 pub mod batch;
 pub mod context;
 pub mod dump;
 mod fate;
 pub mod fetch;
 pub mod inject;
-pub mod landed;
 pub mod queue;
 pub mod rules;
 pub mod source;
@@ -29,7 +29,6 @@ use crate::throttle::{Bandwidth, CpuBudget, Throttle};
 use crate::view::WorkList;
 pub use context::CopyError;
 pub use dump::OWN_PREFIX;
-use landed::Landed;
 pub use rules::ConflictPolicy;
 pub use source::SourceOutcome;
 use std::collections::BTreeMap;
@@ -164,6 +163,8 @@ pub struct Report {
     pub local_evictions: u64,
     /// Bytes of keys that waited in a spill file (past `queue_memory`).
     pub spilled_bytes: u64,
+    /// The most the spill files held at once.
+    pub spill_peak_bytes: u64,
 }
 
 impl Report {
@@ -255,9 +256,7 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
             cpu: opts.cpu_share.map(CpuBudget::new),
         },
         progress: Some(progress.clone()),
-        // One copy per key: no second replica ever looks a key up.
-        landed: Landed::new(if work.classifier.one_copy() { 0 } else { landed::DEFAULT_CAPACITY }),
-        barrier: landed::PrimaryBarrier::new(by_source.len()),
+        barrier: barrier::PrimaryBarrier::new(by_source.len()),
         queue: queue::QueueBudget::with_spill_limit(
             opts.queue_memory,
             opts.spill_dir.clone().unwrap_or_else(queue::default_spill_dir),
@@ -363,6 +362,7 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
         seconds: started.elapsed().as_secs_f64(),
         local_evictions,
         spilled_bytes: ctx.queue.spilled.load(std::sync::atomic::Ordering::Relaxed),
+        spill_peak_bytes: ctx.queue.spill_peak.load(std::sync::atomic::Ordering::Relaxed),
     };
     if report.succeeded() {
         info!(

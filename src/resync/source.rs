@@ -5,7 +5,8 @@
 //! ```text
 //!  source ──metadump──▶ dump task ──primary keys──▶ fetcher ──items (2 batches)──▶ injector ──▶ local
 //!                       (never waits) ──other keys──▶ (after    mg … f t v u        ms … ME, conflicts,
-//!                                                    the barrier) or mg f only     delete guard, record
+//!                                                    the barrier: delete guard
+//!                                                    local mg f first)
 //! ```
 //!
 //! The dump task only reads, filters by vbucket and forwards: in 1.6.18 a
@@ -16,17 +17,18 @@
 //!
 //! Every key is on two old replicas. Each source first copies the vbuckets
 //! it is primary for; once all sources have (the [`PrimaryBarrier`]), it
-//! goes through the rest, whose keys are mostly recorded in [`Landed`] by
-//! then and need only a metadata check, not a second copy.
+//! goes through the rest, whose keys the local node mostly holds by then:
+//! they need only a metadata check (`mg <key> f` on the local node, and on
+//! this source where the local one has them), not a second copy.
 // Reads network or file input: no panicking access outside tests (issue 7).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+use super::barrier::Arrival;
 use super::context::unexpected;
 pub use super::context::{CopyContext, CopyError};
 use super::dump::{dump_keys, Later, VbSet};
 use super::fetch::fetch_for_copy;
 use super::inject::Injector;
-use super::landed::Arrival;
 use super::queue::key_queue;
 use super::Counts;
 use crate::memcached::dump::DumpMode;
@@ -78,9 +80,11 @@ async fn copy(
         };
         let recheck = Connection::connect(source, opts.io_timeout).await.map_err(CopyError::Source)?;
         let local = Connection::connect(local_name, opts.io_timeout).await.map_err(CopyError::Local)?;
-        Ok::<_, CopyError>((fetch_conn, mode, recheck, local))
+        let fetch_local = Connection::connect(local_name, opts.io_timeout).await.map_err(CopyError::Local)?;
+        Ok::<_, CopyError>((fetch_conn, mode, recheck, local, fetch_local))
     };
-    let (mut fetch_conn, mode, mut recheck, mut local) = ctx.stop.or(setup).await.ok_or(CopyError::Stopped)??;
+    let (mut fetch_conn, mode, mut recheck, mut local, mut fetch_local) =
+        ctx.stop.or(setup).await.ok_or(CopyError::Stopped)??;
 
     let (key_tx, key_rx) = key_queue(&ctx.queue);
     let (later_tx, later_rx) = key_queue(&ctx.queue);
@@ -100,7 +104,6 @@ async fn copy(
             injector.throttle = (!ctx.throttle.is_unlimited()).then_some(&ctx.throttle);
             injector.stop = ctx.stop.clone();
             injector.progress = ctx.progress.as_deref();
-            injector.landed = Some(&ctx.landed);
             injector.arrival = Some(arrival);
             let result = injector.run(item_rx).await;
             (result, injector.counts)
@@ -109,7 +112,7 @@ async fn copy(
     // A dump that fails fails this source at once: the keys it queued are
     // not fetched (the fetcher only reads, so it may stop anywhere), and
     // the injector finishes the batch it holds.
-    let mut fetch = Box::pin(fetch_for_copy(&mut fetch_conn, key_rx, later_rx, &ctx, item_tx));
+    let mut fetch = Box::pin(fetch_for_copy(&mut fetch_conn, &mut fetch_local, key_rx, later_rx, &ctx, item_tx));
     let mut dump = dump;
     let mut dumped = None;
     let fetched = loop {
@@ -141,7 +144,7 @@ async fn copy(
         }
     };
     injected?;
-    fetched.map_err(CopyError::Source)?;
+    fetched?;
     let listing = match dumped {
         Ok(listing) => listing.map_err(CopyError::Source)?,
         Err(e) => return Err(CopyError::Source(unexpected(source, format!("dump task failed: {e}")))),
