@@ -82,6 +82,7 @@ fn key(i: usize, kinds: Kinds, namespace: Option<&str>) -> Vec<u8> {
         3 if kinds != Kinds::Ascii => format!("ключ:{i}").into_bytes(),
         5 if kinds != Kinds::Ascii => format!("日本😀:{i}").into_bytes(),
         7 if kinds == Kinds::Bytes => [b"\xff\xfe:".as_slice(), i.to_string().as_bytes()].concat(),
+        1 => format!("{{user:{i}}}:session").into_bytes(),
         9 => format!("long:{i}:{}", "x".repeat(i % 200)).into_bytes(),
         _ => format!("user:{i}@example.com").into_bytes(),
     };

@@ -25,6 +25,7 @@ def key(i, kinds)
     return "日本😀:#{i}" if i % 10 == 5
     return "\xff\xfe:#{i}".b if kinds == "bytes" && i % 10 == 7
   end
+  return "{user:#{i}}:session" if i % 10 == 1
   return "long:#{i}:" + "x" * (i % 200) if i % 10 == 9
   "user:#{i}@example.com"
 end

@@ -24,6 +24,8 @@ def key(i, kinds):
             return f"日本😀:{i}".encode()
         if kinds == "bytes" and i % 10 == 7:
             return b"\xff\xfe:" + str(i).encode()
+    if i % 10 == 1:
+        return f"{{user:{i}}}:session".encode()
     if i % 10 == 9:
         return f"long:{i}:".encode() + b"x" * (i % 200)
     return f"user:{i}@example.com".encode()

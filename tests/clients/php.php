@@ -25,6 +25,7 @@ function test_key(int $i, string $kinds): string {
         if ($i % 10 === 5) return "日本😀:$i";
         if ($kinds === 'bytes' && $i % 10 === 7) return "\xff\xfe:$i";
     }
+    if ($i % 10 === 1) return "{user:$i}:session";
     if ($i % 10 === 9) return "long:$i:" . str_repeat('x', $i % 200);
     return "user:$i@example.com";
 }

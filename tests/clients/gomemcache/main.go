@@ -34,6 +34,9 @@ func key(i int, kinds string) string {
 			return fmt.Sprintf("日本😀:%d", i)
 		}
 	}
+	if i%10 == 1 {
+		return fmt.Sprintf("{user:%d}:session", i)
+	}
 	if i%10 == 9 {
 		return fmt.Sprintf("long:%d:", i) + strings.Repeat("x", i%200)
 	}

@@ -19,6 +19,7 @@ function key(i) {
     if (i % 10 === 3) return `ключ:${i}`;
     if (i % 10 === 5) return `日本😀:${i}`;
   }
+  if (i % 10 === 1) return `{user:${i}}:session`;
   if (i % 10 === 9) return `long:${i}:` + 'x'.repeat(i % 200);
   return `user:${i}@example.com`;
 }
