@@ -195,7 +195,11 @@ fn node_modules() -> Result<PathBuf, String> {
                     std::fs::copy(s, dir.join(s.file_name().unwrap())).map_err(|e| format!("{}: {e}", s.display()))?;
                 }
                 let mut npm = Command::new("npm");
-                npm.args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]).current_dir(&dir);
+                // Its cache beside the packages: CI's environment may have
+                // no usable home directory.
+                npm.args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+                    .current_dir(&dir)
+                    .env("npm_config_cache", cache().join("npm-cache"));
                 build_step(&mut npm, "npm ci of tests/clients/node/package-lock.json (memcached, memjs)")?;
             }
             Ok(dir.join("node_modules"))
