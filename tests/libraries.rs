@@ -513,6 +513,11 @@ async fn written_where(
 
 /// The whole proof of one case on `cluster`, left empty afterwards.
 async fn prove(case: &Case<'_>, cluster: &Cluster) -> Proof {
+    prove_on(case, &cluster.names(0..cluster.nodes.len()), cluster.dir.path()).await
+}
+
+/// [`prove`] on the memcached `nodes`, with files in `dir`.
+async fn prove_on(case: &Case<'_>, nodes: &[String], dir: &Path) -> Proof {
     let flags = case.flags.join(" ");
     let weights = |l: &[String]| match l.iter().all(|e| e.split(' ').next().unwrap_or(e).matches(':').count() == 2) {
         true => format!(
@@ -531,7 +536,7 @@ async fn prove(case: &Case<'_>, cluster: &Cluster) -> Proof {
         case.kinds.arg(),
         case.namespace.map(|n| format!(", namespace {n:?}")).unwrap_or_default()
     );
-    let nodes = cluster.names(0..cluster.nodes.len());
+    let nodes = nodes.to_vec();
     clear(&nodes).await;
     let keys: Vec<Vec<u8>> = (0..KEYS).map(|i| key(i, case.kinds, case.namespace)).collect();
     let mut driver = Driver::start(driver_command(case.lib, case.family, case.kinds, case.namespace), &name);
@@ -539,7 +544,7 @@ async fn prove(case: &Case<'_>, cluster: &Cluster) -> Proof {
     // over it.
     let through = |list: &[String]| match case.lib {
         Lib::Nutcracker => {
-            let proxy = Nutcracker::start(cluster.dir.path(), list, case.pool);
+            let proxy = Nutcracker::start(dir, list, case.pool);
             let listen = proxy.listen.clone();
             (Some(proxy), listen)
         }
@@ -558,7 +563,7 @@ async fn prove(case: &Case<'_>, cluster: &Cluster) -> Proof {
     let old_servers: Vec<String> = case.old.iter().map(|e| server_of(e)).collect();
     let between_old = moved.iter().filter(|k| old_servers.contains(&new_owner[**k])).count();
 
-    let settings = cluster.dir.path().join(format!("cs-{}", flags.replace([' ', '/'], "_")));
+    let settings = dir.join(format!("cs-{}", flags.replace([' ', '/'], "_")));
     std::fs::write(&settings, format!("servers={}\nnew_servers={}\n", case.old.join(","), case.new.join(","))).unwrap();
     let path = settings.to_str().unwrap();
     let mut plan = vec!["plan", "--count", "--every-node", "--json", "--cluster-settings", path];
@@ -805,5 +810,116 @@ async fn twemproxy_named_servers_through_nutcracker() {
         };
         let proof = prove(&case, &cluster).await;
         assert!(proof.moved > MIN_MOVED, "{proof:?}");
+    }
+}
+
+/// PHP's `memcache.hash_function=fnv`: FNV-1a over signed bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn pecl_memcache_fnv_through_php_memcache() {
+    let flags = &["--placement", "pecl-memcache", "--hash", "fnv"];
+    family(flags, Lib::Php, "pecl-memcache-fnv", Kinds::Bytes, true, None, &[], MIN_MOVED).await;
+}
+
+/// memcached on the default port 11211 of loopback addresses
+/// (127.0.0.x), killed when dropped: there the families build their names
+/// differently (twemproxy and node `memcached` hash the host alone).
+struct DefaultPort {
+    children: Vec<Child>,
+    names: Vec<String>,
+}
+
+impl DefaultPort {
+    /// `n` servers, on the first addresses from 127.0.0.2 on where port
+    /// 11211 is free and memcached comes up (its `stats` naming its pid).
+    fn start(n: usize) -> DefaultPort {
+        let mut servers = DefaultPort { children: Vec::new(), names: Vec::new() };
+        let root = unsafe { libc::geteuid() } == 0;
+        for x in 2..=254u8 {
+            if servers.names.len() == n {
+                break;
+            }
+            let name = format!("127.0.0.{x}:11211");
+            if std::net::TcpStream::connect_timeout(&name.parse().unwrap(), Duration::from_millis(200)).is_ok() {
+                continue; // something listens there already
+            }
+            let mut cmd = Command::new(memcached_binary());
+            cmd.args(["-l", &format!("127.0.0.{x}"), "-p", "11211", "-U", "0", "-m", "64", "-t", "2"]);
+            if root {
+                cmd.args(["-u", "root"]);
+            }
+            let mut child = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start memcached ({e})"));
+            if ours(&mut child, &name) {
+                servers.children.push(child);
+                servers.names.push(name);
+            } else {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        assert_eq!(servers.names.len(), n, "memcached on port 11211 of {n} loopback addresses");
+        servers
+    }
+}
+
+/// Whether `child` answers on `name` within 5 s with its own pid.
+fn ours(child: &mut Child, name: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let pid = format!("STAT pid {}\r\n", child.id());
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return false;
+        }
+        if let Ok(mut s) = std::net::TcpStream::connect(name) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let (mut got, mut buf) = (Vec::new(), [0u8; 4096]);
+            if s.write_all(b"stats\r\n").is_ok() {
+                while !got.ends_with(b"END\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                        _ => break,
+                    }
+                }
+            }
+            return String::from_utf8_lossy(&got).contains(&pid);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+impl Drop for DefaultPort {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Servers on port 11211, where the name a family hashes is not
+/// `host:port` for all: twemproxy and node `memcached` hash the host
+/// alone, Dalli, pecl memcache and spymemcached's ketama `host:11211`.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_on_the_default_port_11211() {
+    let servers = DefaultPort::start(4);
+    let dir = tempfile::tempdir().unwrap();
+    let n = &servers.names;
+    let cases: [(&[&str], Lib, &str, Kinds); 5] = [
+        (&["--placement", "twemproxy"], Lib::Nutcracker, "twemproxy", Kinds::Bytes),
+        (&["--placement", "node-memcached"], Lib::Node, "node-memcached", Kinds::Utf8),
+        (&["--placement", "dalli"], Lib::Dalli, "dalli", Kinds::Bytes),
+        (&["--placement", "pecl-memcache"], Lib::Php, "pecl-memcache", Kinds::Bytes),
+        (&["--placement", "spymemcached-ketama"], Lib::Spymemcached, "spymemcached-ketama", Kinds::Utf8),
+    ];
+    for (flags, lib, family, kinds) in cases {
+        let case =
+            Case { flags, lib, family, kinds, namespace: None, pool: &[], old: n[..3].to_vec(), new: n.to_vec() };
+        let proof = prove_on(&case, n, dir.path()).await;
+        assert!(proof.moved > MIN_MOVED, "{flags:?}: {proof:?}");
     }
 }

@@ -9,7 +9,8 @@
 //   read TAG SERVERS    every key, with the list SERVERS   {"hit", "missing", "wrong", "example"}
 //
 // argv: FAMILY COUNT KINDS (ascii | utf8 | bytes). FAMILY: pecl-memcache
-// (memcache.hash_strategy=consistent, the default), pecl-memcache-standard
+// (memcache.hash_strategy=consistent, the default), pecl-memcache-fnv (the
+// same with memcache.hash_function=fnv), pecl-memcache-standard
 // (hash_strategy=standard), php-memcached (a plain new Memcached(): text
 // protocol, ASCII keys only) or php-memcached-binary (OPT_BINARY_PROTOCOL,
 // which takes any byte).
@@ -42,6 +43,7 @@ function test_value(string $tag, int $i) {
 function client(string $family, array $servers) {
     if (str_starts_with($family, 'pecl-memcache')) {
         ini_set('memcache.hash_strategy', $family === 'pecl-memcache-standard' ? 'standard' : 'consistent');
+        ini_set('memcache.hash_function', $family === 'pecl-memcache-fnv' ? 'fnv' : 'crc32');
         $c = new Memcache();
         foreach ($servers as $s) {
             $p = explode(':', $s);
