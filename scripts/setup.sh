@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what Astaire's demo and tests need on Debian 12, only what is
 # missing: memcached, net-snmp (snmpd, snmp, snmptrapd), the reference client
-# libraries the placement tests write through (pylibmc, pymemcache) and a
-# Rust toolchain.
+# libraries the placement tests write through (pylibmc, pymemcache; and for
+# tests/libraries.rs Ruby Dalli, Java spymemcached with a headless JDK, PHP's
+# memcache and memcached, Go's gomemcache, nutcracker, Node and npm, which
+# installs the Node clients under target/) and a Rust toolchain.
 # Sourced by demo.sh and test.sh; safe to run again.
 set -euo pipefail
 
@@ -21,6 +23,19 @@ command -v snmptrapd >/dev/null || missing+=(snmptrapd)
 /usr/bin/python3 -c 'import pymemcache' 2>/dev/null || missing+=(python3-pymemcache)
 # The stand-in for Clearwater's alarm agent (libzmq) in tests/alarms.rs.
 /usr/bin/python3 -c 'import zmq' 2>/dev/null || missing+=(python3-zmq)
+# The client libraries of every family tests/libraries.rs resizes (issue 30).
+command -v ruby >/dev/null || missing+=(ruby)
+{ command -v ruby >/dev/null && ruby -e 'require "dalli"' 2>/dev/null; } || missing+=(ruby-dalli)
+command -v javac >/dev/null || missing+=(default-jdk-headless)
+[ -f /usr/share/java/spymemcached.jar ] || missing+=(libspymemcached-java)
+command -v php >/dev/null || missing+=(php-cli)
+{ command -v php >/dev/null && php -r 'exit(class_exists("Memcache") ? 0 : 1);'; } || missing+=(php-memcache)
+{ command -v php >/dev/null && php -r 'exit(class_exists("Memcached") ? 0 : 1);'; } || missing+=(php-memcached)
+command -v go >/dev/null || missing+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/bradfitz/gomemcache ] || missing+=(golang-github-bradfitz-gomemcache-dev)
+command -v nutcracker >/dev/null || missing+=(nutcracker)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
     as_root apt-get update -qq

@@ -94,5 +94,13 @@ if [ "${CI:-}" = true ] && [ "$(id -u)" -eq 0 ]; then
         exit 1
     fi
     grep -E 'pylibmc with the new list reads' target/demo-ketama.log
+    # The third: a non-Python family, Ruby Dalli, written and read back by
+    # the real Dalli.
+    if ! DEMO_KEYS=20000 scripts/demo-clients.sh >target/demo-clients.log 2>&1; then
+        tail -n 40 target/demo-clients.log >&2
+        echo "test: scripts/demo-clients.sh failed (log: target/demo-clients.log)" >&2
+        exit 1
+    fi
+    grep -E 'Dalli with the new list reads' target/demo-clients.log
     scripts/package.sh --install-check
 fi

@@ -7,9 +7,10 @@
 //! owners drop what they handed over, and pylibmc with the new list reads
 //! every key back, value, type and all. The library says where each key
 //! belongs (`Client.hash`). For Dalli (weighted) and gomemcache (a server
-//! listed twice) the libraries are not on this machine: the owners come
-//! from an oracle written in tests/clients/families.py from the spec alone,
-//! and the keys are written where it says.
+//! listed twice) the owners here come from an oracle written in
+//! tests/clients/families.py from the spec alone, and the keys are written
+//! where it says; tests/libraries.rs proves both, and every other family,
+//! through the real libraries.
 
 mod common;
 

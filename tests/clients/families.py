@@ -2,9 +2,10 @@
 """The client side of tests/families.rs (issue 30).
 
 libmemcached's default placement (modula, one-at-a-time) through the real
-pylibmc, whose Client(servers) sets no behaviors; and, for the families
-whose libraries are not on this machine yet, an owner oracle written here
-from shared/spec/placement-clients.md alone (never from Astaire's code).
+pylibmc, whose Client(servers) sets no behaviors; and, for Dalli and
+gomemcache, an owner oracle written here from
+shared/spec/placement-clients.md alone (never from Astaire's code). Their
+real libraries drive tests/libraries.rs.
 
   families.py write  libmemcached SERVERS COUNT TAG   write COUNT typed values
   families.py read   libmemcached SERVERS COUNT TAG   JSON: hit, missing, wrong
