@@ -11,8 +11,11 @@
 //! hyper); a head not complete within [`HttpLimits::head_timeout`] closes
 //! the connection; no connection lives longer than
 //! [`HttpLimits::connection_lifetime`]; at most [`HttpLimits::connections`]
-//! are served at once, and one past that is closed at accept. Only GET and
-//! HEAD are answered; request bodies are never read.
+//! are open at once, and a new one past that closes the oldest (a scrape
+//! is answered in a millisecond: the oldest connection is the one most
+//! likely held open by a client that sends nothing, as the control socket
+//! does with its longest-idle client). Only GET and HEAD are answered;
+//! request bodies are never read.
 // Reads network input: no panicking access outside tests.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
@@ -22,10 +25,11 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 /// What a client may hold or send.
@@ -172,14 +176,17 @@ async fn serve(
     mut stopped: watch::Receiver<bool>,
 ) {
     let exposition = Arc::new(Exposition::new(stats.clone()));
-    let slots = Arc::new(Semaphore::new(limits.connections));
+    // Open connections, oldest first: their ids and how to close them.
+    let mut open: VecDeque<(u64, oneshot::Sender<()>)> = VecDeque::new();
+    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<u64>();
+    let mut next_id: u64 = 0;
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(limits.head_timeout)
         .max_buf_size(limits.max_head.max(8192))
         .max_header_size(limits.max_head)
         .keep_alive(true);
-    let mut refused: u64 = 0;
+    let mut evicted: u64 = 0;
     loop {
         let (socket, peer) = tokio::select! {
             _ = stopped.changed() => return,
@@ -193,17 +200,24 @@ async fn serve(
                 }
             },
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            refused += 1;
-            if refused.is_power_of_two() {
-                warn!(%peer, refused, "metrics endpoint: {} connections already open; closing new ones", limits.connections);
+        while let Ok(id) = ended_rx.try_recv() {
+            open.retain(|(open_id, _)| *open_id != id);
+        }
+        while open.len() >= limits.connections.max(1) {
+            if let Some((_, close)) = open.pop_front() {
+                let _ = close.send(());
+                evicted += 1;
+                if evicted.is_power_of_two() {
+                    warn!(%peer, evicted, "metrics endpoint: {} connections open; closed the oldest", limits.connections);
+                }
             }
-            drop(socket);
-            continue;
-        };
-        let (stats, exposition, http) = (stats.clone(), exposition.clone(), http.clone());
+        }
+        let (close_tx, close_rx) = oneshot::channel::<()>();
+        next_id += 1;
+        let id = next_id;
+        open.push_back((id, close_tx));
+        let (stats, exposition, http, ended) = (stats.clone(), exposition.clone(), http.clone(), ended_tx.clone());
         tokio::spawn(async move {
-            let _slot = slot;
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
                 let a = answer(req.method(), req.uri().path(), accept, &stats, &exposition, &limits);
@@ -211,11 +225,15 @@ async fn serve(
                 async move { Ok::<_, std::convert::Infallible>(response(a, head)) }
             });
             let conn = http.serve_connection(hyper_util::rt::TokioIo::new(socket), service);
-            match tokio::time::timeout(limits.connection_lifetime, conn).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => debug!(%peer, "metrics connection: {e}"),
-                Err(_) => debug!(%peer, "metrics connection closed after {} s", limits.connection_lifetime.as_secs()),
+            tokio::select! {
+                served = tokio::time::timeout(limits.connection_lifetime, conn) => match served {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => debug!(%peer, "metrics connection: {e}"),
+                    Err(_) => debug!(%peer, "metrics connection closed after {} s", limits.connection_lifetime.as_secs()),
+                },
+                _ = close_rx => debug!(%peer, "metrics connection closed for a newer one"),
             }
+            let _ = ended.send(id);
         });
     }
 }
