@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Astaire's demo and tests need on Debian 12, only what is
 # missing: memcached, net-snmp (snmpd, snmp, snmptrapd), the reference client
-# libraries the placement tests write through (pylibmc, pymemcache) and a
-# Rust toolchain.
+# libraries the placement tests write through (pylibmc, pymemcache),
+# Prometheus, buildah and podman (issue 31) and a Rust toolchain.
 # Sourced by demo.sh and test.sh; safe to run again.
 set -euo pipefail
 
@@ -21,6 +21,13 @@ command -v snmptrapd >/dev/null || missing+=(snmptrapd)
 /usr/bin/python3 -c 'import pymemcache' 2>/dev/null || missing+=(python3-pymemcache)
 # The stand-in for Clearwater's alarm agent (libzmq) in tests/alarms.rs.
 /usr/bin/python3 -c 'import zmq' 2>/dev/null || missing+=(python3-zmq)
+# Issue 31: the real Prometheus (and promtool) for tests/metrics.rs and the
+# alert rules' tests; buildah and podman for the container image
+# (scripts/image.sh), curl for its check.
+command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+command -v buildah >/dev/null || missing+=(buildah)
+command -v podman >/dev/null || missing+=(podman)
+command -v curl >/dev/null || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
     as_root apt-get update -qq

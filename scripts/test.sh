@@ -27,6 +27,10 @@ else
     echo "test: clippy is not available: the lint was skipped" >&2
 fi
 
+# The alert rules (issue 31): promtool's own check, then its unit tests
+# (a failed and a stuck resync fire, a healthy resize stays quiet).
+(cd packaging/prometheus && promtool check rules astaire-rules.yml && promtool test rules astaire-rules.test.yml)
+
 base_version=$(memcached -V | awk '{ print $2 }')
 echo "test: every suite on memcached $base_version ($(command -v memcached))"
 cargo test --quiet "$@"
