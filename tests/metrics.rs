@@ -400,3 +400,141 @@ fn hostile_http_clients_are_refused_and_scrapes_cost_no_memory() {
     assert_eq!(http::get(&addr, "/healthz", "").unwrap().status, 200, "still alive");
     assert_eq!(http::get(&addr, "/readyz", "").unwrap().status, 200, "still ready");
 }
+
+/// The metrics and the MIB are two faces of the same atomics: a resync's
+/// counters, frozen mid-way (three sources, 200 pairs), read through a
+/// real snmpd with `snmpwalk` and scraped from `/metrics` at the same
+/// moment, give the same values: each scalar, each connection row, and
+/// each source's bucket rows summed (the metrics have no vbucket label).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_metrics_equal_what_snmpwalk_reads_through_a_real_snmpd() {
+    use astaire::snmp::agentx::{AgentConfig, MasterAddress, Subagent};
+    use common::snmpd::{parse, Snmpd};
+    const A: &str = ".1.2.826.0.1.1578918.9.9";
+    let ports = [21211u16, 21212, 21213];
+    let mut vbuckets = std::collections::BTreeMap::new();
+    for vb in 0..100u8 {
+        let a = format!("127.0.0.1:{}", ports[vb as usize % 3]);
+        let b = format!("127.0.0.1:{}", ports[(vb as usize + 1) % 3]);
+        vbuckets.insert(vb, vec![a, b]);
+    }
+    let work = astaire::view::WorkList { local_name: "127.0.0.1:1".into(), vbuckets, ..Default::default() };
+    let stats = astaire::stats::Stats::new();
+    let progress = stats.begin(&work, |s| s.parse().ok());
+    for (i, c) in progress.connections.iter().enumerate() {
+        for b in &c.buckets {
+            b.counter.add(u64::from(b.vbucket) + 1, 100 * (i as u64 + 1) + u64::from(b.vbucket));
+        }
+    }
+    progress.total.add(12345, 678_900);
+    progress.source_done("127.0.0.1:21212");
+    progress.close_period();
+
+    let snmpd = Arc::new(Snmpd::start());
+    let master: MasterAddress = snmpd.agentx_address().parse().unwrap();
+    let agent = Subagent::spawn(AgentConfig::new(master), stats.clone());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server =
+        astaire::metrics::MetricsServer::spawn(listener, stats.clone(), astaire::metrics::HttpLimits::default())
+            .unwrap();
+    let addr = server.local_addr.to_string();
+    let s = snmpd.clone();
+    let (walk, scrape) = tokio::task::spawn_blocking(move || {
+        s.wait_served(&format!("{A}.1.0"), Duration::from_secs(5));
+        (s.walk(A), http::get(&addr, "/metrics", "").unwrap().body)
+    })
+    .await
+    .unwrap();
+    let rows = parse(&walk);
+    assert_eq!(rows.len(), 5 + 6 + 600, "{}", &walk[..walk.len().min(2000)]);
+    let mib = |oid: &str| -> f64 {
+        rows.iter().find(|r| r.0 == oid).map(|r| r.2.parse().unwrap()).unwrap_or_else(|| panic!("no {oid}"))
+    };
+    let metric = |name: &str| http::sample(&scrape, name).unwrap_or_else(|| panic!("no {name} in\n{scrape}"));
+    let mut compared = Vec::new();
+    for (oid, name) in [
+        (format!("{A}.1.0"), "astaire_buckets_needing_resync"),
+        (format!("{A}.2.0"), "astaire_resync_buckets_done"),
+        (format!("{A}.3.0"), "astaire_resync_keys_copied"),
+        (format!("{A}.4.0"), "astaire_resync_bytes_copied"),
+        (format!("{A}.5.1.2.1"), "astaire_resync_bandwidth_bytes_per_second"),
+    ] {
+        assert_eq!(mib(&oid), metric(name), "{oid} against {name}");
+        compared.push(format!("{name}={}", metric(name)));
+    }
+    for port in ports {
+        let idx = format!("1.4.127.0.0.1.{port}");
+        let label = format!("{{source=\"127.0.0.1:{port}\"}}");
+        let sum = |column: &str| -> f64 {
+            let prefix = format!("{A}.{column}.{idx}.");
+            rows.iter().filter(|r| r.0.starts_with(&prefix)).map(|r| r.2.parse::<f64>().unwrap()).sum()
+        };
+        for (mib_value, name) in [
+            (mib(&format!("{A}.6.1.4.{idx}")), "astaire_source_buckets_needing_resync"),
+            (mib(&format!("{A}.6.1.5.{idx}")), "astaire_source_buckets_done"),
+            (sum("7.1.5"), "astaire_source_keys_copied"),
+            (sum("7.1.6"), "astaire_source_bytes_copied"),
+            (sum("8.1.6"), "astaire_source_bandwidth_bytes_per_second"),
+        ] {
+            assert_eq!(mib_value, metric(&format!("{name}{label}")), "{name}{label}");
+            compared.push(format!("{name}{label}={mib_value}"));
+        }
+    }
+    eprintln!("snmpwalk and /metrics agree on {} values: {}", compared.len(), compared.join(", "));
+    server.shutdown().await;
+    agent.shutdown().await;
+}
+
+/// Scrapes take nothing from the copy: the same full resync of the new
+/// node (of 150,000 keys written), once with nobody scraping and once with four
+/// clients scraping /metrics as fast as they can, takes about as long.
+/// (The endpoint has its own thread and runtime; on this 2-core machine
+/// the scrapers' own CPU still competes, hence the loose bound.)
+#[tokio::test(flavor = "multi_thread")]
+async fn scrapes_as_fast_as_possible_do_not_slow_the_copy() {
+    let mut r = Resize::three_to_four();
+    let items = plain_items("reg\\\\sip:scrape", 150_000, 1);
+    load_fast(&view(&r.stable), &items).await;
+    let addr = metrics_address();
+    let d = Daemon::start(r.new_node(), &r.resize, &["--no-agentx", "--cpu-limit", "0", "--metrics-listen", &addr]);
+    let (code, out) = d.wait_sync(120);
+    assert_eq!(code, Some(0), "{out}");
+    let quiet = d.status().unwrap()["last"]["seconds"].as_f64().unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let scrapers: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, addr) = (stop.clone(), addr.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                let mut c = KeepAlive::connect(&addr).unwrap();
+                while !stop.load(Ordering::SeqCst) {
+                    assert_eq!(c.get("/metrics").unwrap().status, 200);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let node = r.cluster.nodes.len() - 1;
+    r.cluster.nodes[node].restart_empty();
+    let completed = d.status().unwrap()["completed"].as_u64().unwrap();
+    d.signal(nix::sys::signal::Signal::SIGUSR1);
+    wait_until(
+        Duration::from_secs(120),
+        "the second full resync, under scrapes",
+        || {
+            d.status().is_some_and(|s| {
+                s["completed"].as_u64() > Some(completed) && s["pending"].is_null() && s["running"].is_null()
+            })
+        },
+        || d.log(),
+    );
+    stop.store(true, Ordering::SeqCst);
+    let scrapes: u64 = scrapers.into_iter().map(|t| join_bounded(t, Duration::from_secs(20), "a scraper")).sum();
+    let status = d.status().unwrap();
+    assert_eq!(status["last"]["success"], true, "{status}");
+    let busy = status["last"]["seconds"].as_f64().unwrap();
+    eprintln!("full resync of the new node: {quiet:.2} s unscraped, {busy:.2} s under {scrapes} scrapes");
+    assert!(busy < quiet * 2.0 + 1.0, "scrapes slowed the copy: {quiet:.2} s → {busy:.2} s");
+}
