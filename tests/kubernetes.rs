@@ -240,18 +240,34 @@ fn the_daemon_runs_with_the_manifests_arguments_and_answers_its_probes() {
         .collect();
     let control = dir.path().join("control");
     let log = std::fs::File::create(dir.path().join("log")).unwrap();
-    let mut child = Command::new(astaire_binary())
-        .arg("daemon")
-        .args(&args)
-        .arg("--control-socket")
-        .arg(&control)
-        .args(["--nice", "0"])
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    /// Killed however the test ends (a failed wait included).
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Killed(
+        Command::new(astaire_binary())
+            .arg("daemon")
+            .args(&args)
+            .arg("--control-socket")
+            .arg(&control)
+            .args(["--nice", "0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let addr = format!("127.0.0.1:{port}");
     let daemon_log = || std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
-    for path in ["/readyz", "/healthz", "/metrics"] {
+    let probes = [
+        s(&astaire["readinessProbe"]["httpGet"]["path"]).to_owned(),
+        s(&astaire["livenessProbe"]["httpGet"]["path"]).to_owned(),
+        s(&kind(&docs, "PodMonitor")["spec"]["podMetricsEndpoints"][0]["path"]).to_owned(),
+    ];
+    for path in &probes {
         wait_until(
             Duration::from_secs(15),
             &format!("{path} answering 200 on the manifest's port"),
@@ -259,8 +275,6 @@ fn the_daemon_runs_with_the_manifests_arguments_and_answers_its_probes() {
             daemon_log,
         );
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// The image holds every path the manifests name, runs `astaire daemon`
