@@ -538,3 +538,33 @@ async fn scrapes_as_fast_as_possible_do_not_slow_the_copy() {
     eprintln!("full resync of the new node: {quiet:.2} s unscraped, {busy:.2} s under {scrapes} scrapes");
     assert!(busy < quiet * 2.0 + 1.0, "scrapes slowed the copy: {quiet:.2} s → {busy:.2} s");
 }
+
+/// A metrics address that is not HOST:PORT, or that cannot be bound, stops
+/// the start with exit 2 and says why, leaving no control socket behind.
+#[test]
+fn a_bad_or_taken_metrics_address_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("cs");
+    std::fs::write(&settings, "servers=127.0.0.1:1\n").unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let control = dir.path().join("control");
+    for (listen, said) in [
+        ("9150", "astaire_metrics_listen: metrics address \"9150\" is not host:port or [ipv6]:port".to_owned()),
+        (
+            taken_addr.as_str(),
+            format!("cannot serve metrics on {taken_addr} (astaire_metrics_listen, --metrics-listen): Address already in use"),
+        ),
+    ] {
+        let mut cmd = Command::new(astaire_binary());
+        cmd.args(["daemon", "--local-name", "127.0.0.1:1", "--cluster-settings"])
+            .arg(&settings)
+            .arg("--control-socket")
+            .arg(&control)
+            .args(["--config", "/dev/null", "--no-agentx", "--pd-log", "none", "--metrics-listen", listen]);
+        let out = run_bounded(&mut cmd, Duration::from_secs(20), "the daemon refusing its metrics address");
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains(&said), "{}", text(&out));
+        assert!(!control.exists(), "a control socket was left behind");
+    }
+}

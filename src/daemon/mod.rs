@@ -592,10 +592,10 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
         .and_then(|settings| Ok((Layout::of(&opts.cluster_settings, &settings, &opts.placement)?, settings)))
         .inspect_err(|e| opts.pd.report(&view_event(e)))?;
     let (view, settings) = view;
-    let listener = control::bind(&opts.control_socket)
-        .map_err(|source| StartError::ControlSocket { path: opts.control_socket.clone(), source })?;
     let stats = Stats::new();
     stats.node.beat();
+    // Bound before the control socket, so that a refused address leaves
+    // no socket file behind.
     let metrics = match &opts.metrics_listen {
         Some(address) => {
             let failed = |source| StartError::MetricsListen { address: address.clone(), source };
@@ -605,6 +605,8 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
         }
         None => None,
     };
+    let listener = control::bind(&opts.control_socket)
+        .map_err(|source| StartError::ControlSocket { path: opts.control_socket.clone(), source })?;
     // Without a watch, a channel that never says anything.
     let (_no_watch, mut watch_rx) = mpsc::channel::<PathBuf>(1);
     if let Some(period) = opts.watch {
