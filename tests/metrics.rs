@@ -568,3 +568,33 @@ fn a_bad_or_taken_metrics_address_is_refused_at_start() {
         assert!(!control.exists(), "a control socket was left behind");
     }
 }
+
+/// The cluster manager writes cluster_settings and then sends SIGHUP (the
+/// reload hook): the watch sees the change the signal's reload already
+/// read, and adds no second resync.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_written_then_signalled_is_resynced_once() {
+    let r = Resize::three_to_four();
+    let items = plain_items("reg\\\\sip:once", 1000, 1);
+    load(&view(&r.stable), &items).await;
+    let live = r.cluster.dir.path().join("cluster_settings_once");
+    std::fs::copy(&r.stable, &live).unwrap();
+    let d = Daemon::start(r.new_node(), &live, &["--no-agentx"]);
+    assert_eq!(d.wait_sync(10).0, Some(0));
+    std::fs::copy(&r.resize, &live).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    let (code, out) = d.wait_sync(60);
+    assert_eq!(code, Some(0), "{out}");
+    wait_until(
+        Duration::from_secs(10),
+        "the watch noticing the change the SIGHUP read",
+        || !d.log_lines("already read by a reload").is_empty(),
+        || d.log(),
+    );
+    let status = d.status().unwrap();
+    assert_eq!(
+        (status["requested"].as_u64(), status["completed"].as_u64()),
+        (Some(1), Some(1)),
+        "one resync: {status}"
+    );
+}

@@ -141,16 +141,36 @@ struct SettingsReader {
     path: PathBuf,
     limit: Duration,
     busy: Arc<AtomicBool>,
+    /// What the path resolved to just before the last read (issue 31):
+    /// a watched change the read already took is not a reload.
+    last_seen: Arc<std::sync::Mutex<Option<watch::Seen>>>,
 }
 
 impl SettingsReader {
     fn new(path: PathBuf) -> SettingsReader {
-        SettingsReader { path, limit: SETTINGS_READ_LIMIT, busy: Arc::new(AtomicBool::new(false)) }
+        SettingsReader {
+            path,
+            limit: SETTINGS_READ_LIMIT,
+            busy: Arc::new(AtomicBool::new(false)),
+            last_seen: Arc::default(),
+        }
+    }
+
+    /// Whether the last read was of the file as `seen` shows it.
+    fn has_read(&self, seen: &watch::Seen) -> bool {
+        *self.last_seen.lock().unwrap_or_else(|e| e.into_inner()) == Some(*seen)
     }
 
     async fn read(&self) -> Result<ClusterSettings, LoadError> {
-        let path = self.path.clone();
-        off_the_loop(move || ClusterSettings::load(&path), self.limit, &self.busy).await.unwrap_or_else(|why| {
+        let (path, last_seen) = (self.path.clone(), self.last_seen.clone());
+        let read = move || {
+            // Looked at before the read: a change between the two is
+            // reported by the watch again (one reload too many, never one
+            // too few).
+            *last_seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(watch::Seen::of(&path));
+            ClusterSettings::load(&path)
+        };
+        off_the_loop(read, self.limit, &self.busy).await.unwrap_or_else(|why| {
             let kind = match why {
                 OffLoop::TimedOut(_) => std::io::ErrorKind::TimedOut,
                 _ => std::io::ErrorKind::Other,
@@ -320,8 +340,14 @@ impl Daemon {
         }
     }
 
-    /// A watched file changed and held still: a reload, as SIGHUP.
-    fn file_changed(&mut self, path: &std::path::Path) {
+    /// A watched file changed and held still: a reload, as SIGHUP, unless
+    /// a reload (a SIGHUP's, as the cluster manager sends after writing
+    /// the file) already read it as it now is.
+    fn file_changed(&mut self, path: &std::path::Path, seen: &watch::Seen) {
+        if path == self.opts.cluster_settings && self.reader.has_read(seen) {
+            info!(file = %path.display(), "changed on disk, and already read by a reload: nothing more to do");
+            return;
+        }
         self.stats.node.file_changes.fetch_add(1, Ordering::Relaxed);
         let g = self.scheduler.request(Kind::Minimal);
         if path == self.opts.cluster_settings {
@@ -608,7 +634,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
     let listener = control::bind(&opts.control_socket)
         .map_err(|source| StartError::ControlSocket { path: opts.control_socket.clone(), source })?;
     // Without a watch, a channel that never says anything.
-    let (_no_watch, mut watch_rx) = mpsc::channel::<PathBuf>(1);
+    let (_no_watch, mut watch_rx) = mpsc::channel::<watch::Change>(1);
     if let Some(period) = opts.watch {
         let mut files = vec![opts.cluster_settings.clone()];
         files.extend(opts.watch_also.iter().cloned());
@@ -685,7 +711,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
         d.publish(loading.is_some(), running.is_some());
         tokio::select! {
             _ = heartbeat.tick() => {}
-            Some(path) = watch_rx.recv() => d.file_changed(&path),
+            Some((path, seen)) = watch_rx.recv() => d.file_changed(&path, &seen),
             loaded = async { loading.as_mut().expect("guarded").await }, if loading.is_some() => {
                 loading = None;
                 running = d.start(loaded);
@@ -852,8 +878,12 @@ mod tests {
     async fn a_settings_read_that_times_out_is_an_os_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cluster_settings");
-        let reader =
-            SettingsReader { path: path.clone(), limit: Duration::from_secs(1), busy: Arc::new(AtomicBool::new(true)) };
+        let reader = SettingsReader {
+            path: path.clone(),
+            limit: Duration::from_secs(1),
+            busy: Arc::new(AtomicBool::new(true)),
+            last_seen: Arc::default(),
+        };
         let e = reader.read().await.unwrap_err();
         assert!(!e.is_invalid());
         assert_eq!(

@@ -104,9 +104,12 @@ impl Debounce {
     }
 }
 
+/// A settled change: the path, and what it now resolves to.
+pub type Change = (PathBuf, Seen);
+
 /// Starts the poll of `paths` every `period`; each settled change sends
-/// its path. The thread ends when the receiver is dropped.
-pub fn spawn(paths: Vec<PathBuf>, period: Duration) -> std::io::Result<mpsc::Receiver<PathBuf>> {
+/// its path and what it saw. The thread ends when the receiver is dropped.
+pub fn spawn(paths: Vec<PathBuf>, period: Duration) -> std::io::Result<mpsc::Receiver<Change>> {
     let (tx, rx) = mpsc::channel(8);
     let mut files: Vec<(PathBuf, Debounce)> =
         paths.into_iter().map(|p| (p.clone(), Debounce::new(Seen::of(&p)))).collect();
@@ -116,10 +119,11 @@ pub fn spawn(paths: Vec<PathBuf>, period: Duration) -> std::io::Result<mpsc::Rec
             return;
         }
         for (path, debounce) in files.iter_mut() {
-            if debounce.observe(Seen::of(path)) {
+            let seen = Seen::of(path);
+            if debounce.observe(seen) {
                 debug!(path = %path.display(), "changed");
                 // A full channel already holds a change to act on.
-                let _ = tx.try_send(path.clone());
+                let _ = tx.try_send((path.clone(), seen));
             }
         }
     })?;
