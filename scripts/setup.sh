@@ -4,7 +4,8 @@
 # libraries the placement tests write through (pylibmc, pymemcache; and for
 # tests/libraries.rs Ruby Dalli, Java spymemcached with a headless JDK, PHP's
 # memcache and memcached, Go's gomemcache, nutcracker, Node and npm, which
-# installs the Node clients under target/) and a Rust toolchain.
+# installs the Node clients under target/), Prometheus, buildah and podman
+# (issue 31) and a Rust toolchain.
 # Sourced by demo.sh and test.sh; safe to run again.
 set -euo pipefail
 
@@ -36,6 +37,13 @@ command -v go >/dev/null || missing+=(golang-go)
 command -v nutcracker >/dev/null || missing+=(nutcracker)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+# Issue 31: the real Prometheus (and promtool) for tests/metrics.rs and the
+# alert rules' tests; buildah and podman for the container image
+# (scripts/image.sh), curl for its check.
+command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+command -v buildah >/dev/null || missing+=(buildah)
+command -v podman >/dev/null || missing+=(podman)
+command -v curl >/dev/null || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
     as_root apt-get update -qq

@@ -27,6 +27,10 @@ else
     echo "test: clippy is not available: the lint was skipped" >&2
 fi
 
+# The alert rules (issue 31): promtool's own check, then its unit tests
+# (a failed and a stuck resync fire, a healthy resize stays quiet).
+(cd packaging/prometheus && promtool check rules astaire-rules.yml && promtool test rules astaire-rules.test.yml)
+
 base_version=$(memcached -V | awk '{ print $2 }')
 echo "test: every suite on memcached $base_version ($(command -v memcached))"
 cargo test --quiet "$@"
@@ -103,4 +107,17 @@ if [ "${CI:-}" = true ] && [ "$(id -u)" -eq 0 ]; then
     fi
     grep -E 'Dalli with the new list reads' target/demo-clients.log
     scripts/package.sh --install-check
+    # The container image (issue 31), from the release binary the package
+    # step built: buildah (vfs, chroot isolation), then the binary inside
+    # it against memcached on loopback (podman, or where the kernel
+    # refuses podman, the image's root file system with chroot; it says
+    # which). Then the manifests' paths against the image: an #[ignore]d
+    # test that must be the one that ran and passed.
+    scripts/image.sh --check 2>&1 | tee target/image.log
+    cargo test --quiet --test kubernetes -- --ignored --exact the_image_holds_every_path_the_manifests_name 2>&1 |
+        tee target/image-test.log
+    if ! grep -q 'test result: ok. 1 passed' target/image-test.log; then
+        echo "test: the image's paths were not checked (target/image-test.log)" >&2
+        exit 1
+    fi
 fi

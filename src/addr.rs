@@ -14,6 +14,8 @@ pub enum Role {
     SnmpTarget,
     /// An AgentX master reached over TCP: the port is required.
     AgentxMaster,
+    /// Where the metrics endpoint listens (issue 31): the port is required.
+    MetricsListen,
 }
 
 impl std::fmt::Display for Role {
@@ -22,6 +24,7 @@ impl std::fmt::Display for Role {
             Role::Server => "server",
             Role::SnmpTarget => "SNMP target",
             Role::AgentxMaster => "AgentX master",
+            Role::MetricsListen => "metrics address",
         })
     }
 }
@@ -41,7 +44,7 @@ pub enum AddrError {
 fn forms(role: Role) -> &'static str {
     match role {
         Role::SnmpTarget => "host, host:port or [ipv6]:port",
-        Role::Server | Role::AgentxMaster => "host:port or [ipv6]:port",
+        Role::Server | Role::AgentxMaster | Role::MetricsListen => "host:port or [ipv6]:port",
     }
 }
 

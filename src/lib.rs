@@ -15,6 +15,7 @@ pub mod files;
 pub mod log_files;
 pub mod memcached;
 pub mod memcached_config;
+pub mod metrics;
 pub mod node_settings;
 pub mod pd_log;
 pub mod placement;

@@ -370,6 +370,8 @@ fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) ->
         snmp_community: args.alarms.snmp_community.clone(),
         placement: args.placement.options(),
         spill_limit: args.limits.spill_limit,
+        metrics_listen: args.observability.metrics_listen.clone(),
+        no_watch: args.observability.no_watch,
     };
     let node = match node_settings::load_config(args.alarms.config.as_deref())
         .and_then(|file| NodeSettings::resolve(&flags, &file))
@@ -431,6 +433,17 @@ fn daemon(args: DaemonArgs, log_level: Option<u8>, log_file: Option<PathBuf>) ->
         retry_after: Duration::from_secs(10),
         pd,
         placement: node.placement,
+        metrics_listen: node.metrics_listen,
+        watch: node.watch.then(|| {
+            Duration::try_from_secs_f64(args.observability.watch_interval)
+                .unwrap_or(astaire::daemon::watch::DEFAULT_PERIOD)
+                .max(Duration::from_millis(50))
+        }),
+        // The node configuration, when it is a file (not /dev/null).
+        watch_also: [args.alarms.config.clone().unwrap_or_else(|| astaire::config::DEFAULT_CONFIG.into())]
+            .into_iter()
+            .filter(|p| p.is_file())
+            .collect(),
     };
     tracing::info!(
         local = %opts.local_name,

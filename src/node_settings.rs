@@ -44,6 +44,11 @@ pub enum NodeSettingsError {
     Placement(#[from] crate::placement::PlacementError),
     #[error("astaire_key_text {0:?} is not str or bytes")]
     KeyText(String),
+    // Issue 31: the metrics endpoint and the settings watch.
+    #[error("astaire_metrics_listen: {0}")]
+    MetricsListen(AddrError),
+    #[error("astaire_watch_settings {0:?} is not yes or no")]
+    WatchSettings(String),
 }
 
 /// What flags can say about the node; `None` defers to the file.
@@ -57,6 +62,11 @@ pub struct NodeFlags {
     /// `--placement` and the options of the families.
     pub placement: crate::placement::PlacementOptions,
     pub spill_limit: Option<u64>,
+    // Issue 31.
+    /// `--metrics-listen HOST:PORT`.
+    pub metrics_listen: Option<String>,
+    /// `--no-watch`.
+    pub no_watch: bool,
 }
 
 /// The daemon's view of its node.
@@ -77,6 +87,13 @@ pub struct NodeSettings {
     /// The most the spill files may hold (`astaire_spill_limit`); `None`
     /// for half the free space at each resync's start.
     pub spill_limit: Option<u64>,
+    // Issue 31.
+    /// Where /metrics, /healthz and /readyz are served
+    /// (`astaire_metrics_listen`); `None`: not served (the default).
+    pub metrics_listen: Option<String>,
+    /// Whether changed settings files are reloaded without a SIGHUP
+    /// (`astaire_watch_settings`, `--no-watch`); on by default.
+    pub watch: bool,
 }
 
 /// Reads the node configuration. A missing file at the default path is no
@@ -118,7 +135,10 @@ impl NodeSettings {
             (None, Some(v)) => Some(v.trim().parse::<u64>().map_err(|_| NodeSettingsError::SpillLimit(v.into()))?),
             (None, None) => None,
         };
+        let (metrics_listen, watch) = observability(flags, file)?;
         Ok(NodeSettings {
+            metrics_listen,
+            watch,
             spill_limit,
             local_name,
             log_level,
@@ -154,6 +174,30 @@ pub fn placement(flags: &NodeFlags, file: &Config) -> Result<crate::placement::P
         salt: either(&f.salt, "astaire_salt"),
     };
     Ok(options.resolve()?)
+}
+
+/// Issue 31: the metrics address and whether the settings are watched,
+/// from the flags or the file. The address is checked here (HOST:PORT);
+/// whether it can be bound is the daemon's start.
+pub fn observability(flags: &NodeFlags, file: &Config) -> Result<(Option<String>, bool), NodeSettingsError> {
+    use crate::addr::Role;
+    let listen = flags.metrics_listen.as_deref().or(file.get("astaire_metrics_listen")).map(str::trim);
+    let listen = match listen.filter(|l| !l.is_empty()) {
+        Some(l) => Some(
+            HostPort::parse(l, Role::MetricsListen).map_err(NodeSettingsError::MetricsListen).map(|_| l.to_owned())?,
+        ),
+        None => None,
+    };
+    let watch = match (flags.no_watch, file.get("astaire_watch_settings")) {
+        (true, _) => false,
+        (false, None) => true,
+        (false, Some(v)) => match v.trim().to_ascii_lowercase().as_str() {
+            "yes" | "y" | "true" | "on" | "1" => true,
+            "no" | "n" | "false" | "off" | "0" => false,
+            _ => return Err(NodeSettingsError::WatchSettings(v.into())),
+        },
+    };
+    Ok((listen, watch))
 }
 
 /// Log levels outside 0..5 are the nearest end, as the original daemon
@@ -264,6 +308,30 @@ mod tests {
         assert_eq!(err(""), "no --local-name and no local_ip in the configuration");
         assert!(err("local_ip='a b'\n").starts_with("local name: server \"a b:11211\" has a bad host"));
         assert!(err("local_ip=10.0.0.1\nsnmp_ip=10.0.0.9,,10.0.0.8\n").starts_with("snmp_ip: empty"));
+    }
+
+    /// Issue 31: off by default, from the file, the flag winning.
+    #[test]
+    fn the_metrics_address_and_the_watch_come_from_the_flags_or_the_file() {
+        let base = "local_ip=10.0.0.5\n";
+        let s = NodeSettings::resolve(&NodeFlags::default(), &file(base)).unwrap();
+        assert_eq!((s.metrics_listen, s.watch), (None, true), "no endpoint, watched");
+        let f = file(&format!("{base}astaire_metrics_listen=127.0.0.1:9150\nastaire_watch_settings=no\n"));
+        let s = NodeSettings::resolve(&NodeFlags::default(), &f).unwrap();
+        assert_eq!((s.metrics_listen.as_deref(), s.watch), (Some("127.0.0.1:9150"), false));
+        let flags = NodeFlags { metrics_listen: Some("[::1]:9151".into()), no_watch: true, ..NodeFlags::default() };
+        let s = NodeSettings::resolve(&flags, &file(base)).unwrap();
+        assert_eq!((s.metrics_listen.as_deref(), s.watch), (Some("[::1]:9151"), false));
+        let err = |text: &str| NodeSettings::resolve(&NodeFlags::default(), &file(text)).unwrap_err().to_string();
+        assert_eq!(
+            err(&format!("{base}astaire_metrics_listen=9150\n")),
+            "astaire_metrics_listen: metrics address \"9150\" is not host:port or [ipv6]:port"
+        );
+        assert!(err(&format!("{base}astaire_metrics_listen=0.0.0.0:99999\n")).contains("bad port \"99999\""));
+        assert_eq!(
+            err(&format!("{base}astaire_watch_settings=sometimes\n")),
+            "astaire_watch_settings \"sometimes\" is not yes or no"
+        );
     }
 
     #[test]

@@ -312,6 +312,27 @@ pub struct DaemonArgs {
     /// `none`.
     #[arg(long, value_name = "SOCKET", default_value = astaire::pd_log::SYSLOG_SOCKET, overrides_with = "pd_log")]
     pub pd_log: PathBuf,
+    #[command(flatten)]
+    pub observability: ObservabilityArgs,
+}
+
+/// Issue 31: the metrics endpoint and the settings watch.
+#[derive(Args)]
+pub struct ObservabilityArgs {
+    /// Serve Prometheus metrics (/metrics) and health (/healthz, /readyz)
+    /// over HTTP here: a loopback or pod-network address, never a public
+    /// one (no authentication). Off by default; the configuration's
+    /// astaire_metrics_listen.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_listen: Option<String>,
+    /// Do not reload when cluster_settings or the configuration file
+    /// changes on disk (SIGHUP still reloads); the configuration's
+    /// astaire_watch_settings=no.
+    #[arg(long)]
+    pub no_watch: bool,
+    /// Seconds between looks at the watched files.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, hide = true)]
+    pub watch_interval: f64,
 }
 
 #[derive(Args)]

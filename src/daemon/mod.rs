@@ -9,9 +9,15 @@
 //! sent before a `wait-sync` started has been delivered (the kernel runs
 //! handlers before the daemon can read the request), so the wait always
 //! covers it.
+//!
+//! Issue 31: the loop also publishes the node's readiness and a heartbeat
+//! into [`Stats`] for `/readyz` and `/healthz` ([`crate::metrics`], served
+//! from a thread of its own), and takes a change to a watched file
+//! ([`watch`]) exactly as a SIGHUP.
 
 pub mod control;
 pub mod scheduler;
+pub mod watch;
 
 use crate::exit::Exit;
 use crate::pd_log::{PdEvent, PdLog};
@@ -19,7 +25,7 @@ use crate::placement::{Layout, ViewError};
 use crate::resync::{self, Options, ResyncError};
 use crate::snmp::agentx::{AgentConfig, Subagent};
 use crate::snmp::inform::{AlarmReporter, InformConfig};
-use crate::stats::Stats;
+use crate::stats::{ItemFates, Readiness, ResyncResult, Stats};
 use crate::view::{ClusterSettings, LoadError};
 use control::{ProgressStatus, Status};
 use scheduler::{Kind, Outcome, Scheduler};
@@ -42,13 +48,21 @@ pub enum StartError {
     View(#[from] ViewError),
     #[error("cannot create the control socket {}: {source}", path.display())]
     ControlSocket { path: PathBuf, source: std::io::Error },
+    #[error("cannot serve metrics on {address} (astaire_metrics_listen, --metrics-listen): {source}")]
+    MetricsListen { address: String, source: std::io::Error },
+    #[error("cannot watch the settings files: {0}")]
+    Watch(std::io::Error),
 }
 
 impl StartError {
     pub fn exit(&self) -> Exit {
         match self {
             StartError::View(e) if e.is_invalid() => Exit::BadSettings,
-            StartError::View(_) | StartError::Signals(_) | StartError::ControlSocket { .. } => Exit::Usage,
+            StartError::View(_)
+            | StartError::Signals(_)
+            | StartError::ControlSocket { .. }
+            | StartError::MetricsListen { .. }
+            | StartError::Watch(_) => Exit::Usage,
         }
     }
 }
@@ -127,16 +141,36 @@ struct SettingsReader {
     path: PathBuf,
     limit: Duration,
     busy: Arc<AtomicBool>,
+    /// What the path resolved to just before the last read (issue 31):
+    /// a watched change the read already took is not a reload.
+    last_seen: Arc<std::sync::Mutex<Option<watch::Seen>>>,
 }
 
 impl SettingsReader {
     fn new(path: PathBuf) -> SettingsReader {
-        SettingsReader { path, limit: SETTINGS_READ_LIMIT, busy: Arc::new(AtomicBool::new(false)) }
+        SettingsReader {
+            path,
+            limit: SETTINGS_READ_LIMIT,
+            busy: Arc::new(AtomicBool::new(false)),
+            last_seen: Arc::default(),
+        }
+    }
+
+    /// Whether the last read was of the file as `seen` shows it.
+    fn has_read(&self, seen: &watch::Seen) -> bool {
+        *self.last_seen.lock().unwrap_or_else(|e| e.into_inner()) == Some(*seen)
     }
 
     async fn read(&self) -> Result<ClusterSettings, LoadError> {
-        let path = self.path.clone();
-        off_the_loop(move || ClusterSettings::load(&path), self.limit, &self.busy).await.unwrap_or_else(|why| {
+        let (path, last_seen) = (self.path.clone(), self.last_seen.clone());
+        let read = move || {
+            // Looked at before the read: a change between the two is
+            // reported by the watch again (one reload too many, never one
+            // too few).
+            *last_seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(watch::Seen::of(&path));
+            ClusterSettings::load(&path)
+        };
+        off_the_loop(read, self.limit, &self.busy).await.unwrap_or_else(|why| {
             let kind = match why {
                 OffLoop::TimedOut(_) => std::io::ErrorKind::TimedOut,
                 _ => std::io::ErrorKind::Other,
@@ -180,6 +214,13 @@ pub struct DaemonOptions {
     pub pd: PdLog,
     /// How the cluster's clients place keys.
     pub placement: crate::placement::Placement,
+    // Issue 31: the metrics endpoint and the settings watch.
+    /// Serve /metrics, /healthz and /readyz here (HOST:PORT).
+    pub metrics_listen: Option<String>,
+    /// How often the watched files are looked at; `None`: not watched.
+    pub watch: Option<Duration>,
+    /// Files watched besides `cluster_settings` (the node configuration).
+    pub watch_also: Vec<PathBuf>,
 }
 
 static HUPS: AtomicU64 = AtomicU64::new(0);
@@ -212,6 +253,47 @@ struct Finished {
     pairs: u64,
     /// Sources that failed, and why.
     failed_sources: Vec<(String, String)>,
+    /// How it ended, for `astaire_resyncs_total`.
+    result: ResyncResult,
+    /// What it did to items, when it ran to the end.
+    fates: Option<ItemFates>,
+}
+
+/// What the node's readiness is decided from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadinessInputs {
+    pub stopping: bool,
+    pub running: bool,
+    /// A resync requested, or its settings being read.
+    pub pending: bool,
+    pub member: bool,
+    pub local_unreachable: bool,
+    /// Whether the last resync that ran succeeded; `None` before one
+    /// ended. A reload refused for bad settings changes nothing, this
+    /// included.
+    pub in_sync: Option<bool>,
+}
+
+/// Whether this node may take clients: only when nothing is due and the
+/// last resync that ran succeeded. Pure.
+pub fn readiness(i: ReadinessInputs) -> Readiness {
+    if i.stopping {
+        Readiness::Stopping
+    } else if i.running {
+        Readiness::Resyncing
+    } else if i.pending {
+        Readiness::Pending
+    } else if !i.member {
+        Readiness::NotMember
+    } else if i.local_unreachable {
+        Readiness::LocalUnreachable
+    } else {
+        match i.in_sync {
+            Some(true) => Readiness::Ready,
+            Some(false) => Readiness::Failed,
+            None => Readiness::Starting,
+        }
+    }
 }
 
 struct Daemon {
@@ -226,6 +308,8 @@ struct Daemon {
     alarms: Option<AlarmReporter>,
     cancel: Arc<AtomicBool>,
     reader: SettingsReader,
+    /// Whether the last resync that ran succeeded (for readiness).
+    in_sync: Option<bool>,
 }
 
 impl Daemon {
@@ -254,6 +338,42 @@ impl Daemon {
             let g = self.scheduler.request(Kind::Full);
             info!(generation = g, "SIGUSR1: full resync requested");
         }
+    }
+
+    /// A watched file changed and held still: a reload, as SIGHUP, unless
+    /// a reload (a SIGHUP's, as the cluster manager sends after writing
+    /// the file) already read it as it now is.
+    fn file_changed(&mut self, path: &std::path::Path, seen: &watch::Seen) {
+        if path == self.opts.cluster_settings && self.reader.has_read(seen) {
+            info!(file = %path.display(), "changed on disk, and already read by a reload: nothing more to do");
+            return;
+        }
+        self.stats.node.file_changes.fetch_add(1, Ordering::Relaxed);
+        let g = self.scheduler.request(Kind::Minimal);
+        if path == self.opts.cluster_settings {
+            info!(generation = g, file = %path.display(), "changed on disk: re-reading it for a minimal resync");
+        } else {
+            warn!(
+                generation = g,
+                file = %path.display(),
+                "changed on disk: the cluster settings are read again now; what this file sets for the node \
+                 (local_ip, placement, limits) takes effect at the next restart"
+            );
+        }
+    }
+
+    /// Publishes readiness and a heartbeat for /readyz and /healthz.
+    fn publish(&self, loading: bool, running: bool) {
+        let r = readiness(ReadinessInputs {
+            stopping: self.stopping,
+            running,
+            pending: loading || self.scheduler.pending().is_some(),
+            member: self.member,
+            local_unreachable: self.local_unreachable,
+            in_sync: self.in_sync,
+        });
+        self.stats.node.set_readiness(r);
+        self.stats.node.beat();
     }
 
     fn status(&self) -> Status {
@@ -308,7 +428,7 @@ impl Daemon {
         }
         let Loaded { generation, kind, settings } = loaded;
         // A resync decided without copying anything: done at once.
-        let immediate = |error: Option<String>, member: bool| {
+        let immediate = |error: Option<String>, member: bool, result: ResyncResult| {
             let outcome = Outcome {
                 generation,
                 kind,
@@ -318,29 +438,41 @@ impl Daemon {
                 keys_landed: 0,
                 seconds: 0.0,
             };
-            let f = Finished { outcome, local_unreachable: false, member, pairs: 0, failed_sources: Vec::new() };
+            let f = Finished {
+                outcome,
+                local_unreachable: false,
+                member,
+                pairs: 0,
+                failed_sources: Vec::new(),
+                result,
+                fates: None,
+            };
             Some(tokio::spawn(async move { f }))
         };
         let path = &self.opts.cluster_settings;
-        let layout = settings.map_err(ViewError::from).and_then(|s| Layout::of(path, &s, &self.opts.placement));
+        let layout = settings.map_err(ViewError::from).and_then(|s| {
+            let layout = Layout::of(path, &s, &self.opts.placement)?;
+            self.publish_lists(&s);
+            Ok(layout)
+        });
         let view = match layout {
             Ok(l) => l,
             Err(e) => {
                 error!("{e}; nothing changed");
                 self.opts.pd.report(&view_event(&e));
-                return immediate(Some(e.to_string()), self.member);
+                return immediate(Some(e.to_string()), self.member, ResyncResult::BadSettings);
             }
         };
         let local = self.opts.local_name.clone();
         if !view.knows(&local) {
             info!(%local, "not in servers or new_servers: staying idle");
-            return immediate(None, false);
+            return immediate(None, false, ResyncResult::Succeeded);
         }
         // A one-copy placement has no full resync: a restart pulls what moves.
         let full = kind == Kind::Full && !self.opts.placement.scheme.one_copy();
         let work = match view.work_list(&local, full) {
             Ok(w) => w,
-            Err(e) => return immediate(Some(e.to_string()), true),
+            Err(e) => return immediate(Some(e.to_string()), true, ResyncResult::Failed),
         };
         let pairs = work.pairs() as u64;
         if let Some(a) = self.alarms.as_mut() {
@@ -361,8 +493,17 @@ impl Daemon {
             let result = resync::run(&work, &options, &stats).await;
             let seconds = started.elapsed().as_secs_f64();
             let mut failed_sources = Vec::new();
+            let mut fates = None;
             let (success, error, failed_vbuckets, keys_landed, local_unreachable) = match result {
                 Ok(report) => {
+                    let c = &report.counts;
+                    fates = Some(ItemFates {
+                        landed: c.landed,
+                        replaced: c.replaced,
+                        kept: c.kept,
+                        reverted: c.reverted,
+                        failed: c.failed,
+                    });
                     failed_sources = report
                         .sources
                         .iter()
@@ -379,19 +520,40 @@ impl Daemon {
                 Err(e @ ResyncError::Local(_)) => (false, Some(e.to_string()), vec![], 0, true),
                 Err(e @ ResyncError::Cancelled) => (false, Some(e.to_string()), vec![], 0, false),
             };
+            let result = match (success, local_unreachable, fates.is_some()) {
+                (true, ..) => ResyncResult::Succeeded,
+                (false, true, _) => ResyncResult::LocalUnreachable,
+                (false, false, true) => ResyncResult::Failed,
+                (false, false, false) => ResyncResult::Cancelled,
+            };
             Finished {
                 outcome: Outcome { generation, kind, success, error, failed_vbuckets, keys_landed, seconds },
                 local_unreachable,
                 member: true,
                 pairs,
                 failed_sources,
+                result,
+                fates,
             }
         }))
+    }
+
+    /// The sizes of the lists the settings give, for the metrics.
+    fn publish_lists(&self, settings: &ClusterSettings) {
+        publish_lists(&self.stats, settings);
     }
 
     fn finished(&mut self, f: Finished) {
         self.member = f.member;
         self.local_unreachable = f.local_unreachable;
+        let n = &self.stats.node;
+        n.resync_ended(f.result, f.fates);
+        f.failed_sources.iter().for_each(|(source, _)| n.source_failed(source));
+        match f.result {
+            ResyncResult::BadSettings => {}
+            ResyncResult::Cancelled => self.in_sync = Some(false),
+            r => self.in_sync = Some(r == ResyncResult::Succeeded),
+        }
         let o = &f.outcome;
         if !o.success {
             warn!(generation = o.generation, kind = ?o.kind, "resync failed: {}", o.error.as_deref().unwrap_or(""));
@@ -415,6 +577,13 @@ impl Daemon {
         self.scheduler.finished(f.outcome);
         notify_systemd(&[sd_notify::NotifyState::Status(&self.status().summary())]);
     }
+}
+
+/// The sizes of the lists `settings` gives, for the metrics.
+fn publish_lists(stats: &Stats, settings: &ClusterSettings) {
+    let new_servers = settings.new_servers.as_ref().map_or(0, Vec::len);
+    stats.node.servers.store(settings.servers.len() as u64, Ordering::Relaxed);
+    stats.node.new_servers.store(new_servers as u64, Ordering::Relaxed);
 }
 
 /// Gives the heap a finished resync freed back to the system: the daemon
@@ -446,11 +615,32 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
         .read()
         .await
         .map_err(ViewError::from)
-        .and_then(|settings| Layout::of(&opts.cluster_settings, &settings, &opts.placement))
+        .and_then(|settings| Ok((Layout::of(&opts.cluster_settings, &settings, &opts.placement)?, settings)))
         .inspect_err(|e| opts.pd.report(&view_event(e)))?;
+    let (view, settings) = view;
+    let stats = Stats::new();
+    stats.node.beat();
+    // Bound before the control socket, so that a refused address leaves
+    // no socket file behind.
+    let metrics = match &opts.metrics_listen {
+        Some(address) => {
+            let failed = |source| StartError::MetricsListen { address: address.clone(), source };
+            let socket = std::net::TcpListener::bind(address.as_str()).map_err(failed)?;
+            let limits = crate::metrics::HttpLimits::default();
+            Some(crate::metrics::MetricsServer::spawn(socket, stats.clone(), limits).map_err(failed)?)
+        }
+        None => None,
+    };
     let listener = control::bind(&opts.control_socket)
         .map_err(|source| StartError::ControlSocket { path: opts.control_socket.clone(), source })?;
-    let stats = Stats::new();
+    // Without a watch, a channel that never says anything.
+    let (_no_watch, mut watch_rx) = mpsc::channel::<watch::Change>(1);
+    if let Some(period) = opts.watch {
+        let mut files = vec![opts.cluster_settings.clone()];
+        files.extend(opts.watch_also.iter().cloned());
+        info!(files = ?files, period_ms = period.as_millis() as u64, "watching for changes");
+        watch_rx = watch::spawn(files, period).map_err(StartError::Watch)?;
+    }
     let agent = opts.agentx.clone().map(|c| Subagent::spawn(c, stats.clone()));
     let member = view.knows(&opts.local_name);
     let mut d = Daemon {
@@ -465,7 +655,9 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
         alarms: Some(AlarmReporter::new(opts.inform.clone(), opts.alarm_agent.clone(), opts.announce_alarm_state)),
         cancel: Arc::new(AtomicBool::new(false)),
         reader,
+        in_sync: None,
     };
+    d.publish_lists(&settings);
     info!(local = %opts.local_name, member, "astaire daemon started");
     opts.pd.report(&PdEvent::Started);
 
@@ -512,9 +704,14 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
     // A resync whose settings are being read, then the resync itself.
     let mut loading: Option<Loading> = d.next_due();
     let mut running: Option<tokio::task::JoinHandle<Finished>> = None;
+    // The heartbeat of /healthz turns at least this often.
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
 
     loop {
+        d.publish(loading.is_some(), running.is_some());
         tokio::select! {
+            _ = heartbeat.tick() => {}
+            Some((path, seen)) = watch_rx.recv() => d.file_changed(&path, &seen),
             loaded = async { loading.as_mut().expect("guarded").await }, if loading.is_some() => {
                 loading = None;
                 running = d.start(loaded);
@@ -598,6 +795,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
         }
     }
 
+    d.publish(false, false);
     notify_systemd(&[sd_notify::NotifyState::Stopping]);
     // Clear what this process raised; receivers get --inform-linger to
     // acknowledge. A second signal meanwhile exits at once.
@@ -607,6 +805,9 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
         }
         if let Some(agent) = agent {
             agent.shutdown().await;
+        }
+        if let Some(metrics) = metrics {
+            metrics.shutdown().await;
         }
     };
     tokio::select! {
@@ -658,12 +859,31 @@ mod tests {
         assert_eq!(rt.block_on(off_the_loop(|| 2, Duration::from_secs(1), &busy)), Ok(2));
     }
 
+    /// Issue 31: ready only with nothing due and the last resync that ran
+    /// a success; the first reason that holds is the one given.
+    #[test]
+    fn readiness_follows_what_is_due_and_how_the_last_resync_ended() {
+        let synced = ReadinessInputs { member: true, in_sync: Some(true), ..ReadinessInputs::default() };
+        assert_eq!(readiness(synced), Readiness::Ready);
+        assert_eq!(readiness(ReadinessInputs { pending: true, ..synced }), Readiness::Pending);
+        assert_eq!(readiness(ReadinessInputs { running: true, pending: true, ..synced }), Readiness::Resyncing);
+        assert_eq!(readiness(ReadinessInputs { in_sync: Some(false), ..synced }), Readiness::Failed);
+        assert_eq!(readiness(ReadinessInputs { in_sync: None, ..synced }), Readiness::Starting);
+        assert_eq!(readiness(ReadinessInputs { member: false, ..synced }), Readiness::NotMember);
+        assert_eq!(readiness(ReadinessInputs { local_unreachable: true, ..synced }), Readiness::LocalUnreachable);
+        assert_eq!(readiness(ReadinessInputs { stopping: true, running: true, ..synced }), Readiness::Stopping);
+    }
+
     #[tokio::test]
     async fn a_settings_read_that_times_out_is_an_os_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cluster_settings");
-        let reader =
-            SettingsReader { path: path.clone(), limit: Duration::from_secs(1), busy: Arc::new(AtomicBool::new(true)) };
+        let reader = SettingsReader {
+            path: path.clone(),
+            limit: Duration::from_secs(1),
+            busy: Arc::new(AtomicBool::new(true)),
+            last_seen: Arc::default(),
+        };
         let e = reader.read().await.unwrap_err();
         assert!(!e.is_invalid());
         assert_eq!(

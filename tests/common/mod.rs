@@ -7,7 +7,10 @@ pub mod alarm_agent;
 pub mod bounded;
 pub mod daemon;
 pub mod fake;
+// Issue 31: the metrics endpoint's client and a real Prometheus.
+pub mod http;
 pub mod oracle;
+pub mod prometheus;
 pub mod snmpd;
 pub mod snmptrapd;
 
@@ -63,6 +66,11 @@ impl RefusedPort {
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+}
+
+/// A loopback TCP port free when asked (for servers the tests start).
+pub fn free_port_pub() -> u16 {
+    free_port()
 }
 
 fn free_port() -> u16 {
