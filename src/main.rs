@@ -12,7 +12,7 @@ use astaire::pd_log::{PdEvent, PdLog};
 use astaire::placement::{Layout, WorkList};
 use astaire::resync::{self, Options};
 use astaire::snmp::agentx::{MasterAddress, Subagent, DEFAULT_MASTER};
-use astaire::snmp::inform::AlarmReporter;
+use astaire::snmp::reporter::AlarmReporter;
 use astaire::stats::Stats;
 use astaire::view::ClusterSettings;
 use clap::Parser;
