@@ -7,7 +7,7 @@
 //! `crate::a::b` and `astaire::a::b` paths, `super::` and `self::` paths,
 //! and paths that start with one of the file's own child modules, in
 //! `use` items, code, types and macro arguments alike. A path goes to the
-//! deepest module it names (`crate::view::WorkList` is `src/view/mod.rs`;
+//! deepest module it names (`crate::view::View` is `src/view/mod.rs`;
 //! a re-export there is an arrow of its own). One kind of arrow is left out:
 //! a file's paths to the rooms that contain it (`super::Options` in
 //! `src/resync/source.rs`, reaching `src/resync/mod.rs`). A room's
@@ -458,6 +458,34 @@ fn the_rooms_of_src_import_each_other_in_no_circle() {
     }
 }
 
+/// `ARCHITECTURE.md`'s rooms table ("| floor | `room` | for |" rows under
+/// "## Rooms, leaves first"), in its order.
+fn rooms_table(text: &str) -> Vec<(usize, String)> {
+    let section = text.split("## Rooms, leaves first").nth(1).unwrap_or("");
+    let section = section.split("\n## ").next().unwrap_or("");
+    section
+        .lines()
+        .filter_map(|l| {
+            let mut cells = l.split('|').map(str::trim).skip(1);
+            let floor = cells.next()?.parse().ok()?;
+            Some((floor, cells.next()?.trim_matches('`').to_owned()))
+        })
+        .collect()
+}
+
+#[test]
+fn architecture_lists_every_room_on_its_floor_leaves_first() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let computed: Vec<(usize, String)> = dependency_order(&rooms(&arrows_of(root)))
+        .expect("no circle")
+        .into_iter()
+        .filter(|(_, room)| room != "lib")
+        .collect();
+    let text = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let table = rooms_table(&text);
+    assert_eq!(table, computed, "ARCHITECTURE.md's rooms table (left) against the code's floors (right)");
+}
+
 #[cfg(test)]
 mod search {
     use super::*;
@@ -524,6 +552,13 @@ mod search {
         let a = arrows(&[("src/a/x.rs", "src/b/y.rs"), ("src/b/z.rs", "src/a/w.rs")]);
         assert!(circles(&a).is_empty());
         assert_eq!(circles(&rooms(&a)), names(&[&["a", "b"]]));
+    }
+
+    #[test]
+    fn the_rooms_table_is_read_in_its_order_and_only_under_its_heading() {
+        let text = "# A\n| 1 | `x` | no |\n## Rooms, leaves first\n\ntext\n\n| floor | room | for |\n|---|---|---|\n\
+                    | 1 | `addr` | a |\n| 2 | `view` | b |\n\n## Parts\n| 3 | `y` | no |\n";
+        assert_eq!(rooms_table(text), [(1, "addr".to_owned()), (2, "view".to_owned())]);
     }
 
     #[test]
