@@ -37,7 +37,7 @@ fn stats(per_source: u8) -> Arc<Stats> {
         vbuckets.insert(vb, sources);
     }
     let work =
-        astaire::view::WorkList { local_name: "127.0.0.1:1".into(), full: false, vbuckets, ..Default::default() };
+        astaire::placement::WorkList { local_name: "127.0.0.1:1".into(), full: false, vbuckets, ..Default::default() };
     let stats = Stats::new();
     let p = stats.begin(&work, |s| s.parse().ok());
     for c in &p.connections {

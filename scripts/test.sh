@@ -27,6 +27,10 @@ else
     echo "test: clippy is not available: the lint was skipped" >&2
 fi
 
+# No import circles between the files of src/ (issue 33): prints each
+# circle, file -> file with the path that ties them, and fails.
+cargo test --quiet --test circles
+
 # The alert rules (issue 31): promtool's own check, then its unit tests
 # (a failed and a stuck resync fire, a healthy resize stays quiet).
 (cd packaging/prometheus && promtool check rules astaire-rules.yml && promtool test rules astaire-rules.test.yml)

@@ -9,12 +9,12 @@ use cli::output::say;
 use astaire::exit::{Exit, WaitExit};
 use astaire::node_settings::{self, NodeFlags, NodeSettings};
 use astaire::pd_log::{PdEvent, PdLog};
-use astaire::placement::Layout;
+use astaire::placement::{Layout, WorkList};
 use astaire::resync::{self, Options};
 use astaire::snmp::agentx::{MasterAddress, Subagent, DEFAULT_MASTER};
-use astaire::snmp::inform::AlarmReporter;
+use astaire::snmp::reporter::AlarmReporter;
 use astaire::stats::Stats;
-use astaire::view::{ClusterSettings, WorkList};
+use astaire::view::ClusterSettings;
 use clap::Parser;
 use cli::args::{
     AlarmArgs, Cli, Cluster, Command, DaemonArgs, NodeConfigArgs, PlanArgs, ResyncArgs, StatusArgs, Target, WaitArgs,

@@ -5,11 +5,10 @@
 
 use crate::memcached::dump::DumpMode;
 use crate::memcached::McError;
-use crate::placement::{Classifier, Layout, LayoutError};
+use crate::placement::{Classifier, Layout, LayoutError, WorkList};
 use crate::resync::dump::{bucket_set, dump_keys, Listing, VbSet};
 use crate::resync::queue::{default_spill_dir, key_queue, QueueBudget};
 use crate::resync::Options;
-use crate::view::WorkList;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 

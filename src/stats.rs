@@ -15,7 +15,7 @@
 //! source, and the node's readiness and heartbeat. The endpoint reads these
 //! and the running resync's atomics above; it keeps no count of its own.
 
-use crate::view::WorkList;
+use crate::placement::WorkList;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};

@@ -7,13 +7,14 @@
 use crate::memcached::dump::DumpMode;
 use crate::memcached::proto::{self, decode_key, Status};
 use crate::memcached::{Connection, McError};
+use crate::placement::WorkList;
 use crate::resync::batch::ItemBatch;
 use crate::resync::dump::dump_keys;
 use crate::resync::fetch::fetch_items;
 use crate::resync::queue::{default_spill_dir, key_queue, QueueBudget};
 use crate::resync::rules::{inject_ttl, Expiry};
 use crate::resync::Options;
-use crate::view::{WorkList, VBUCKETS};
+use crate::view::VBUCKETS;
 use tokio::sync::mpsc;
 
 /// One key that differs.

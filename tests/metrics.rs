@@ -418,7 +418,7 @@ async fn the_metrics_equal_what_snmpwalk_reads_through_a_real_snmpd() {
         let b = format!("127.0.0.1:{}", ports[(vb as usize + 1) % 3]);
         vbuckets.insert(vb, vec![a, b]);
     }
-    let work = astaire::view::WorkList { local_name: "127.0.0.1:1".into(), vbuckets, ..Default::default() };
+    let work = astaire::placement::WorkList { local_name: "127.0.0.1:1".into(), vbuckets, ..Default::default() };
     let stats = astaire::stats::Stats::new();
     let progress = stats.begin(&work, |s| s.parse().ok());
     for (i, c) in progress.connections.iter().enumerate() {

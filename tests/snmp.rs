@@ -96,7 +96,7 @@ fn frozen_stats(ports: &[u16]) -> Arc<Stats> {
         vbuckets.insert(vb, vec![a, b]);
     }
     let work =
-        astaire::view::WorkList { local_name: "127.0.0.1:1".into(), full: false, vbuckets, ..Default::default() };
+        astaire::placement::WorkList { local_name: "127.0.0.1:1".into(), full: false, vbuckets, ..Default::default() };
     let stats = Stats::new();
     let progress = stats.begin(&work, |s| s.parse().ok());
     for (i, c) in progress.connections.iter().enumerate() {

@@ -8,13 +8,24 @@ use astaire::snmp::agentx::{AgentConfig, MasterAddress};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+/// The example `astaire --help` and `astaire resync --help` show.
+macro_rules! resync_example {
+    () => {
+        "astaire resync --local-name 10.0.0.4:11211 --cluster-settings /etc/clearwater/cluster_settings"
+    };
+}
+
 #[derive(Parser)]
 #[command(
     name = "astaire",
     version,
-    about = "Active resynchronisation of Clearwater-style memcached clusters",
+    about = "Active resynchronisation of memcached clusters: copies the keys a node newly owns after a resize",
     after_help = format!(
-        "The original positional form `astaire HOST:PORT CLUSTER_SETTINGS` runs `resync`.\n{}",
+        "Example: what this node would pull, then pull it\n  \
+         astaire plan --local-name 10.0.0.4:11211 --cluster-settings /etc/clearwater/cluster_settings\n  \
+         {}\n\n\
+         The original positional form `astaire HOST:PORT CLUSTER_SETTINGS` runs `resync`.\n{}",
+        resync_example!(),
         astaire::exit::SUMMARY
     )
 )]
@@ -31,29 +42,50 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Each subcommand's help: its first line says what it is for, and its
+/// `Example:` is a command line that parses (the tests below run each one
+/// through the parser).
 #[derive(Subcommand)]
 pub enum Command {
     /// Pull this node's vbuckets from their sources, once, and exit.
+    #[command(after_help = concat!("Example:\n  ", resync_example!()))]
     Resync(ResyncArgs),
     /// Show what a resync would pull, and from where, without touching anything.
+    #[command(after_help = "Example: how many keys each node of a resize would receive, and from which source\n  \
+                      astaire plan --count --every-node --cluster-settings /etc/clearwater/cluster_settings")]
     Plan(PlanArgs),
     /// Check that this node holds every key of its vbuckets with the sources' values.
+    #[command(after_help = "Example:\n  \
+                      astaire verify --local-name 10.0.0.4:11211 --cluster-settings /etc/clearwater/cluster_settings")]
     Verify(Target),
-    /// Run as a service: resync on start, on SIGHUP (minimal) and SIGUSR1
-    /// (full), and when the local memcached restarts empty.
+    /// Run as a service that keeps this node's memcached in sync.
+    ///
+    /// It resyncs on start, on SIGHUP (minimal) and SIGUSR1 (full), and
+    /// when the local memcached restarts empty.
+    #[command(after_help = "Example: as the node's service does, with the settings from /etc/clearwater/config\n  \
+                      astaire daemon --cluster-settings /etc/clearwater/cluster_settings --pidfile /run/astaire/astaire.pid")]
     Daemon(DaemonArgs),
     /// Ask the running daemon how it is.
+    #[command(after_help = "Example:\n  astaire status --json")]
     Status(StatusArgs),
-    /// Wait until the daemon has no resync running or pending. Exit 0 when
-    /// the last one succeeded, 1 failed, 2 timeout, 3 daemon unreachable.
+    /// Wait until the daemon has no resync running or pending.
+    ///
+    /// Exit 0 when the last one succeeded, 1 failed, 2 timeout, 3 daemon
+    /// unreachable.
+    #[command(after_help = "Example: wait at most ten minutes after a SIGHUP\n  astaire wait-sync --timeout 600")]
     WaitSync(WaitArgs),
-    /// Print one setting of the node's configuration as Astaire reads it
-    /// (for init scripts); exit 1 when it is not set, 2 when the
+    /// Print one setting of the node's configuration as Astaire reads it.
+    ///
+    /// For init scripts; exit 1 when it is not set, 2 when the
     /// configuration is invalid.
+    #[command(after_help = "Example:\n  astaire node-config local_ip --config /etc/clearwater/config")]
     NodeConfig(NodeConfigArgs),
-    /// Convert a Clearwater node's memcached configuration (the fork's
-    /// engine options, -e cache_size=…;eviction=false) to upstream
-    /// memcached's (-m, -M), keeping every other line.
+    /// Convert a Clearwater node's memcached configuration to upstream memcached's.
+    ///
+    /// The fork's engine options (-e cache_size=…;eviction=false) become
+    /// -m and -M; every other line is kept.
+    #[command(after_help = "Example: convert in place, keeping the original as FILE.clearwater\n  \
+                      astaire migrate-memcached-config --in-place /etc/memcached_11211.conf")]
     MigrateMemcachedConfig(MigrateArgs),
 }
 
@@ -426,5 +458,51 @@ impl AgentxArgs {
         let mut config = AgentConfig::new(self.agentx.clone().or(default)?);
         config.priority = self.agentx_priority;
         Some(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::error::ErrorKind;
+    use clap::{CommandFactory, Parser};
+
+    /// What `astaire ARGS --help` prints.
+    fn help(args: &[&str]) -> String {
+        let line = ["astaire"].iter().chain(args).chain(&["--help"]);
+        match Cli::try_parse_from(line) {
+            Err(e) if e.kind() == ErrorKind::DisplayHelp => e.to_string(),
+            Err(e) => panic!("{args:?} --help: {e}"),
+            Ok(_) => panic!("{args:?} --help printed no help"),
+        }
+    }
+
+    /// The command lines under a help text's `Example:` line.
+    fn examples(help: &str) -> Vec<String> {
+        let after = help.lines().skip_while(|l| !l.starts_with("Example")).skip(1);
+        after.take_while(|l| l.starts_with("  astaire ")).map(|l| l.trim().to_owned()).collect()
+    }
+
+    #[test]
+    fn every_help_says_what_the_command_is_for_in_one_line_and_shows_an_example_that_parses() {
+        let cli = Cli::command();
+        let mut pages = vec![(Vec::new(), cli.get_about().map(|a| a.to_string()))];
+        pages.extend(cli.get_subcommands().map(|c| (vec![c.get_name()], c.get_about().map(|a| a.to_string()))));
+        assert_eq!(pages.len(), 9, "astaire and its eight commands");
+        for (args, about) in pages {
+            let about = about.unwrap_or_else(|| panic!("{args:?} has no one-line about"));
+            assert!(!about.contains('\n') && about.len() <= 120, "{args:?}: the about is one line: {about:?}");
+            let page = help(&args);
+            assert!(page.starts_with(&about), "{args:?} --help opens with its about:\n{page}");
+            let examples = examples(&page);
+            assert!(!examples.is_empty(), "{args:?} --help shows no example:\n{page}");
+            for example in examples {
+                let words: Vec<String> = example.split_whitespace().map(str::to_owned).collect();
+                let words = crate::cli::legacy::normalise_args(words);
+                if let Err(e) = Cli::try_parse_from(&words) {
+                    panic!("{args:?} --help's example `{example}` is not a command line astaire takes:\n{e}");
+                }
+            }
+        }
     }
 }

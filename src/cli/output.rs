@@ -1,9 +1,9 @@
 //! What the user reads: reports on stdout, and one message per error.
 
 use astaire::placement::Layout;
+use astaire::placement::WorkList;
 use astaire::resync::Report;
 use astaire::verify::VerifyReport;
-use astaire::view::WorkList;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 

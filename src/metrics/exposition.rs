@@ -362,8 +362,8 @@ fn encode_process(e: &mut DescriptorEncoder, p: &ProcessSample) -> Fmt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::placement::WorkList;
     use crate::stats::{ItemFates, Readiness};
-    use crate::view::WorkList;
     use std::collections::BTreeMap;
 
     fn busy_stats() -> Arc<Stats> {

@@ -33,14 +33,16 @@ pub mod pecl_memcache;
 pub mod rendezvous;
 pub mod spymemcached;
 pub mod twemproxy;
+pub mod work;
 
-use crate::view::{vbucket_of, ClusterSettings, LoadError, View, Weight, WorkList};
+use crate::view::{vbucket_of, ClusterSettings, LoadError, View, Weight};
 use hashes::KeyHash;
 pub use rendezvous::KeyText;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use twemproxy::Distribution;
+pub use work::WorkList;
 
 /// A placement scheme: the `--placement` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]

@@ -23,10 +23,10 @@ pub mod tag;
 pub use tag::TAG_KEY;
 
 use crate::memcached::{Connection, McError};
+use crate::placement::WorkList;
 use crate::stats::{Stats, BANDWIDTH_PERIOD_SECS};
 use crate::stop::Stop;
 use crate::throttle::{Bandwidth, CpuBudget, Throttle};
-use crate::view::WorkList;
 pub use context::CopyError;
 pub use dump::OWN_PREFIX;
 pub use rules::ConflictPolicy;

@@ -5,5 +5,6 @@ pub mod agentx;
 pub mod alarm_agent;
 pub mod inform;
 pub mod mib;
+pub mod reporter;
 pub mod uptime;
 pub mod zmtp;

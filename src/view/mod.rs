@@ -1,8 +1,9 @@
 //! Where data lives: `cluster_settings` → rings → the view (replicas of each
-//! vbucket now and after the resize) → one node's work list.
+//! vbucket now and after the resize) → the vbuckets one node pulls
+//! ([`View::pulls`]), which `placement::work` makes its work list.
 //!
-//! Everything here is pure and deterministic; the resync engine takes a
-//! [`WorkList`] and never looks at settings or rings itself.
+//! Everything here is pure and deterministic, and needs nothing of
+//! `placement`.
 
 pub mod md5_lanes;
 mod ring;
@@ -80,8 +81,10 @@ impl View {
         member(&self.current) || self.new.as_deref().is_some_and(member)
     }
 
-    /// The vbuckets `local` must pull, and from where.
-    pub fn work_list(&self, local: &str, full: bool) -> WorkList {
+    /// The vbuckets `local` must pull, and from where (sources primary
+    /// first): the buckets of its work list, `View::work_list` in
+    /// [`crate::placement::work`].
+    pub fn pulls(&self, local: &str, full: bool) -> BTreeMap<u8, Vec<String>> {
         let mut vbuckets = BTreeMap::new();
         for (vb, target) in self.target().iter().enumerate() {
             if !target.iter().any(|s| s == local) {
@@ -97,54 +100,7 @@ impl View {
                 vbuckets.insert(vb as u8, sources);
             }
         }
-        WorkList { local_name: local.to_owned(), full, vbuckets, classifier: Default::default() }
-    }
-}
-
-/// The buckets one node pulls, each with its sources (primary first). A
-/// bucket is a vbucket under Clearwater's placement, a source under the
-/// one-copy schemes ([`crate::placement`]); `classifier` puts each key in
-/// its bucket.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
-pub struct WorkList {
-    pub local_name: String,
-    pub full: bool,
-    pub vbuckets: BTreeMap<u8, Vec<String>>,
-    #[serde(skip)]
-    pub classifier: std::sync::Arc<crate::placement::Classifier>,
-}
-
-impl WorkList {
-    pub fn is_empty(&self) -> bool {
-        self.vbuckets.is_empty()
-    }
-
-    /// Every source with the vbuckets it serves, in name order.
-    pub fn by_source(&self) -> BTreeMap<String, Vec<u8>> {
-        let mut out: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        for (vb, sources) in &self.vbuckets {
-            for s in sources {
-                out.entry(s.clone()).or_default().push(*vb);
-            }
-        }
-        out
-    }
-
-    /// Every source with the vbuckets it is listed first for (their
-    /// primary), in name order; sources listed first for none are absent.
-    pub fn first_sources(&self) -> BTreeMap<String, Vec<u8>> {
-        let mut out: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        for (vb, sources) in &self.vbuckets {
-            if let Some(s) = sources.first() {
-                out.entry(s.clone()).or_default().push(*vb);
-            }
-        }
-        out
-    }
-
-    /// Number of (vbucket, source) pairs: `astaireBucketsNeedingResync`.
-    pub fn pairs(&self) -> usize {
-        self.vbuckets.values().map(Vec::len).sum()
+        vbuckets
     }
 }
 
@@ -192,19 +148,19 @@ mod tests {
     #[test]
     fn new_node_pulls_54_vbuckets_and_old_node_none() {
         let v = view(THREE_TO_FOUR);
-        let w = v.work_list("10.0.0.4:11211", false);
-        assert_eq!(w.vbuckets.len(), 54);
-        assert_eq!(w.vbuckets[&2], ["10.0.0.2:11211", "10.0.0.3:11211"]);
-        assert!(v.work_list("10.0.0.1:11211", false).is_empty());
+        let w = v.pulls("10.0.0.4:11211", false);
+        assert_eq!(w.len(), 54);
+        assert_eq!(w[&2], ["10.0.0.2:11211", "10.0.0.3:11211"]);
+        assert!(v.pulls("10.0.0.1:11211", false).is_empty());
     }
 
     #[test]
     fn full_resync_pulls_everything_held_from_the_other_replica() {
         let v = view(&format!("servers={}\n", names(3, 1)));
-        let w = v.work_list("10.0.0.1:11211", true);
+        let w = v.pulls("10.0.0.1:11211", true);
         let held = v.current.iter().filter(|r| r.contains(&"10.0.0.1:11211".to_owned())).count();
-        assert_eq!(w.vbuckets.len(), held);
-        assert!(w.vbuckets.values().all(|s| s.len() == 1 && s[0] != "10.0.0.1:11211"));
+        assert_eq!(w.len(), held);
+        assert!(w.values().all(|s| s.len() == 1 && s[0] != "10.0.0.1:11211"));
     }
 
     #[test]
@@ -238,18 +194,18 @@ mod tests {
         ];
         for (local, vbuckets) in newly_owned {
             let name = format!("10.0.0.{local}:11211");
-            let w = v.work_list(&name, false);
-            assert_eq!(w.vbuckets.keys().copied().collect::<Vec<u8>>(), vbuckets, "{name}");
-            for (vb, sources) in &w.vbuckets {
+            let w = v.pulls(&name, false);
+            assert_eq!(w.keys().copied().collect::<Vec<u8>>(), vbuckets, "{name}");
+            for (vb, sources) in &w {
                 // From the vbucket's current replicas, primary first.
                 assert_eq!(sources, &v.current[*vb as usize], "{name} vbucket {vb}");
             }
         }
         // Ring n=4, slots 4 and 5 are nodes 1, 3 and 3, 0: vbucket 4 comes
         // from .2 then .4, vbucket 5 from .4 then .1.
-        let to = |n: usize| v.work_list(&format!("10.0.0.{n}:11211"), false);
-        assert_eq!(to(1).vbuckets[&4], ["10.0.0.2:11211", "10.0.0.4:11211"]);
-        assert_eq!(to(3).vbuckets[&5], ["10.0.0.4:11211", "10.0.0.1:11211"]);
+        let to = |n: usize| v.pulls(&format!("10.0.0.{n}:11211"), false);
+        assert_eq!(to(1)[&4], ["10.0.0.2:11211", "10.0.0.4:11211"]);
+        assert_eq!(to(3)[&5], ["10.0.0.4:11211", "10.0.0.1:11211"]);
         // The leaving node pulls nothing.
         assert!(to(4).is_empty());
     }
@@ -270,10 +226,10 @@ mod tests {
             let v = view(&format!("servers={}\nnew_servers={}\n", old.join(","), new.join(",")));
             let everyone: BTreeSet<&String> = old.iter().chain(&new).collect();
             for node in everyone {
-                let w = v.work_list(node, false);
+                let w = v.pulls(node, false);
                 for vb in 0..VBUCKETS {
                     let (target, current) = (&v.target()[vb], &v.current[vb]);
-                    let pulls = w.vbuckets.get(&(vb as u8));
+                    let pulls = w.get(&(vb as u8));
                     let wanted = target.contains(node) && !current.contains(node);
                     prop_assert_eq!(pulls.is_some(), wanted, "{} vbucket {}", node, vb);
                     if let Some(sources) = pulls {
@@ -294,7 +250,7 @@ mod tests {
         fn a_stable_cluster_gives_every_node_an_empty_work_list(n in 1usize..12, local in 0usize..12) {
             let v = view(&format!("servers={}\n", names(n, 1)));
             let name = format!("10.0.0.{}:11211", local % n + 1);
-            prop_assert!(v.work_list(&name, false).is_empty());
+            prop_assert!(v.pulls(&name, false).is_empty());
         }
 
         #[test]
@@ -302,7 +258,7 @@ mod tests {
             let v = view(&format!("servers={}\nnew_servers={}\n", names(old, 1), names(new, 1)));
             for vb in 0..VBUCKETS {
                 for node in &v.target()[vb] {
-                    let pulls = v.work_list(node, false).vbuckets.contains_key(&(vb as u8));
+                    let pulls = v.pulls(node, false).contains_key(&(vb as u8));
                     prop_assert!(pulls || v.current[vb].contains(node));
                 }
             }

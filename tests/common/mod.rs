@@ -238,14 +238,14 @@ pub fn view(path: &Path) -> View {
 /// Astaire's own work list for `local` under `path`: an input for the
 /// in-process `resync::run` (what the tests then check comes from
 /// [`view`]).
-pub fn astaire_work_list(path: &Path, local: &str, full: bool) -> astaire::view::WorkList {
+pub fn astaire_work_list(path: &Path, local: &str, full: bool) -> astaire::placement::WorkList {
     let settings = astaire::view::ClusterSettings::load(path).expect("valid settings");
     astaire::view::View::new(&settings).work_list(local, full)
 }
 
 /// Astaire's resync of `work`, in process, for at most 120 s.
 pub async fn resync_within(
-    work: &astaire::view::WorkList,
+    work: &astaire::placement::WorkList,
     opts: &Options,
     stats: &astaire::stats::Stats,
 ) -> Result<astaire::resync::Report, astaire::resync::ResyncError> {

@@ -4,9 +4,7 @@
 
 pub mod alarm;
 pub mod message;
-pub mod reporter;
 pub mod sender;
 
 pub use alarm::{Notification, ResyncAlarm, RESYNC_ALARM_INDEX};
-pub use reporter::AlarmReporter;
 pub use sender::{InformConfig, Informer};

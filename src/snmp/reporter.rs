@@ -5,8 +5,8 @@
 //! manager sees each change once. Never waits, except for
 //! [`AlarmReporter::finish`], which is bounded.
 
-use super::{InformConfig, Informer, Notification, ResyncAlarm};
-use crate::snmp::alarm_agent::{AgentLink, AgentSettings};
+use super::alarm_agent::{AgentLink, AgentSettings};
+use super::inform::{InformConfig, Informer, Notification, ResyncAlarm};
 use std::time::Duration;
 use tracing::{info, warn};
 
