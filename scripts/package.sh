@@ -36,9 +36,14 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "package check FAILED: $*" >&2; exit 1; }
 for f in /usr/bin/astaire /usr/share/snmp/mibs/PROJECT-CLEARWATER-MIB /lib/systemd/system/astaire.service \
-         /usr/share/doc/astaire/examples/snmpd-astaire.conf /usr/share/doc/astaire/examples/config; do
+         /usr/share/doc/astaire/examples/snmpd-astaire.conf /usr/share/doc/astaire/examples/config \
+         /usr/share/doc/astaire/copyright; do
     [ -e "$f" ] || fail "$f missing"
 done
+# The licence (issue 33): Debian's copyright file names it, with the text
+# Debian ships, and cargo-deb's generated one did not replace ours.
+grep -q '^License: GPL-3+$' /usr/share/doc/astaire/copyright || fail "copyright does not name GPL-3+"
+grep -q '/usr/share/common-licenses/GPL-3' /usr/share/doc/astaire/copyright || fail "copyright does not point at the GPL-3 text"
 version=$(/usr/bin/astaire --version)
 [ "$version" = "astaire $(grep -m1 '^version' Cargo.toml | cut -d'"' -f2)" ] || fail "astaire --version says '$version'"
 getent passwd astaire >/dev/null || fail "no astaire user"
