@@ -79,7 +79,7 @@ if [ -n "$suites" ]; then
 fi
 printf 'test: memcached versions tested: %s\n' "$(IFS=';'; echo "${tested[*]}" | sed 's/;/; /g')"
 
-# In CI (root, throwaway machine): run the README's demo on fewer keys (it
+# In CI (root, throwaway machine): run the README's demo (scripts/demo.sh) on fewer keys (it
 # exits non-zero if the resync, wait-sync or the verification fails, or if
 # it cannot clean up), then build the Debian package, install it, check it,
 # purge it.
