@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Debian package (target/debian/astaire_*.deb) with cargo-deb.
 # With --install-check (CI, as root): installs it with dpkg -i, checks the
-# installed files, the user and `astaire --version`, runs the README's SNMP
+# installed files, the user and `astaire --version`, runs docs/snmp.md's SNMP
 # set-up with the installed snippet (stock snmpd.conf, snmpd as Debian-snmp,
 # the daemon as astaire, a private UDP port) and the seeds' procedure on a
 # Clearwater node's files (scripts/clearwater-node-check.sh), the install
@@ -36,9 +36,14 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "package check FAILED: $*" >&2; exit 1; }
 for f in /usr/bin/astaire /usr/share/snmp/mibs/PROJECT-CLEARWATER-MIB /lib/systemd/system/astaire.service \
-         /usr/share/doc/astaire/examples/snmpd-astaire.conf /usr/share/doc/astaire/examples/config; do
+         /usr/share/doc/astaire/examples/snmpd-astaire.conf /usr/share/doc/astaire/examples/config \
+         /usr/share/doc/astaire/copyright /usr/share/doc/astaire/docs/operations.md; do
     [ -e "$f" ] || fail "$f missing"
 done
+# The licence (issue 33): Debian's copyright file names it, with the text
+# Debian ships, and cargo-deb's generated one did not replace ours.
+grep -q '^License: GPL-3+$' /usr/share/doc/astaire/copyright || fail "copyright does not name GPL-3+"
+grep -q '/usr/share/common-licenses/GPL-3' /usr/share/doc/astaire/copyright || fail "copyright does not point at the GPL-3 text"
 version=$(/usr/bin/astaire --version)
 [ "$version" = "astaire $(grep -m1 '^version' Cargo.toml | cut -d'"' -f2)" ] || fail "astaire --version says '$version'"
 getent passwd astaire >/dev/null || fail "no astaire user"
@@ -62,7 +67,7 @@ MIBS="" snmptranslate -M "+$PWD/../shared/mibs:/usr/share/snmp/mibs" -m PROJECT-
     PROJECT-CLEARWATER-MIB::astaireBucketsNeedingResync.0 2>/dev/null | grep -q '^.1.2.826.0.1.1578918.9.9.1.0$' \
     || fail "installed MIB does not resolve"
 
-# The README's SNMP set-up, as on a node: the shipped snippet beside Debian's
+# docs/snmp.md's SNMP set-up, as on a node: the shipped snippet beside Debian's
 # stock snmpd.conf, snmpd run as Debian runs it (user Debian-snmp; only the
 # listening port is private), and the daemon as the astaire user. The
 # stock `public` community must read the counters through
@@ -98,7 +103,7 @@ daemon: $(tail -5 "$check/daemon-$2.log")"
 serves_counters public snippet
 perms=$(stat -c '%U:%G %a' /var/agentx/master)
 [ "$perms" = "Debian-snmp:astaire 660" ] || fail "/var/agentx/master is $perms"
-# What the README warns of: with the snippet, other users' subagents (a
+# What docs/clearwater.md warns of (step 3 of the swap): with the snippet, other users' subagents (a
 # Clearwater node's others) cannot connect.
 connects_as_nobody() { runuser -u nobody -- /usr/bin/python3 -c \
     'import socket; socket.socket(socket.AF_UNIX).connect("/var/agentx/master")' 2>/dev/null; }

@@ -83,10 +83,10 @@ if [ -n "$suites" ]; then
 fi
 printf 'test: memcached versions tested: %s\n' "$(IFS=';'; echo "${tested[*]}" | sed 's/;/; /g')"
 
-# In CI (root, throwaway machine): run the README's demo on fewer keys (it
-# exits non-zero if the resync, wait-sync or the verification fails, or if
-# it cannot clean up), then build the Debian package, install it, check it,
-# purge it.
+# In CI (root, throwaway machine): run the README's demo (scripts/demo.sh)
+# on fewer keys (it exits non-zero if the resync, wait-sync or the
+# verification fails, or if it cannot clean up), then build the Debian
+# package, install it, check it, purge it.
 if [ "${CI:-}" = true ] && [ "$(id -u)" -eq 0 ]; then
     mkdir -p target
     if ! DEMO_KEYS=30000 scripts/demo.sh >target/demo.log 2>&1; then

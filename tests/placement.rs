@@ -198,7 +198,7 @@ async fn a_client_key_prefix_is_left_out_of_the_hash() {
     assert_eq!(r["hit"], KEYS, "every key reads back through the new list: {read}");
 }
 
-/// The client protocol of the README, raced against the copy: while
+/// The client protocol of docs/placement.md, raced against the copy: while
 /// Astaire runs (slowed, so the races happen), clients that know both
 /// lists rewrite moved keys on their new owner and delete others on both
 /// owners. Read through the new list afterwards: every key holds its last
@@ -303,7 +303,7 @@ async fn race(scheme: &str, delete_on_both: bool) -> serde_json::Value {
     r
 }
 
-/// What the README says happens when clients delete on the new owner only:
+/// What docs/placement.md says happens when clients delete on the new owner only:
 /// the copy brings deleted keys back (the old owner still had them).
 #[tokio::test(flavor = "multi_thread")]
 async fn deletes_on_the_new_owner_only_let_deleted_keys_come_back() {

@@ -27,8 +27,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.unwrap()
 }
 
-/// The shipped snmpd snippet, added to Debian's stock snmpd.conf as the
-/// README says: the stock `public` community (view `systemonly`) reads the
+/// The shipped snmpd snippet, added to Debian's stock snmpd.conf as
+/// docs/snmp.md says: the stock `public` community (view `systemonly`) reads the
 /// counters, as orchestrators and `snmpwalk -c public` expect.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_packaged_snippet_lets_the_stock_public_community_read_the_counters() {

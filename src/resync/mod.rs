@@ -198,7 +198,7 @@ pub enum ResyncError {
 pub const NO_META: &str = "does not know the meta commands (mn answered ERROR): Astaire needs upstream memcached 1.6 \
     or later. Clearwater's own memcached (clearwater-memcached, a 1.6.00 fork) has neither meta commands nor key \
     listing: move the node to Debian's memcached and convert its configuration with astaire migrate-memcached-config \
-    (README: Installing on a Clearwater node)";
+    (docs/clearwater.md, \"Swapping Clearwater's Astaire for this one\", step 2)";
 
 /// memcached's `-I` when the local memcached does not say (1 MiB).
 const DEFAULT_ITEM_SIZE_MAX: u64 = 1 << 20;
