@@ -135,6 +135,13 @@ pub fn parse_decimal<T: TryFrom<i128>>(tok: &[u8]) -> Option<T> {
     };
     let magnitude = if digits.is_empty() {
         None
+    } else if digits.len() < 20 {
+        // Below 10^19, which u64 holds: no overflow to check. Every flag,
+        // TTL and length of a meta answer is this short (issue 32).
+        digits.iter().try_fold(0u64, |n, d| {
+            let v = d.wrapping_sub(b'0');
+            (v < 10).then(|| n * 10 + u64::from(v))
+        })
     } else {
         digits.iter().try_fold(0u64, |n, d| {
             if d.is_ascii_digit() {
