@@ -250,15 +250,21 @@ impl Reader {
     /// The next meta response. One whose value is over the limit comes
     /// with [`Meta::oversized`] set, its value read past and dropped.
     pub async fn meta(&mut self) -> Result<Meta, McError> {
-        let max_value = self.max_value;
-        let meta = self
-            .next(|b| {
-                Ok(proto::parse_meta_within(b, max_value)?.map(|m| {
-                    let l = m.len;
-                    (m, l)
-                }))
-            })
-            .await?;
+        // Parsed here rather than through `next`: every key of a copy has
+        // three or four answers, and each layer of `Result<Option<…>>`
+        // between the parser and the caller was a copy of the whole
+        // `Meta` (13% of a copy's CPU on memcached 1.6.45, issue 32).
+        let meta = loop {
+            match proto::parse_meta_within(self.buf.get(self.start..self.end).unwrap_or_default(), self.max_value) {
+                Ok(Some(meta)) => {
+                    self.frame = self.start..self.start + meta.len;
+                    self.start += meta.len;
+                    break meta;
+                }
+                Ok(None) => self.fill_or_closed().await?,
+                Err(e) => return Err(self.protocol(e)),
+            }
+        };
         if let Some(n) = meta.oversized {
             self.skip(n).await?;
             // The header's bytes may be overwritten by now: no frame.
