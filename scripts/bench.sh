@@ -12,11 +12,16 @@
 #               version; writes target/bench/large.{txt,csv}
 #   dump_stall  whether a dump left unread stalls the source's clients, per
 #               version and dump command; writes target/bench/dump-stall.txt
-#   scale [REV] peak memory and time against the cluster's size: 3→4s of 1 M,
-#               4 M and 10 M keys at 100 B (BENCH_SCALE_KEYS), unthrottled and
-#               at 5% CPU, and at the largest a full resync, the daemon's 3→4
-#               and a 4→3; with REV its build runs beside this one up to 4 M
-#               keys (BENCH_AB_MAX_KEYS); writes target/bench/scale.{txt,csv,png}
+#   scale [REV] issue 32's table: CPU per key dumped and landed, the sources'
+#               memcached CPU and peak memory against the cluster's size: 3→4s
+#               of 1 M, 4 M and 10 M keys at 100 B (BENCH_SCALE_KEYS),
+#               unthrottled and at 5% CPU, at the largest the daemon's 3→4, a
+#               full resync and a 4→3, and the smallest 3→4 on the newest
+#               memcached (MEMCACHED_NEWEST_SUITE, default sid); with REV its
+#               build runs every row beside this one, alternating
+#               (BENCH_REPEATS, default 3; BENCH_AB_MAX_KEYS caps its rows),
+#               with the ratios and each target met or not; writes
+#               target/bench/scale.{txt,csv,png}
 #   placement   the same 3→4 at 100 B under each placement (clearwater,
 #               ketama, rendezvous, jump and every client family of
 #               --placement; 1 M keys each): keys/s and CPU per key landed;
@@ -72,6 +77,10 @@ ab | scale)
     if [ "$1" = scale ]; then
         export BENCH_SCALE_KEYS=${BENCH_SCALE_KEYS:-1000000,4000000,10000000}
         [ -n "$rev" ] && export BENCH_AB=$other BENCH_AB_LABEL=$rev
+        # The newest memcached's binary, built from Debian's sources.
+        BENCH_NEWEST=$(scripts/memcached-versions.sh "${MEMCACHED_NEWEST_SUITE:-sid}" | awk 'END { print $3 }') ||
+            echo "bench: no newest memcached built; its row is left out" >&2
+        export BENCH_NEWEST
         cargo bench --quiet --bench resync
         exit 0
     fi

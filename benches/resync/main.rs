@@ -27,6 +27,7 @@ mod placement;
 mod report;
 mod scale;
 mod scenarios;
+mod targets;
 
 use measure::*;
 use placement::*;
@@ -52,16 +53,19 @@ fn main() {
         report(&placement_rows((1_000_000.0 * scale) as u64), "placement");
         return;
     }
-    // BENCH_SCALE_KEYS=1000000,4000000,10000000: the scale rows (issue 19),
-    // with BENCH_AB beside this build up to BENCH_AB_MAX_KEYS.
+    // BENCH_SCALE_KEYS=1000000,4000000,10000000: the scale rows (issues 19
+    // and 32), with BENCH_AB beside this build up to BENCH_AB_MAX_KEYS and
+    // the smallest on BENCH_NEWEST (the newest memcached) too.
     if let Ok(sizes) = std::env::var("BENCH_SCALE_KEYS") {
         let sizes: Vec<u64> = sizes.split(',').filter_map(|s| s.trim().parse().ok()).collect();
         assert!(!sizes.is_empty(), "BENCH_SCALE_KEYS names no sizes");
         let binary = std::env::var("BENCH_MEMCACHED").unwrap_or_else(|_| "memcached".into());
         let other = std::env::var_os("BENCH_AB").map(std::path::PathBuf::from);
         let label = std::env::var("BENCH_AB_LABEL").unwrap_or_else(|_| "other build".into());
-        let ab_max = std::env::var("BENCH_AB_MAX_KEYS").ok().and_then(|s| s.parse().ok()).unwrap_or(4_000_000);
-        let rows = scale_rows(&binary, &sizes, other.as_deref().map(|p| (p, label.as_str())), ab_max);
+        let ab_max = std::env::var("BENCH_AB_MAX_KEYS").ok().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
+        let newest = std::env::var("BENCH_NEWEST").ok().filter(|n| !n.is_empty());
+        let other = other.as_deref().map(|p| (p, label.as_str()));
+        let rows = scale_rows(&binary, newest.as_deref(), &sizes, other, ab_max);
         scale_report(&rows);
         return;
     }

@@ -122,6 +122,12 @@ pub struct Row {
     pub walls: Vec<f64>,
     /// Bytes the copy wrote to its spill file (`spilled_bytes`).
     pub spilled: Option<u64>,
+    /// The sources the report names (`sources[].source`).
+    pub sources: Vec<String>,
+    /// Keys their dumps named, when the report gives them
+    /// (`sources[].dumped`); otherwise the scale rows count the sources'
+    /// items.
+    pub dumped: Option<u64>,
 }
 
 impl Row {

@@ -69,6 +69,7 @@ pub fn astaire(
     assert_eq!(m.code, 0, "astaire resync failed: {}", m.stdout);
     let report: serde_json::Value = serde_json::from_str(m.stdout.trim()).expect("JSON report");
     let landed = report["counts"]["landed"].as_u64().unwrap_or(0) + report["counts"]["replaced"].as_u64().unwrap_or(0);
+    let sources = report["sources"].as_array().cloned().unwrap_or_default();
     Row {
         scenario: scenario.into(),
         tool: tool.into(),
@@ -82,6 +83,8 @@ pub fn astaire(
         mc_cpu: Some((mc_after.0 - mc_before.0, mc_after.1 - mc_before.1)),
         walls: Vec::new(),
         spilled: report["spilled_bytes"].as_u64(),
+        dumped: sources.iter().map(|s| s["dumped"].as_u64()).sum::<Option<u64>>().filter(|n| *n > 0),
+        sources: sources.iter().filter_map(|s| Some(s["source"].as_str()?.to_owned())).collect(),
     }
 }
 
