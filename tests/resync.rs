@@ -757,6 +757,15 @@ async fn keys_past_the_queue_budget_spill_and_every_key_lands() {
         let (out, rss) = astaire_measured(&args.into_iter().chain(limits).collect::<Vec<_>>());
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        // Each source's dump named every key it holds (the view says
+        // which), of which it listed those of the wanted vbuckets.
+        let stable = view(&r.stable);
+        for source in report["sources"].as_array().unwrap() {
+            let name = source["source"].as_str().unwrap();
+            let holds = items.iter().filter(|i| stable.write_set(vbucket(&i.key)).iter().any(|s| s == name)).count();
+            assert_eq!(source["dumped"].as_u64(), Some(holds as u64), "{source}");
+            assert!(source["listed"].as_u64() < source["dumped"].as_u64(), "{source}");
+        }
         (report["spilled_bytes"].as_u64().unwrap(), rss)
     };
     let (spilled, bounded_rss) = run("1000000");

@@ -144,6 +144,8 @@ pub struct SourceReport {
     pub source: String,
     pub vbuckets: Vec<u8>,
     pub listed: u64,
+    /// Every key its dump named, wanted or not.
+    pub dumped: u64,
     /// Why this source failed, if it did.
     pub error: Option<String>,
 }
@@ -280,12 +282,12 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
 
     let mut counts = Counts::default();
     let mut failed_sources: BTreeMap<String, String> = BTreeMap::new();
-    let mut listed: BTreeMap<String, u64> = BTreeMap::new();
+    let mut listed: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut local_error = None;
     while let Some(joined) = tasks.join_next_with_id().await {
         let (source, outcome, result) = settle(joined, &mut task_source);
         counts.merge(&outcome.counts);
-        listed.insert(source.clone(), outcome.listed);
+        listed.insert(source.clone(), (outcome.listed, outcome.dumped));
         match result {
             Ok(()) => {
                 progress.source_done(&source);
@@ -351,7 +353,8 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
         sources: by_source
             .into_iter()
             .map(|(source, vbuckets)| SourceReport {
-                listed: listed.get(&source).copied().unwrap_or(0),
+                listed: listed.get(&source).map_or(0, |l| l.0),
+                dumped: listed.get(&source).map_or(0, |l| l.1),
                 error: failed_sources.get(&source).cloned(),
                 source,
                 vbuckets,

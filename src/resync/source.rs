@@ -42,6 +42,9 @@ pub struct SourceOutcome {
     pub counts: Counts,
     /// Keys the dump listed in the wanted vbuckets.
     pub listed: u64,
+    /// Every key the dump named, wanted or not (issue 32: what the copy
+    /// pays to read).
+    pub dumped: u64,
 }
 
 /// Copies every `wanted` vbucket of `source` into the local node, those it
@@ -150,6 +153,7 @@ async fn copy(
         Err(e) => return Err(CopyError::Source(unexpected(source, format!("dump task failed: {e}")))),
     };
     outcome.listed = listing.listed;
+    outcome.dumped = listing.dumped;
     for (vb, n) in listing.unmovable {
         outcome.counts.failed += n;
         *outcome.counts.failed_vbuckets.entry(vb).or_default() += n;
