@@ -35,23 +35,7 @@ echo
 echo "== cluster_settings for the resize:"
 sed 's/^/   /' "$work/cluster_settings"
 echo
-echo "== what every node will receive, counted from the sources' key lists (read-only)"
-$bin/astaire plan --count --every-node --placement dalli --cluster-settings "$work/cluster_settings" | sed 's/^/   /'
-
-echo
-echo "== every node of the new list pulls its keys from their old owners (weights move keys between old nodes too)"
-for port in "${ports[@]}"; do
-    $bin/astaire resync --placement dalli --local-name "127.0.0.1:$port" --cluster-settings "$work/cluster_settings" \
-        --quiet --json >"$work/report.json"
-    /usr/bin/python3 -c "import json, sys; r = json.load(open(sys.argv[1])); c = r['counts']
-print(f'   {sys.argv[2]}: landed {c[\"landed\"]}, kept {c[\"kept\"]}, in {r[\"seconds\"]:.2f} s')" "$work/report.json" "127.0.0.1:$port"
-done
-
-echo
-echo "== verify, node by node: every moved key is on its new owner with its source's value"
-for port in "${ports[@]}"; do
-    $bin/astaire verify --placement dalli --local-name "127.0.0.1:$port" --cluster-settings "$work/cluster_settings" | tail -n 1 | sed 's/^/   /'
-done
+demo_resize dalli "weights move keys between old nodes too" "${ports[@]}"
 
 echo
 echo "== the old owners drop what Dalli's own ring now sends elsewhere"

@@ -31,23 +31,7 @@ echo
 echo "== cluster_settings for the resize:"
 sed 's/^/   /' "$work/cluster_settings"
 echo
-echo "== what every node will receive, counted from the sources' key lists (read-only)"
-$bin/astaire plan --count --every-node --placement ketama --cluster-settings "$work/cluster_settings" | sed 's/^/   /'
-
-echo
-echo "== every node of the new list pulls its keys from their old owners (unequal weights move keys between old nodes too)"
-for port in "${ports[@]}"; do
-    $bin/astaire resync --placement ketama --local-name "127.0.0.1:$port" --cluster-settings "$work/cluster_settings" \
-        --quiet --json >"$work/report.json"
-    /usr/bin/python3 -c "import json, sys; r = json.load(open(sys.argv[1])); c = r['counts']
-print(f'   {sys.argv[2]}: landed {c[\"landed\"]}, kept {c[\"kept\"]}, in {r[\"seconds\"]:.2f} s')" "$work/report.json" "127.0.0.1:$port"
-done
-
-echo
-echo "== verify, node by node: every moved key is on its new owner with its source's value"
-for port in "${ports[@]}"; do
-    $bin/astaire verify --placement ketama --local-name "127.0.0.1:$port" --cluster-settings "$work/cluster_settings" | tail -n 1 | sed 's/^/   /'
-done
+demo_resize ketama "unequal weights move keys between old nodes too" "${ports[@]}"
 
 echo
 echo "== the old owners drop what they handed over; pylibmc reads every key with the new list"
