@@ -853,7 +853,7 @@ impl DefaultPort {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start memcached ({e})"));
-            if ours(&mut child, &name) {
+            if came_up_as(&mut child, &name, Duration::from_secs(5)) {
                 servers.children.push(child);
                 servers.names.push(name);
             } else {
@@ -864,32 +864,6 @@ impl DefaultPort {
         assert_eq!(servers.names.len(), n, "memcached on port 11211 of {n} loopback addresses");
         servers
     }
-}
-
-/// Whether `child` answers on `name` within 5 s with its own pid.
-fn ours(child: &mut Child, name: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let pid = format!("STAT pid {}\r\n", child.id());
-    while Instant::now() < deadline {
-        if !matches!(child.try_wait(), Ok(None)) {
-            return false;
-        }
-        if let Ok(mut s) = std::net::TcpStream::connect(name) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            let (mut got, mut buf) = (Vec::new(), [0u8; 4096]);
-            if s.write_all(b"stats\r\n").is_ok() {
-                while !got.ends_with(b"END\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
-                        _ => break,
-                    }
-                }
-            }
-            return String::from_utf8_lossy(&got).contains(&pid);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 impl Drop for DefaultPort {

@@ -127,31 +127,7 @@ impl Memcached {
     /// Whether this child came up: the memcached answering on its port
     /// within 10 s reports this child's pid (`stats`).
     fn ready(&mut self) -> bool {
-        use std::io::{Read, Write};
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let ours = format!("STAT pid {}\r\n", self.child.id());
-        while Instant::now() < deadline {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                return false; // exited: most likely the port was taken
-            }
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                let (mut got, mut buf) = (Vec::new(), [0u8; 4096]);
-                if s.write_all(b"stats\r\n").is_ok() {
-                    while !got.ends_with(b"END\r\n") {
-                        match s.read(&mut buf) {
-                            Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
-                            _ => break,
-                        }
-                    }
-                }
-                // Anything else on the port (another test's server, or a
-                // memcached that won the port) is not ours.
-                return String::from_utf8_lossy(&got).contains(&ours);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+        came_up_as(&mut self.child, &format!("127.0.0.1:{}", self.port), Duration::from_secs(10))
     }
 
     pub fn name(&self) -> String {
@@ -517,4 +493,35 @@ pub async fn load_fast(view: &View, items: &[TestItem]) {
     for (server, items) in per_server {
         bulk_set(&server, &items).await;
     }
+}
+
+/// Whether the memcached `child` came up at `address` within `within`:
+/// the server answering there reports the child's pid (`stats`). Anything
+/// else on the port (another test's server, or a memcached that won the
+/// port) is not ours; a child that exited (most likely the port was
+/// taken) is not either.
+pub fn came_up_as(child: &mut std::process::Child, address: &str, within: Duration) -> bool {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + within;
+    let ours = format!("STAT pid {}\r\n", child.id());
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return false;
+        }
+        if let Ok(mut s) = std::net::TcpStream::connect(address) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let (mut got, mut buf) = (Vec::new(), [0u8; 4096]);
+            if s.write_all(b"stats\r\n").is_ok() {
+                while !got.ends_with(b"END\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                        _ => break,
+                    }
+                }
+            }
+            return String::from_utf8_lossy(&got).contains(&ours);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
