@@ -132,24 +132,28 @@ pub fn parse_dump_line(buf: &[u8], mode: DumpMode) -> Result<Option<(DumpLine, u
     Ok(Some((parsed, len)))
 }
 
-/// `size=` and `flags=` from the fields after a metadump key, wherever they
-/// stand (1.6.24 added `flags=` after `size=`, 1.6.39 a trailing space). A
+/// `size=` and `flags=` from the fields after a metadump key, found by name
+/// (1.6.24 added `flags=` after `size=`, 1.6.39 a trailing space, and
+/// extstore fields may follow; `flags=` is looked for after `size=`, where
+/// every version that prints it puts it). A
 /// field that is absent or not a number is `None`: the copy then fetches
 /// what it needs rather than trusting a guess.
 fn metadump_fields(fields: &[u8]) -> (Option<u32>, Option<u32>) {
-    // Found by a search for each name (with the space before it, so a
-    // field ending in `size=` is not one), not by splitting the line into
-    // fields: every source's whole dump goes through here (issue 32).
-    static SIZE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b" size="));
-    static FLAGS: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b" flags="));
-    let value = |finder: &memchr::memmem::Finder<'_>, name_len: usize| {
-        let at = finder.find(fields)? + name_len;
-        let rest = fields.get(at..)?;
-        parse_decimal::<u32>(rest.get(..memchr::memchr(b' ', rest).unwrap_or(rest.len()))?)
-    };
-    (value(&SIZE, 6), value(&FLAGS, 7))
+    // Found by name (with the space before it, so a field ending in
+    // `size=` is not one), not by splitting the line into fields: every
+    // source's whole dump goes through here (issue 32). `size=` is looked
+    // for from the end, space by space, where every version prints it
+    // (only `flags=` and the extstore fields follow it), and `flags=` only
+    // after it: a search for a `flags=` that 1.6.18 never prints read
+    // every line to its end.
+    let number = |rest: &[u8]| parse_decimal::<u32>(rest.get(..memchr::memchr(b' ', rest).unwrap_or(rest.len()))?);
+    fn field<'t>(text: &'t [u8], name: &[u8]) -> Option<&'t [u8]> {
+        memchr::memrchr_iter(b' ', text).find_map(|sp| text.get(sp + 1..)?.strip_prefix(name))
+    }
+    match field(fields, b"size=") {
+        Some(rest) => (number(rest), field(rest, b"flags=").and_then(number)),
+        None => (None, field(fields, b"flags=").and_then(number)),
+    }
 }
 
 /// What an operator can do about a server refusing a dump, from its answer:
@@ -333,7 +337,9 @@ key=plain exp=1796021269 la=1796021169 cas=2 fetch=no cls=1 size=69\nEND\r\n";
             one(b"key=a exp=-1 la=1 cas=1 fetch=no cls=1 size=70 flags=9 ext_page=3 ext_offset=8 \n").1,
             Some(70)
         );
-        assert_eq!(one(b"key=a exp=-1 la=1 cas=1 fetch=no cls=1 flags=9 size=70\n").2, Some(9));
+        assert_eq!(one(b"key=a exp=-1 la=1 cas=1 fetch=no cls=1 size=70 flags=9\n").2, Some(9));
+        assert_eq!(one(b"key=a exp=-1 cas=1 size=70 la=1 flags=9 \n"), (b"a".to_vec(), Some(70), Some(9)));
+        assert_eq!(one(b"key=a flags=9\n").2, Some(9), "no size=: flags= looked for everywhere");
         assert_eq!(one(b"key=a size=x flags=-1\n"), (b"a".to_vec(), None, None));
         assert_eq!(one(b"key=a flags=4294967296\n").2, None, "over 32 bits");
         assert_eq!(one(b"key=a\n"), (b"a".to_vec(), None, None));
