@@ -115,9 +115,13 @@ impl Connection {
         let read = async {
             let mut index = 0;
             loop {
-                // Every answer still due, and the closing `MN`.
-                reader.expect((expected - index.min(expected)).saturating_mul(answer) + 4);
-                let meta = reader.meta().await?;
+                let Some(meta) = reader.buffered_meta()? else {
+                    // Every answer still due, and the closing `MN`.
+                    reader.expect((expected - index.min(expected)).saturating_mul(answer) + 4);
+                    reader.fill_or_closed().await?;
+                    continue;
+                };
+                reader.finish_meta(&meta).await?;
                 if meta.status == Status::Noop {
                     return if index == expected { Ok(()) } else { Err(out_of_step(index.to_string())) };
                 }
