@@ -142,13 +142,16 @@ fn metadump_fields(fields: &[u8]) -> (Option<u32>, Option<u32>) {
     // Found by name (with the space before it, so a field ending in
     // `size=` is not one), not by splitting the line into fields: every
     // source's whole dump goes through here (issue 32). `size=` is looked
-    // for from the end, space by space, where every version prints it
+    // for from the end, where every version prints it
     // (only `flags=` and the extstore fields follow it), and `flags=` only
     // after it: a search for a `flags=` that 1.6.18 never prints read
     // every line to its end.
     let number = |rest: &[u8]| parse_decimal::<u32>(rest.get(..memchr::memchr(b' ', rest).unwrap_or(rest.len()))?);
+    // A plain loop over the line's last bytes: a library search's setup
+    // costs more than these few comparisons.
     fn field<'t>(text: &'t [u8], name: &[u8]) -> Option<&'t [u8]> {
-        memchr::memrchr_iter(b' ', text).find_map(|sp| text.get(sp + 1..)?.strip_prefix(name))
+        let at = text.windows(name.len() + 1).rposition(|w| w.first() == Some(&b' ') && w.get(1..) == Some(name))?;
+        text.get(at + 1 + name.len()..)
     }
     match field(fields, b"size=") {
         Some(rest) => (number(rest), field(rest, b"flags=").and_then(number)),
