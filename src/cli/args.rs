@@ -283,7 +283,7 @@ pub struct ResyncArgs {
     #[command(flatten)]
     pub limits: LimitArgs,
     /// Keys per pipelined batch.
-    #[arg(long, default_value_t = 1024, hide = true)]
+    #[arg(long, default_value_t = astaire::resync::BATCH_KEYS, hide = true)]
     pub batch_keys: usize,
     /// Seconds to wait for a source's crawler that another dump keeps busy.
     #[arg(long, default_value_t = 60, hide = true)]

@@ -38,6 +38,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
+/// Keys per pipelined batch, by default. Each batch costs its fixed part
+/// (a request write and a wake-up per stage, the delete guard's two
+/// `stats`) whatever its size: 4,096 rather than 1,024 took a 3→4 of 1 M
+/// keys at 100 B from 1.80-2.03 to 1.66-1.77 µs of CPU per key landed
+/// unthrottled and from 2.20-2.41 to 1.92-2.08 at 5%, a third of the
+/// context switches, for 6-9 MiB more peak memory (issue 32).
+pub const BATCH_KEYS: usize = 4096;
+
 /// How a resync runs.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -73,7 +81,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             conflict: ConflictPolicy::default(),
-            batch_keys: 1024,
+            batch_keys: BATCH_KEYS,
             batch_bytes: 1 << 20,
             io_timeout: crate::memcached::DEFAULT_TIMEOUT,
             busy_wait: Duration::from_secs(60),
