@@ -121,7 +121,9 @@ impl Connection {
                     reader.fill_or_closed().await?;
                     continue;
                 };
-                reader.finish_meta(&meta).await?;
+                if let Some(n) = meta.oversized {
+                    reader.read_past(n).await?;
+                }
                 if meta.status == Status::Noop {
                     return if index == expected { Ok(()) } else { Err(out_of_step(index.to_string())) };
                 }

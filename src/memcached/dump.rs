@@ -140,23 +140,23 @@ pub fn parse_dump_line(buf: &[u8], mode: DumpMode) -> Result<Option<(DumpLine, u
 /// what it needs rather than trusting a guess.
 fn metadump_fields(fields: &[u8]) -> (Option<u32>, Option<u32>) {
     // Found by name (with the space before it, so a field ending in
-    // `size=` is not one), not by splitting the line into fields: every
-    // source's whole dump goes through here (issue 32). `size=` is looked
-    // for from the end, where every version prints it
-    // (only `flags=` and the extstore fields follow it), and `flags=` only
-    // after it: a search for a `flags=` that 1.6.18 never prints read
-    // every line to its end.
-    let number = |rest: &[u8]| parse_decimal::<u32>(rest.get(..memchr::memchr(b' ', rest).unwrap_or(rest.len()))?);
-    // A plain loop over the line's last bytes: a library search's setup
-    // costs more than these few comparisons.
+    // `size=` is not one) in a plain loop over the line's last bytes, not
+    // by splitting the line into fields nor by a library search, whose
+    // setup costs more than these few comparisons: every source's whole
+    // dump goes through here (issue 32). `size=` is looked for from the
+    // end, where every version prints it (only `flags=` and the extstore
+    // fields follow it), and `flags=` only after it: a search for a
+    // `flags=` that 1.6.18 never prints read every line to its end.
     fn field<'t>(text: &'t [u8], name: &[u8]) -> Option<&'t [u8]> {
         let at = text.windows(name.len() + 1).rposition(|w| w.first() == Some(&b' ') && w.get(1..) == Some(name))?;
         text.get(at + 1 + name.len()..)
     }
-    match field(fields, b"size=") {
-        Some(rest) => (number(rest), field(rest, b"flags=").and_then(number)),
-        None => (None, field(fields, b"flags=").and_then(number)),
-    }
+    let number = |rest: &[u8]| parse_decimal::<u32>(rest.get(..memchr::memchr(b' ', rest).unwrap_or(rest.len()))?);
+    let (size, after_size) = match field(fields, b"size=") {
+        Some(rest) => (number(rest), rest),
+        None => (None, fields),
+    };
+    (size, field(after_size, b"flags=").and_then(number))
 }
 
 /// What an operator can do about a server refusing a dump, from its answer:

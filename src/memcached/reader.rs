@@ -248,7 +248,9 @@ impl Reader {
     }
 
     /// The next meta response. One whose value is over the limit comes
-    /// with [`Meta::oversized`] set, its value read past and dropped.
+    /// with [`Meta::oversized`] set, its value read past and dropped. (The
+    /// copy reads a batch's answers with [`Reader::buffered_meta`].)
+    #[cfg(test)]
     pub async fn meta(&mut self) -> Result<Meta, McError> {
         let meta = loop {
             match self.buffered_meta()? {
@@ -256,12 +258,14 @@ impl Reader {
                 None => self.fill_or_closed().await?,
             }
         };
-        self.finish_meta(&meta).await?;
+        if let Some(n) = meta.oversized {
+            self.read_past(n).await?;
+        }
         Ok(meta)
     }
 
     /// The next meta response if the buffer holds it (its header alone
-    /// when [`Meta::oversized`]: then [`Reader::finish_meta`] must read
+    /// when [`Meta::oversized`]: then [`Reader::read_past`] must read
     /// past the value); no I/O. A batch's answers are parsed in a plain
     /// loop over what one read brought, not one future per answer: every
     /// key of a copy has three or four answers, and each layer of
@@ -280,14 +284,12 @@ impl Reader {
         }
     }
 
-    /// Reads past the value of an oversized answer that
-    /// [`Reader::buffered_meta`] returned; nothing for any other.
-    pub async fn finish_meta(&mut self, meta: &Meta) -> Result<(), McError> {
-        if let Some(n) = meta.oversized {
-            self.skip(n).await?;
-            // The header's bytes may be overwritten by now: no frame.
-            self.frame = 0..0;
-        }
+    /// Reads past the `n`-byte value of an oversized answer that
+    /// [`Reader::buffered_meta`] returned ([`Meta::oversized`]).
+    pub async fn read_past(&mut self, n: usize) -> Result<(), McError> {
+        self.skip(n).await?;
+        // The header's bytes may be overwritten by now: no frame.
+        self.frame = 0..0;
         Ok(())
     }
 

@@ -290,12 +290,13 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
 
     let mut counts = Counts::default();
     let mut failed_sources: BTreeMap<String, String> = BTreeMap::new();
-    let mut listed: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    // Per source: keys listed in its wanted vbuckets, and keys its dump named.
+    let mut listings: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut local_error = None;
     while let Some(joined) = tasks.join_next_with_id().await {
         let (source, outcome, result) = settle(joined, &mut task_source);
         counts.merge(&outcome.counts);
-        listed.insert(source.clone(), (outcome.listed, outcome.dumped));
+        listings.insert(source.clone(), (outcome.listed, outcome.dumped));
         match result {
             Ok(()) => {
                 progress.source_done(&source);
@@ -361,8 +362,8 @@ pub async fn run(work: &WorkList, opts: &Options, stats: &Stats) -> Result<Repor
         sources: by_source
             .into_iter()
             .map(|(source, vbuckets)| SourceReport {
-                listed: listed.get(&source).map_or(0, |l| l.0),
-                dumped: listed.get(&source).map_or(0, |l| l.1),
+                listed: listings.get(&source).map_or(0, |&(listed, _)| listed),
+                dumped: listings.get(&source).map_or(0, |&(_, dumped)| dumped),
                 error: failed_sources.get(&source).cloned(),
                 source,
                 vbuckets,
