@@ -125,8 +125,12 @@ async fn off_the_loop<T: Send + 'static>(
     std::thread::Builder::new()
         .name("astaire-read".into())
         .spawn(move || {
-            let _done = done;
-            let _ = tx.send(work());
+            // The slot is freed before the answer is sent: the caller may
+            // start the next read as soon as it has this one's. (A panic
+            // in `work` frees it too, as `done` is dropped on the way out.)
+            let answer = work();
+            drop(done);
+            let _ = tx.send(answer);
         })
         .map_err(|e| OffLoop::NoThread(e.to_string()))?;
     match tokio::time::timeout(limit, rx).await {
@@ -826,6 +830,19 @@ pub async fn run(opts: DaemonOptions) -> Result<(), StartError> {
 mod tests {
     use super::*;
     use std::time::Instant;
+
+    /// The read slot is free by the time the answer arrives: the thread
+    /// cleared it only after sending, so the read right after another
+    /// (the daemon's first resync after its start-up read) was refused as
+    /// "an earlier read has not returned yet".
+    #[tokio::test]
+    async fn a_read_may_follow_the_one_that_returned() {
+        let busy = Arc::new(AtomicBool::new(false));
+        for i in 0..2000 {
+            let answer = off_the_loop(move || i, Duration::from_secs(5), &busy).await;
+            assert!(matches!(answer, Ok(n) if n == i), "read {i}: {answer:?}");
+        }
+    }
 
     /// A read the file system never answers (a hung NFS or FUSE mount)
     /// costs the loop the limit, not the read; while it is stuck another is
