@@ -163,11 +163,60 @@ pub fn parse_meta(buf: &[u8]) -> Result<Option<Meta>, ProtoError> {
 /// bytes: a larger one (up to [`MAX_VALUE`]) is returned from its header
 /// alone, complete as soon as the header line is, marked
 /// [`Meta::oversized`], for the reader to read past.
+///
+/// Every key a copy moves has three or four answers, so the header is read
+/// in one pass over its bytes ([`header_fast`]), for the shapes memcached
+/// prints; anything else (errors, odd spacing, numbers out of range) is
+/// read by the general parser ([`header_general`]), which decides what it
+/// means. Both give the same reading of any line the first one takes (a
+/// property test compares them).
 pub fn parse_meta_within(buf: &[u8], max_value: usize) -> Result<Option<Meta>, ProtoError> {
-    let Some((line, line_len)) = first_line(buf)? else {
-        return Ok(None);
+    parse_meta_by(buf, max_value, true)
+}
+
+/// [`parse_meta_within`], with the one-pass reading of the header (`fast`)
+/// or the general one only (for the tests that compare them).
+#[inline(always)]
+fn parse_meta_by(buf: &[u8], max_value: usize, fast: bool) -> Result<Option<Meta>, ProtoError> {
+    let (mut meta, value_len) = match header_fast(buf).filter(|_| fast) {
+        Some(read) => read,
+        None => {
+            let Some((line, line_len)) = first_line(buf)? else {
+                return Ok(None);
+            };
+            match header_general(buf, line, line_len)? {
+                Header::Final(meta) => return Ok(Some(meta)),
+                Header::Read(meta, value_len) => (meta, value_len),
+            }
+        }
     };
-    let mut meta = Meta {
+    if let Some(n) = value_len.filter(|n| *n > max_value) {
+        meta.oversized = Some(n);
+    } else if let Some(n) = value_len {
+        let start = meta.len;
+        let end = start + n;
+        let Some(terminator) = buf.get(end..end + 2) else {
+            return Ok(None);
+        };
+        if terminator != b"\r\n" {
+            return Err(ProtoError::Malformed(format!("value of {n} bytes not followed by CRLF")));
+        }
+        meta.value = Some(start..end);
+        meta.len = end + 2;
+    }
+    Ok(Some(meta))
+}
+
+/// A header line read: a whole answer (an error line), or a header and the
+/// length of the value announced after it.
+enum Header {
+    Final(Meta),
+    Read(Meta, Option<usize>),
+}
+
+/// An answer with nothing read yet but its header's length.
+fn empty_meta(line_len: usize) -> Meta {
+    Meta {
         status: Status::Stored,
         len: line_len,
         flags: None,
@@ -179,13 +228,101 @@ pub fn parse_meta_within(buf: &[u8], max_value: usize) -> Result<Option<Meta>, P
         message: None,
         opaque: None,
         oversized: None,
+    }
+}
+
+/// The header as memcached prints it, read from the front of `buf` in one
+/// pass, its end included: a two-letter code, then tokens each after one
+/// space, every number plain digits (`t` may be `-1`) that fits, then
+/// `\r\n`. `None` for anything else, or a header not all buffered yet,
+/// which [`header_general`] reads.
+fn header_fast(buf: &[u8]) -> Option<(Meta, Option<usize>)> {
+    /// The digits from `at` up to the next space or `\r`, if there are 1
+    /// to 19 of them and nothing else; with where they end.
+    fn digits(buf: &[u8], at: usize) -> Option<(u64, usize)> {
+        let (mut n, mut end) = (0u64, at);
+        while let Some(v) = buf.get(end).map(|d| d.wrapping_sub(b'0')).filter(|v| *v < 10) {
+            n = n.wrapping_mul(10).wrapping_add(u64::from(v));
+            end += 1;
+        }
+        let ok = (1..=19).contains(&(end - at)) && matches!(buf.get(end), Some(b' ' | b'\r'));
+        ok.then_some((n, end))
+    }
+    /// Longer headers go to the general parser (which bounds lines).
+    const LONGEST: usize = 256;
+    let status = match buf.get(..2)? {
+        b"VA" => Status::Value,
+        b"HD" => Status::Stored,
+        b"EN" => Status::Miss,
+        b"NS" => Status::NotStored,
+        b"EX" => Status::Exists,
+        b"NF" => Status::NotFound,
+        b"MN" => Status::Noop,
+        _ => return None,
     };
+    let mut meta = empty_meta(0);
+    meta.status = status;
+    let mut at = 2;
+    let mut value_len = None;
+    if status == Status::Value {
+        if buf.get(at) != Some(&b' ') {
+            return None;
+        }
+        let (n, end) = digits(buf, at + 1)?;
+        value_len = Some(usize::try_from(n).ok().filter(|n| *n <= MAX_VALUE)?);
+        at = end;
+    }
+    loop {
+        match buf.get(at)? {
+            b'\r' if buf.get(at + 1) == Some(&b'\n') => {
+                meta.len = at + 2;
+                return Some((meta, value_len));
+            }
+            b' ' if at < LONGEST => {}
+            _ => return None,
+        }
+        let flag = *buf.get(at + 1)?;
+        at += 2;
+        match flag {
+            b'f' => {
+                let (n, end) = digits(buf, at)?;
+                meta.flags = Some(u32::try_from(n).ok()?);
+                at = end;
+            }
+            b't' => {
+                let negative = buf.get(at) == Some(&b'-');
+                let (n, end) = digits(buf, at + usize::from(negative))?;
+                let n = i64::try_from(n).ok()?;
+                meta.ttl = Some(if negative { -n } else { n });
+                at = end;
+            }
+            b'c' => {
+                let (n, end) = digits(buf, at)?;
+                meta.cas = Some(n);
+                at = end;
+            }
+            b'O' => {
+                let (n, end) = digits(buf, at)?;
+                meta.opaque = Some(u32::try_from(n).ok()?);
+                at = end;
+            }
+            // Keys, base64 marks and flags we did not ask for: the general
+            // parser reads them.
+            _ => return None,
+        }
+    }
+}
+
+/// Any header line: errors, keys, flags we did not ask for, and whatever
+/// [`header_fast`] does not take.
+fn header_general(buf: &[u8], line: &[u8], line_len: usize) -> Result<Header, ProtoError> {
+    let mut meta = empty_meta(line_len);
     for (prefix, status) in [(&b"SERVER_ERROR"[..], Status::ServerError), (b"CLIENT_ERROR", Status::ClientError)] {
         if let Some(rest) = line.strip_prefix(prefix) {
             meta.status = status;
             let start = line.len() - rest.len() + usize::from(rest.first() == Some(&b' '));
             meta.message = Some(start..line.len());
-            return Ok(Some(meta));
+            return Ok(Header::Final(meta));
         }
     }
     if line.starts_with(b"ERROR") {
@@ -227,21 +364,7 @@ pub fn parse_meta_within(buf: &[u8], max_value: usize) -> Result<Option<Meta>, P
             _ => {} // flags we did not ask for (s, W, Z, …) are not ours to judge
         }
     }
-    if let Some(n) = value_len.filter(|n| *n > max_value) {
-        meta.oversized = Some(n);
-    } else if let Some(n) = value_len {
-        let start = line_len;
-        let end = start + n;
-        let Some(terminator) = buf.get(end..end + 2) else {
-            return Ok(None);
-        };
-        if terminator != b"\r\n" {
-            return Err(ProtoError::Malformed(format!("value of {n} bytes not followed by CRLF")));
-        }
-        meta.value = Some(start..end);
-        meta.len = end + 2;
-    }
-    Ok(Some(meta))
+    Ok(Header::Read(meta, value_len))
 }
 
 /// How a key travels in a request: as is, or base64 with the `b` flag.

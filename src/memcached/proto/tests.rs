@@ -149,6 +149,74 @@ mod properties {
             prop_assert_eq!(&frame[m.value.unwrap()], &value[..]);
         }
 
+        /// The one-pass header reading and the general one read every
+        /// answer alike: lines built from the tokens memcached prints and
+        /// from ones it does not (odd spacing, signs, numbers past their
+        /// type, keys, unknown flags, error lines), with a value or not.
+        #[test]
+        fn the_fast_header_reading_agrees_with_the_general_one(
+            code in prop::sample::select(vec!["VA", "HD", "EN", "NS", "EX", "NF", "MN", "SERVER_ERROR", "CLIENT_ERROR", "ERROR", "XX", "H", "VAX", ""]),
+            tokens in prop::collection::vec(prop_oneof![
+                (prop::sample::select(vec!["f", "t", "c", "O", "s", "k", "b", "W", ""]), prop_oneof![
+                    any::<u64>().prop_map(|n| n.to_string()),
+                    (0u64..5000).prop_map(|n| n.to_string()),
+                    (0u64..5000).prop_map(|n| format!("-{n}")),
+                    Just(String::new()),
+                    Just("4294967296".to_owned()),
+                    Just("9223372036854775808".to_owned()),
+                    Just("99999999999999999999".to_owned()),
+                    Just("1x".to_owned()),
+                    Just("reg\\\\sip:a@b".to_owned()),
+                ]).prop_map(|(f, v)| format!("{f}{v}")),
+            ], 0..6),
+            size in prop_oneof![Just(None), (0usize..40).prop_map(Some), Just(Some(MAX_VALUE + 1))],
+            spaces in prop::collection::vec(prop::sample::select(vec![" ", " ", " ", "  ", ""]), 8),
+            value_fits in any::<bool>(),
+            max_value in prop_oneof![Just(MAX_VALUE), 0usize..30],
+        ) {
+            let mut line = code.to_owned();
+            if let Some(n) = size {
+                line.push_str(spaces[7]);
+                line.push_str(&n.to_string());
+            }
+            for (i, t) in tokens.iter().enumerate() {
+                line.push_str(spaces[i]);
+                line.push_str(t);
+            }
+            let mut frame = format!("{line}\r\n").into_bytes();
+            let n = size.unwrap_or(0).min(40);
+            frame.extend(std::iter::repeat_n(b'v', if value_fits { n } else { n + 1 }));
+            frame.extend_from_slice(b"\r\n");
+            prop_assert_eq!(parse_meta_by(&frame, max_value, true), parse_meta_by(&frame, max_value, false), "{:?}", line);
+        }
+
+        /// The same, for answers shaped as memcached prints them (the ones
+        /// the one-pass reading takes), with every number it may carry.
+        #[test]
+        fn the_fast_header_reading_agrees_with_the_general_one_on_real_answers(
+            code in prop::sample::select(vec!["VA", "HD", "EN", "NS", "EX", "NF", "MN"]),
+            tokens in prop::collection::vec((prop::sample::select(vec!['f', 't', 'c', 'O']), any::<i64>()), 0..5),
+            size in 0usize..40,
+            cut in any::<usize>(),
+        ) {
+            let mut line = code.to_owned();
+            if code == "VA" {
+                line.push_str(&format!(" {size}"));
+            }
+            for (flag, n) in &tokens {
+                line.push_str(&format!(" {flag}{}", if *flag == 't' { *n } else { n.unsigned_abs() as i64 }));
+            }
+            let mut frame = format!("{line}\r\n").into_bytes();
+            if code == "VA" {
+                frame.extend(std::iter::repeat_n(b'v', size));
+                frame.extend_from_slice(b"\r\n");
+            }
+            let fast = parse_meta_by(&frame, MAX_VALUE, true);
+            prop_assert_eq!(&fast, &parse_meta_by(&frame, MAX_VALUE, false), "{:?}", line);
+            let cut = cut % (frame.len() + 1);
+            prop_assert_eq!(parse_meta_by(&frame[..cut], MAX_VALUE, true), parse_meta_by(&frame[..cut], MAX_VALUE, false));
+        }
+
         /// Bytes changed, and the frame cut anywhere (a corrupted answer
         /// may also be a short one).
         #[test]
