@@ -214,6 +214,20 @@ enum Header {
     Read(Meta, Option<usize>),
 }
 
+/// The status a meta answer's two-letter code stands for (errors aside).
+fn status_of(code: &[u8]) -> Option<Status> {
+    Some(match code {
+        b"VA" => Status::Value,
+        b"HD" => Status::Stored,
+        b"EN" => Status::Miss,
+        b"NS" => Status::NotStored,
+        b"EX" => Status::Exists,
+        b"NF" => Status::NotFound,
+        b"MN" => Status::Noop,
+        _ => return None,
+    })
+}
+
 /// An answer with nothing read yet but its header's length.
 fn empty_meta(line_len: usize) -> Meta {
     Meta {
@@ -238,10 +252,11 @@ fn empty_meta(line_len: usize) -> Meta {
 /// which [`header_general`] reads.
 fn header_fast(buf: &[u8]) -> Option<(Meta, Option<usize>)> {
     /// The digits from `at` up to the next space or `\r`, if there are 1
-    /// to 19 of them and nothing else; with where they end.
+    /// to 19 of them (u64 holds any) and nothing else; with where they
+    /// end. A longer run is not read past its 20th digit.
     fn digits(buf: &[u8], at: usize) -> Option<(u64, usize)> {
         let (mut n, mut end) = (0u64, at);
-        while let Some(v) = buf.get(end).map(|d| d.wrapping_sub(b'0')).filter(|v| *v < 10) {
+        while let Some(v) = buf.get(end).filter(|_| end - at < 20).map(|d| d.wrapping_sub(b'0')).filter(|v| *v < 10) {
             n = n.wrapping_mul(10).wrapping_add(u64::from(v));
             end += 1;
         }
@@ -250,16 +265,7 @@ fn header_fast(buf: &[u8]) -> Option<(Meta, Option<usize>)> {
     }
     /// Longer headers go to the general parser (which bounds lines).
     const LONGEST: usize = 256;
-    let status = match buf.get(..2)? {
-        b"VA" => Status::Value,
-        b"HD" => Status::Stored,
-        b"EN" => Status::Miss,
-        b"NS" => Status::NotStored,
-        b"EX" => Status::Exists,
-        b"NF" => Status::NotFound,
-        b"MN" => Status::Noop,
-        _ => return None,
-    };
+    let status = status_of(buf.get(..2)?)?;
     let mut meta = empty_meta(0);
     meta.status = status;
     let mut at = 2;
@@ -330,16 +336,7 @@ fn header_general(buf: &[u8], line: &[u8], line_len: usize) -> Result<Header, Pr
     }
     let mut tokens = line.split(|b| *b == b' ').filter(|t| !t.is_empty());
     let code = tokens.next().unwrap_or_default();
-    meta.status = match code {
-        b"VA" => Status::Value,
-        b"HD" => Status::Stored,
-        b"EN" => Status::Miss,
-        b"NS" => Status::NotStored,
-        b"EX" => Status::Exists,
-        b"NF" => Status::NotFound,
-        b"MN" => Status::Noop,
-        _ => return Err(ProtoError::Malformed(lossy(line))),
-    };
+    meta.status = status_of(code).ok_or_else(|| ProtoError::Malformed(lossy(line)))?;
     let mut value_len = None;
     if meta.status == Status::Value {
         let tok = tokens.next().ok_or_else(|| ProtoError::Malformed(lossy(line)))?;
