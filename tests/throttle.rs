@@ -40,7 +40,9 @@ fn a_tenth_of_one_core() -> (String, f64) {
 async fn the_cpu_limit_holds_the_copy_near_its_share_of_one_core() {
     let _serial = serial().await;
     let r = Resize::three_to_four();
-    load_fast(&view(&r.stable), &plain_items("reg\\\\sip:cpu", 400_000, 1)).await;
+    // Enough keys for several seconds at a tenth of a core: at 400,000 the
+    // copy grew cheap enough (issue 32) to finish in 4.9 s at its share.
+    load_fast(&view(&r.stable), &plain_items("reg\\\\sip:cpu", 600_000, 1)).await;
     let (percent, target) = a_tenth_of_one_core();
     let mut child = std::process::Command::new(common::astaire_binary())
         .args(["resync", "--quiet", "--local-name", r.new_node(), "--cluster-settings"])
@@ -68,7 +70,9 @@ async fn the_cpu_limit_holds_the_copy_near_its_share_of_one_core() {
     eprintln!("cpu {cpu:.2} s over {:.2} s: {share:.3} of one core (target {target})", wall.as_secs_f64());
     // Behaviour, not a figure (the figure is the benchmark's): the copy
     // is held back to about its share, neither far over it nor idle.
-    assert!(wall > Duration::from_secs(5), "held back to a long resync: {wall:?}");
+    // Long enough for the share to be an average over many bursts (each
+    // pause is at least 250 ms), whatever the copy costs per key.
+    assert!(wall > Duration::from_secs(3), "held back to a long resync: {wall:?}");
     assert!(share < 2.0 * target && share > 0.3 * target, "share {share:.3} of one core for a target of {target}");
 }
 
