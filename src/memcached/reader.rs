@@ -152,23 +152,24 @@ impl Reader {
     /// A read that waits for the socket's low-water mark, or for
     /// [`BULK_SETTLE`], whichever comes first, then takes what is there:
     /// the mark is only ever a lower bound of what is coming, and a wrong
-    /// one costs a settle, never a hang.
+    /// one costs a settle, never a hang. The wait is tokio's own read, which
+    /// forgets the socket's readiness after a read that drained it: a
+    /// `try_read` keeps it, and every later read then returned at once
+    /// with the packet or two that had come meanwhile (issue 32: the
+    /// answers to a batch came in reads of about 1 KiB, whatever the mark).
     async fn read_bulk(&mut self) -> Result<usize, McError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            // Either ready (the mark reached, or an end or error) or
-            // settled; the read below tells which.
-            let _ = timeout(BULK_SETTLE, self.inner.readable()).await;
             let tail = self.buf.get_mut(self.end..).unwrap_or_default();
-            let read = match self.inner.try_read(tail) {
-                // tokio saw no readiness event (there is none below the
-                // mark): ask the socket itself, without blocking.
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            let read = match timeout(BULK_SETTLE, self.inner.read(tail)).await {
+                Ok(read) => read,
+                // Settled below the mark: ask the socket itself, without
+                // blocking (tokio saw no readiness, there is none below it).
+                Err(_) => {
                     let fd = std::os::fd::AsRawFd::as_raw_fd(self.inner.as_ref());
                     nix::sys::socket::recv(fd, tail, nix::sys::socket::MsgFlags::MSG_DONTWAIT)
                         .map_err(std::io::Error::from)
                 }
-                other => other,
             };
             match read {
                 Ok(n) => return Ok(n),
