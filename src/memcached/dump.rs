@@ -335,6 +335,17 @@ const fn hex_table() -> [u8; 256] {
     t
 }
 
+/// The lanes below `n` of a 64-lane mask (all 64 from 64 up), for the
+/// masked loads and stores of the AVX-512 readings below.
+#[cfg(target_arch = "x86_64")]
+fn below(n: usize) -> u64 {
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << n) - 1
+    }
+}
+
 /// Percent-decoding 64 bytes at a time with AVX-512. In each block: the
 /// `%`s, the hex values of the two bytes after each position (a table
 /// lookup of 64 bytes at once), an escape wherever a `%` is followed by two
@@ -346,6 +357,7 @@ const fn hex_table() -> [u8; 256] {
 /// byte by byte; this is checked against it on every length to 200 bytes.
 #[cfg(target_arch = "x86_64")]
 mod percent_wide {
+    use super::below;
     use std::arch::x86_64::*;
 
     pub fn available() -> bool {
@@ -354,15 +366,6 @@ mod percent_wide {
             && std::arch::is_x86_feature_detected!("avx512vbmi")
             && std::arch::is_x86_feature_detected!("avx512vbmi2")
             && std::arch::is_x86_feature_detected!("popcnt")
-    }
-
-    /// The lanes below `n` (all 64 from 64 up).
-    fn below(n: usize) -> __mmask64 {
-        if n >= 64 {
-            u64::MAX
-        } else {
-            (1u64 << n) - 1
-        }
     }
 
     /// Appends `text` decoded to `out`.
@@ -437,20 +440,11 @@ mod percent_wide {
 /// a line of 40 to 110 bytes.
 #[cfg(target_arch = "x86_64")]
 mod line_wide {
-    use super::Marks;
+    use super::{below, Marks};
     use std::arch::x86_64::*;
 
     pub fn available() -> bool {
         std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw")
-    }
-
-    /// The lanes below `n` (all 64 from 64 up).
-    fn below(n: usize) -> u64 {
-        if n >= 64 {
-            u64::MAX
-        } else {
-            (1u64 << n) - 1
-        }
     }
 
     /// The marks of the line at the start of `buf`, looking at its first
