@@ -741,11 +741,16 @@ async fn plan_and_verify_never_write_and_a_resync_writes_only_to_its_local_node(
 /// keys pile up (the dump is never slowed). With a 1 MB budget every key
 /// lands and all that waited past the budget went to disk; the same resync with no
 /// budget spills nothing and peaks higher by most of what the first one
-/// spilled, so it is the bound that kept the first one small.
+/// spilled, so it is the bound that kept the first one small. The keys are
+/// long (about 110 bytes), so that what waits is tens of megabytes, far
+/// above how the allocator's peak moves from run to run (with 20-byte keys
+/// 6 MB waited, and a loaded CI machine once kept only 2.7 MB of it out of
+/// the peak, against the 3.1 asked).
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_past_the_queue_budget_spill_and_every_key_lands() {
     let mut r = Resize::three_to_four();
-    let items = plain_items("reg\\\\sip:spill", 300_000, 1);
+    let prefix = format!("reg\\\\sip:spill-{}-", "long".repeat(24));
+    let items = plain_items(&prefix, 300_000, 1);
     load_fast(&view(&r.stable), &items).await;
     let expected = expected_for(&view(&r.resize), &r.all[3], &items);
     let spill_dir = tempfile::tempdir().unwrap();
