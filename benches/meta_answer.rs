@@ -31,8 +31,9 @@ fn main() {
             let start = Instant::now();
             let (mut at, mut sum) = (0, 0u64);
             while let Some(m) = parse_meta_within(&buf[at..], MAX_VALUE).expect("a valid answer") {
-                sum +=
-                    u64::from(m.flags.unwrap_or(0)) + m.value.map_or(0, |v| v.len() as u64) + m.ttl.unwrap_or(0) as u64;
+                sum += u64::from(m.flags.unwrap_or(0))
+                    + m.value.map_or(0, |v| v.range().len() as u64)
+                    + m.ttl.unwrap_or(0) as u64;
                 at += m.len;
             }
             best = best.min(start.elapsed().as_nanos() as f64 / f64::from(ANSWERS));

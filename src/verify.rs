@@ -120,7 +120,7 @@ async fn compare_batch(
         .pipeline_items(req, &items, None, |item, m, frame| {
             let problem = match m.status {
                 Status::Value => {
-                    let value = m.value.clone().and_then(|r| frame.get(r)).unwrap_or_default();
+                    let value = m.value.and_then(|s| s.of(frame)).unwrap_or_default();
                     if value != batch.value(item) {
                         Some(Problem::ValueDiffers)
                     } else if m.flags.unwrap_or(0) != item.flags {

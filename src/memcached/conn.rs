@@ -312,7 +312,7 @@ impl Connection {
         self.pipeline(&req, 1, |_, m, frame| {
             if m.status == Status::Value {
                 item = Some(Item {
-                    value: m.value.clone().and_then(|r| frame.get(r)).unwrap_or_default().to_vec(),
+                    value: m.value.and_then(|s| s.of(frame)).unwrap_or_default().to_vec(),
                     flags: m.flags.unwrap_or(0),
                     ttl: m.ttl.unwrap_or(-1),
                     cas: m.cas.unwrap_or(0),

@@ -427,7 +427,7 @@ mod tests {
         c.reader.limit_values(1 << 20);
         let mut seen = Vec::new();
         c.pipeline(b"", 2, |_, m, frame| {
-            let value = m.value.clone().and_then(|r| frame.get(r)).map(<[u8]>::to_vec);
+            let value = m.value.and_then(|s| s.of(frame)).map(<[u8]>::to_vec);
             seen.push((m.status, m.flags, m.oversized, value));
             Ok(())
         })

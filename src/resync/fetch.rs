@@ -108,7 +108,7 @@ async fn fetch_values(
                 }
             }
             Status::Value => {
-                let value = m.value.clone().and_then(|r| frame.get(r)).unwrap_or_default();
+                let value = m.value.and_then(|s| s.of(frame)).unwrap_or_default();
                 largest = largest.max(Some(value.len() as u64));
                 if out.held() >= budget {
                     dropped.push(i);

@@ -150,7 +150,7 @@ impl<'a> Injector<'a> {
                 if fate == Fate::Failed {
                     failures += 1;
                     if failures <= 3 {
-                        let msg = m.message.clone().and_then(|r| frame.get(r)).unwrap_or_default();
+                        let msg = m.message.and_then(|s| s.of(frame)).unwrap_or_default();
                         warn!(local = %server, "item not stored: {}", proto::printable(msg));
                     }
                 }

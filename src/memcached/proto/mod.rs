@@ -59,7 +59,34 @@ pub enum Status {
     ClientError,
 }
 
-/// One parsed response. Ranges are relative to the start of the frame.
+/// Where some of a frame's bytes are, relative to its start, in 32 bits
+/// (a frame is at most [`MAX_VALUE`] and two lines): every answer of a
+/// copy is moved a few times between the parser and its caller, and with
+/// `Range<usize>`s a [`Meta`] was 152 bytes, moved by a `memcpy` call
+/// (2.8% of a copy's CPU on memcached 1.6.45, issue 32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    /// `range` as a span; `None` past 32 bits (no frame is that long).
+    pub fn new(range: Range<usize>) -> Option<Span> {
+        Some(Span { start: u32::try_from(range.start).ok()?, end: u32::try_from(range.end).ok()? })
+    }
+
+    pub fn range(self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+
+    /// These bytes of `frame`.
+    pub fn of(self, frame: &[u8]) -> Option<&[u8]> {
+        frame.get(self.range())
+    }
+}
+
+/// One parsed response. Spans are relative to the start of the frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
     pub status: Status,
@@ -69,11 +96,11 @@ pub struct Meta {
     /// Remaining TTL from `t`: -1 means no expiry.
     pub ttl: Option<i64>,
     pub cas: Option<u64>,
-    pub key: Option<Range<usize>>,
+    pub key: Option<Span>,
     pub base64: bool,
-    pub value: Option<Range<usize>>,
+    pub value: Option<Span>,
     /// The message of a `SERVER_ERROR`.
-    pub message: Option<Range<usize>>,
+    pub message: Option<Span>,
     /// The `O` token echoed back: the request's position in its batch.
     pub opaque: Option<u32>,
     /// A value over the reader's limit: its size. The frame is then the
@@ -201,7 +228,7 @@ fn parse_meta_by(buf: &[u8], max_value: usize, fast: bool) -> Result<Option<Meta
         if terminator != b"\r\n" {
             return Err(ProtoError::Malformed(format!("value of {n} bytes not followed by CRLF")));
         }
-        meta.value = Some(start..end);
+        meta.value = Some(Span::new(start..end).ok_or(ProtoError::ValueTooLarge(n))?);
         meta.len = end + 2;
     }
     Ok(Some(meta))
@@ -327,7 +354,7 @@ fn header_general(buf: &[u8], line: &[u8], line_len: usize) -> Result<Header, Pr
         if let Some(rest) = line.strip_prefix(prefix) {
             meta.status = status;
             let start = line.len() - rest.len() + usize::from(rest.first() == Some(&b' '));
-            meta.message = Some(start..line.len());
+            meta.message = Span::new(start..line.len());
             return Ok(Header::Final(meta));
         }
     }
@@ -356,7 +383,7 @@ fn header_general(buf: &[u8], line: &[u8], line_len: usize) -> Result<Header, Pr
             b'O' => meta.opaque = Some(parse_num(arg, line)?),
             b'k' => {
                 let start = tok.as_ptr() as usize - buf.as_ptr() as usize + 1;
-                meta.key = Some(start..start + arg.len());
+                meta.key = Span::new(start..start + arg.len());
             }
             _ => {} // flags we did not ask for (s, W, Z, …) are not ours to judge
         }

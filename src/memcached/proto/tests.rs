@@ -28,7 +28,7 @@ fn value_with_flags_ttl_and_cas() {
     let m = one(buf);
     assert_eq!(m.status, Status::Value);
     assert_eq!((m.flags, m.ttl, m.cas), (Some(5), Some(-1), Some(17)));
-    assert_eq!(&buf[m.value.clone().unwrap()], b"hi");
+    assert_eq!(&buf[m.value.unwrap().range()], b"hi");
     assert_eq!(m.len, 21);
     assert_eq!(one(&buf[m.len..]).status, Status::Miss);
 }
@@ -46,7 +46,7 @@ fn partial_frames_ask_for_more() {
 fn echoed_key_and_base64() {
     let buf = b"HD kZm9v b\r\n";
     let m = one(buf);
-    assert_eq!(&buf[m.key.unwrap()], b"Zm9v");
+    assert_eq!(&buf[m.key.unwrap().range()], b"Zm9v");
     assert!(m.base64);
 }
 
@@ -64,7 +64,7 @@ fn status_codes() {
         assert_eq!(one(text).status, status);
     }
     let buf = b"SERVER_ERROR object too large for cache\r\n";
-    assert_eq!(&buf[one(buf).message.unwrap()], b"object too large for cache");
+    assert_eq!(&buf[one(buf).message.unwrap().range()], b"object too large for cache");
 }
 
 #[test]
@@ -146,7 +146,7 @@ mod properties {
             }
             let m = parse_meta(&frame).unwrap().unwrap();
             prop_assert_eq!((m.status, m.len, m.flags, m.ttl, m.opaque), (Status::Value, frame.len(), Some(flags), Some(ttl), Some(opaque)));
-            prop_assert_eq!(&frame[m.value.unwrap()], &value[..]);
+            prop_assert_eq!(&frame[m.value.unwrap().range()], &value[..]);
         }
 
         /// The one-pass header reading and the general one read every
@@ -236,4 +236,14 @@ mod properties {
             let _ = parse_meta(&frame[..cut % (frame.len() + 1)]);
         }
     }
+}
+
+#[test]
+fn a_span_is_a_range_of_the_frame_in_32_bits() {
+    let span = Span::new(3..8).unwrap();
+    assert_eq!(span.of(b"0123456789"), Some(&b"34567"[..]));
+    assert_eq!(span.range(), 3..8);
+    assert_eq!(span.of(b"0123"), None, "past the frame: nothing, not a panic");
+    assert_eq!(Span::new(0..(1usize << 32)), None, "past 32 bits");
+    assert!(std::mem::size_of::<Meta>() <= 128, "a Meta is moved inline, not by a memcpy call");
 }
