@@ -21,10 +21,6 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-/// Writes go out in pieces of this size, each with its own timeout, so the
-/// timeout counts time without progress, not the time a large batch takes.
-const WRITE_PIECE: usize = 64 * 1024;
-
 /// Lines of a `stats` answer read before giving up on its `END`.
 pub const MAX_STAT_LINES: usize = 4096;
 
@@ -401,21 +397,30 @@ async fn whole<T>(
     })
 }
 
-/// Writes `bytes` a piece at a time, each piece within `t`, adding what
-/// went out to `written`.
+/// Writes `bytes`, adding what went out to `written`. Each write hands
+/// the socket all that is left and must move something within `t`: the
+/// timeout counts time without progress, not the time a large batch
+/// takes. (Pieces of 64 KiB, each written whole within `t`, made four
+/// times the `sendto` calls, each waking the server's worker: 2,514
+/// against 762 in a 1 M 3→4, 2% of the copy's CPU.)
 async fn write_counted(
     w: &mut OwnedWriteHalf,
-    bytes: &[u8],
+    mut bytes: &[u8],
     server: &str,
     t: Duration,
     written: &AtomicU64,
 ) -> Result<(), McError> {
-    for piece in bytes.chunks(WRITE_PIECE) {
-        timeout(t, w.write_all(piece))
+    while !bytes.is_empty() {
+        let n = timeout(t, w.write(bytes))
             .await
             .map_err(|_| McError::Timeout { server: server.to_owned(), secs: t.as_secs() })?
             .map_err(|source| McError::Io { server: server.to_owned(), source })?;
-        written.fetch_add(piece.len() as u64, Ordering::Relaxed);
+        if n == 0 {
+            let source = std::io::Error::from(std::io::ErrorKind::WriteZero);
+            return Err(McError::Io { server: server.to_owned(), source });
+        }
+        written.fetch_add(n as u64, Ordering::Relaxed);
+        bytes = bytes.get(n..).unwrap_or_default();
     }
     Ok(())
 }
@@ -424,6 +429,52 @@ async fn write_counted(
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
+
+    /// A connected pair: our write half, and the server's socket, which
+    /// reads `chunk` bytes every `every` (never, for `None`).
+    async fn reading_server(pace: Option<(usize, Duration)>) -> OwnedWriteHalf {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let Some((chunk, every)) = pace else {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                return;
+            };
+            let mut buf = vec![0; chunk];
+            while let Ok(n @ 1..) = s.read(&mut buf).await {
+                let _ = n;
+                tokio::time::sleep(every).await;
+            }
+        });
+        TcpStream::connect(addr).await.unwrap().into_split().1
+    }
+
+    /// 64 MiB is more than loopback's socket buffers hold, so the writes
+    /// depend on the server reading.
+    const LARGE: usize = 64 << 20;
+
+    #[tokio::test]
+    async fn a_write_the_server_never_reads_times_out_without_progress() {
+        let mut w = reading_server(None).await;
+        let (written, start) = (AtomicU64::new(0), std::time::Instant::now());
+        let r = write_counted(&mut w, &vec![b'x'; LARGE], "server", Duration::from_millis(300), &written).await;
+        assert!(matches!(r, Err(McError::Timeout { .. })), "{r:?}");
+        assert!(start.elapsed() < Duration::from_secs(20), "bounded: {:?}", start.elapsed());
+        assert!(written.load(Ordering::Relaxed) < LARGE as u64);
+    }
+
+    /// The timeout is time without progress: a write that takes far
+    /// longer than it, moving all along, completes.
+    #[tokio::test]
+    async fn a_slow_write_that_moves_completes_past_the_timeout() {
+        let mut w = reading_server(Some((1 << 20, Duration::from_millis(40)))).await;
+        let (written, start) = (AtomicU64::new(0), std::time::Instant::now());
+        let t = Duration::from_millis(300);
+        write_counted(&mut w, &vec![b'x'; LARGE], "server", t, &written).await.unwrap();
+        assert_eq!(written.load(Ordering::Relaxed), LARGE as u64);
+        assert!(start.elapsed() > t, "the write must outlast the timeout to mean anything: {:?}", start.elapsed());
+    }
 
     /// A server that answers one `stats` with `answer`.
     async fn answering(answer: Vec<u8>) -> Connection {
