@@ -429,9 +429,8 @@ pub fn encode_key(raw: &[u8], out: &mut Vec<u8>) -> Result<bool, KeyError> {
     if raw.len() > MAX_KEY {
         return Err(KeyError { len: raw.len(), why: "over 250 bytes" });
     }
-    // One pass: most keys have no byte at or below space, nor DEL. (A fold
-    // without early exit, so that it compiles to vector compares.)
-    if !raw.iter().fold(false, |found, b| found | (*b <= b' ') | (*b == 0x7f)) {
+    // One pass: most keys have no byte at or below space, nor DEL.
+    if plain(raw) {
         out.extend_from_slice(raw);
         return Ok(false);
     }
@@ -445,6 +444,44 @@ pub fn encode_key(raw: &[u8], out: &mut Vec<u8>) -> Result<bool, KeyError> {
     }
     out.extend_from_slice(raw);
     Ok(false)
+}
+
+/// Whether `raw` has no byte at or below space, nor DEL: the keys that go
+/// on the wire as they are. Keys of up to 64 bytes take one masked load
+/// and two compares with AVX-512 (about 2% of a copy's CPU was this check
+/// done sixteen bytes at a time with a scalar tail, once per key listed,
+/// issue 32).
+pub fn plain(raw: &[u8]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if raw.len() <= 64 && std::arch::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: the CPU has AVX-512 BW (which implies F), checked just
+        // above, and `raw` is at most 64 bytes.
+        return unsafe { plain_wide(raw) };
+    }
+    plain_portable(raw)
+}
+
+/// [`plain`] on any CPU (a fold without early exit, so that it compiles to
+/// vector compares).
+fn plain_portable(raw: &[u8]) -> bool {
+    !raw.iter().fold(false, |found, b| found | (*b <= b' ') | (*b == 0x7f))
+}
+
+/// [`plain`] for a key of at most 64 bytes.
+///
+/// # Safety
+/// The CPU must have AVX-512 F and BW, and `raw` must be at most 64 bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn plain_wide(raw: &[u8]) -> bool {
+    use std::arch::x86_64::*;
+    let lanes = if raw.len() >= 64 { u64::MAX } else { (1u64 << raw.len()) - 1 };
+    // SAFETY: the mask reads the key's own bytes and no others (masked-off
+    // lanes are not accessed).
+    let v = unsafe { _mm512_maskz_loadu_epi8(lanes, raw.as_ptr().cast()) };
+    let low = _mm512_mask_cmple_epu8_mask(lanes, v, _mm512_set1_epi8(b' ' as i8));
+    let del = _mm512_mask_cmpeq_epi8_mask(lanes, v, _mm512_set1_epi8(0x7f));
+    low | del == 0
 }
 
 /// The raw bytes of a wire key.

@@ -247,3 +247,22 @@ fn a_span_is_a_range_of_the_frame_in_32_bits() {
     assert_eq!(Span::new(0..(1usize << 32)), None, "past 32 bits");
     assert!(std::mem::size_of::<Meta>() <= 128, "a Meta is moved inline, not by a memcpy call");
 }
+
+/// The wide check against the portable one: every byte value at every
+/// position of keys of every length up to 80 (past the 64 the wide one
+/// takes).
+#[test]
+fn a_key_is_plain_by_either_check_alike() {
+    for len in 0..=80usize {
+        let base: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+        assert!(plain(&base) && plain_portable(&base), "{len}");
+        for at in 0..len {
+            for byte in 0..=255u8 {
+                let mut key = base.clone();
+                key[at] = byte;
+                assert_eq!(plain(&key), plain_portable(&key), "byte {byte:#x} at {at} of {len}");
+                assert_eq!(plain(&key), byte > b' ' && byte != 0x7f, "byte {byte:#x} at {at} of {len}");
+            }
+        }
+    }
+}
