@@ -67,6 +67,12 @@ impl KeyBatch {
         (0..self.len()).map(|i| self.get(i))
     }
 
+    /// Gives back the room reserved beyond the keys pushed.
+    pub fn shrink_to_fit(&mut self) {
+        self.buf.shrink_to_fit();
+        self.keys.shrink_to_fit();
+    }
+
     /// The memory this batch holds.
     pub fn heap_bytes(&self) -> usize {
         self.buf.capacity() + self.keys.capacity() * std::mem::size_of::<KeyRef>()

@@ -99,7 +99,11 @@ impl Outlet {
             p.keys_found.fetch_add(self.batch.len() as u64, Ordering::Relaxed);
         }
         self.bytes = 0;
-        let batch = std::mem::replace(&mut self.batch, KeyBatch::with_capacity(opts.batch_keys));
+        let mut batch = std::mem::replace(&mut self.batch, KeyBatch::with_capacity(opts.batch_keys));
+        // What waits is what the keys hold, not the room reserved for them
+        // (48 bytes a key): the queue's memory holds a third more keys of
+        // 33 bytes before it spills.
+        batch.shrink_to_fit();
         self.tx.send(batch)
     }
 }
@@ -347,5 +351,37 @@ async fn start_dump(source: &str, mut mode: DumpMode, opts: &Options) -> Result<
         let pause = backoff.next_pause();
         debug!(source, "crawler busy, retrying in {pause:?}");
         tokio::time::sleep(pause).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resync::queue::{key_queue, QueueBudget};
+
+    /// A batch waits in the queue at what its keys hold, not at the room
+    /// reserved for a full batch: a budget of ten short keys' worth takes
+    /// them in memory (the room reserved for 4,096 keys would spill them).
+    #[tokio::test]
+    async fn a_sent_batch_counts_what_its_keys_hold() {
+        let opts = Options::default();
+        let dir = std::env::temp_dir();
+        let probe = {
+            let mut b = KeyBatch::default();
+            for i in 0..10 {
+                b.push(format!("key{i}").as_bytes(), 1).unwrap();
+            }
+            b.shrink_to_fit();
+            b.heap_bytes()
+        };
+        let budget = QueueBudget::new(probe, dir);
+        let (tx, mut rx) = key_queue(&budget);
+        let mut outlet = Outlet::new(tx, &opts);
+        for i in 0..10 {
+            outlet.batch.push(format!("key{i}").as_bytes(), 1).unwrap();
+        }
+        assert!(outlet.send_if(true, &opts, None).unwrap());
+        assert_eq!(budget.spilled.load(std::sync::atomic::Ordering::Relaxed), 0, "spilled");
+        assert_eq!(rx.recv().await.unwrap().unwrap().len(), 10);
     }
 }
