@@ -8,29 +8,18 @@
 use astaire::testdata::key;
 use astaire::view::md5_lanes;
 use md5::{Digest, Md5};
-use std::time::Instant;
+#[path = "common/best.rs"]
+mod timing;
 
 const KEYS: u64 = 262_144;
 const GROUP: usize = 64;
 const ROUNDS: usize = 9;
 
-fn best(mut run: impl FnMut() -> usize) -> f64 {
-    let mut best = f64::MAX;
-    let mut check = 0;
-    for _ in 0..ROUNDS {
-        let start = Instant::now();
-        check += run();
-        best = best.min(start.elapsed().as_nanos() as f64 / KEYS as f64);
-    }
-    std::hint::black_box(check);
-    best
-}
-
 fn main() {
     let owned: Vec<Vec<u8>> = (0..KEYS).map(key).collect();
     let keys: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
     let mut out = Vec::new();
-    let lanes = best(|| {
+    let lanes = timing::best(ROUNDS, KEYS, || {
         let mut n = 0;
         for group in keys.chunks(GROUP) {
             md5_lanes::digests(group, &mut out);
@@ -38,7 +27,7 @@ fn main() {
         }
         n
     });
-    let one = best(|| keys.iter().map(|k| usize::from(Md5::digest(k)[0])).sum());
+    let one = timing::best(ROUNDS, KEYS, || keys.iter().map(|k| usize::from(Md5::digest(k)[0])).sum());
     // The same digests either way, or the figures mean nothing.
     for group in keys.chunks(GROUP) {
         md5_lanes::digests(group, &mut out);

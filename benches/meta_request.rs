@@ -8,22 +8,11 @@
 
 use astaire::memcached::proto::{mg_batch, ms, SetMode, WireKey};
 use astaire::testdata::key;
-use std::time::Instant;
+#[path = "common/best.rs"]
+mod timing;
 
 const KEYS: u64 = 4096;
 const ROUNDS: usize = 200;
-
-fn best(mut run: impl FnMut() -> usize) -> f64 {
-    let mut best = f64::MAX;
-    let mut check = 0;
-    for _ in 0..ROUNDS {
-        let start = Instant::now();
-        check += run();
-        best = best.min(start.elapsed().as_nanos() as f64 / KEYS as f64);
-    }
-    std::hint::black_box(check);
-    best
-}
 
 fn main() {
     let keys: Vec<Vec<u8>> = (0..KEYS).map(key).collect();
@@ -31,18 +20,18 @@ fn main() {
     let value = vec![b'v'; 100];
     let flags = |i: usize| 1_796_585_564u32.wrapping_add(i as u32);
     let mut out = Vec::new();
-    let fetch = best(|| {
+    let fetch = timing::best(ROUNDS, KEYS, || {
         mg_batch(&mut out, wire(), "f t v u");
         out.len()
     });
     let expected: String =
         keys.iter().enumerate().map(|(n, k)| format!("mg {} f t v u O{n}\r\n", String::from_utf8_lossy(k))).collect();
     assert_eq!(out, format!("{expected}mn\r\n").into_bytes());
-    let check = best(|| {
+    let check = timing::best(ROUNDS, KEYS, || {
         mg_batch(&mut out, wire(), "f");
         out.len()
     });
-    let inject = best(|| {
+    let inject = timing::best(ROUNDS, KEYS, || {
         out.clear();
         for (n, k) in wire().enumerate() {
             ms(&mut out, k, &value, flags(n), 86_400, SetMode::Add, n);

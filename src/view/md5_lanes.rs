@@ -53,8 +53,8 @@ const INIT: [u32; 4] = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476];
 pub fn digests(keys: &[&[u8]], out: &mut Vec<[u8; 16]>) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F, checked just above.
+        if wide_available() {
+            // SAFETY: the CPU has AVX-512 F and BW, checked just above.
             return unsafe { digests_avx512(keys, out) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
@@ -63,6 +63,13 @@ pub fn digests(keys: &[&[u8]], out: &mut Vec<[u8; 16]>) {
         }
     }
     digests_in::<LANES>(keys, out);
+}
+
+/// Whether the CPU runs [`wide`]: AVX-512 F and BW (the byte-masked
+/// loads), which not every AVX-512 CPU has (Xeon Phi has F without BW).
+#[cfg(target_arch = "x86_64")]
+fn wide_available() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw")
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -181,7 +188,7 @@ fn md5_step<const N: usize>(
     }
 }
 
-/// Sixteen MD5s in the 512-bit registers, written with intrinsics: the
+/// MD5s sixteen to a 512-bit register, written with intrinsics: the
 /// padded blocks built by masked loads and transposed into word-major
 /// order by shuffles (the portable kernel builds them byte by byte through
 /// memory, which took two thirds of its time), and the 64 steps unrolled,
@@ -357,8 +364,8 @@ mod tests {
                 unsafe { digests_avx2(keys, &mut out) };
                 results.push(("avx2", out.clone()));
             }
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F, checked just above.
+            if wide_available() {
+                // SAFETY: the CPU has AVX-512 F and BW, checked just above.
                 unsafe { digests_avx512(keys, &mut out) };
                 results.push(("avx512", out.clone()));
             }

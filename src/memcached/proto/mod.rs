@@ -453,9 +453,12 @@ pub fn encode_key(raw: &[u8], out: &mut Vec<u8>) -> Result<bool, KeyError> {
 /// issue 32).
 pub fn plain(raw: &[u8]) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if raw.len() <= 64 && std::arch::is_x86_feature_detected!("avx512bw") {
-        // SAFETY: the CPU has AVX-512 BW (which implies F), checked just
-        // above, and `raw` is at most 64 bytes.
+    if raw.len() <= 64
+        && std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+    {
+        // SAFETY: the CPU has AVX-512 F and BW, checked just above, and
+        // `raw` is at most 64 bytes.
         return unsafe { plain_wide(raw) };
     }
     plain_portable(raw)
