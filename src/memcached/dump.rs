@@ -127,27 +127,12 @@ fn key_line_wide(buf: &[u8], mode: DumpMode, marks: impl Fn(usize) -> Option<Mar
         // search by name finds, with no `flags=` after it.
         DumpMode::Metadump => {
             match m.last_space.and_then(|at| line.get(at + 1..)).and_then(|f| f.strip_prefix(b"size=")) {
-                Some(number) => (size_of(number), None),
+                Some(number) => (parse_decimal::<u32>(number), None),
                 None => metadump_fields(rest),
             }
         }
     };
     Some((DumpLine::Key { key: from..key_end, encoding, size, flags }, m.newline + 1))
-}
-
-/// A `size=` number: up to nine digits (what an item's size has) folded
-/// in a `u32` with no overflow to check; anything else (a sign among
-/// them) as [`parse_decimal`] reads it. Once per 1.6.18 line, and the general
-/// reading through `i128` was a tenth of the line's cost (issue 32).
-#[inline]
-fn size_of(number: &[u8]) -> Option<u32> {
-    let short = (1..=9).contains(&number.len()).then(|| {
-        number.iter().try_fold(0u32, |n, d| {
-            let v = d.wrapping_sub(b'0');
-            (v < 10).then(|| n * 10 + u32::from(v))
-        })
-    });
-    short.flatten().or_else(|| parse_decimal::<u32>(number))
 }
 
 /// Where a line's bytes are, from [`line_wide::marks`].
@@ -894,37 +879,3 @@ key=plain exp=1796021269 la=1796021169 cas=2 fetch=no cls=1 size=69\nEND\r\n";
     }
 }
 
-#[cfg(test)]
-mod size_tests {
-    use super::*;
-
-    /// The short reading of `size=` against the general one, on every
-    /// shape a number can take.
-    #[test]
-    fn a_size_reads_as_parse_decimal_reads_it() {
-        let mut numbers: Vec<String> = (0..=10_000u32).map(|n| n.to_string()).collect();
-        numbers.extend((0..=10).map(|p| 10u64.pow(p)).flat_map(|t| [t - 1, t, t + 1]).map(|n| n.to_string()));
-        numbers.extend(
-            [
-                "",
-                "-",
-                "-0",
-                "-1",
-                "+1",
-                "00",
-                "1 ",
-                "1a",
-                "a1",
-                "999999999",
-                "4294967295",
-                "4294967296",
-                "0000000001",
-                "12345678901234567890",
-            ]
-            .map(String::from),
-        );
-        for n in &numbers {
-            assert_eq!(size_of(n.as_bytes()), parse_decimal::<u32>(n.as_bytes()), "{n:?}");
-        }
-    }
-}
