@@ -7,6 +7,8 @@
 //! worker publishes its counters for whoever reports them.
 
 pub mod addr;
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
 pub mod backoff;
 pub mod config;
 pub mod daemon;

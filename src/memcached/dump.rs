@@ -335,17 +335,6 @@ const fn hex_table() -> [u8; 256] {
     t
 }
 
-/// The lanes below `n` of a 64-lane mask (all 64 from 64 up), for the
-/// masked loads and stores of the AVX-512 readings below.
-#[cfg(target_arch = "x86_64")]
-fn below(n: usize) -> u64 {
-    if n >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << n) - 1
-    }
-}
-
 /// Percent-decoding 64 bytes at a time with AVX-512. In each block: the
 /// `%`s, the hex values of the two bytes after each position (a table
 /// lookup of 64 bytes at once), an escape wherever a `%` is followed by two
@@ -357,12 +346,11 @@ fn below(n: usize) -> u64 {
 /// byte by byte; this is checked against it on every length to 200 bytes.
 #[cfg(target_arch = "x86_64")]
 mod percent_wide {
-    use super::below;
+    use crate::avx512::below;
     use std::arch::x86_64::*;
 
     pub fn available() -> bool {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
+        crate::avx512::bw_available()
             && std::arch::is_x86_feature_detected!("avx512vbmi")
             && std::arch::is_x86_feature_detected!("avx512vbmi2")
             && std::arch::is_x86_feature_detected!("popcnt")
@@ -440,12 +428,11 @@ mod percent_wide {
 /// a line of 40 to 110 bytes.
 #[cfg(target_arch = "x86_64")]
 mod line_wide {
-    use super::{below, Marks};
+    use super::Marks;
+    use crate::avx512::below;
     use std::arch::x86_64::*;
 
-    pub fn available() -> bool {
-        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw")
-    }
+    pub use crate::avx512::bw_available as available;
 
     /// The marks of the line at the start of `buf`, looking at its first
     /// `limit` bytes at most, the first space searched from `from`; `None`
@@ -878,4 +865,3 @@ key=plain exp=1796021269 la=1796021169 cas=2 fetch=no cls=1 size=69\nEND\r\n";
         }
     }
 }
-

@@ -53,7 +53,7 @@ const INIT: [u32; 4] = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476];
 pub fn digests(keys: &[&[u8]], out: &mut Vec<[u8; 16]>) {
     #[cfg(target_arch = "x86_64")]
     {
-        if wide_available() {
+        if crate::avx512::bw_available() {
             // SAFETY: the CPU has AVX-512 F and BW, checked just above.
             return unsafe { digests_avx512(keys, out) };
         }
@@ -63,13 +63,6 @@ pub fn digests(keys: &[&[u8]], out: &mut Vec<[u8; 16]>) {
         }
     }
     digests_in::<LANES>(keys, out);
-}
-
-/// Whether the CPU runs [`wide`]: AVX-512 F and BW (the byte-masked
-/// loads), which not every AVX-512 CPU has (Xeon Phi has F without BW).
-#[cfg(target_arch = "x86_64")]
-fn wide_available() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw")
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -206,7 +199,7 @@ mod wide {
         let len = key.len().min(ONE_BLOCK);
         // SAFETY: the mask reads the key's own `len` bytes and no others
         // (masked-off lanes are not accessed).
-        let v = unsafe { _mm512_maskz_loadu_epi8((1u64 << len) - 1, key.as_ptr().cast()) };
+        let v = unsafe { _mm512_maskz_loadu_epi8(crate::avx512::below(len), key.as_ptr().cast()) };
         let v = _mm512_mask_mov_epi8(v, 1u64 << len, _mm512_set1_epi8(0x80_u8 as i8));
         _mm512_mask_mov_epi32(v, 1 << 14, _mm512_set1_epi32((len * 8) as i32))
     }
@@ -364,7 +357,7 @@ mod tests {
                 unsafe { digests_avx2(keys, &mut out) };
                 results.push(("avx2", out.clone()));
             }
-            if wide_available() {
+            if crate::avx512::bw_available() {
                 // SAFETY: the CPU has AVX-512 F and BW, checked just above.
                 unsafe { digests_avx512(keys, &mut out) };
                 results.push(("avx512", out.clone()));

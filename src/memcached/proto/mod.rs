@@ -453,10 +453,7 @@ pub fn encode_key(raw: &[u8], out: &mut Vec<u8>) -> Result<bool, KeyError> {
 /// issue 32).
 pub fn plain(raw: &[u8]) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if raw.len() <= 64
-        && std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512bw")
-    {
+    if raw.len() <= 64 && crate::avx512::bw_available() {
         // SAFETY: the CPU has AVX-512 F and BW, checked just above, and
         // `raw` is at most 64 bytes.
         return unsafe { plain_wide(raw) };
@@ -478,7 +475,7 @@ fn plain_portable(raw: &[u8]) -> bool {
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn plain_wide(raw: &[u8]) -> bool {
     use std::arch::x86_64::*;
-    let lanes = if raw.len() >= 64 { u64::MAX } else { (1u64 << raw.len()) - 1 };
+    let lanes = crate::avx512::below(raw.len());
     // SAFETY: the mask reads the key's own bytes and no others (masked-off
     // lanes are not accessed).
     let v = unsafe { _mm512_maskz_loadu_epi8(lanes, raw.as_ptr().cast()) };
